@@ -1,0 +1,286 @@
+//! k-means clustering with greedy k-means++ seeding, like scikit-learn's
+//! `KMeans(init="k-means++", algorithm="lloyd")`.
+//!
+//! - Seeding follows scikit-learn's greedy k-means++: each new centre is the
+//!   best of `2 + ⌊ln k⌋` candidates drawn in proportion to squared distance.
+//! - Lloyd iterations stop when the centres move less (in total squared
+//!   distance) than `tol` times the mean per-feature variance, as in
+//!   scikit-learn.
+//! - `n_init` seeded restarts keep the lowest inertia. Everything is
+//!   deterministic for a given `seed`.
+//! - `predict` gives the nearest centre's index (s64); `transform` gives the
+//!   distance to every centre.
+
+use kernel_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+kernel_sdk::params! {
+    /// Parameters of [`KMeans`].
+    pub struct KMeansParams {
+        /// Number of clusters.
+        k: u32 = 8, range(1, 100000);
+        /// Independent seeded restarts; the one with the lowest inertia wins.
+        n_init: u32 = 1, range(1, 1000);
+        /// Most Lloyd iterations per restart.
+        max_iter: u32 = 300, range(1, 1000000);
+        /// Relative tolerance on centre movement.
+        tol: f64 = 1e-4, range(0.0, 1.0);
+        /// Seed of the k-means++ draws.
+        seed: u64 = 0;
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub features: Vec<String>,
+    /// `k` rows of `features.len()` values.
+    pub centres: Vec<Vec<f64>>,
+    /// Rows assigned to each centre at the end of fit.
+    pub sizes: Vec<u64>,
+    /// Sum of squared distances of the training rows to their centre.
+    pub inertia: f64,
+    pub iterations: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KMeans {
+    params: KMeansParams,
+    model: Option<Model>,
+}
+
+impl KMeans {
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+}
+
+/// SplitMix64: small, fast, and good enough for seeding draws.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn distance2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+fn nearest(row: &[f64], centres: &[Vec<f64>]) -> (usize, f64) {
+    centres
+        .iter()
+        .enumerate()
+        .map(|(j, c)| (j, distance2(row, c)))
+        .fold((0, f64::INFINITY), |best, cur| if cur.1 < best.1 { cur } else { best })
+}
+
+/// Index of the row where the cumulative weight first exceeds `target`.
+fn draw(weights: &[f64], target: f64) -> usize {
+    let mut acc = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if acc > target {
+            return i;
+        }
+    }
+    weights.len() - 1
+}
+
+fn seed_centres(x: &Matrix, k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    let first = (rng.unit() * x.rows as f64) as usize;
+    let mut centres = vec![x.row(first.min(x.rows - 1)).to_vec()];
+    let mut closest: Vec<f64> = x.rows().map(|r| distance2(r, &centres[0])).collect();
+    while centres.len() < k {
+        let total: f64 = closest.iter().sum();
+        let mut best: Option<(usize, f64, Vec<f64>)> = None;
+        for _ in 0..trials {
+            let candidate = if total > 0.0 {
+                draw(&closest, rng.unit() * total)
+            } else {
+                (rng.unit() * x.rows as f64) as usize % x.rows
+            };
+            let updated: Vec<f64> = x
+                .rows()
+                .zip(&closest)
+                .map(|(r, d)| d.min(distance2(r, x.row(candidate))))
+                .collect();
+            let potential: f64 = updated.iter().sum();
+            if best.as_ref().is_none_or(|b| potential < b.1) {
+                best = Some((candidate, potential, updated));
+            }
+        }
+        if let Some((candidate, _, updated)) = best {
+            centres.push(x.row(candidate).to_vec());
+            closest = updated;
+        }
+    }
+    centres
+}
+
+/// One restart: seeding then Lloyd iterations.
+fn lloyd(x: &Matrix, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Model {
+    let d = x.cols;
+    let mut centres = seed_centres(x, k, rng);
+    let mut iterations = 0;
+    for _ in 0..max_iter {
+        iterations += 1;
+        let mut sums = vec![vec![0.0; d]; k];
+        let mut counts = vec![0u64; k];
+        for row in x.rows() {
+            let (j, _) = nearest(row, &centres);
+            counts[j] += 1;
+            sums[j].iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        let mut shift = 0.0;
+        for j in 0..k {
+            // An emptied cluster keeps its centre.
+            if counts[j] > 0 {
+                let updated: Vec<f64> = sums[j].iter().map(|s| s / counts[j] as f64).collect();
+                shift += distance2(&updated, &centres[j]);
+                centres[j] = updated;
+            }
+        }
+        if shift <= tol {
+            break;
+        }
+    }
+    let mut sizes = vec![0u64; k];
+    let mut inertia = 0.0;
+    for row in x.rows() {
+        let (j, dist) = nearest(row, &centres);
+        sizes[j] += 1;
+        inertia += dist;
+    }
+    Model { features: x.names.clone(), centres, sizes, inertia, iterations }
+}
+
+impl Kernel for KMeans {
+    type Params = KMeansParams;
+
+    fn meta() -> Meta {
+        Meta::new("k-means", env!("CARGO_PKG_VERSION"), KernelKind::Clusterer)
+            .description("k-means clustering with k-means++ seeding")
+    }
+
+    fn new(params: KMeansParams) -> Self {
+        KMeans { params, model: None }
+    }
+
+    fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        let m = x.to_matrix()?;
+        let k = self.params.k as usize;
+        if m.rows < k {
+            return Err(KernelError::invalid_input(format!("{} rows cannot make {k} clusters", m.rows)));
+        }
+        // Tolerance relative to the data's mean per-feature variance.
+        let mut variance = 0.0;
+        for j in 0..m.cols {
+            let mean = m.rows().map(|r| r[j]).sum::<f64>() / m.rows as f64;
+            variance += m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
+        }
+        let tol = self.params.tol * variance / m.cols.max(1) as f64;
+        let mut rng = Rng(self.params.seed);
+        let mut best: Option<Model> = None;
+        for _ in 0..self.params.n_init {
+            let model = lloyd(&m, k, self.params.max_iter as usize, tol, &mut rng);
+            if best.as_ref().is_none_or(|b| model.inertia < b.inertia) {
+                best = Some(model);
+            }
+        }
+        self.model = best;
+        Ok(())
+    }
+
+    fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
+        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let m = select(x, &model.features)?;
+        Ok(Column::s64("cluster", m.rows().map(|r| nearest(r, &model.centres).0 as i64).collect()))
+    }
+
+    fn transform(&self, x: Frame) -> Result<Frame, KernelError> {
+        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let m = select(&x, &model.features)?;
+        Frame::new(
+            model
+                .centres
+                .iter()
+                .enumerate()
+                .map(|(j, c)| Column::f64(format!("distance_{j}"), m.rows().map(|r| distance2(r, c).sqrt()).collect()))
+                .collect(),
+        )
+    }
+
+    fn explain(&self) -> Result<Explanation, KernelError> {
+        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let table = Frame::new(
+            model
+                .features
+                .iter()
+                .enumerate()
+                .map(|(f, name)| Column::f64(name.clone(), model.centres.iter().map(|c| c[f]).collect()))
+                .collect(),
+        )?;
+        Ok(Explanation {
+            summary: format!("{} clusters, inertia {:.6}", model.centres.len(), model.inertia),
+            entries: vec![
+                ExplainEntry { name: "centres".into(), value: ExplainValue::Table(table) },
+                ExplainEntry {
+                    name: "sizes".into(),
+                    value: ExplainValue::Vector(model.sizes.iter().map(|s| *s as f64).collect()),
+                },
+                ExplainEntry { name: "inertia".into(), value: ExplainValue::Scalar(model.inertia) },
+            ],
+        })
+    }
+}
+
+fn select(x: &Frame, features: &[String]) -> Result<Matrix, KernelError> {
+    let columns = features
+        .iter()
+        .map(|name| {
+            x.column(name)
+                .cloned()
+                .ok_or_else(|| KernelError::invalid_input(format!("feature column `{name}` is missing")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Frame::new(columns)?.to_matrix()
+}
+
+kernel_sdk::export_kernel!(KMeans);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kernel_sdk::testing::Local;
+
+    #[test]
+    fn separated_blobs_are_found() {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for (cx, cy) in [(0.0, 0.0), (10.0, 10.0), (-10.0, 10.0)] {
+            for i in 0..20 {
+                xs.push(cx + (i % 5) as f64 * 0.1);
+                ys.push(cy + (i / 5) as f64 * 0.1);
+            }
+        }
+        let x = Frame::new(vec![Column::f64("x", xs), Column::f64("y", ys)]).unwrap();
+        let mut k = Local::<KMeans>::with_params(&[("k", 3i64.into()), ("n_init", 5i64.into())]).unwrap();
+        k.fit(&x, None).unwrap();
+        let m = k.kernel().model().unwrap();
+        assert_eq!(m.sizes, [20, 20, 20]);
+        let mut centres = m.centres.clone();
+        centres.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        assert!((centres[0][0] + 9.8).abs() < 1e-9 && (centres[0][1] - 10.15).abs() < 1e-9, "{centres:?}");
+    }
+}

@@ -1,0 +1,164 @@
+//! One-hot encoder: replaces each string (or bool) column by one 0/1 f64
+//! column per category seen in `fit`, like scikit-learn's `OneHotEncoder`.
+//!
+//! - Categories are sorted, so output columns have a stable order; each is
+//!   named `<column>_<category>`.
+//! - A category not seen in `fit` becomes all zeros (`handle_unknown =
+//!   "ignore"`, the default) or is refused with its row (`"error"`).
+//! - Nulls are refused: impute first (the message says so).
+//! - Numeric columns pass through untouched.
+
+use kernel_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+kernel_sdk::params! {
+    /// Parameters of [`OneHotEncoder`].
+    pub struct OneHotParams {
+        /// What to do with a category not seen during fit.
+        handle_unknown: String = "ignore", one_of["ignore", "error"];
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct OneHotEncoder {
+    params: OneHotParams,
+    /// For each encoded column: its name and sorted categories.
+    categories: Vec<(String, Vec<String>)>,
+}
+
+impl OneHotEncoder {
+    pub fn categories(&self) -> &[(String, Vec<String>)] {
+        &self.categories
+    }
+}
+
+fn is_categorical(column: &Column) -> bool {
+    matches!(column.values, ColumnValues::String(_) | ColumnValues::Bool(_))
+}
+
+fn no_nulls(column: &Column) -> Result<(), KernelError> {
+    match (0..column.len()).find(|row| column.is_null(*row)) {
+        Some(row) => Err(KernelError::invalid_input(format!(
+            "column `{}` has a missing value in row {row}; put an imputer before the encoder",
+            column.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Kernel for OneHotEncoder {
+    type Params = OneHotParams;
+
+    fn meta() -> Meta {
+        Meta::new("one-hot-encoder", env!("CARGO_PKG_VERSION"), KernelKind::Transformer)
+            .description("encodes categorical columns as one 0/1 column per category")
+    }
+
+    fn new(params: OneHotParams) -> Self {
+        OneHotEncoder {
+            params,
+            categories: Vec::new(),
+        }
+    }
+
+    fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        let mut categories = Vec::new();
+        for column in x.columns.iter().filter(|c| is_categorical(c)) {
+            no_nulls(column)?;
+            let seen: BTreeSet<String> = (0..column.len()).filter_map(|r| column.label(r)).collect();
+            categories.push((column.name.clone(), seen.into_iter().collect()));
+        }
+        self.categories = categories;
+        Ok(())
+    }
+
+    fn transform(&self, x: Frame) -> Result<Frame, KernelError> {
+        let rows = x.len();
+        let mut columns = Vec::with_capacity(x.columns.len());
+        for column in x.columns {
+            let Some((_, categories)) = self.categories.iter().find(|(n, _)| *n == column.name) else {
+                columns.push(column);
+                continue;
+            };
+            if !is_categorical(&column) {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{}` was categorical in fit but is {} now",
+                    column.name,
+                    column.type_name()
+                )));
+            }
+            no_nulls(&column)?;
+            let mut encoded = vec![vec![0.0; rows]; categories.len()];
+            for row in 0..rows {
+                let label = column.label(row).unwrap_or_default();
+                match categories.binary_search(&label) {
+                    Ok(j) => encoded[j][row] = 1.0,
+                    Err(_) if self.params.handle_unknown == "error" => {
+                        return Err(KernelError::invalid_input(format!(
+                            "column `{}` row {row} has category \"{label}\", unseen in fit",
+                            column.name
+                        )));
+                    }
+                    Err(_) => {}
+                }
+            }
+            for (category, values) in categories.iter().zip(encoded) {
+                columns.push(Column::f64(format!("{}_{category}", column.name), values));
+            }
+        }
+        Frame::new(columns).map(|mut f| {
+            // A frame whose columns were all dropped still keeps its height.
+            f.rows = rows as u32;
+            f
+        })
+    }
+
+    fn explain(&self) -> Result<Explanation, KernelError> {
+        Ok(Explanation {
+            summary: format!("one-hot encodes {} categorical columns", self.categories.len()),
+            entries: self
+                .categories
+                .iter()
+                .map(|(name, cats)| ExplainEntry {
+                    name: name.clone(),
+                    value: ExplainValue::Labels(cats.clone()),
+                })
+                .collect(),
+        })
+    }
+}
+
+kernel_sdk::export_kernel!(OneHotEncoder);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kernel_sdk::testing::Local;
+
+    fn frame(labels: &[&str]) -> Frame {
+        Frame::new(vec![
+            Column::string("c", labels.iter().map(|s| s.to_string()).collect()),
+            Column::f64("n", vec![1.0; labels.len()]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn sorted_categories_and_unknown_ignored() {
+        let mut k = Local::<OneHotEncoder>::new();
+        k.fit(&frame(&["b", "a", "b"]), None).unwrap();
+        let out = k.transform(frame(&["a", "z", "b"])).unwrap();
+        assert_eq!(out.column_names(), ["c_a", "c_b", "n"]);
+        assert_eq!(out.columns[0].values, ColumnValues::F64(vec![1.0, 0.0, 0.0]));
+        assert_eq!(out.columns[1].values, ColumnValues::F64(vec![0.0, 0.0, 1.0]));
+    }
+
+    #[test]
+    fn unknown_refused_with_row_when_asked() {
+        let mut k = Local::<OneHotEncoder>::with_params(&[("handle_unknown", "error".into())]).unwrap();
+        k.fit(&frame(&["a"]), None).unwrap();
+        let err = k.transform(frame(&["a", "q"])).unwrap_err();
+        assert!(err.message().contains("row 1"), "{err:?}");
+    }
+}

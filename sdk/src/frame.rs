@@ -1,0 +1,247 @@
+//! Helpers on the columnar [`Frame`]: building columns, reading numeric
+//! values with their nulls, and the dense row-major [`Matrix`] that models
+//! want. There is one data model (the WIT frame); the matrix is a view made
+//! on demand.
+
+use crate::{Column, ColumnValues, Frame, KernelError};
+
+impl Frame {
+    /// A frame from columns of equal length.
+    pub fn new(columns: Vec<Column>) -> Result<Frame, KernelError> {
+        let rows = columns.first().map_or(0, Column::len);
+        if let Some(bad) = columns.iter().find(|c| c.len() != rows) {
+            return Err(KernelError::invalid_input(format!(
+                "column `{}` has {} rows but `{}` has {rows}",
+                bad.name,
+                bad.len(),
+                columns[0].name
+            )));
+        }
+        let rows = u32::try_from(rows)
+            .map_err(|_| KernelError::invalid_input("a frame holds at most 2^32-1 rows"))?;
+        Ok(Frame { rows, columns })
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// Checks that every column has `rows` values (and a null mask of the
+    /// same length); a frame from the host always passes, one built by hand
+    /// may not.
+    pub fn check(&self) -> Result<(), KernelError> {
+        for c in &self.columns {
+            if c.len() != self.len() || c.nulls.as_ref().is_some_and(|n| n.len() != self.len()) {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{}` does not have the frame's {} rows",
+                    c.name, self.rows
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// All columns as a dense row-major matrix. Every column must be numeric
+    /// (f64, s64 or bool) and free of nulls; the error names the first column
+    /// that is not.
+    pub fn to_matrix(&self) -> Result<Matrix, KernelError> {
+        self.check()?;
+        let rows = self.len();
+        let cols = self.columns.len();
+        let mut data = vec![0.0; rows * cols];
+        for (j, column) in self.columns.iter().enumerate() {
+            let values = column.numeric().ok_or_else(|| {
+                KernelError::invalid_input(format!(
+                    "column `{}` is {}; this kernel needs numeric columns (encode it first)",
+                    column.name,
+                    column.type_name()
+                ))
+            })?;
+            for i in 0..rows {
+                data[i * cols + j] = values.get(i).ok_or_else(|| {
+                    KernelError::invalid_input(format!(
+                        "column `{}` has a missing value in row {i}; impute it first",
+                        column.name
+                    ))
+                })?;
+            }
+        }
+        Ok(Matrix {
+            rows,
+            cols,
+            data,
+            names: self.columns.iter().map(|c| c.name.clone()).collect(),
+        })
+    }
+}
+
+impl Column {
+    fn with(name: impl Into<String>, values: ColumnValues) -> Column {
+        Column {
+            name: name.into(),
+            values,
+            nulls: None,
+        }
+    }
+
+    pub fn f64(name: impl Into<String>, values: Vec<f64>) -> Column {
+        Column::with(name, ColumnValues::F64(values))
+    }
+
+    pub fn s64(name: impl Into<String>, values: Vec<i64>) -> Column {
+        Column::with(name, ColumnValues::S64(values))
+    }
+
+    pub fn bool(name: impl Into<String>, values: Vec<bool>) -> Column {
+        Column::with(name, ColumnValues::Bool(values))
+    }
+
+    pub fn string(name: impl Into<String>, values: Vec<String>) -> Column {
+        Column::with(name, ColumnValues::String(values))
+    }
+
+    /// Marks rows as missing: one byte per row, non-zero meaning null.
+    pub fn with_nulls(mut self, nulls: Vec<u8>) -> Column {
+        self.nulls = Some(nulls);
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.values {
+            ColumnValues::F64(v) => v.len(),
+            ColumnValues::S64(v) => v.len(),
+            ColumnValues::Bool(v) => v.len(),
+            ColumnValues::String(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls
+            .as_ref()
+            .is_some_and(|n| n.get(row).is_some_and(|b| *b != 0))
+    }
+
+    pub fn null_count(&self) -> usize {
+        self.nulls
+            .as_ref()
+            .map_or(0, |n| n.iter().filter(|b| **b != 0).count())
+    }
+
+    /// `f64`, `s64`, `bool` or `string`.
+    pub fn type_name(&self) -> &'static str {
+        match &self.values {
+            ColumnValues::F64(_) => "f64",
+            ColumnValues::S64(_) => "s64",
+            ColumnValues::Bool(_) => "bool",
+            ColumnValues::String(_) => "string",
+        }
+    }
+
+    /// A numeric view (f64, s64 and bool columns), `None` for strings.
+    pub fn numeric(&self) -> Option<NumericColumn<'_>> {
+        let values = match &self.values {
+            ColumnValues::F64(v) => NumericValues::F64(v),
+            ColumnValues::S64(v) => NumericValues::S64(v),
+            ColumnValues::Bool(v) => NumericValues::Bool(v),
+            ColumnValues::String(_) => return None,
+        };
+        Some(NumericColumn {
+            values,
+            nulls: self.nulls.as_deref(),
+        })
+    }
+
+    /// The value of `row` as text (`None` when null): how classifiers see
+    /// their labels whatever the column type.
+    pub fn label(&self, row: usize) -> Option<String> {
+        if self.is_null(row) {
+            return None;
+        }
+        match &self.values {
+            ColumnValues::F64(v) => v.get(row).map(|x| x.to_string()),
+            ColumnValues::S64(v) => v.get(row).map(|x| x.to_string()),
+            ColumnValues::Bool(v) => v.get(row).map(|x| x.to_string()),
+            ColumnValues::String(v) => v.get(row).cloned(),
+        }
+    }
+}
+
+enum NumericValues<'a> {
+    F64(&'a [f64]),
+    S64(&'a [i64]),
+    Bool(&'a [bool]),
+}
+
+/// Read access to a numeric column as `f64`, nulls as `None`.
+pub struct NumericColumn<'a> {
+    values: NumericValues<'a>,
+    nulls: Option<&'a [u8]>,
+}
+
+impl NumericColumn<'_> {
+    /// The value at `row`; `None` when it is null or out of range.
+    pub fn get(&self, row: usize) -> Option<f64> {
+        if self.nulls.is_some_and(|n| n.get(row).is_some_and(|b| *b != 0)) {
+            return None;
+        }
+        match self.values {
+            NumericValues::F64(v) => v.get(row).copied().filter(|x| !x.is_nan()),
+            NumericValues::S64(v) => v.get(row).map(|x| *x as f64),
+            NumericValues::Bool(v) => v.get(row).map(|x| f64::from(u8::from(*x))),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self.values {
+            NumericValues::F64(v) => v.len(),
+            NumericValues::S64(v) => v.len(),
+            NumericValues::Bool(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The non-null values, in row order.
+    pub fn present(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// A dense row-major matrix of `f64`, with the names of its columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// `data[i * cols + j]` is row `i`, column `j`.
+    pub data: Vec<f64>,
+    pub names: Vec<String>,
+}
+
+impl Matrix {
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &[f64]> {
+        self.data.chunks_exact(self.cols.max(1)).take(self.rows)
+    }
+}

@@ -1,0 +1,245 @@
+//! # kernel-sdk: write machine-learning kernels for kernel-host
+//!
+//! A *kernel* is a preprocessor, model or metric compiled to a WebAssembly
+//! component that kernel-host runs in a sandbox. With this crate an author
+//! writes plain Rust:
+//!
+//! 1. declare typed parameters with [`params!`];
+//! 2. implement [`Kernel`] on a `serde` type that holds the parameters and
+//!    whatever the kernel learns;
+//! 3. call [`export_kernel!`] once.
+//!
+//! State is saved and restored for you (the whole kernel value goes through
+//! `postcard`), parameters are validated against the declared types and
+//! ranges before your code sees them, and the generated WIT bindings stay
+//! hidden. The same kernel runs natively in unit tests through
+//! [`testing::Local`], which goes through exactly the same dispatch code as
+//! the exported component.
+//!
+//! ```no_run
+//! use kernel_sdk::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! kernel_sdk::params! {
+//!     /// Parameters of [`Shift`].
+//!     pub struct ShiftParams {
+//!         /// Amount added to every numeric value.
+//!         by: f64 = 1.0, range(-1e9, 1e9);
+//!     }
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Shift { params: ShiftParams }
+//!
+//! impl Kernel for Shift {
+//!     type Params = ShiftParams;
+//!     fn meta() -> Meta {
+//!         Meta::new("shift", env!("CARGO_PKG_VERSION"), KernelKind::Transformer)
+//!             .description("adds a constant to numeric columns")
+//!             .capabilities(Capabilities::STATELESS_TRANSFORM)
+//!     }
+//!     fn new(params: ShiftParams) -> Self { Shift { params } }
+//!     fn fit(&mut self, _x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> { Ok(()) }
+//!     fn transform(&self, mut x: Frame) -> Result<Frame, KernelError> {
+//!         for column in &mut x.columns {
+//!             if let ColumnValues::F64(values) = &mut column.values {
+//!                 values.iter_mut().for_each(|v| *v += self.params.by);
+//!             }
+//!         }
+//!         Ok(x)
+//!     }
+//! }
+//!
+//! kernel_sdk::export_kernel!(Shift);
+//! ```
+
+mod error;
+mod frame;
+pub mod log;
+#[doc(hidden)]
+#[path = "params.rs"]
+pub mod __params;
+#[doc(hidden)]
+pub mod runtime;
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __bindings {
+    // The one place guests generate bindings from `wit/`. Kernel crates never
+    // see these modules directly: the SDK re-exports the types and implements
+    // the exported trait through `export_kernel!`.
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "kernel-host:kernel/ml-kernel",
+        default_bindings_module: "kernel_sdk::__bindings",
+        pub_export_macro: true,
+        export_macro_name: "__export_ml_kernel",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use __bindings::kernel_host::kernel::types::{
+    Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
+    KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
+};
+pub use frame::{Matrix, NumericColumn};
+pub use __params::{ParamField, Params};
+#[doc(hidden)]
+pub use postcard as __postcard;
+
+/// The WIT package version this SDK builds kernels against.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Everything a kernel author needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
+        Kernel, KernelError, KernelKind, Matrix, Meta, NumericColumn, ParamValue, Params,
+    };
+}
+
+/// Static facts about a kernel, reported by `describe`.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub kind: KernelKind,
+    pub description: &'static str,
+    pub capabilities: Capabilities,
+}
+
+impl Meta {
+    /// A kernel called `name` (kebab-case), at semver `version`.
+    pub fn new(name: &'static str, version: &'static str, kind: KernelKind) -> Self {
+        Meta {
+            name,
+            version,
+            kind,
+            description: "",
+            capabilities: Capabilities::empty(),
+        }
+    }
+
+    pub fn description(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+}
+
+/// A machine-learning kernel.
+///
+/// The value holds the parameters and everything learned; it is serialized
+/// whole by `save-state` and restored by `load-state`, so keep it plain data.
+/// Every operation has a default that refuses with
+/// [`KernelError::Unsupported`]: implement the ones your kernel offers.
+pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
+    /// The typed parameters, declared with [`params!`].
+    type Params: Params;
+
+    /// Name, version, kind and capabilities.
+    fn meta() -> Meta;
+
+    /// A fresh, unfitted kernel with validated parameters.
+    fn new(params: Self::Params) -> Self;
+
+    /// Learns from `x` (and the target `y` for supervised kernels).
+    fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError>;
+
+    /// Learns from one more chunk; declare [`Capabilities::PARTIAL_FIT`].
+    fn partial_fit(&mut self, _x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        Err(error::unsupported("partial-fit"))
+    }
+
+    /// Maps `x` to a frame with the same number of rows. Takes `x` by value
+    /// so that columns can be rewritten in place without a copy.
+    fn transform(&self, _x: Frame) -> Result<Frame, KernelError> {
+        Err(error::unsupported("transform"))
+    }
+
+    /// One prediction per row.
+    fn predict(&self, _x: &Frame) -> Result<Column, KernelError> {
+        Err(error::unsupported("predict"))
+    }
+
+    /// One probability column per class; declare
+    /// [`Capabilities::PREDICT_PROBA`].
+    fn predict_proba(&self, _x: &Frame) -> Result<Frame, KernelError> {
+        Err(error::unsupported("predict-proba"))
+    }
+
+    /// What the kernel learned.
+    fn explain(&self) -> Result<Explanation, KernelError> {
+        Err(error::unsupported("explain"))
+    }
+}
+
+/// Exports a [`Kernel`] type as the component's `kernel` interface.
+///
+/// Call it once, at the root of the kernel crate. On targets other than
+/// wasm32 it expands to nothing, so the crate still builds and tests
+/// natively.
+#[macro_export]
+macro_rules! export_kernel {
+    ($kernel:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__bindings::exports::kernel_host::kernel::kernel as wit;
+            use $crate::runtime::Runtime;
+
+            ::std::thread_local! {
+                static RUNTIME: ::std::cell::RefCell<Runtime<$kernel>> =
+                    ::std::cell::RefCell::new(Runtime::new());
+            }
+
+            struct Export;
+
+            impl wit::Guest for Export {
+                fn describe() -> $crate::KernelInfo {
+                    Runtime::<$kernel>::describe()
+                }
+                fn configure(params: Vec<$crate::Param>) -> Result<(), $crate::KernelError> {
+                    RUNTIME.with_borrow_mut(|rt| rt.configure(&params))
+                }
+                fn fit(
+                    x: $crate::Frame,
+                    y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    RUNTIME.with_borrow_mut(|rt| rt.fit(&x, y.as_ref()))
+                }
+                fn partial_fit(
+                    x: $crate::Frame,
+                    y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    RUNTIME.with_borrow_mut(|rt| rt.partial_fit(&x, y.as_ref()))
+                }
+                fn transform(x: $crate::Frame) -> Result<$crate::Frame, $crate::KernelError> {
+                    RUNTIME.with_borrow(|rt| rt.transform(x))
+                }
+                fn predict(x: $crate::Frame) -> Result<$crate::Column, $crate::KernelError> {
+                    RUNTIME.with_borrow(|rt| rt.predict(&x))
+                }
+                fn predict_proba(
+                    x: $crate::Frame,
+                ) -> Result<$crate::Frame, $crate::KernelError> {
+                    RUNTIME.with_borrow(|rt| rt.predict_proba(&x))
+                }
+                fn save_state() -> Result<Vec<u8>, $crate::KernelError> {
+                    RUNTIME.with_borrow(|rt| rt.save_state())
+                }
+                fn load_state(state: Vec<u8>) -> Result<(), $crate::KernelError> {
+                    RUNTIME.with_borrow_mut(|rt| rt.load_state(&state))
+                }
+                fn explain() -> Result<$crate::Explanation, $crate::KernelError> {
+                    RUNTIME.with_borrow(|rt| rt.explain())
+                }
+            }
+
+            $crate::__bindings::__export_ml_kernel!(Export);
+        };
+    };
+}

@@ -1,1 +1,48 @@
+//! # kernel-host: run untrusted machine-learning kernels, sandboxed
+//!
+//! Kernels are WebAssembly components built against the WIT package in
+//! `wit/` (usually with the `kernel-sdk` crate). This library loads them,
+//! checks them before they run, and calls them under per-kernel fuel,
+//! memory and wall-clock limits with no capabilities beyond what a manifest
+//! grants. A kernel that traps, runs away or misbehaves yields a typed
+//! [`Error`] naming it; the host and every other kernel carry on.
+//!
+//! Key types:
+//! - [`Sandbox`]: the configured engine, shared by all kernels;
+//! - [`KernelComponent`] / [`KernelInstance`]: a verified kernel and one
+//!   sandboxed instance of it;
+//! - [`Manifest`]: a pipeline description, parsed and resolved;
+//! - [`Pipeline`]: the kernels of a manifest, fitted and used together;
+//! - [`run::run`]: the whole job behind `kernel-host run`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kernel_host::Error> {
+//! use kernel_host::{Manifest, Sandbox};
+//! let sandbox = Sandbox::builder().build()?;
+//! let manifest = Manifest::load("examples/penguins/pipeline.toml".as_ref())?;
+//! let report = kernel_host::run::run(&sandbox, manifest).await?;
+//! println!("{:?}", report.metric);
+//! # Ok(()) }
+//! ```
 
+pub mod bindings;
+pub mod data;
+mod engine;
+mod error;
+mod fsutil;
+mod imports;
+mod kernel;
+pub mod limits;
+pub mod manifest;
+mod pipeline;
+pub mod run;
+pub mod score;
+mod state;
+
+pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};
+pub use error::{DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result};
+pub use kernel::{KernelComponent, KernelInstance, KernelStats};
+pub use limits::Limits;
+pub use manifest::Manifest;
+pub use pipeline::{Output, Pipeline, Step};
+pub use state::Grants;

@@ -198,7 +198,10 @@ pub struct NumericColumn<'a> {
 impl NumericColumn<'_> {
     /// The value at `row`; `None` when it is null or out of range.
     pub fn get(&self, row: usize) -> Option<f64> {
-        if self.nulls.is_some_and(|n| n.get(row).is_some_and(|b| *b != 0)) {
+        if self
+            .nulls
+            .is_some_and(|n| n.get(row).is_some_and(|b| *b != 0))
+        {
             return None;
         }
         match self.values {

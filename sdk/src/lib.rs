@@ -53,12 +53,12 @@
 //! kernel_sdk::export_kernel!(Shift);
 //! ```
 
-mod error;
-mod frame;
-pub mod log;
 #[doc(hidden)]
 #[path = "params.rs"]
 pub mod __params;
+mod error;
+mod frame;
+pub mod log;
 #[doc(hidden)]
 pub mod runtime;
 pub mod testing;
@@ -82,8 +82,8 @@ pub use __bindings::kernel_host::kernel::types::{
     Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
 };
-pub use frame::{Matrix, NumericColumn};
 pub use __params::{ParamField, Params};
+pub use frame::{Matrix, NumericColumn};
 #[doc(hidden)]
 pub use postcard as __postcard;
 
@@ -93,8 +93,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Everything a kernel author needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
-        Kernel, KernelError, KernelKind, Matrix, Meta, NumericColumn, ParamValue, Params,
+        Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame, Kernel,
+        KernelError, KernelKind, Matrix, Meta, NumericColumn, ParamValue, Params,
     };
 }
 
@@ -223,9 +223,7 @@ macro_rules! export_kernel {
                 fn predict(x: $crate::Frame) -> Result<$crate::Column, $crate::KernelError> {
                     RUNTIME.with_borrow(|rt| rt.predict(&x))
                 }
-                fn predict_proba(
-                    x: $crate::Frame,
-                ) -> Result<$crate::Frame, $crate::KernelError> {
+                fn predict_proba(x: $crate::Frame) -> Result<$crate::Frame, $crate::KernelError> {
                     RUNTIME.with_borrow(|rt| rt.predict_proba(&x))
                 }
                 fn save_state() -> Result<Vec<u8>, $crate::KernelError> {

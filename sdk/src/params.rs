@@ -176,7 +176,11 @@ pub fn check_names(specs: &[ParamSpec], params: &[Param]) -> Result<(), KernelEr
             return Err(KernelError::invalid_params(format!(
                 "unknown parameter `{}`; this kernel accepts: {}",
                 param.name,
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
         if params[..i].iter().any(|p| p.name == param.name) {

@@ -4,8 +4,7 @@
 //! test sees is what the host sees.
 
 use crate::{
-    Capabilities, Column, Explanation, Frame, Kernel, KernelError, KernelInfo, Param, Params,
-    error,
+    Capabilities, Column, Explanation, Frame, Kernel, KernelError, KernelInfo, Param, Params, error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,10 +137,7 @@ impl<K: Kernel> Runtime<K> {
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), KernelError> {
         let meta = K::meta();
         let saved: Saved<K> = postcard::from_bytes(state).map_err(|e| {
-            KernelError::InvalidState(format!(
-                "state is not a saved `{}` kernel ({e})",
-                meta.name
-            ))
+            KernelError::InvalidState(format!("state is not a saved `{}` kernel ({e})", meta.name))
         })?;
         if saved.name != meta.name {
             return Err(KernelError::InvalidState(format!(

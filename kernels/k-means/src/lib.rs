@@ -81,7 +81,10 @@ fn nearest(row: &[f64], centres: &[Vec<f64>]) -> (usize, f64) {
         .iter()
         .enumerate()
         .map(|(j, c)| (j, distance2(row, c)))
-        .fold((0, f64::INFINITY), |best, cur| if cur.1 < best.1 { cur } else { best })
+        .fold(
+            (0, f64::INFINITY),
+            |best, cur| if cur.1 < best.1 { cur } else { best },
+        )
 }
 
 /// Index of the row where the cumulative weight first exceeds `target`.
@@ -162,7 +165,13 @@ fn lloyd(x: &Matrix, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Mode
         sizes[j] += 1;
         inertia += dist;
     }
-    Model { features: x.names.clone(), centres, sizes, inertia, iterations }
+    Model {
+        features: x.names.clone(),
+        centres,
+        sizes,
+        inertia,
+        iterations,
+    }
 }
 
 impl Kernel for KMeans {
@@ -174,20 +183,27 @@ impl Kernel for KMeans {
     }
 
     fn new(params: KMeansParams) -> Self {
-        KMeans { params, model: None }
+        KMeans {
+            params,
+            model: None,
+        }
     }
 
     fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
         let m = x.to_matrix()?;
         let k = self.params.k as usize;
         if m.rows < k {
-            return Err(KernelError::invalid_input(format!("{} rows cannot make {k} clusters", m.rows)));
+            return Err(KernelError::invalid_input(format!(
+                "{} rows cannot make {k} clusters",
+                m.rows
+            )));
         }
         // Tolerance relative to the data's mean per-feature variance.
         let mut variance = 0.0;
         for j in 0..m.cols {
             let mean = m.rows().map(|r| r[j]).sum::<f64>() / m.rows as f64;
-            variance += m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
+            variance +=
+                m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
         }
         let tol = self.params.tol * variance / m.cols.max(1) as f64;
         let mut rng = Rng(self.params.seed);
@@ -203,43 +219,74 @@ impl Kernel for KMeans {
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let m = select(x, &model.features)?;
-        Ok(Column::s64("cluster", m.rows().map(|r| nearest(r, &model.centres).0 as i64).collect()))
+        Ok(Column::s64(
+            "cluster",
+            m.rows()
+                .map(|r| nearest(r, &model.centres).0 as i64)
+                .collect(),
+        ))
     }
 
     fn transform(&self, x: Frame) -> Result<Frame, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let m = select(&x, &model.features)?;
         Frame::new(
             model
                 .centres
                 .iter()
                 .enumerate()
-                .map(|(j, c)| Column::f64(format!("distance_{j}"), m.rows().map(|r| distance2(r, c).sqrt()).collect()))
+                .map(|(j, c)| {
+                    Column::f64(
+                        format!("distance_{j}"),
+                        m.rows().map(|r| distance2(r, c).sqrt()).collect(),
+                    )
+                })
                 .collect(),
         )
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let table = Frame::new(
             model
                 .features
                 .iter()
                 .enumerate()
-                .map(|(f, name)| Column::f64(name.clone(), model.centres.iter().map(|c| c[f]).collect()))
+                .map(|(f, name)| {
+                    Column::f64(name.clone(), model.centres.iter().map(|c| c[f]).collect())
+                })
                 .collect(),
         )?;
         Ok(Explanation {
-            summary: format!("{} clusters, inertia {:.6}", model.centres.len(), model.inertia),
+            summary: format!(
+                "{} clusters, inertia {:.6}",
+                model.centres.len(),
+                model.inertia
+            ),
             entries: vec![
-                ExplainEntry { name: "centres".into(), value: ExplainValue::Table(table) },
+                ExplainEntry {
+                    name: "centres".into(),
+                    value: ExplainValue::Table(table),
+                },
                 ExplainEntry {
                     name: "sizes".into(),
                     value: ExplainValue::Vector(model.sizes.iter().map(|s| *s as f64).collect()),
                 },
-                ExplainEntry { name: "inertia".into(), value: ExplainValue::Scalar(model.inertia) },
+                ExplainEntry {
+                    name: "inertia".into(),
+                    value: ExplainValue::Scalar(model.inertia),
+                },
             ],
         })
     }
@@ -249,9 +296,9 @@ fn select(x: &Frame, features: &[String]) -> Result<Matrix, KernelError> {
     let columns = features
         .iter()
         .map(|name| {
-            x.column(name)
-                .cloned()
-                .ok_or_else(|| KernelError::invalid_input(format!("feature column `{name}` is missing")))
+            x.column(name).cloned().ok_or_else(|| {
+                KernelError::invalid_input(format!("feature column `{name}` is missing"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Frame::new(columns)?.to_matrix()
@@ -275,12 +322,16 @@ mod tests {
             }
         }
         let x = Frame::new(vec![Column::f64("x", xs), Column::f64("y", ys)]).unwrap();
-        let mut k = Local::<KMeans>::with_params(&[("k", 3i64.into()), ("n_init", 5i64.into())]).unwrap();
+        let mut k =
+            Local::<KMeans>::with_params(&[("k", 3i64.into()), ("n_init", 5i64.into())]).unwrap();
         k.fit(&x, None).unwrap();
         let m = k.kernel().model().unwrap();
         assert_eq!(m.sizes, [20, 20, 20]);
         let mut centres = m.centres.clone();
         centres.sort_by(|a, b| a[0].total_cmp(&b[0]));
-        assert!((centres[0][0] + 9.8).abs() < 1e-9 && (centres[0][1] - 10.15).abs() < 1e-9, "{centres:?}");
+        assert!(
+            (centres[0][0] + 9.8).abs() < 1e-9 && (centres[0][1] - 10.15).abs() < 1e-9,
+            "{centres:?}"
+        );
     }
 }

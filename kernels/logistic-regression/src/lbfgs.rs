@@ -33,7 +33,11 @@ pub fn minimize(
     let mut g_new = vec![0.0; n];
     for iteration in 0..max_iter {
         if max_abs(&g) <= tol {
-            return Minimum { x, iterations: iteration, converged: true };
+            return Minimum {
+                x,
+                iterations: iteration,
+                converged: true,
+            };
         }
         // Two-loop recursion: d = -H·g.
         let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
@@ -62,7 +66,11 @@ pub fn minimize(
         }
         let mut step = 1.0;
         let f_new = loop {
-            x_new.iter_mut().zip(&x).zip(&d).for_each(|((xn, xi), di)| *xn = xi + step * di);
+            x_new
+                .iter_mut()
+                .zip(&x)
+                .zip(&d)
+                .for_each(|((xn, xi), di)| *xn = xi + step * di);
             let value = f(&x_new, &mut g_new);
             if value <= fx + 1e-4 * step * slope {
                 break Some(value);
@@ -75,7 +83,11 @@ pub fn minimize(
         let Some(f_new) = f_new else {
             // No decrease is possible at this precision: as good as it gets.
             let converged = max_abs(&g) <= tol.max(1e-6);
-            return Minimum { x, iterations: iteration, converged };
+            return Minimum {
+                x,
+                iterations: iteration,
+                converged,
+            };
         };
         let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
@@ -92,5 +104,9 @@ pub fn minimize(
         fx = f_new;
     }
     let converged = max_abs(&g) <= tol;
-    Minimum { x, iterations: max_iter, converged }
+    Minimum {
+        x,
+        iterations: max_iter,
+        converged,
+    }
 }

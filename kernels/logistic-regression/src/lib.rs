@@ -123,7 +123,10 @@ fn classes(labels: &[String], kind: LabelType) -> Vec<String> {
     let mut classes = labels.to_vec();
     match kind {
         LabelType::Integer | LabelType::Float => classes.sort_by(|a, b| {
-            let (a, b) = (a.parse::<f64>().unwrap_or(f64::NAN), b.parse::<f64>().unwrap_or(f64::NAN));
+            let (a, b) = (
+                a.parse::<f64>().unwrap_or(f64::NAN),
+                b.parse::<f64>().unwrap_or(f64::NAN),
+            );
             a.total_cmp(&b)
         }),
         _ => classes.sort(),
@@ -196,21 +199,33 @@ impl Kernel for LogisticRegression {
     type Params = LogisticParams;
 
     fn meta() -> Meta {
-        Meta::new("logistic-regression", env!("CARGO_PKG_VERSION"), KernelKind::Classifier)
-            .description("multinomial logistic regression with an L2 penalty (L-BFGS)")
-            .capabilities(Capabilities::PREDICT_PROBA)
+        Meta::new(
+            "logistic-regression",
+            env!("CARGO_PKG_VERSION"),
+            KernelKind::Classifier,
+        )
+        .description("multinomial logistic regression with an L2 penalty (L-BFGS)")
+        .capabilities(Capabilities::PREDICT_PROBA)
     }
 
     fn new(params: LogisticParams) -> Self {
-        LogisticRegression { params, model: None }
+        LogisticRegression {
+            params,
+            model: None,
+        }
     }
 
     fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
-        let y = y.ok_or_else(|| KernelError::invalid_input("logistic regression needs a target column"))?;
+        let y = y.ok_or_else(|| {
+            KernelError::invalid_input("logistic regression needs a target column")
+        })?;
         let labels: Vec<String> = (0..y.len())
             .map(|row| {
                 y.label(row).ok_or_else(|| {
-                    KernelError::invalid_input(format!("target `{}` is missing in row {row}", y.name))
+                    KernelError::invalid_input(format!(
+                        "target `{}` is missing in row {row}",
+                        y.name
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -262,7 +277,10 @@ impl Kernel for LogisticRegression {
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let probabilities = model.probabilities(&model.matrix(x)?);
         let best: Vec<&String> = probabilities
             .iter()
@@ -274,31 +292,57 @@ impl Kernel for LogisticRegression {
         let name = model.target.clone();
         Ok(match model.label_type {
             LabelType::Text => Column::string(name, best.into_iter().cloned().collect()),
-            LabelType::Integer => Column::s64(name, best.iter().map(|l| l.parse().unwrap_or_default()).collect()),
-            LabelType::Float => Column::f64(name, best.iter().map(|l| l.parse().unwrap_or_default()).collect()),
-            LabelType::Flag => Column::bool(name, best.iter().map(|l| l.as_str() == "true").collect()),
+            LabelType::Integer => Column::s64(
+                name,
+                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
+            ),
+            LabelType::Float => Column::f64(
+                name,
+                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
+            ),
+            LabelType::Flag => {
+                Column::bool(name, best.iter().map(|l| l.as_str() == "true").collect())
+            }
         })
     }
 
     fn predict_proba(&self, x: &Frame) -> Result<Frame, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let probabilities = model.probabilities(&model.matrix(x)?);
         let columns = model
             .classes
             .iter()
             .enumerate()
-            .map(|(k, class)| Column::f64(class.clone(), probabilities.iter().map(|p| p[k]).collect()))
+            .map(|(k, class)| {
+                Column::f64(class.clone(), probabilities.iter().map(|p| p[k]).collect())
+            })
             .collect();
         Frame::new(columns)
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let d = model.features.len();
-        let rows = if model.classes.len() == 2 { &model.classes[1..] } else { &model.classes[..] };
+        let rows = if model.classes.len() == 2 {
+            &model.classes[1..]
+        } else {
+            &model.classes[..]
+        };
         let mut entries = vec![
-            ExplainEntry { name: "classes".into(), value: ExplainValue::Labels(model.classes.clone()) },
-            ExplainEntry { name: "features".into(), value: ExplainValue::Labels(model.features.clone()) },
+            ExplainEntry {
+                name: "classes".into(),
+                value: ExplainValue::Labels(model.classes.clone()),
+            },
+            ExplainEntry {
+                name: "features".into(),
+                value: ExplainValue::Labels(model.features.clone()),
+            },
         ];
         let mut strongest = Vec::new();
         for (class, w) in rows.iter().zip(&model.weights) {
@@ -306,7 +350,10 @@ impl Kernel for LogisticRegression {
                 name: format!("coef[{class}]"),
                 value: ExplainValue::Vector(w[..d].to_vec()),
             });
-            entries.push(ExplainEntry { name: format!("intercept[{class}]"), value: ExplainValue::Scalar(w[d]) });
+            entries.push(ExplainEntry {
+                name: format!("intercept[{class}]"),
+                value: ExplainValue::Scalar(w[d]),
+            });
             let mut order: Vec<usize> = (0..d).collect();
             order.sort_by(|a, b| w[*b].abs().total_cmp(&w[*a].abs()));
             let top: Vec<String> = order
@@ -316,12 +363,19 @@ impl Kernel for LogisticRegression {
                 .collect();
             strongest.push(format!("{class}: {}", top.join(", ")));
         }
-        entries.push(ExplainEntry { name: "strongest".into(), value: ExplainValue::Text(strongest.join("; ")) });
+        entries.push(ExplainEntry {
+            name: "strongest".into(),
+            value: ExplainValue::Text(strongest.join("; ")),
+        });
         Ok(Explanation {
             summary: format!(
                 "{} classes over {d} features; L-BFGS {} in {} iterations",
                 model.classes.len(),
-                if model.converged { "converged" } else { "did not converge" },
+                if model.converged {
+                    "converged"
+                } else {
+                    "did not converge"
+                },
                 model.iterations
             ),
             entries,
@@ -346,7 +400,13 @@ mod tests {
         };
         for classes in [2, 3] {
             let y: Vec<usize> = (0..4).map(|i| i % classes).collect();
-            let f = Objective { x: &x, y: &y, classes, c: 0.7, fit_intercept: true };
+            let f = Objective {
+                x: &x,
+                y: &y,
+                classes,
+                c: 0.7,
+                fit_intercept: true,
+            };
             let theta: Vec<f64> = (0..f.outputs() * 3).map(|i| 0.1 * i as f64 - 0.2).collect();
             let mut g = vec![0.0; theta.len()];
             f.eval(&theta, &mut g);
@@ -356,7 +416,11 @@ mod tests {
                 down[j] -= 1e-6;
                 let mut scratch = vec![0.0; theta.len()];
                 let numeric = (f.eval(&up, &mut scratch) - f.eval(&down, &mut scratch)) / 2e-6;
-                assert!((numeric - g[j]).abs() < 1e-6, "classes {classes} j {j}: {numeric} vs {}", g[j]);
+                assert!(
+                    (numeric - g[j]).abs() < 1e-6,
+                    "classes {classes} j {j}: {numeric} vs {}",
+                    g[j]
+                );
             }
         }
     }

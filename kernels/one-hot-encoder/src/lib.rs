@@ -34,7 +34,10 @@ impl OneHotEncoder {
 }
 
 fn is_categorical(column: &Column) -> bool {
-    matches!(column.values, ColumnValues::String(_) | ColumnValues::Bool(_))
+    matches!(
+        column.values,
+        ColumnValues::String(_) | ColumnValues::Bool(_)
+    )
 }
 
 fn no_nulls(column: &Column) -> Result<(), KernelError> {
@@ -51,8 +54,12 @@ impl Kernel for OneHotEncoder {
     type Params = OneHotParams;
 
     fn meta() -> Meta {
-        Meta::new("one-hot-encoder", env!("CARGO_PKG_VERSION"), KernelKind::Transformer)
-            .description("encodes categorical columns as one 0/1 column per category")
+        Meta::new(
+            "one-hot-encoder",
+            env!("CARGO_PKG_VERSION"),
+            KernelKind::Transformer,
+        )
+        .description("encodes categorical columns as one 0/1 column per category")
     }
 
     fn new(params: OneHotParams) -> Self {
@@ -66,7 +73,8 @@ impl Kernel for OneHotEncoder {
         let mut categories = Vec::new();
         for column in x.columns.iter().filter(|c| is_categorical(c)) {
             no_nulls(column)?;
-            let seen: BTreeSet<String> = (0..column.len()).filter_map(|r| column.label(r)).collect();
+            let seen: BTreeSet<String> =
+                (0..column.len()).filter_map(|r| column.label(r)).collect();
             categories.push((column.name.clone(), seen.into_iter().collect()));
         }
         self.categories = categories;
@@ -77,7 +85,8 @@ impl Kernel for OneHotEncoder {
         let rows = x.len();
         let mut columns = Vec::with_capacity(x.columns.len());
         for column in x.columns {
-            let Some((_, categories)) = self.categories.iter().find(|(n, _)| *n == column.name) else {
+            let Some((_, categories)) = self.categories.iter().find(|(n, _)| *n == column.name)
+            else {
                 columns.push(column);
                 continue;
             };
@@ -116,7 +125,10 @@ impl Kernel for OneHotEncoder {
 
     fn explain(&self) -> Result<Explanation, KernelError> {
         Ok(Explanation {
-            summary: format!("one-hot encodes {} categorical columns", self.categories.len()),
+            summary: format!(
+                "one-hot encodes {} categorical columns",
+                self.categories.len()
+            ),
             entries: self
                 .categories
                 .iter()
@@ -150,13 +162,20 @@ mod tests {
         k.fit(&frame(&["b", "a", "b"]), None).unwrap();
         let out = k.transform(frame(&["a", "z", "b"])).unwrap();
         assert_eq!(out.column_names(), ["c_a", "c_b", "n"]);
-        assert_eq!(out.columns[0].values, ColumnValues::F64(vec![1.0, 0.0, 0.0]));
-        assert_eq!(out.columns[1].values, ColumnValues::F64(vec![0.0, 0.0, 1.0]));
+        assert_eq!(
+            out.columns[0].values,
+            ColumnValues::F64(vec![1.0, 0.0, 0.0])
+        );
+        assert_eq!(
+            out.columns[1].values,
+            ColumnValues::F64(vec![0.0, 0.0, 1.0])
+        );
     }
 
     #[test]
     fn unknown_refused_with_row_when_asked() {
-        let mut k = Local::<OneHotEncoder>::with_params(&[("handle_unknown", "error".into())]).unwrap();
+        let mut k =
+            Local::<OneHotEncoder>::with_params(&[("handle_unknown", "error".into())]).unwrap();
         k.fit(&frame(&["a"]), None).unwrap();
         let err = k.transform(frame(&["a", "q"])).unwrap_err();
         assert!(err.message().contains("row 1"), "{err:?}");

@@ -43,7 +43,10 @@ impl RidgeRegression {
 /// Solves `a·x = b` for symmetric positive definite `a` (row-major, `n×n`).
 fn cholesky_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
     // Scale-aware singularity threshold.
-    let scale = (0..n).map(|i| a[i * n + i].abs()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let scale = (0..n)
+        .map(|i| a[i * n + i].abs())
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
     for j in 0..n {
         let mut diag = a[j * n + j];
         for k in 0..j {
@@ -83,23 +86,38 @@ impl Kernel for RidgeRegression {
     type Params = RidgeParams;
 
     fn meta() -> Meta {
-        Meta::new("ridge-regression", env!("CARGO_PKG_VERSION"), KernelKind::Regressor)
-            .description("linear least squares with an L2 penalty, closed form")
+        Meta::new(
+            "ridge-regression",
+            env!("CARGO_PKG_VERSION"),
+            KernelKind::Regressor,
+        )
+        .description("linear least squares with an L2 penalty, closed form")
     }
 
     fn new(params: RidgeParams) -> Self {
-        RidgeRegression { params, model: None }
+        RidgeRegression {
+            params,
+            model: None,
+        }
     }
 
     fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
-        let y_col = y.ok_or_else(|| KernelError::invalid_input("ridge regression needs a target column"))?;
+        let y_col =
+            y.ok_or_else(|| KernelError::invalid_input("ridge regression needs a target column"))?;
         let values = y_col.numeric().ok_or_else(|| {
-            KernelError::invalid_input(format!("target `{}` must be numeric, not {}", y_col.name, y_col.type_name()))
+            KernelError::invalid_input(format!(
+                "target `{}` must be numeric, not {}",
+                y_col.name,
+                y_col.type_name()
+            ))
         })?;
         let y: Vec<f64> = (0..values.len())
             .map(|row| {
                 values.get(row).ok_or_else(|| {
-                    KernelError::invalid_input(format!("target `{}` is missing in row {row}", y_col.name))
+                    KernelError::invalid_input(format!(
+                        "target `{}` is missing in row {row}",
+                        y_col.name
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -122,7 +140,11 @@ impl Kernel for RidgeRegression {
         let mut rhs = vec![0.0; d];
         let mut centred = vec![0.0; d];
         for (row, yi) in m.rows().zip(&y) {
-            centred.iter_mut().zip(row).zip(&x_mean).for_each(|((c, v), mu)| *c = v - mu);
+            centred
+                .iter_mut()
+                .zip(row)
+                .zip(&x_mean)
+                .for_each(|((c, v), mu)| *c = v - mu);
             let yc = yi - y_mean;
             for i in 0..d {
                 rhs[i] += centred[i] * yc;
@@ -143,37 +165,63 @@ impl Kernel for RidgeRegression {
             )
         })?;
         let intercept = y_mean - coef.iter().zip(&x_mean).map(|(b, mu)| b * mu).sum::<f64>();
-        self.model = Some(Model { features: m.names, coef, intercept, target: y_col.name.clone() });
+        self.model = Some(Model {
+            features: m.names,
+            coef,
+            intercept,
+            target: y_col.name.clone(),
+        });
         Ok(())
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let selected = model
             .features
             .iter()
             .map(|name| {
-                x.column(name)
-                    .cloned()
-                    .ok_or_else(|| KernelError::invalid_input(format!("feature column `{name}` is missing")))
+                x.column(name).cloned().ok_or_else(|| {
+                    KernelError::invalid_input(format!("feature column `{name}` is missing"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let m = Frame::new(selected)?.to_matrix()?;
         let predictions = m
             .rows()
-            .map(|row| model.intercept + row.iter().zip(&model.coef).map(|(a, b)| a * b).sum::<f64>())
+            .map(|row| {
+                model.intercept + row.iter().zip(&model.coef).map(|(a, b)| a * b).sum::<f64>()
+            })
             .collect();
         Ok(Column::f64(model.target.clone(), predictions))
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {
-        let model = self.model.as_ref().ok_or_else(|| KernelError::not_fitted("fit first"))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         Ok(Explanation {
-            summary: format!("linear model over {} features, alpha = {}", model.coef.len(), self.params.alpha),
+            summary: format!(
+                "linear model over {} features, alpha = {}",
+                model.coef.len(),
+                self.params.alpha
+            ),
             entries: vec![
-                ExplainEntry { name: "features".into(), value: ExplainValue::Labels(model.features.clone()) },
-                ExplainEntry { name: "coef".into(), value: ExplainValue::Vector(model.coef.clone()) },
-                ExplainEntry { name: "intercept".into(), value: ExplainValue::Scalar(model.intercept) },
+                ExplainEntry {
+                    name: "features".into(),
+                    value: ExplainValue::Labels(model.features.clone()),
+                },
+                ExplainEntry {
+                    name: "coef".into(),
+                    value: ExplainValue::Vector(model.coef.clone()),
+                },
+                ExplainEntry {
+                    name: "intercept".into(),
+                    value: ExplainValue::Scalar(model.intercept),
+                },
             ],
         })
     }
@@ -190,19 +238,30 @@ mod tests {
     fn exact_line_is_recovered_without_penalty() {
         let a: Vec<f64> = (0..10).map(|i| i as f64).collect();
         let b: Vec<f64> = (0..10).map(|i| ((i * 7) % 5) as f64).collect();
-        let y: Vec<f64> = a.iter().zip(&b).map(|(a, b)| 3.0 * a - 2.0 * b + 5.0).collect();
+        let y: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| 3.0 * a - 2.0 * b + 5.0)
+            .collect();
         let x = Frame::new(vec![Column::f64("a", a), Column::f64("b", b)]).unwrap();
         let mut k = Local::<RidgeRegression>::with_params(&[("alpha", 0.0.into())]).unwrap();
         k.fit(&x, Some(&Column::f64("y", y))).unwrap();
         let m = k.kernel().model().unwrap();
-        assert!((m.coef[0] - 3.0).abs() < 1e-9 && (m.coef[1] + 2.0).abs() < 1e-9, "{m:?}");
+        assert!(
+            (m.coef[0] - 3.0).abs() < 1e-9 && (m.coef[1] + 2.0).abs() < 1e-9,
+            "{m:?}"
+        );
         assert!((m.intercept - 5.0).abs() < 1e-9);
     }
 
     #[test]
     fn collinear_without_penalty_is_refused() {
         let a: Vec<f64> = (0..5).map(|i| i as f64).collect();
-        let x = Frame::new(vec![Column::f64("a", a.clone()), Column::f64("a2", a.iter().map(|v| v * 2.0).collect())]).unwrap();
+        let x = Frame::new(vec![
+            Column::f64("a", a.clone()),
+            Column::f64("a2", a.iter().map(|v| v * 2.0).collect()),
+        ])
+        .unwrap();
         let mut k = Local::<RidgeRegression>::with_params(&[("alpha", 0.0.into())]).unwrap();
         let err = k.fit(&x, Some(&Column::f64("y", a))).unwrap_err();
         assert!(err.message().contains("collinear"), "{err:?}");

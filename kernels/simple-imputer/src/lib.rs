@@ -75,7 +75,10 @@ impl SimpleImputer {
                 let mut best = (present[0], 0usize);
                 let mut i = 0;
                 while i < present.len() {
-                    let run = present[i..].iter().take_while(|v| **v == present[i]).count();
+                    let run = present[i..]
+                        .iter()
+                        .take_while(|v| **v == present[i])
+                        .count();
                     if run > best.1 {
                         best = (present[i], run);
                     }
@@ -90,7 +93,9 @@ impl SimpleImputer {
     fn categorical_fill(&self, column: &Column) -> Result<Fill, KernelError> {
         let constant = self.params.string_strategy == "constant";
         match &column.values {
-            ColumnValues::String(_) if constant => Ok(Fill::Text(self.params.string_fill_value.clone())),
+            ColumnValues::String(_) if constant => {
+                Ok(Fill::Text(self.params.string_fill_value.clone()))
+            }
             ColumnValues::String(_) | ColumnValues::Bool(_) => {
                 let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                 for row in 0..column.len() {
@@ -125,8 +130,12 @@ impl Kernel for SimpleImputer {
     type Params = ImputerParams;
 
     fn meta() -> Meta {
-        Meta::new("simple-imputer", env!("CARGO_PKG_VERSION"), KernelKind::Transformer)
-            .description("fills missing values with a per-column mean, median, mode or constant")
+        Meta::new(
+            "simple-imputer",
+            env!("CARGO_PKG_VERSION"),
+            KernelKind::Transformer,
+        )
+        .description("fills missing values with a per-column mean, median, mode or constant")
     }
 
     fn new(params: ImputerParams) -> Self {
@@ -250,8 +259,14 @@ mod tests {
     #[test]
     fn strategies() {
         assert_eq!(fill_of(&[])[0].1, Fill::Number(14.0 / 3.0));
-        assert_eq!(fill_of(&[("strategy", "median".into())])[0].1, Fill::Number(3.0));
-        assert_eq!(fill_of(&[("strategy", "most_frequent".into())])[0].1, Fill::Number(1.0));
+        assert_eq!(
+            fill_of(&[("strategy", "median".into())])[0].1,
+            Fill::Number(3.0)
+        );
+        assert_eq!(
+            fill_of(&[("strategy", "most_frequent".into())])[0].1,
+            Fill::Number(1.0)
+        );
         assert_eq!(fill_of(&[])[1].1, Fill::Text("b".into()));
     }
 
@@ -260,7 +275,10 @@ mod tests {
         let mut k = Local::<SimpleImputer>::new();
         k.fit(&frame(), None).unwrap();
         let out = k.transform(frame()).unwrap();
-        assert_eq!(out.columns[0].values, ColumnValues::F64(vec![1.0, 14.0 / 3.0, 3.0, 10.0]));
+        assert_eq!(
+            out.columns[0].values,
+            ColumnValues::F64(vec![1.0, 14.0 / 3.0, 3.0, 10.0])
+        );
         assert_eq!(out.columns[0].nulls, None);
         assert_eq!(
             out.columns[1].values,
@@ -270,7 +288,10 @@ mod tests {
 
     #[test]
     fn all_null_column_is_refused_by_name() {
-        let f = Frame::new(vec![Column::f64("empty", vec![0.0, 0.0]).with_nulls(vec![1, 1])]).unwrap();
+        let f = Frame::new(vec![
+            Column::f64("empty", vec![0.0, 0.0]).with_nulls(vec![1, 1]),
+        ])
+        .unwrap();
         let err = Local::<SimpleImputer>::new().fit(&f, None).unwrap_err();
         assert!(err.message().contains("`empty`"), "{err:?}");
     }

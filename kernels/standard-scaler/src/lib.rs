@@ -39,7 +39,11 @@ impl ColumnStats {
         } else {
             0.0
         };
-        if std > 0.0 && std.is_finite() { std } else { 1.0 }
+        if std > 0.0 && std.is_finite() {
+            std
+        } else {
+            1.0
+        }
     }
 
     /// Merges a chunk's count, mean and m2 into the running statistics.
@@ -68,8 +72,16 @@ impl StandardScaler {
     }
 
     fn center_and_scale(&self, stats: &ColumnStats) -> (f64, f64) {
-        let mean = if self.params.with_mean { stats.mean } else { 0.0 };
-        let scale = if self.params.with_std { stats.scale() } else { 1.0 };
+        let mean = if self.params.with_mean {
+            stats.mean
+        } else {
+            0.0
+        };
+        let scale = if self.params.with_std {
+            stats.scale()
+        } else {
+            1.0
+        };
         (mean, scale)
     }
 }
@@ -78,9 +90,13 @@ impl Kernel for StandardScaler {
     type Params = ScalerParams;
 
     fn meta() -> Meta {
-        Meta::new("standard-scaler", env!("CARGO_PKG_VERSION"), KernelKind::Transformer)
-            .description("standardizes numeric columns to zero mean and unit variance")
-            .capabilities(Capabilities::PARTIAL_FIT)
+        Meta::new(
+            "standard-scaler",
+            env!("CARGO_PKG_VERSION"),
+            KernelKind::Transformer,
+        )
+        .description("standardizes numeric columns to zero mean and unit variance")
+        .capabilities(Capabilities::PARTIAL_FIT)
     }
 
     fn new(params: ScalerParams) -> Self {
@@ -136,7 +152,8 @@ impl Kernel for StandardScaler {
             };
             let (mean, scale) = self.center_and_scale(stats);
             // Rewrite f64 columns in place: the input buffer becomes the output.
-            let scaled = match std::mem::replace(&mut column.values, ColumnValues::F64(Vec::new())) {
+            let scaled = match std::mem::replace(&mut column.values, ColumnValues::F64(Vec::new()))
+            {
                 ColumnValues::F64(mut values) => {
                     for v in &mut values {
                         *v = (*v - mean) / scale;
@@ -169,9 +186,18 @@ impl Kernel for StandardScaler {
         Ok(Explanation {
             summary: format!("standardizes {} numeric columns", self.stats.len()),
             entries: vec![
-                ExplainEntry { name: "columns".into(), value: ExplainValue::Labels(names) },
-                ExplainEntry { name: "mean".into(), value: ExplainValue::Vector(means) },
-                ExplainEntry { name: "scale".into(), value: ExplainValue::Vector(scales) },
+                ExplainEntry {
+                    name: "columns".into(),
+                    value: ExplainValue::Labels(names),
+                },
+                ExplainEntry {
+                    name: "mean".into(),
+                    value: ExplainValue::Vector(means),
+                },
+                ExplainEntry {
+                    name: "scale".into(),
+                    value: ExplainValue::Vector(scales),
+                },
             ],
         })
     }
@@ -212,7 +238,12 @@ mod tests {
     fn chunked_fit_matches_whole_fit() {
         let data: Vec<f64> = (0..100).map(|i| ((i * 37) % 101) as f64 * 0.5).collect();
         let mut whole = Local::<StandardScaler>::new();
-        whole.fit(&Frame::new(vec![Column::f64("a", data.clone())]).unwrap(), None).unwrap();
+        whole
+            .fit(
+                &Frame::new(vec![Column::f64("a", data.clone())]).unwrap(),
+                None,
+            )
+            .unwrap();
         let mut chunked = Local::<StandardScaler>::new();
         for chunk in data.chunks(7) {
             let f = Frame::new(vec![Column::f64("a", chunk.to_vec())]).unwrap();
@@ -229,6 +260,9 @@ mod tests {
         k.fit(&frame(), None).unwrap();
         let mut other = Local::<StandardScaler>::new();
         other.load_state(&k.save_state().unwrap()).unwrap();
-        assert_eq!(other.transform(frame()).unwrap(), k.transform(frame()).unwrap());
+        assert_eq!(
+            other.transform(frame()).unwrap(),
+            k.transform(frame()).unwrap()
+        );
     }
 }

@@ -1,0 +1,25 @@
+//! The host's one `bindgen!` site: Rust types and call stubs generated from
+//! the WIT package in `wit/`, the single source of truth shared with the
+//! guest SDK.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "kernel-host:kernel/ml-kernel",
+    // Every export is called asynchronously so that fuel-driven yields let
+    // a timer cancel a runaway kernel without blocking the runtime.
+    imports: { default: async },
+    exports: { default: async },
+    additional_derives: [PartialEq],
+});
+
+pub use exports::kernel_host::kernel::kernel::Guest as KernelExports;
+pub use kernel_host::kernel::types::{
+    Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
+    KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
+};
+
+/// The interface name a kernel component must export, without version.
+pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";

@@ -1,0 +1,90 @@
+//! `kernel-host inspect KERNEL.wasm`.
+
+use kernel_host::bindings::{Capabilities, ParamType, ParamValue};
+use kernel_host::{KernelComponent, Sandbox};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The kernel component (.wasm).
+    pub kernel: PathBuf,
+    /// Refuse the file unless its sha256 is this.
+    #[arg(long)]
+    pub sha256: Option<String>,
+}
+
+fn value(v: &ParamValue) -> String {
+    match v {
+        ParamValue::F64(x) => x.to_string(),
+        ParamValue::S64(x) => x.to_string(),
+        ParamValue::Bool(x) => x.to_string(),
+        ParamValue::String(x) => format!("\"{x}\""),
+    }
+}
+
+fn bound<T: ToString>(b: &Option<T>) -> String {
+    b.as_ref().map_or("..".into(), T::to_string)
+}
+
+fn kind(t: &ParamType) -> String {
+    match t {
+        ParamType::F64((lo, hi)) => format!("f64 in [{}, {}]", bound(lo), bound(hi)),
+        ParamType::S64((lo, hi)) => format!("s64 in [{}, {}]", bound(lo), bound(hi)),
+        ParamType::Bool => "bool".into(),
+        ParamType::Choice(c) => format!("one of {}", c.join(" | ")),
+        ParamType::Text => "string".into(),
+    }
+}
+
+pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
+    let sandbox = Sandbox::builder().build()?;
+    let id = args
+        .kernel
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let component =
+        KernelComponent::load(&sandbox, &id, &args.kernel, args.sha256.as_deref()).await?;
+    let info = component.info();
+    println!("{}@{}  ({:?})", info.name, info.version, info.kind);
+    if !info.description.is_empty() {
+        println!("  {}", info.description);
+    }
+    println!(
+        "wit:          kernel-host:kernel@{}",
+        component.wit_version()
+    );
+    println!("sha256:       {}", component.sha256());
+    let caps: Vec<&str> = [
+        (Capabilities::PARTIAL_FIT, "partial-fit"),
+        (Capabilities::PREDICT_PROBA, "predict-proba"),
+        (Capabilities::STATELESS_TRANSFORM, "stateless-transform"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| info.capabilities.contains(*flag))
+    .map(|(_, name)| name)
+    .collect();
+    println!(
+        "capabilities: {}",
+        if caps.is_empty() {
+            "none".into()
+        } else {
+            caps.join(", ")
+        }
+    );
+    if info.params.is_empty() {
+        println!("parameters:   none");
+    } else {
+        println!("parameters:");
+        for p in &info.params {
+            println!(
+                "  {:<18} {:<36} default {:<10} {}",
+                p.name,
+                kind(&p.kind),
+                value(&p.default),
+                p.description
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Command-line parsing (clap derive) and dispatch.
+
+mod inspect;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Run untrusted machine-learning kernels, sandboxed.
+#[derive(Parser)]
+#[command(name = "kernel-host", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log more (repeat for more detail). `KERNEL_HOST_LOG=debug` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Fit a pipeline on its training data, predict the test data, write and score the predictions.
+    Run(run::RunArgs),
+    /// Verify a kernel component and print what it says about itself.
+    Inspect(inspect::InspectArgs),
+}
+
+pub async fn dispatch(command: Command) -> Result<(), kernel_host::Error> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Inspect(args) => inspect::inspect(args).await,
+    }
+}
+
+/// Logs go to stderr; stdout is for results.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing::level_filters::LevelFilter;
+    let from_env = std::env::var("KERNEL_HOST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok());
+    let level = match (quiet, verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => from_env.unwrap_or(LevelFilter::WARN),
+        (false, 1) => LevelFilter::INFO,
+        (false, 2) => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// `12.3 ms`, `4.56 s`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{:.1} ms", s * 1e3)
+    }
+}

@@ -1,0 +1,121 @@
+//! Helpers on the WIT [`Frame`] and [`Column`] types as the host sees them.
+//! Kernels are untrusted, so every frame they return is checked before the
+//! host uses it.
+
+use crate::bindings::{Column, ColumnValues, Frame};
+
+pub fn column_len(column: &Column) -> usize {
+    match &column.values {
+        ColumnValues::F64(v) => v.len(),
+        ColumnValues::S64(v) => v.len(),
+        ColumnValues::Bool(v) => v.len(),
+        ColumnValues::String(v) => v.len(),
+    }
+}
+
+/// Checks a column has `rows` values and a null mask of the same length.
+pub fn check_column(column: &Column, rows: u32) -> Result<(), String> {
+    let len = column_len(column);
+    if len != rows as usize {
+        return Err(format!(
+            "column `{}` has {len} rows, expected {rows}",
+            column.name
+        ));
+    }
+    if let Some(nulls) = &column.nulls
+        && nulls.len() != len
+    {
+        return Err(format!(
+            "column `{}` has a null mask of {} entries for {len} rows",
+            column.name,
+            nulls.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every column has the frame's row count (and that the frame has
+/// `expected_rows` rows, when given) and that column names are unique.
+pub fn check_frame(frame: &Frame, expected_rows: Option<u32>) -> Result<(), String> {
+    if let Some(expected) = expected_rows
+        && frame.rows != expected
+    {
+        return Err(format!(
+            "returned {} rows for {expected} input rows",
+            frame.rows
+        ));
+    }
+    for (i, column) in frame.columns.iter().enumerate() {
+        check_column(column, frame.rows)?;
+        if frame.columns[..i].iter().any(|c| c.name == column.name) {
+            return Err(format!("column name `{}` appears twice", column.name));
+        }
+    }
+    Ok(())
+}
+
+/// The text of one cell as written to CSV; `None` when null.
+pub fn cell_text(column: &Column, row: usize) -> Option<String> {
+    if column
+        .nulls
+        .as_ref()
+        .is_some_and(|n| n.get(row).is_some_and(|b| *b != 0))
+    {
+        return None;
+    }
+    match &column.values {
+        ColumnValues::F64(v) => v.get(row).filter(|x| !x.is_nan()).map(|x| x.to_string()),
+        ColumnValues::S64(v) => v.get(row).map(|x| x.to_string()),
+        ColumnValues::Bool(v) => v.get(row).map(|x| x.to_string()),
+        ColumnValues::String(v) => v.get(row).cloned(),
+    }
+}
+
+impl Frame {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Removes and returns the column called `name`.
+    pub fn take_column(&mut self, name: &str) -> Option<Column> {
+        let index = self.columns.iter().position(|c| c.name == name)?;
+        Some(self.columns.remove(index))
+    }
+
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take_rows(&self, indices: &[usize]) -> Frame {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: match &c.values {
+                    ColumnValues::F64(v) => {
+                        ColumnValues::F64(indices.iter().map(|i| v[*i]).collect())
+                    }
+                    ColumnValues::S64(v) => {
+                        ColumnValues::S64(indices.iter().map(|i| v[*i]).collect())
+                    }
+                    ColumnValues::Bool(v) => {
+                        ColumnValues::Bool(indices.iter().map(|i| v[*i]).collect())
+                    }
+                    ColumnValues::String(v) => {
+                        ColumnValues::String(indices.iter().map(|i| v[*i].clone()).collect())
+                    }
+                },
+                nulls: c
+                    .nulls
+                    .as_ref()
+                    .map(|n| indices.iter().map(|i| n[*i]).collect()),
+            })
+            .collect();
+        Frame {
+            rows: indices.len() as u32,
+            columns,
+        }
+    }
+}

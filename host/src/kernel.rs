@@ -1,0 +1,574 @@
+//! Loading kernels and calling them under their limits.
+//!
+//! [`KernelComponent`] is a kernel file that passed every check before
+//! running: readable, matching its sha256 pin, a component, exporting a
+//! compatible `kernel` interface, and needing only imports the host
+//! provides. [`KernelInstance`] is one sandboxed instance of it, with its
+//! own store, limits and grants. Every call runs with fresh fuel under a
+//! wall-clock timer; any failure out of wasm is classified into a
+//! [`Fault`], the poisoned store is dropped, and the next call gets a fresh
+//! instance configured with the same parameters. The host never crashes and
+//! other kernels never notice.
+
+use crate::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param};
+use crate::engine::{Sandbox, sha256_hex};
+use crate::error::{Error, Fault, LoadProblem};
+use crate::limits::{Limits, YIELD_INTERVAL_FUEL};
+use crate::state::{Grants, HostState, panic_message};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::{Store, Trap};
+
+/// Kernel files larger than this are refused unread.
+const MAX_KERNEL_BYTES: u64 = 256 << 20;
+
+/// A verified, compiled kernel, ready to instantiate.
+pub struct KernelComponent {
+    id: String,
+    path: PathBuf,
+    sha256: String,
+    wit_version: String,
+    info: KernelInfo,
+    pre: MlKernelPre<HostState>,
+    sandbox: Sandbox,
+}
+
+impl KernelComponent {
+    /// Reads, verifies and compiles the kernel at `path`, then asks it to
+    /// `describe` itself (under default limits, nothing granted).
+    pub async fn load(
+        sandbox: &Sandbox,
+        id: &str,
+        path: &Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
+        let refuse = |problem| Error::Load {
+            kernel: id.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| refuse(LoadProblem::Read(e)))?
+            .len();
+        if size > MAX_KERNEL_BYTES {
+            return Err(refuse(LoadProblem::NotAComponent(format!(
+                "{size} bytes is larger than the {MAX_KERNEL_BYTES}-byte limit"
+            ))));
+        }
+        let bytes = std::fs::read(path).map_err(|e| refuse(LoadProblem::Read(e)))?;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(expected) = pinned_sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(refuse(LoadProblem::HashMismatch {
+                expected: expected.to_string(),
+                actual: sha256,
+            }));
+        }
+        check_header(&bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
+        let component = sandbox
+            .compile(&bytes, &sha256)
+            .map_err(|e| refuse(LoadProblem::Compile(format!("{e:#}"))))?;
+        let wit_version = kernel_export_version(sandbox, &component).map_err(refuse)?;
+        let instance_pre = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
+        let pre = MlKernelPre::new(instance_pre)
+            .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
+        let mut component = KernelComponent {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            sha256,
+            wit_version,
+            info: placeholder_info(),
+            pre,
+            sandbox: sandbox.clone(),
+        };
+        let mut probe = component
+            .instantiate(Limits::default(), Grants::default())
+            .await?;
+        component.info = probe.describe().await?;
+        Ok(component)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lowercase hex sha256 of the component file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The `kernel-host:kernel` version the component was built against.
+    pub fn wit_version(&self) -> &str {
+        &self.wit_version
+    }
+
+    /// What the kernel's `describe` reported.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
+    /// A new sandboxed instance with its own store.
+    pub async fn instantiate(
+        &self,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<KernelInstance, Error> {
+        let shared = Arc::new(Shared {
+            id: self.id.clone().into(),
+            pre: self.pre.clone(),
+            sandbox: self.sandbox.clone(),
+            limits,
+            grants,
+        });
+        let (store, bindings) = shared.fresh().await?;
+        Ok(KernelInstance {
+            shared,
+            store,
+            bindings,
+            params: Vec::new(),
+            poisoned: false,
+            stats: KernelStats::default(),
+            stderr_logged: 0,
+        })
+    }
+}
+
+fn placeholder_info() -> KernelInfo {
+    KernelInfo {
+        name: String::new(),
+        version: String::new(),
+        kind: bindings::KernelKind::Transformer,
+        description: String::new(),
+        params: Vec::new(),
+        capabilities: bindings::Capabilities::empty(),
+    }
+}
+
+/// Tells a component from a core module or something else entirely.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    match bytes {
+        [0, b'a', b's', b'm', _, _, 1, 0, ..] => Ok(()),
+        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => Err(
+            "this is a core WebAssembly module; kernels are components: build with \
+             `cargo build --target wasm32-wasip2`"
+                .into(),
+        ),
+        [0, b'a', b's', b'm', ..] => Err("unsupported WebAssembly binary version".into()),
+        _ => Err("the file does not start with the WebAssembly magic bytes".into()),
+    }
+}
+
+/// Finds the component's `kernel-host:kernel/kernel@X` export and checks
+/// that X is compatible with the host's WIT version.
+fn kernel_export_version(
+    sandbox: &Sandbox,
+    component: &wasmtime::component::Component,
+) -> Result<String, LoadProblem> {
+    let ty = component.component_type();
+    let mut names = Vec::new();
+    for (name, item) in ty.exports(sandbox.engine()) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            names.push(name.to_string());
+            continue;
+        }
+        let (base, version) = name.split_once('@').unwrap_or((name, ""));
+        if base == bindings::KERNEL_INTERFACE {
+            return if compatible(version, bindings::WIT_VERSION) {
+                Ok(version.to_string())
+            } else {
+                Err(LoadProblem::IncompatibleVersion {
+                    found: version.to_string(),
+                    supported: bindings::WIT_VERSION.to_string(),
+                })
+            };
+        }
+        names.push(name.to_string());
+    }
+    Err(LoadProblem::WrongWorld {
+        exports: if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        },
+    })
+}
+
+/// Semver compatibility as the component model links it: same major, or
+/// for 0.x the same minor; and not newer than the host.
+fn compatible(found: &str, host: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v
+            .split('.')
+            .map(|p| p.split(['-', '+']).next().unwrap_or(p).parse::<u64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (Some(f), Some(h)) = (parse(found), parse(host)) else {
+        return false;
+    };
+    let same_line = if h.0 == 0 {
+        f.0 == 0 && f.1 == h.1
+    } else {
+        f.0 == h.0
+    };
+    same_line && f <= h
+}
+
+/// What an instance needs to rebuild its store.
+struct Shared {
+    id: Arc<str>,
+    pre: MlKernelPre<HostState>,
+    sandbox: Sandbox,
+    limits: Limits,
+    grants: Grants,
+}
+
+impl Shared {
+    /// A new store and instance.
+    async fn fresh(&self) -> Result<(Store<HostState>, MlKernel), Error> {
+        let state = HostState::new(self.id.clone(), self.limits.memory_bytes, &self.grants)
+            .map_err(Error::Host)?;
+        let mut store = Store::new(self.sandbox.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        let metering = self.sandbox.metering();
+        if metering.epoch() {
+            // Yield on every tick so the call's timer can fire; the deadline
+            // must be set after choosing the behaviour.
+            store.epoch_deadline_async_yield_and_update(1);
+            store.set_epoch_deadline(1);
+        }
+        if metering.fuel() {
+            store
+                .set_fuel(self.limits.fuel)
+                .map_err(|e| Error::Host(e.into()))?;
+            store
+                .fuel_async_yield_interval(Some(YIELD_INTERVAL_FUEL))
+                .map_err(|e| Error::Host(e.into()))?;
+        }
+        let instantiate = self.pre.instantiate_async(&mut store);
+        let bindings = match tokio::time::timeout(self.limits.timeout, instantiate).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                let fault = classify(&mut store, e, self.limits, 0);
+                return Err(self.fault("instantiate", fault));
+            }
+            Err(_) => {
+                return Err(self.fault(
+                    "instantiate",
+                    Fault::Timeout {
+                        limit: self.limits.timeout,
+                    },
+                ));
+            }
+        };
+        Ok((store, bindings))
+    }
+
+    fn fault(&self, operation: &'static str, fault: Fault) -> Error {
+        Error::Kernel {
+            kernel: self.id.to_string(),
+            operation,
+            fault,
+        }
+    }
+}
+
+/// Resource use of one instance, summed over its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub calls: u64,
+    /// Fuel consumed (0 when fuel metering is off).
+    pub fuel: u64,
+    /// Largest linear memory of any store this instance used, bytes.
+    pub peak_memory: u64,
+    /// Wall time inside calls.
+    pub busy: Duration,
+    /// Calls that ended in a fault.
+    pub faults: u64,
+}
+
+/// One sandboxed kernel instance.
+pub struct KernelInstance {
+    shared: Arc<Shared>,
+    store: Store<HostState>,
+    bindings: MlKernel,
+    /// The last parameters `configure` accepted, re-applied after recovery.
+    params: Vec<Param>,
+    poisoned: bool,
+    stats: KernelStats,
+    stderr_logged: u64,
+}
+
+/// Runs one export call under the instance's limits.
+macro_rules! guarded {
+    ($self:ident, $op:literal, |$exports:ident, $store:ident| $call:expr) => {{
+        $self.revive().await?;
+        let started = $self.begin();
+        let outcome = {
+            let $store = &mut $self.store;
+            let $exports = $self.bindings.kernel_host_kernel_kernel();
+            tokio::time::timeout($self.shared.limits.timeout, $call).await
+        };
+        $self.finish($op, started, outcome)
+    }};
+}
+
+/// Unwraps a kernel's `result<_, kernel-error>` into its value or a refusal.
+fn refused<T>(
+    id: &str,
+    operation: &'static str,
+    result: Result<T, bindings::KernelError>,
+) -> Result<T, Error> {
+    result.map_err(|e| Error::Kernel {
+        kernel: id.to_string(),
+        operation,
+        fault: e.into(),
+    })
+}
+
+impl KernelInstance {
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    pub fn grants(&self) -> &Grants {
+        &self.shared.grants
+    }
+
+    pub fn stats(&self) -> KernelStats {
+        KernelStats {
+            peak_memory: self.stats.peak_memory.max(self.store.data().limiter.peak()),
+            ..self.stats
+        }
+    }
+
+    /// Replaces a store poisoned by a failed call with a fresh instance,
+    /// re-applying the last accepted parameters. Fitted state is gone.
+    async fn revive(&mut self) -> Result<(), Error> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
+        let (store, bindings) = self.shared.fresh().await?;
+        self.store = store;
+        self.bindings = bindings;
+        self.stderr_logged = 0;
+        self.poisoned = false;
+        if !self.params.is_empty() {
+            // Not through `configure`, which would revive again on failure.
+            let started = self.begin();
+            let outcome = {
+                let exports = self.bindings.kernel_host_kernel_kernel();
+                tokio::time::timeout(
+                    self.shared.limits.timeout,
+                    exports.call_configure(&mut self.store, &self.params),
+                )
+                .await
+            };
+            let result = self.finish("configure", started, outcome)?;
+            refused(self.id(), "configure", result)?;
+        }
+        tracing::info!(kernel = %self.shared.id, "replaced a failed instance with a fresh one");
+        Ok(())
+    }
+
+    fn begin(&mut self) -> (Instant, u64) {
+        let limits = self.shared.limits;
+        if self.shared.sandbox.metering().fuel() {
+            // Cannot fail: fuel metering is on.
+            let _ = self.store.set_fuel(limits.fuel);
+        }
+        let data = self.store.data_mut();
+        data.log_budget = crate::imports::LOG_MESSAGES_PER_CALL;
+        data.limiter.take_refusal();
+        (Instant::now(), data.stderr.mark())
+    }
+
+    fn finish<R>(
+        &mut self,
+        operation: &'static str,
+        (started, mark): (Instant, u64),
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, Error> {
+        let limits = self.shared.limits;
+        self.stats.calls += 1;
+        self.stats.busy += started.elapsed();
+        if self.shared.sandbox.metering().fuel() {
+            let left = self.store.get_fuel().unwrap_or(0);
+            self.stats.fuel += limits.fuel.saturating_sub(left);
+        }
+        self.forward_stderr();
+        let fault = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => classify(&mut self.store, error, limits, mark),
+            Err(_) => Fault::Timeout {
+                limit: limits.timeout,
+            },
+        };
+        // Any error out of wasm leaves the store unusable.
+        self.poisoned = true;
+        self.stats.faults += 1;
+        tracing::warn!(kernel = %self.shared.id, operation, "{fault}");
+        Err(self.shared.fault(operation, fault))
+    }
+
+    /// Sends new guest stderr lines to the host log.
+    fn forward_stderr(&mut self) {
+        let stderr = &self.store.data().stderr;
+        let text = stderr.since(self.stderr_logged);
+        self.stderr_logged = stderr.mark();
+        for line in text.lines().filter(|l| !l.trim().is_empty()).take(100) {
+            tracing::warn!(kernel = %self.shared.id, "stderr: {line}");
+        }
+    }
+
+    pub async fn describe(&mut self) -> Result<KernelInfo, Error> {
+        guarded!(self, "describe", |k, store| k.call_describe(store))
+    }
+
+    /// Sets parameters; they are re-applied if the instance is ever
+    /// replaced after a fault.
+    pub async fn configure(&mut self, params: &[Param]) -> Result<(), Error> {
+        let result = guarded!(self, "configure", |k, store| k
+            .call_configure(store, params))?;
+        refused(self.id(), "configure", result)?;
+        self.params = params.to_vec();
+        Ok(())
+    }
+
+    pub async fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
+        let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))?;
+        refused(self.id(), "fit", result)
+    }
+
+    pub async fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
+        let result = guarded!(self, "partial-fit", |k, store| k
+            .call_partial_fit(store, x, y))?;
+        refused(self.id(), "partial-fit", result)
+    }
+
+    /// Transforms `x`; the output must have as many rows as `x`.
+    pub async fn transform(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))?;
+        let out = refused(self.id(), "transform", result)?;
+        self.check_output("transform", crate::data::check_frame(&out, Some(x.rows)))?;
+        Ok(out)
+    }
+
+    /// One prediction per row of `x`.
+    pub async fn predict(&mut self, x: &Frame) -> Result<Column, Error> {
+        let result = guarded!(self, "predict", |k, store| k.call_predict(store, x))?;
+        let out = refused(self.id(), "predict", result)?;
+        self.check_output("predict", crate::data::check_column(&out, x.rows))?;
+        Ok(out)
+    }
+
+    /// One probability column per class, one row per row of `x`.
+    pub async fn predict_proba(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let result = guarded!(self, "predict-proba", |k, store| k
+            .call_predict_proba(store, x))?;
+        let out = refused(self.id(), "predict-proba", result)?;
+        self.check_output(
+            "predict-proba",
+            crate::data::check_frame(&out, Some(x.rows)),
+        )?;
+        Ok(out)
+    }
+
+    pub async fn save_state(&mut self) -> Result<Vec<u8>, Error> {
+        let result = guarded!(self, "save-state", |k, store| k.call_save_state(store))?;
+        refused(self.id(), "save-state", result)
+    }
+
+    pub async fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
+        let result = guarded!(self, "load-state", |k, store| k
+            .call_load_state(store, state))?;
+        refused(self.id(), "load-state", result)
+    }
+
+    pub async fn explain(&mut self) -> Result<Explanation, Error> {
+        let result = guarded!(self, "explain", |k, store| k.call_explain(store))?;
+        refused(self.id(), "explain", result)
+    }
+
+    fn check_output(
+        &self,
+        operation: &'static str,
+        check: Result<(), String>,
+    ) -> Result<(), Error> {
+        check.map_err(|message| self.shared.fault(operation, Fault::BadOutput(message)))
+    }
+}
+
+/// Turns an error out of wasm into a [`Fault`], using what the store saw:
+/// a refused memory growth means the memory limit, whatever the guest did
+/// next; a panic message on stderr explains an `unreachable` trap.
+fn classify(
+    store: &mut Store<HostState>,
+    error: wasmtime::Error,
+    limits: Limits,
+    mark: u64,
+) -> Fault {
+    let refused_growth = store.data_mut().limiter.take_refusal();
+    let stderr = store.data().stderr.since(mark);
+    let trap = error.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::OutOfFuel) => Fault::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => Fault::Timeout {
+            limit: limits.timeout,
+        },
+        Some(Trap::StackOverflow) => Fault::Trap {
+            message: "stack overflow: the call stack is exhausted (unbounded recursion?)".into(),
+        },
+        _ if refused_growth.is_some() => Fault::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        },
+        Some(trap) => Fault::Trap {
+            message: panic_message(&stderr).unwrap_or_else(|| trap.to_string()),
+        },
+        None => Fault::Trap {
+            message: panic_message(&stderr)
+                .unwrap_or_else(|| format!("host call failed: {error:#}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.0", "0.1.3"));
+        assert!(!compatible("0.1.4", "0.1.3"), "newer than the host");
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.0.0", "1.2.0"));
+        assert!(!compatible("garbage", "0.1.0"));
+    }
+
+    #[test]
+    fn headers() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        assert!(
+            check_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(check_header(b"hello").unwrap_err().contains("magic"));
+    }
+}

@@ -1,0 +1,536 @@
+//! The pipeline manifest: TOML, plain serde data, every table
+//! `deny_unknown_fields`. [`Manifest::load`] parses it and resolves it:
+//! paths become absolute (relative to the manifest's directory), limits are
+//! merged over the defaults, parameters become typed values, and every
+//! mistake is reported with the file, line and key.
+//!
+//! ```toml
+//! [pipeline]
+//! name = "penguins"
+//! steps = ["impute", "encode", "scale", "model"]
+//!
+//! [data]
+//! train = "data/train.csv"
+//! test = "data/test.csv"
+//! target = "species"
+//!
+//! [output]
+//! predictions = "out/predictions.csv"
+//!
+//! [defaults.limits]
+//! fuel = 5_000_000_000
+//!
+//! [kernels.model]
+//! source = "kernels/logistic_regression.wasm"
+//! sha256 = "…"              # optional pin
+//! params = { c = 1.0 }
+//! limits = { memory-mib = 128 }
+//! grants = { read-dirs = { "/data" = "data" } }
+//! ```
+
+use crate::bindings::{Param, ParamValue};
+use crate::data::{ColumnType, CsvOptions};
+use crate::error::ManifestError;
+use crate::limits::{Limits, LimitsSpec};
+use crate::state::Grants;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    pipeline: RawPipeline,
+    data: RawData,
+    #[serde(default)]
+    output: RawOutput,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    kernels: BTreeMap<String, Spanned<RawKernel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPipeline {
+    name: Option<String>,
+    steps: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawData {
+    train: Option<Spanned<String>>,
+    test: Option<Spanned<String>>,
+    input: Option<Spanned<String>>,
+    split: Option<Spanned<RawSplit>>,
+    target: Option<String>,
+    features: Option<Vec<String>>,
+    null_values: Option<Vec<String>>,
+    #[serde(default)]
+    schema: BTreeMap<String, ColumnType>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSplit {
+    test_fraction: f64,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "yes")]
+    stratify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOutput {
+    predictions: Option<Spanned<String>>,
+    #[serde(default)]
+    probabilities: bool,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDefaults {
+    #[serde(default)]
+    limits: LimitsSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawKernel {
+    source: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    limits: LimitsSpec,
+    #[serde(default)]
+    grants: Grants,
+}
+
+/// A resolved manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    pub name: String,
+    /// The kernels in step order.
+    pub steps: Vec<KernelSpec>,
+    pub data: DataSpec,
+    pub output: OutputSpec,
+}
+
+/// One step's kernel, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSpec {
+    pub id: String,
+    pub source: PathBuf,
+    pub sha256: Option<String>,
+    pub params: Vec<Param>,
+    pub limits: Limits,
+    pub grants: Grants,
+    /// Line of the kernel's table in the manifest, for error messages.
+    pub line: Option<usize>,
+}
+
+/// Where the rows come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSource {
+    /// Separate files to fit and to predict on (the test file is optional).
+    Files {
+        train: PathBuf,
+        test: Option<PathBuf>,
+    },
+    /// One file split deterministically.
+    Split {
+        input: PathBuf,
+        test_fraction: f64,
+        seed: u64,
+        stratify: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSpec {
+    pub source: DataSource,
+    /// The target column, for supervised kernels and scoring.
+    pub target: Option<String>,
+    /// Feature columns; `None` means every column but the target.
+    pub features: Option<Vec<String>>,
+    pub csv: CsvOptions,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSpec {
+    pub predictions: Option<PathBuf>,
+    /// Add one probability column per class (classifiers that support it).
+    pub probabilities: bool,
+}
+
+/// Locates spans and builds errors for one manifest file.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    dir: PathBuf,
+}
+
+impl Source<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error_at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError {
+            file: self.path.to_path_buf(),
+            line: span.map(|s| self.line(s.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// A path that must name an existing file.
+    fn existing_file(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<PathBuf, ManifestError> {
+        let path = self.resolve(value.get_ref());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(self.error_at(
+                Some(value.span()),
+                key,
+                format!("{what} not found: {}", path.display()),
+            ))
+        }
+    }
+}
+
+fn param_value(value: &toml::Value) -> Option<ParamValue> {
+    match value {
+        toml::Value::Integer(i) => Some(ParamValue::S64(*i)),
+        toml::Value::Float(f) => Some(ParamValue::F64(*f)),
+        toml::Value::Boolean(b) => Some(ParamValue::Bool(*b)),
+        toml::Value::String(s) => Some(ParamValue::String(s.clone())),
+        _ => None,
+    }
+}
+
+fn check_limits(limits: &Limits) -> Result<(), String> {
+    if limits.fuel == 0 {
+        return Err("fuel must be greater than 0".into());
+    }
+    if limits.memory_bytes == 0 || limits.memory_bytes > 4 << 30 {
+        return Err("memory-mib must be between 1 and 4096".into());
+    }
+    if limits.timeout.is_zero() {
+        return Err("timeout-ms must be greater than 0".into());
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Reads, parses and resolves the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and resolves manifest `text`, as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let dir = path
+            .parent()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let src = Source { path, text, dir };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: e.span().map(|s| src.line(s.start)),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+
+        let defaults = raw.defaults.limits.apply(Limits::default());
+        check_limits(&defaults).map_err(|m| src.error_at(None, "defaults.limits", m))?;
+
+        let steps_span = raw.pipeline.steps.span();
+        let step_ids = raw.pipeline.steps.into_inner();
+        if step_ids.is_empty() {
+            return Err(src.error_at(
+                Some(steps_span),
+                "pipeline.steps",
+                "the pipeline has no steps",
+            ));
+        }
+        let mut steps = Vec::with_capacity(step_ids.len());
+        for (i, step) in step_ids.iter().enumerate() {
+            let id = step.get_ref();
+            if step_ids[..i].iter().any(|s| s.get_ref() == id) {
+                return Err(src.error_at(
+                    Some(step.span()),
+                    "pipeline.steps",
+                    format!("step `{id}` appears twice; each step needs its own kernel entry"),
+                ));
+            }
+            let Some(kernel) = raw.kernels.get(id) else {
+                let known: Vec<&str> = raw.kernels.keys().map(String::as_str).collect();
+                return Err(src.error_at(
+                    Some(step.span()),
+                    "pipeline.steps",
+                    format!(
+                        "step `{id}` names no kernel; defined kernels: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            steps.push(resolve_kernel(&src, id, kernel, defaults)?);
+        }
+        for id in raw.kernels.keys() {
+            if !step_ids.iter().any(|s| s.get_ref() == id) {
+                tracing::warn!(manifest = %path.display(), "kernel `{id}` is defined but no step uses it");
+            }
+        }
+
+        let data = resolve_data(&src, raw.data)?;
+        let output = OutputSpec {
+            predictions: raw.output.predictions.map(|p| src.resolve(p.get_ref())),
+            probabilities: raw.output.probabilities,
+        };
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            name: raw.pipeline.name.unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+            steps,
+            data,
+            output,
+        })
+    }
+}
+
+fn resolve_kernel(
+    src: &Source,
+    id: &str,
+    kernel: &Spanned<RawKernel>,
+    defaults: Limits,
+) -> Result<KernelSpec, ManifestError> {
+    let key = |k: &str| format!("kernels.{id}.{k}");
+    let line = Some(src.line(kernel.span().start));
+    let raw = kernel.get_ref();
+    let source = src.existing_file(&raw.source, &key("source"), "kernel file")?;
+    let sha256 = match &raw.sha256 {
+        Some(pin) => {
+            let hex = pin.get_ref();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(src.error_at(
+                    Some(pin.span()),
+                    key("sha256"),
+                    "must be 64 hexadecimal digits",
+                ));
+            }
+            Some(hex.to_ascii_lowercase())
+        }
+        None => None,
+    };
+    let mut params = Vec::with_capacity(raw.params.len());
+    for (name, value) in &raw.params {
+        let value = param_value(value.get_ref()).ok_or_else(|| {
+            src.error_at(
+                Some(value.span()),
+                key(&format!("params.{name}")),
+                "parameters are numbers, booleans or strings",
+            )
+        })?;
+        params.push(Param {
+            name: name.clone(),
+            value,
+        });
+    }
+    let limits = raw.limits.apply(defaults);
+    check_limits(&limits).map_err(|m| ManifestError {
+        line,
+        ..src.error_at(None, key("limits"), m)
+    })?;
+    let mut grants = raw.grants.clone();
+    for (guest, host) in grants.read_dirs.iter_mut() {
+        if !guest.starts_with('/') {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    key("grants.read-dirs"),
+                    format!("guest path \"{guest}\" must be absolute, e.g. \"/data\""),
+                )
+            });
+        }
+        let resolved = src.resolve(&host.to_string_lossy());
+        if !resolved.is_dir() {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    key("grants.read-dirs"),
+                    format!("granted directory not found: {}", resolved.display()),
+                )
+            });
+        }
+        *host = resolved;
+    }
+    Ok(KernelSpec {
+        id: id.to_string(),
+        source,
+        sha256,
+        params,
+        limits,
+        grants,
+        line,
+    })
+}
+
+fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
+    let source = match (raw.train, raw.input) {
+        (Some(train), None) => DataSource::Files {
+            train: src.existing_file(&train, "data.train", "data file")?,
+            test: raw
+                .test
+                .map(|t| src.existing_file(&t, "data.test", "data file"))
+                .transpose()?,
+        },
+        (None, Some(input)) => {
+            let Some(split) = raw.split else {
+                return Err(src.error_at(
+                    Some(input.span()),
+                    "data.split",
+                    "`input` needs a `split = { test-fraction = 0.25 }` (or give `train` and `test` files)",
+                ));
+            };
+            let (span, split) = (split.span(), split.into_inner());
+            if !(split.test_fraction > 0.0 && split.test_fraction < 1.0) {
+                return Err(src.error_at(
+                    Some(span),
+                    "data.split.test-fraction",
+                    "must be between 0 and 1 (exclusive)",
+                ));
+            }
+            if raw.test.is_some() {
+                return Err(src.error_at(
+                    None,
+                    "data.test",
+                    "give either `input` with a split or `train`/`test` files, not both",
+                ));
+            }
+            DataSource::Split {
+                input: src.existing_file(&input, "data.input", "data file")?,
+                test_fraction: split.test_fraction,
+                seed: split.seed,
+                stratify: split.stratify,
+            }
+        }
+        (Some(train), Some(_)) => {
+            return Err(src.error_at(
+                Some(train.span()),
+                "data",
+                "give either `train` (and `test`) or `input` with a split, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(src.error_at(
+                None,
+                "data",
+                "no input: set `train` (and `test`) or `input` with a split",
+            ));
+        }
+    };
+    let mut csv = CsvOptions {
+        schema: raw.schema,
+        ..CsvOptions::default()
+    };
+    if let Some(nulls) = raw.null_values {
+        csv.null_values = nulls;
+    }
+    Ok(DataSpec {
+        source,
+        target: raw.target,
+        features: raw.features,
+        csv,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("/nonexistent/m.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e =
+            parse("[pipeline]\nsteps = [\"a\"]\ncolour = 1\n[data]\ntrain = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn unknown_step_names_the_known_kernels() {
+        let e = parse("[pipeline]\nsteps = [\"b\"]\n[data]\ntrain = \"x\"\n[kernels.a]\nsource = \"a.wasm\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("pipeline.steps"));
+        assert!(e.message.contains("defined kernels: a"), "{e}");
+    }
+
+    #[test]
+    fn missing_kernel_file_names_the_key() {
+        let e = parse("[pipeline]\nsteps = [\"a\"]\n[data]\ntrain = \"x\"\n[kernels.a]\nsource = \"a.wasm\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("kernels.a.source"));
+        assert_eq!(e.line, Some(6));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/m.toml:6: `kernels.a.source`: kernel file not found"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! A linear pipeline of sandboxed kernels with scikit-learn's semantics:
+//! `fit` fits each transformer and feeds its output to the next step, the
+//! last step may be a model; `predict` runs new rows through the fitted
+//! transformers and the model.
+
+use crate::bindings::{Capabilities, Column, Frame, KernelKind};
+use crate::engine::Sandbox;
+use crate::error::{Error, Fault, ManifestError, RefusalKind};
+use crate::kernel::{KernelComponent, KernelInstance};
+use crate::manifest::{KernelSpec, Manifest};
+
+/// One step: its manifest entry, its verified component and its instance.
+pub struct Step {
+    pub spec: KernelSpec,
+    pub component: KernelComponent,
+    pub instance: KernelInstance,
+}
+
+impl Step {
+    pub fn kind(&self) -> KernelKind {
+        self.component.info().kind
+    }
+
+    /// `name@version` as the kernel describes itself.
+    pub fn kernel_name(&self) -> String {
+        let info = self.component.info();
+        format!("{}@{}", info.name, info.version)
+    }
+}
+
+/// What `predict` produces.
+pub enum Output {
+    /// The last step is a model.
+    Predictions {
+        values: Column,
+        probabilities: Option<Frame>,
+    },
+    /// The last step is a transformer.
+    Transformed(Frame),
+}
+
+pub struct Pipeline {
+    manifest: Manifest,
+    steps: Vec<Step>,
+}
+
+impl Pipeline {
+    /// Loads, verifies, instantiates and configures every step's kernel.
+    /// Fails before anything runs if a kernel is refused or its parameters
+    /// are invalid.
+    pub async fn load(sandbox: &Sandbox, manifest: Manifest) -> Result<Pipeline, Error> {
+        let mut steps = Vec::with_capacity(manifest.steps.len());
+        for spec in &manifest.steps {
+            let component =
+                KernelComponent::load(sandbox, &spec.id, &spec.source, spec.sha256.as_deref())
+                    .await?;
+            let mut instance = component
+                .instantiate(spec.limits, spec.grants.clone())
+                .await?;
+            instance
+                .configure(&spec.params)
+                .await
+                .map_err(|e| params_error(&manifest, spec, e))?;
+            steps.push(Step {
+                spec: spec.clone(),
+                component,
+                instance,
+            });
+        }
+        let last = steps.len().saturating_sub(1);
+        for step in &steps[..last] {
+            if step.kind() != KernelKind::Transformer {
+                return Err(ManifestError {
+                    file: manifest.path.clone(),
+                    line: step.spec.line,
+                    key: Some("pipeline.steps".into()),
+                    message: format!(
+                        "step `{}` ({}) is a {:?}; only the last step may be a model",
+                        step.spec.id,
+                        step.kernel_name(),
+                        step.kind()
+                    )
+                    .to_lowercase(),
+                }
+                .into());
+            }
+        }
+        Ok(Pipeline { manifest, steps })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    pub fn steps_mut(&mut self) -> &mut [Step] {
+        &mut self.steps
+    }
+
+    /// The last step, which decides what the pipeline outputs.
+    pub fn final_kind(&self) -> KernelKind {
+        self.steps
+            .last()
+            .map_or(KernelKind::Transformer, Step::kind)
+    }
+
+    /// Fits every step on `x` (and target `y`).
+    pub async fn fit(&mut self, x: Frame, y: Option<&Column>) -> Result<(), Error> {
+        let needs_target = matches!(
+            self.final_kind(),
+            KernelKind::Classifier | KernelKind::Regressor
+        );
+        if needs_target && y.is_none() {
+            return Err(ManifestError {
+                file: self.manifest.path.clone(),
+                line: None,
+                key: Some("data.target".into()),
+                message: "the last step is a supervised model: name the target column".into(),
+            }
+            .into());
+        }
+        let last = self.steps.len().saturating_sub(1);
+        let mut current = x;
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            step.instance.fit(&current, y).await?;
+            if i < last {
+                current = step.instance.transform(&current).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `x` through the fitted pipeline.
+    pub async fn predict(&mut self, x: Frame, probabilities: bool) -> Result<Output, Error> {
+        let Some((model, transformers)) = self.steps.split_last_mut() else {
+            return Ok(Output::Transformed(x));
+        };
+        let mut current = x;
+        for step in transformers {
+            current = step.instance.transform(&current).await?;
+        }
+        if model.kind() == KernelKind::Transformer {
+            return Ok(Output::Transformed(
+                model.instance.transform(&current).await?,
+            ));
+        }
+        let values = model.instance.predict(&current).await?;
+        let wants_proba = probabilities
+            && model
+                .component
+                .info()
+                .capabilities
+                .contains(Capabilities::PREDICT_PROBA);
+        let probabilities = if wants_proba {
+            Some(model.instance.predict_proba(&current).await?)
+        } else {
+            None
+        };
+        Ok(Output::Predictions {
+            values,
+            probabilities,
+        })
+    }
+}
+
+/// A kernel's refusal of its parameters is a mistake in the manifest.
+fn params_error(manifest: &Manifest, spec: &KernelSpec, error: Error) -> Error {
+    match error {
+        Error::Kernel {
+            fault:
+                Fault::Refused {
+                    kind: RefusalKind::InvalidParams,
+                    message,
+                },
+            ..
+        } => ManifestError {
+            file: manifest.path.clone(),
+            line: spec.line,
+            key: Some(format!("kernels.{}.params", spec.id)),
+            message,
+        }
+        .into(),
+        other => other,
+    }
+}

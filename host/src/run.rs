@@ -1,0 +1,271 @@
+//! The job behind `kernel-host run`: read the data, fit the pipeline on the
+//! training rows, predict the test rows, write the predictions, score them.
+
+use crate::bindings::{Column, Frame, KernelKind};
+use crate::data::{cell_text, read_csv, write_csv};
+use crate::engine::Sandbox;
+use crate::error::{DataError, Error, ManifestError};
+use crate::manifest::{DataSource, Manifest};
+use crate::pipeline::{Output, Pipeline};
+use crate::score;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a run did, for the summary and for machines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunReport {
+    pub pipeline: String,
+    pub train_rows: u32,
+    pub test_rows: u32,
+    /// e.g. `("accuracy", 0.98)`, computed on the test rows.
+    pub metric: Option<(&'static str, f64)>,
+    pub steps: Vec<StepReport>,
+    pub output: Option<PathBuf>,
+    pub elapsed: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    pub id: String,
+    /// `name@version`.
+    pub kernel: String,
+    pub calls: u64,
+    pub busy: Duration,
+    pub fuel: u64,
+    pub peak_memory: u64,
+}
+
+/// Runs the manifest's job end to end.
+pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Error> {
+    let started = Instant::now();
+    let (train, test) = load_data(&manifest)?;
+    let (x_train, y_train) = features_and_target(&manifest, train, true)?;
+    let (x_test, y_test) = match test {
+        Some(test) => {
+            let (x, y) = features_and_target(&manifest, test, false)?;
+            (Some(x), y)
+        }
+        None => (None, None),
+    };
+    let (train_rows, test_rows) = (x_train.rows, x_test.as_ref().map_or(0, |x| x.rows));
+
+    let mut pipeline = Pipeline::load(sandbox, manifest.clone()).await?;
+    pipeline.fit(x_train, y_train.as_ref()).await?;
+
+    let mut metric = None;
+    let mut output = None;
+    if let Some(x_test) = x_test {
+        let result = pipeline
+            .predict(x_test, manifest.output.probabilities)
+            .await?;
+        let table = match result {
+            Output::Predictions {
+                values,
+                probabilities,
+            } => {
+                if let Some(truth) = &y_test {
+                    metric = match pipeline.final_kind() {
+                        KernelKind::Classifier => {
+                            score::accuracy(&values, truth).map(|a| ("accuracy", a))
+                        }
+                        KernelKind::Regressor => score::r2(&values, truth).map(|r| ("r2", r)),
+                        _ => None,
+                    };
+                }
+                predictions_table(values, y_test, probabilities)
+            }
+            Output::Transformed(frame) => frame,
+        };
+        if let Some(path) = &manifest.output.predictions {
+            write_csv(path, &table)
+                .map_err(|e| Error::Host(e.context(format!("writing {}", path.display()))))?;
+            output = Some(path.clone());
+        }
+    }
+
+    let steps = pipeline
+        .steps()
+        .iter()
+        .map(|s| {
+            let stats = s.instance.stats();
+            StepReport {
+                id: s.spec.id.clone(),
+                kernel: s.kernel_name(),
+                calls: stats.calls,
+                busy: stats.busy,
+                fuel: stats.fuel,
+                peak_memory: stats.peak_memory,
+            }
+        })
+        .collect();
+    Ok(RunReport {
+        pipeline: manifest.name.clone(),
+        train_rows,
+        test_rows,
+        metric,
+        steps,
+        output,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The output table: the truth (when known), the prediction, then one
+/// probability column per class.
+fn predictions_table(values: Column, truth: Option<Column>, probabilities: Option<Frame>) -> Frame {
+    let rows = crate::data::column_len(&values) as u32;
+    let mut columns = Vec::new();
+    if let Some(mut truth) = truth {
+        truth.name = format!("{}_true", truth.name);
+        columns.push(truth);
+    }
+    columns.push(Column {
+        name: "prediction".into(),
+        ..values
+    });
+    if let Some(p) = probabilities {
+        columns.extend(p.columns.into_iter().map(|c| Column {
+            name: format!("proba_{}", c.name),
+            ..c
+        }));
+    }
+    Frame { rows, columns }
+}
+
+fn load_data(manifest: &Manifest) -> Result<(Frame, Option<Frame>), Error> {
+    let csv = &manifest.data.csv;
+    match &manifest.data.source {
+        DataSource::Files { train, test } => {
+            let train = read_csv(train, csv)?;
+            let test = test.as_ref().map(|t| read_csv(t, csv)).transpose()?;
+            Ok((train, test))
+        }
+        DataSource::Split {
+            input,
+            test_fraction,
+            seed,
+            stratify,
+        } => {
+            let all = read_csv(input, csv)?;
+            let strata = match (&manifest.data.target, stratify) {
+                (Some(target), true) => all.column(target).map(|c| {
+                    (0..all.rows as usize)
+                        .map(|r| cell_text(c, r))
+                        .collect::<Vec<_>>()
+                }),
+                _ => None,
+            };
+            let (train_idx, test_idx) =
+                split_rows(all.rows as usize, *test_fraction, *seed, strata.as_deref());
+            Ok((all.take_rows(&train_idx), Some(all.take_rows(&test_idx))))
+        }
+    }
+}
+
+/// Deterministic shuffled split. With strata, each stratum contributes its
+/// own share of test rows. Returns (train, test) row indices in file order.
+fn split_rows(
+    rows: usize,
+    test_fraction: f64,
+    seed: u64,
+    strata: Option<&[Option<String>]>,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut groups: std::collections::BTreeMap<Option<&str>, Vec<usize>> = Default::default();
+    for r in 0..rows {
+        let key = strata.and_then(|s| s.get(r)).and_then(|s| s.as_deref());
+        groups.entry(key).or_default().push(r);
+    }
+    let mut test = Vec::new();
+    for members in groups.values_mut() {
+        for i in (1..members.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            members.swap(i, j);
+        }
+        let take = ((members.len() as f64) * test_fraction).round() as usize;
+        test.extend_from_slice(&members[..take.min(members.len())]);
+    }
+    test.sort_unstable();
+    let train = (0..rows)
+        .filter(|r| test.binary_search(r).is_err())
+        .collect();
+    (train, test)
+}
+
+/// Splits the target off and keeps the feature columns.
+fn features_and_target(
+    manifest: &Manifest,
+    mut frame: Frame,
+    require_target: bool,
+) -> Result<(Frame, Option<Column>), Error> {
+    let file = match &manifest.data.source {
+        DataSource::Files { train, test } => {
+            if require_target {
+                train.clone()
+            } else {
+                test.clone().unwrap_or_default()
+            }
+        }
+        DataSource::Split { input, .. } => input.clone(),
+    };
+    let target = match &manifest.data.target {
+        Some(name) => match frame.take_column(name) {
+            Some(column) => Some(column),
+            None if require_target => {
+                return Err(ManifestError {
+                    file: manifest.path.clone(),
+                    line: None,
+                    key: Some("data.target".into()),
+                    message: format!(
+                        "target column `{name}` is not in {} (columns: {})",
+                        file.display(),
+                        frame.column_names().join(", ")
+                    ),
+                }
+                .into());
+            }
+            None => None,
+        },
+        None => None,
+    };
+    if let Some(features) = &manifest.data.features {
+        let mut selected = Vec::with_capacity(features.len());
+        for name in features {
+            let column = frame.take_column(name).ok_or_else(|| DataError {
+                file: file.clone(),
+                row: None,
+                column: Some(name.clone()),
+                message: format!(
+                    "feature column is missing (the file has: {})",
+                    frame.column_names().join(", ")
+                ),
+            })?;
+            selected.push(column);
+        }
+        frame.columns = selected;
+    }
+    Ok((frame, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_rows;
+
+    #[test]
+    fn split_is_deterministic_stratified_and_complete() {
+        let strata: Vec<Option<String>> = (0..100)
+            .map(|i| Some(if i < 80 { "a" } else { "b" }.to_string()))
+            .collect();
+        let (train, test) = split_rows(100, 0.25, 7, Some(&strata));
+        assert_eq!(test.len(), 25);
+        assert_eq!(test.iter().filter(|r| **r >= 80).count(), 5);
+        assert_eq!(train.len() + test.len(), 100);
+        assert_eq!(split_rows(100, 0.25, 7, Some(&strata)), (train, test));
+    }
+}

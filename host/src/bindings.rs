@@ -23,3 +23,14 @@ pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
+
+impl std::fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelKind::Transformer => "transformer",
+            KernelKind::Classifier => "classifier",
+            KernelKind::Regressor => "regressor",
+            KernelKind::Clusterer => "clusterer",
+        })
+    }
+}

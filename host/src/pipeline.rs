@@ -53,7 +53,8 @@ impl Pipeline {
         for spec in &manifest.steps {
             let component =
                 KernelComponent::load(sandbox, &spec.id, &spec.source, spec.sha256.as_deref())
-                    .await?;
+                    .await
+                    .map_err(|e| pin_error(&manifest, spec, e))?;
             let mut instance = component
                 .instantiate(spec.limits, spec.grants.clone())
                 .await?;
@@ -75,12 +76,11 @@ impl Pipeline {
                     line: step.spec.line,
                     key: Some("pipeline.steps".into()),
                     message: format!(
-                        "step `{}` ({}) is a {:?}; only the last step may be a model",
+                        "step `{}` ({}) is a {}; only the last step may be a model",
                         step.spec.id,
                         step.kernel_name(),
                         step.kind()
-                    )
-                    .to_lowercase(),
+                    ),
                 }
                 .into());
             }
@@ -163,6 +163,28 @@ impl Pipeline {
             values,
             probabilities,
         })
+    }
+}
+
+/// A sha256 pin that does not match the file is a mistake in the manifest
+/// (or a tampered file): report it at the pin.
+fn pin_error(manifest: &Manifest, spec: &KernelSpec, error: Error) -> Error {
+    match error {
+        Error::Load {
+            problem: crate::error::LoadProblem::HashMismatch { expected, actual },
+            path,
+            ..
+        } => ManifestError {
+            file: manifest.path.clone(),
+            line: spec.line,
+            key: Some(format!("kernels.{}.sha256", spec.id)),
+            message: format!(
+                "{} hashes to {actual}, not the pinned {expected}; rebuild the kernel or update the pin",
+                path.display()
+            ),
+        }
+        .into(),
+        other => other,
     }
 }
 

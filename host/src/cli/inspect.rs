@@ -13,9 +13,18 @@ pub struct InspectArgs {
     pub sha256: Option<String>,
 }
 
+/// `0.5`, `1e-12`: plain notation where it stays short.
+fn number(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e9).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
+}
+
 fn value(v: &ParamValue) -> String {
     match v {
-        ParamValue::F64(x) => x.to_string(),
+        ParamValue::F64(x) => number(*x),
         ParamValue::S64(x) => x.to_string(),
         ParamValue::Bool(x) => x.to_string(),
         ParamValue::String(x) => format!("\"{x}\""),
@@ -28,7 +37,11 @@ fn bound<T: ToString>(b: &Option<T>) -> String {
 
 fn kind(t: &ParamType) -> String {
     match t {
-        ParamType::F64((lo, hi)) => format!("f64 in [{}, {}]", bound(lo), bound(hi)),
+        ParamType::F64((lo, hi)) => format!(
+            "f64 in [{}, {}]",
+            lo.map_or("..".into(), number),
+            hi.map_or("..".into(), number)
+        ),
         ParamType::S64((lo, hi)) => format!("s64 in [{}, {}]", bound(lo), bound(hi)),
         ParamType::Bool => "bool".into(),
         ParamType::Choice(c) => format!("one of {}", c.join(" | ")),
@@ -46,7 +59,7 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
     let component =
         KernelComponent::load(&sandbox, &id, &args.kernel, args.sha256.as_deref()).await?;
     let info = component.info();
-    println!("{}@{}  ({:?})", info.name, info.version, info.kind);
+    println!("{}@{}  ({})", info.name, info.version, info.kind);
     if !info.description.is_empty() {
         println!("  {}", info.description);
     }

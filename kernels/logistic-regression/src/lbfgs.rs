@@ -9,6 +9,10 @@ pub struct Minimum {
 
 const HISTORY: usize = 10;
 
+/// Relative decrease of the objective below which progress has stalled at
+/// machine precision (scipy's L-BFGS-B `ftol` as scikit-learn sets it).
+const FTOL: f64 = 64.0 * f64::EPSILON;
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -99,9 +103,17 @@ pub fn minimize(
             s_hist.push(s);
             y_hist.push(y);
         }
+        let stalled = (fx - f_new) <= FTOL * fx.abs().max(f_new.abs()).max(1.0);
         std::mem::swap(&mut x, &mut x_new);
         std::mem::swap(&mut g, &mut g_new);
         fx = f_new;
+        if stalled {
+            return Minimum {
+                x,
+                iterations: iteration + 1,
+                converged: true,
+            };
+        }
     }
     let converged = max_abs(&g) <= tol;
     Minimum {

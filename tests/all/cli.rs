@@ -1,0 +1,124 @@
+//! The `kernel-host` binary: exit codes, stdout and stderr.
+
+use crate::common::*;
+use kernel_host_guests as guests;
+use std::process::{Command, Output};
+
+fn kernel_host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+        .args(args)
+        .env(
+            "KERNEL_HOST_CACHE_DIR",
+            workspace().join("target/test-cache"),
+        )
+        .current_dir(workspace())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_prints_the_accuracy_and_per_kernel_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.csv");
+    let o = kernel_host(&[
+        "run",
+        "examples/penguins/pipeline.toml",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let accuracy: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .unwrap_or_else(|| panic!("no accuracy in {text}"))
+        .parse()
+        .unwrap();
+    assert!(accuracy >= 0.99, "{text}");
+    for step in [
+        "impute",
+        "encode",
+        "scale",
+        "model",
+        "logistic-regression@1.0.0",
+        "MiB",
+    ] {
+        assert!(text.contains(step), "`{step}` missing from {text}");
+    }
+    assert!(out.is_file());
+}
+
+#[test]
+fn a_kernel_fault_exits_2_naming_the_kernel_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.csv"), "x\n1\n2\n").unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[pipeline]\nsteps = [\"villain\"]\n[data]\ntrain = \"d.csv\"\ntest = \"d.csv\"\n\
+             [kernels.villain]\nsource = {:?}\nparams = {{ behaviour = \"loop\" }}\nlimits = {{ fuel = 10_000_000 }}\n",
+            guests::HOSTILE
+        ),
+    )
+    .unwrap();
+    let o = kernel_host(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("kernel `villain` failed in `fit`: out of fuel"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Error {") && !err.contains("Kernel {"),
+        "a Debug dump leaked: {err}"
+    );
+}
+
+#[test]
+fn a_manifest_mistake_exits_1_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        "[pipeline]\nsteps = []\n[data]\ntrain = \"x.csv\"\n",
+    )
+    .unwrap();
+    let o = kernel_host(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("m.toml:2: `pipeline.steps`: the pipeline has no steps"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn inspect_describes_a_kernel_and_refuses_a_non_kernel() {
+    let o = kernel_host(&["inspect", guests::STANDARD_SCALER]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("standard-scaler@1.0.0") && text.contains("kernel-host:kernel@0.1.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with_mean") && text.contains("partial-fit"),
+        "{text}"
+    );
+    let o = kernel_host(&["inspect", guests::OTHER_WORLD]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does not export the kernel interface"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,146 @@
+//! Helpers shared by the test modules.
+
+#![allow(dead_code)]
+
+use kernel_host::bindings::{Column, ColumnValues, Frame, Param, ParamValue};
+use kernel_host::data::{CsvOptions, read_csv};
+use kernel_host::{Error, Grants, KernelComponent, KernelInstance, Limits, Sandbox};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub fn workspace() -> PathBuf {
+    Path::new(kernel_host_guests::WORKSPACE)
+        .canonicalize()
+        .unwrap()
+}
+
+/// A sandbox with the default settings and a compiled-component cache that
+/// lives in the target directory, shared by every test.
+pub fn sandbox() -> Sandbox {
+    Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .build()
+        .unwrap()
+}
+
+pub async fn load(sandbox: &Sandbox, id: &str, path: &str) -> KernelComponent {
+    KernelComponent::load(sandbox, id, Path::new(path), None)
+        .await
+        .unwrap()
+}
+
+pub async fn instance(
+    sandbox: &Sandbox,
+    id: &str,
+    path: &str,
+    params: &[(&str, ParamValue)],
+) -> KernelInstance {
+    instance_with(
+        sandbox,
+        id,
+        path,
+        params,
+        Limits::default(),
+        Grants::default(),
+    )
+    .await
+}
+
+pub async fn instance_with(
+    sandbox: &Sandbox,
+    id: &str,
+    path: &str,
+    params: &[(&str, ParamValue)],
+    limits: Limits,
+    grants: Grants,
+) -> KernelInstance {
+    let component = load(sandbox, id, path).await;
+    let mut instance = component.instantiate(limits, grants).await.unwrap();
+    instance.configure(&params_of(params)).await.unwrap();
+    instance
+}
+
+pub fn params_of(params: &[(&str, ParamValue)]) -> Vec<Param> {
+    params
+        .iter()
+        .map(|(n, v)| Param {
+            name: n.to_string(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+pub fn text(s: &str) -> ParamValue {
+    ParamValue::String(s.into())
+}
+
+pub fn limits(fuel: u64, memory_mib: u64, timeout_ms: u64) -> Limits {
+    Limits {
+        fuel,
+        memory_bytes: memory_mib << 20,
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+pub fn f64_column(name: &str, values: Vec<f64>) -> Column {
+    Column {
+        name: name.into(),
+        values: ColumnValues::F64(values),
+        nulls: None,
+    }
+}
+
+pub fn frame(columns: Vec<Column>) -> Frame {
+    let rows = columns.first().map_or(0, kernel_host::data::column_len) as u32;
+    Frame { rows, columns }
+}
+
+pub fn f64s(column: &Column) -> &[f64] {
+    match &column.values {
+        ColumnValues::F64(v) => v,
+        other => panic!("expected an f64 column, got {other:?}"),
+    }
+}
+
+/// One of the penguins CSV files (`train.csv`, `test.csv`, `penguins.csv`).
+pub fn penguins(file: &str) -> Frame {
+    read_csv(
+        &workspace().join("examples/penguins/data").join(file),
+        &CsvOptions::default(),
+    )
+    .unwrap()
+}
+
+/// The scikit-learn / numpy reference values.
+pub fn reference() -> toml::Table {
+    let text = std::fs::read_to_string(workspace().join("tests/fixtures/reference.toml")).unwrap();
+    text.parse().unwrap()
+}
+
+pub fn floats(table: &toml::Table, section: &str, key: &str) -> Vec<f64> {
+    table[section][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_float().unwrap())
+        .collect()
+}
+
+pub fn assert_close(actual: &[f64], expected: &[f64], rel: f64, what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let tol = rel * e.abs().max(1.0);
+        assert!(
+            (a - e).abs() <= tol,
+            "{what}[{i}]: {a} vs expected {e} (tolerance {tol})"
+        );
+    }
+}
+
+/// The fault of a kernel error, or a panic naming what came instead.
+pub fn fault_of<T: std::fmt::Debug>(result: Result<T, Error>) -> (String, kernel_host::Fault) {
+    match result {
+        Err(Error::Kernel { kernel, fault, .. }) => (kernel, fault),
+        other => panic!("expected a kernel fault, got {other:?}"),
+    }
+}

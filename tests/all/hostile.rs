@@ -1,0 +1,337 @@
+//! Hostile guests are contained: each attempt ends in a typed fault naming
+//! the kernel, nothing escapes, and the host goes on serving other kernels
+//! (and the same kernel, once revived) in the same process.
+
+use crate::common::*;
+use kernel_host::{Error, Fault, Grants, LoadProblem, Sandbox};
+use kernel_host_guests as guests;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A healthy kernel in the same sandbox still works.
+async fn host_still_serves(sandbox: &Sandbox) {
+    let mut scaler = instance(sandbox, "healthy", guests::STANDARD_SCALER, &[]).await;
+    let x = frame(vec![f64_column("a", vec![1.0, 3.0])]);
+    scaler.fit(&x, None).await.unwrap();
+    assert_eq!(
+        f64s(&scaler.transform(&x).await.unwrap().columns[0]),
+        [-1.0, 1.0]
+    );
+}
+
+fn one_row() -> kernel_host::bindings::Frame {
+    frame(vec![f64_column("x", vec![1.0])])
+}
+
+/// Runs `behaviour` in a hostile instance's `transform` and returns the
+/// fault, checking it names the kernel and that the host carries on.
+async fn fault_for(
+    behaviour: &str,
+    target: &str,
+    limits: kernel_host::Limits,
+    grants: Grants,
+) -> Fault {
+    let sandbox = sandbox();
+    let params = [("behaviour", text(behaviour)), ("target", text(target))];
+    let mut hostile = instance_with(
+        &sandbox,
+        "villain",
+        guests::HOSTILE,
+        &params,
+        limits,
+        grants,
+    )
+    .await;
+    let (kernel, fault) = fault_of(hostile.transform(&one_row()).await);
+    assert_eq!(kernel, "villain");
+    // The same instance serves again once reconfigured: its poisoned store
+    // was replaced.
+    hostile
+        .configure(&params_of(&[("behaviour", text("none"))]))
+        .await
+        .unwrap();
+    assert_eq!(hostile.transform(&one_row()).await.unwrap(), one_row());
+    host_still_serves(&sandbox).await;
+    fault
+}
+
+/// The loot a hostile call returned; panics if the call failed.
+async fn loot_of(behaviour: &str, target: &str, grants: Grants) -> String {
+    let sandbox = sandbox();
+    let params = [("behaviour", text(behaviour)), ("target", text(target))];
+    let mut hostile = instance_with(
+        &sandbox,
+        "villain",
+        guests::HOSTILE,
+        &params,
+        Default::default(),
+        grants,
+    )
+    .await;
+    let out = hostile.transform(&one_row()).await.unwrap();
+    kernel_host::data::cell_text(&out.columns[0], 0).unwrap()
+}
+
+#[tokio::test]
+async fn infinite_loop_runs_out_of_fuel() {
+    let fault = fault_for(
+        "loop",
+        "",
+        limits(50_000_000, 64, 60_000),
+        Grants::default(),
+    )
+    .await;
+    assert_eq!(fault, Fault::OutOfFuel { limit: 50_000_000 });
+}
+
+#[tokio::test]
+async fn infinite_loop_hits_the_wall_clock_timeout() {
+    let started = Instant::now();
+    let fault = fault_for("loop", "", limits(u64::MAX / 2, 64, 300), Grants::default()).await;
+    assert_eq!(
+        fault,
+        Fault::Timeout {
+            limit: Duration::from_millis(300)
+        }
+    );
+    // Generous bound: only proves the call was cut short, not how fast.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let fault = fault_for(
+        "memory-bomb",
+        "",
+        limits(u64::MAX / 2, 32, 60_000),
+        Grants::default(),
+    )
+    .await;
+    assert_eq!(
+        fault,
+        Fault::MemoryLimit {
+            limit_bytes: 32 << 20
+        }
+    );
+}
+
+#[tokio::test]
+async fn unbounded_recursion_traps_as_stack_overflow() {
+    let fault = fault_for("recursion", "", Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("stack overflow")),
+        "{fault}"
+    );
+}
+
+#[tokio::test]
+async fn panic_is_reported_with_its_message() {
+    let fault = fault_for("panic", "", Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("hostile kernel panicked on purpose")),
+        "{fault}"
+    );
+}
+
+#[tokio::test]
+async fn reading_etc_passwd_fails() {
+    let fault = fault_for(
+        "read-file",
+        "/etc/passwd",
+        Default::default(),
+        Grants::default(),
+    )
+    .await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("could not read /etc/passwd")),
+        "{fault}"
+    );
+}
+
+fn granted() -> Grants {
+    let mut grants = Grants::default();
+    grants.read_dirs.insert(
+        "/granted".into(),
+        workspace().join("tests/fixtures/granted"),
+    );
+    grants
+}
+
+#[tokio::test]
+async fn a_granted_directory_is_readable_and_nothing_else() {
+    assert_eq!(
+        loot_of("read-file", "/granted/ok.txt", granted()).await,
+        "granted content\n"
+    );
+    for escape in [
+        "/granted/../outside/secret.txt",
+        "/outside/secret.txt",
+        "../outside/secret.txt",
+    ] {
+        let fault = fault_for("read-file", escape, Default::default(), granted()).await;
+        assert!(
+            matches!(&fault, Fault::Trap { message } if message.contains("could not read")),
+            "{escape}: {fault}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_granted_directory_is_read_only() {
+    let fault = fault_for(
+        "write-file",
+        "/granted/new.txt",
+        Default::default(),
+        granted(),
+    )
+    .await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("could not write")),
+        "{fault}"
+    );
+    assert!(!workspace().join("tests/fixtures/granted/new.txt").exists());
+}
+
+#[tokio::test]
+async fn sockets_are_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let fault = fault_for("socket", &address, Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("could not connect")),
+        "{fault}"
+    );
+    assert!(listener.accept().is_err(), "the guest reached the listener");
+}
+
+#[tokio::test]
+async fn environment_variables_are_invisible() {
+    assert!(
+        std::env::vars().next().is_some(),
+        "the test process itself has variables"
+    );
+    let fault = fault_for("env", "", Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::Trap { message } if message.contains("no environment variables")),
+        "{fault}"
+    );
+}
+
+#[tokio::test]
+async fn clocks_are_frozen_unless_granted() {
+    assert_eq!(loot_of("clock", "", Grants::default()).await, "0");
+    let grants = Grants {
+        clocks: true,
+        ..Default::default()
+    };
+    let now: u64 = loot_of("clock", "", grants).await.parse().unwrap();
+    assert!(now > 1_600_000_000, "{now}");
+}
+
+#[tokio::test]
+async fn output_with_the_wrong_row_count_is_refused() {
+    let fault = fault_for("wrong-rows", "", Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::BadOutput(m) if m.contains("2 rows for 1 input rows")),
+        "{fault}"
+    );
+    let fault = fault_for("bad-column", "", Default::default(), Grants::default()).await;
+    assert!(
+        matches!(&fault, Fault::BadOutput(m) if m.contains("column `x` has 4 rows")),
+        "{fault}"
+    );
+}
+
+#[tokio::test]
+async fn a_kernel_refusal_does_not_poison_the_instance() {
+    let sandbox = sandbox();
+    let mut hostile = instance(
+        &sandbox,
+        "picky",
+        guests::HOSTILE,
+        &[("behaviour", text("refuse"))],
+    )
+    .await;
+    let (_, fault) = fault_of(hostile.fit(&one_row(), None).await);
+    assert!(
+        fault
+            .to_string()
+            .contains("invalid input: refused on purpose"),
+        "{fault}"
+    );
+    assert_eq!(
+        hostile.stats().faults,
+        0,
+        "a refusal is not a fault of the sandbox"
+    );
+}
+
+async fn load_problem(path: &Path, pin: Option<&str>) -> LoadProblem {
+    match kernel_host::KernelComponent::load(&sandbox(), "suspect", path, pin).await {
+        Err(Error::Load {
+            kernel, problem, ..
+        }) => {
+            assert_eq!(kernel, "suspect");
+            problem
+        }
+        Err(other) => panic!("expected a load error, got {other}"),
+        Ok(_) => panic!("expected a load error, got a kernel"),
+    }
+}
+
+#[tokio::test]
+async fn non_components_are_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    assert!(
+        matches!(load_problem(&module, None).await, LoadProblem::NotAComponent(m) if m.contains("core WebAssembly module"))
+    );
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, b"just some text").unwrap();
+    assert!(
+        matches!(load_problem(&text, None).await, LoadProblem::NotAComponent(m) if m.contains("magic"))
+    );
+    let truncated = dir.path().join("truncated.wasm");
+    let bytes = std::fs::read(guests::STANDARD_SCALER).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(
+        load_problem(&truncated, None).await,
+        LoadProblem::Compile(_)
+    ));
+    host_still_serves(&sandbox()).await;
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused() {
+    let problem = load_problem(Path::new(guests::OTHER_WORLD), None).await;
+    assert!(
+        matches!(&problem, LoadProblem::WrongWorld { exports } if exports.contains("greet")),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn an_incompatible_wit_version_is_refused() {
+    let problem = load_problem(Path::new(guests::FUTURE_KERNEL), None).await;
+    assert!(
+        matches!(&problem, LoadProblem::IncompatibleVersion { found, supported } if found == "0.2.0" && supported == "0.1.0"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_hash_pin_is_refused() {
+    let problem = load_problem(Path::new(guests::STANDARD_SCALER), Some(&"0".repeat(64))).await;
+    assert!(matches!(problem, LoadProblem::HashMismatch { .. }));
+    let actual = kernel_host::sha256_hex(&std::fs::read(guests::STANDARD_SCALER).unwrap());
+    kernel_host::KernelComponent::load(
+        &sandbox(),
+        "ok",
+        Path::new(guests::STANDARD_SCALER),
+        Some(&actual),
+    )
+    .await
+    .unwrap();
+}

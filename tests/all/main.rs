@@ -1,0 +1,10 @@
+//! Integration tests of kernel-host on real components: one binary, a module
+//! per topic. The components are built by `kernel-host-guests`' build
+//! script.
+
+mod cli;
+mod common;
+mod hostile;
+mod kernels;
+mod manifests;
+mod penguins;

@@ -1,0 +1,106 @@
+//! Compiles every kernel and guest test program to a `wasm32-wasip2`
+//! component with one nested cargo call, and writes their paths into
+//! `$OUT_DIR/guests.rs`.
+//!
+//! The nested build uses its own target directory (`target/guests`, shared
+//! with `scripts/quickstart`, so neither rebuilds what the other built),
+//! the same cargo binary as the outer build (`$CARGO`), and none of the
+//! outer build's flags: RUSTFLAGS, wrappers (clippy-driver) and target
+//! settings are stripped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (package, constant name) of every guest.
+const GUESTS: &[(&str, &str)] = &[
+    ("standard-scaler", "STANDARD_SCALER"),
+    ("simple-imputer", "SIMPLE_IMPUTER"),
+    ("one-hot-encoder", "ONE_HOT_ENCODER"),
+    ("logistic-regression", "LOGISTIC_REGRESSION"),
+    ("ridge-regression", "RIDGE_REGRESSION"),
+    ("k-means", "K_MEANS"),
+    ("hostile", "HOSTILE"),
+    ("other-world", "OTHER_WORLD"),
+    ("future-kernel", "FUTURE_KERNEL"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest_dir
+        .join("../../..")
+        .canonicalize()
+        .expect("workspace root");
+    for dir in [
+        "kernels",
+        "sdk",
+        "wit",
+        "tests/guests",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let target_dir = root.join("target/guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (package, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .expect("running cargo to build the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components failed (see the cargo output above). \
+             If the wasm32-wasip2 target is missing, run `rustup target add wasm32-wasip2`."
+        );
+    }
+
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut consts = String::new();
+    for (package, name) in GUESTS {
+        let file = artifact(&target_dir, package);
+        assert!(
+            file.is_file(),
+            "expected {} after the guest build",
+            file.display()
+        );
+        consts.push_str(&format!(
+            "/// The `{package}` component.\npub const {name}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+    }
+    std::fs::write(out.join("guests.rs"), consts).expect("writing guests.rs");
+}
+
+fn artifact(target_dir: &Path, package: &str) -> PathBuf {
+    target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}

@@ -1,0 +1,189 @@
+//! A deliberately hostile kernel for the sandbox tests.
+//!
+//! It implements the raw generated bindings rather than the SDK's `Kernel`
+//! trait, so that it can break the rules the SDK would enforce (wrong row
+//! counts, for one) and the tests exercise the host's own checks.
+//!
+//! `configure` takes `behaviour` (what to do in `fit` and `transform`) and
+//! optionally `target` (a path or address). Each escape attempt either
+//! succeeds, in which case the loot is returned as output so the test sees
+//! the breach, or fails, in which case the kernel panics with the error, as
+//! careless code would.
+
+#![allow(clippy::panic)]
+
+use kernel_sdk::__bindings::exports::kernel_host::kernel::kernel::Guest;
+use kernel_sdk::{
+    Capabilities, Column, Explanation, Frame, KernelError, KernelInfo, KernelKind, Param,
+    ParamSpec, ParamType, ParamValue,
+};
+use std::cell::RefCell;
+use std::hint::black_box;
+
+thread_local! {
+    static BEHAVIOUR: RefCell<(String, String)> = RefCell::new(("none".into(), String::new()));
+}
+
+const BEHAVIOURS: &[&str] = &[
+    "none",
+    "loop",
+    "memory-bomb",
+    "recursion",
+    "panic",
+    "read-file",
+    "write-file",
+    "socket",
+    "env",
+    "clock",
+    "wrong-rows",
+    "bad-column",
+    "refuse",
+];
+
+fn recurse(depth: u64) -> u64 {
+    black_box(recurse(black_box(depth + 1))) + 1
+}
+
+/// Performs the configured behaviour; `Some(text)` is loot to hand back.
+fn act() -> Result<Option<String>, KernelError> {
+    let (behaviour, target) = BEHAVIOUR.with_borrow(|b| b.clone());
+    Ok(match behaviour.as_str() {
+        "loop" => {
+            let mut i: u64 = 0;
+            loop {
+                i = black_box(i.wrapping_add(1));
+            }
+        }
+        "memory-bomb" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                black_box(&hoard);
+            }
+        }
+        "recursion" => Some(recurse(0).to_string()),
+        "panic" => panic!("hostile kernel panicked on purpose"),
+        "read-file" => match std::fs::read_to_string(&target) {
+            Ok(content) => Some(content),
+            Err(e) => panic!("could not read {target}: {e}"),
+        },
+        "write-file" => match std::fs::write(&target, b"pwned") {
+            Ok(()) => Some(format!("wrote {target}")),
+            Err(e) => panic!("could not write {target}: {e}"),
+        },
+        "socket" => match std::net::TcpStream::connect(&target) {
+            Ok(_) => Some(format!("connected to {target}")),
+            Err(e) => panic!("could not connect to {target}: {e}"),
+        },
+        "env" => {
+            let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+            if vars.is_empty() {
+                panic!("no environment variables are visible");
+            }
+            Some(vars.join("\n"))
+        }
+        "clock" => {
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            Some(since_epoch.to_string())
+        }
+        "refuse" => return Err(KernelError::InvalidInput("refused on purpose".into())),
+        _ => None,
+    })
+}
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn describe() -> KernelInfo {
+        KernelInfo {
+            name: "hostile".into(),
+            version: "0.1.0".into(),
+            kind: KernelKind::Transformer,
+            description: "misbehaves on request, for sandbox tests".into(),
+            params: vec![ParamSpec {
+                name: "behaviour".into(),
+                description: "what to do in fit and transform".into(),
+                kind: ParamType::Choice(BEHAVIOURS.iter().map(|b| b.to_string()).collect()),
+                default: ParamValue::String("none".into()),
+            }],
+            capabilities: Capabilities::empty(),
+        }
+    }
+
+    fn configure(params: Vec<Param>) -> Result<(), KernelError> {
+        let text = |name: &str| {
+            params
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| match &p.value {
+                    ParamValue::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+        };
+        let behaviour = text("behaviour").unwrap_or_else(|| "none".into());
+        if !BEHAVIOURS.contains(&behaviour.as_str()) {
+            return Err(KernelError::InvalidParams(format!(
+                "unknown behaviour `{behaviour}`"
+            )));
+        }
+        BEHAVIOUR.with_borrow_mut(|b| *b = (behaviour, text("target").unwrap_or_default()));
+        Ok(())
+    }
+
+    fn fit(_x: Frame, _y: Option<Column>) -> Result<(), KernelError> {
+        act().map(|_| ())
+    }
+
+    fn partial_fit(x: Frame, y: Option<Column>) -> Result<(), KernelError> {
+        Self::fit(x, y)
+    }
+
+    fn transform(x: Frame) -> Result<Frame, KernelError> {
+        let loot = act()?;
+        let behaviour = BEHAVIOUR.with_borrow(|b| b.0.clone());
+        let rows = x.rows as usize;
+        Ok(match behaviour.as_str() {
+            "wrong-rows" => Frame {
+                rows: x.rows + 1,
+                columns: vec![Column::f64("x", vec![0.0; rows + 1])],
+            },
+            "bad-column" => Frame {
+                rows: x.rows,
+                columns: vec![Column::f64("x", vec![0.0; rows + 3])],
+            },
+            _ => match loot {
+                Some(text) => Frame {
+                    rows: x.rows,
+                    columns: vec![Column::string("loot", vec![text; rows])],
+                },
+                None => x,
+            },
+        })
+    }
+
+    fn predict(_x: Frame) -> Result<Column, KernelError> {
+        Err(KernelError::Unsupported("no predictions".into()))
+    }
+
+    fn predict_proba(_x: Frame) -> Result<Frame, KernelError> {
+        Err(KernelError::Unsupported("no predictions".into()))
+    }
+
+    fn save_state() -> Result<Vec<u8>, KernelError> {
+        Ok(Vec::new())
+    }
+
+    fn load_state(_state: Vec<u8>) -> Result<(), KernelError> {
+        Ok(())
+    }
+
+    fn explain() -> Result<Explanation, KernelError> {
+        Err(KernelError::Unsupported("nothing to explain".into()))
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+kernel_sdk::__bindings::__export_ml_kernel!(Hostile);

@@ -148,18 +148,16 @@ pub fn check<T: ParamField>(spec: &ParamSpec, value: &ParamValue) -> Result<T, K
                 return Err(out_of_range(v.to_string()));
             }
         }
-        (ParamType::S64((min, max)), ParamValue::S64(v)) => {
-            if min.is_some_and(|m| *v < m) || max.is_some_and(|m| *v > m) {
-                return Err(out_of_range(v.to_string()));
-            }
+        (ParamType::S64((min, max)), ParamValue::S64(v))
+            if min.is_some_and(|m| *v < m) || max.is_some_and(|m| *v > m) =>
+        {
+            return Err(out_of_range(v.to_string()));
         }
-        (ParamType::Choice(choices), ParamValue::String(v)) => {
-            if !choices.contains(v) {
-                return Err(KernelError::invalid_params(format!(
-                    "parameter `{name}` = \"{v}\" is not one of {}",
-                    choices.join(", ")
-                )));
-            }
+        (ParamType::Choice(choices), ParamValue::String(v)) if !choices.contains(v) => {
+            return Err(KernelError::invalid_params(format!(
+                "parameter `{name}` = \"{v}\" is not one of {}",
+                choices.join(", ")
+            )));
         }
         _ => {}
     }

@@ -20,8 +20,11 @@ source = "MODEL"
 params = { c = 1.0 }
 "#;
 
-/// (what, edit applied to GOOD, expected fragments of the message).
-const CASES: &[(&str, &[(&str, &str)], &[&str])] = &[
+/// Replacements applied to GOOD, in order.
+type Edits = &'static [(&'static str, &'static str)];
+
+/// (what, edits, expected fragments of the message).
+const CASES: &[(&str, Edits, &[&str])] = &[
     (
         "unknown key",
         &[("[pipeline]\n", "[pipeline]\ncolour = 1\n")],

@@ -98,20 +98,26 @@ impl Kernel for OneHotEncoder {
                 )));
             }
             no_nulls(&column)?;
-            let mut encoded = vec![vec![0.0; rows]; categories.len()];
+            // The category index of each row (`None`: unseen, all zeros).
+            let mut hits = Vec::with_capacity(rows);
             for row in 0..rows {
                 let label = column.label(row).unwrap_or_default();
                 match categories.binary_search(&label) {
-                    Ok(j) => encoded[j][row] = 1.0,
+                    Ok(j) => hits.push(Some(j)),
                     Err(_) if self.params.handle_unknown == "error" => {
                         return Err(KernelError::invalid_input(format!(
                             "column `{}` row {row} has category \"{label}\", unseen in fit",
                             column.name
                         )));
                     }
-                    Err(_) => {}
+                    Err(_) => hits.push(None),
                 }
             }
+            let encoded = (0..categories.len()).map(|j| {
+                hits.iter()
+                    .map(|h| f64::from(u8::from(*h == Some(j))))
+                    .collect::<Vec<f64>>()
+            });
             for (category, values) in categories.iter().zip(encoded) {
                 columns.push(Column::f64(format!("{}_{category}", column.name), values));
             }

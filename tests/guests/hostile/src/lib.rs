@@ -11,6 +11,8 @@
 //! careless code would.
 
 #![allow(clippy::panic)]
+// Only exported on wasm32; natively the crate is just type-checked.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 use kernel_sdk::__bindings::exports::kernel_host::kernel::kernel::Guest;
 use kernel_sdk::{
@@ -40,6 +42,8 @@ const BEHAVIOURS: &[&str] = &[
     "refuse",
 ];
 
+/// Never returns: the point is to exhaust the stack.
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     black_box(recurse(black_box(depth + 1))) + 1
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    kernel_host::tune_process_allocator();
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

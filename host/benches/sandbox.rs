@@ -1,0 +1,274 @@
+//! `cargo bench --bench sandbox`: what the sandbox costs.
+//!
+//! 1. The standard scaler's `transform` on 1M rows × 8 f64 columns, called
+//!    natively (the same kernel code through the SDK's dispatch, input
+//!    handed over by value) and through the sandbox under each metering
+//!    configuration, default limits on. The sandboxed time includes copying
+//!    the frame into the guest and the result out. Reported as rows/s and
+//!    as a ratio to native throughput, from the median of several runs.
+//! 2. Instantiation (new store + instance + first call), pooled and on
+//!    demand.
+//! 3. Loading a kernel: compiling versus the on-disk cache.
+//!
+//! Timings are medians; the machine is noisy, so compare ratios within one
+//! run rather than absolute numbers across runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kernel_host::bindings::{Column, ColumnValues, Frame};
+use kernel_host::{Grants, KernelComponent, Limits, Metering, Sandbox};
+use kernel_sdk::testing::Local;
+use standard_scaler::StandardScaler;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 1_000_000;
+const COLS: usize = 8;
+const RUNS: usize = 9;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Deterministic pseudo-random data.
+fn columns() -> Vec<(String, Vec<f64>)> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..COLS)
+        .map(|j| {
+            let values = (0..ROWS)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 11) as f64 / (1u64 << 53) as f64 * 100.0 + j as f64
+                })
+                .collect();
+            (format!("c{j}"), values)
+        })
+        .collect()
+}
+
+fn host_frame(data: &[(String, Vec<f64>)]) -> Frame {
+    Frame {
+        rows: ROWS as u32,
+        columns: data
+            .iter()
+            .map(|(n, v)| Column {
+                name: n.clone(),
+                values: ColumnValues::F64(v.clone()),
+                nulls: None,
+            })
+            .collect(),
+    }
+}
+
+fn sdk_frame(data: &[(String, Vec<f64>)]) -> kernel_sdk::Frame {
+    kernel_sdk::Frame::new(
+        data.iter()
+            .map(|(n, v)| kernel_sdk::Column::f64(n.clone(), v.clone()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// The kernel called natively. `keep_input`: the caller keeps its frame,
+/// as the host does, so the input is cloned inside the timed region;
+/// otherwise the frame is moved in and rewritten in place.
+fn native(data: &[(String, Vec<f64>)], keep_input: bool) -> Duration {
+    let mut scaler = Local::<StandardScaler>::new();
+    let frame = sdk_frame(data);
+    scaler.fit(&frame, None).unwrap();
+    let samples = (0..RUNS)
+        .map(|_| {
+            let moved = (!keep_input).then(|| frame.clone());
+            let started = Instant::now();
+            let input = moved.unwrap_or_else(|| frame.clone());
+            let out = scaler.transform(input).unwrap();
+            let elapsed = started.elapsed();
+            std::hint::black_box(out);
+            elapsed
+        })
+        .collect();
+    median(samples)
+}
+
+async fn sandboxed(metering: Metering, kernel: &str, frame: &Frame) -> (Duration, u64) {
+    let sandbox = Sandbox::builder()
+        .metering(metering)
+        .cache_dir(None)
+        .build()
+        .unwrap();
+    let component = KernelComponent::load(&sandbox, "scale", Path::new(kernel), None)
+        .await
+        .unwrap();
+    let mut scaler = component
+        .instantiate(Limits::default(), Grants::default())
+        .await
+        .unwrap();
+    scaler.configure(&[]).await.unwrap();
+    scaler.fit(frame, None).await.unwrap();
+    // Warm up: grow the guest's memory once, as a long-lived instance has.
+    std::hint::black_box(scaler.transform(frame).await.unwrap());
+    let fuel_before = scaler.stats().fuel;
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let out = scaler.transform(frame).await.unwrap();
+        samples.push(started.elapsed());
+        std::hint::black_box(out);
+    }
+    (
+        median(samples),
+        (scaler.stats().fuel - fuel_before) / RUNS as u64,
+    )
+}
+
+async fn instantiate(pooling: bool) -> Duration {
+    let sandbox = Sandbox::builder()
+        .pooling(pooling)
+        .cache_dir(None)
+        .build()
+        .unwrap();
+    let component = KernelComponent::load(
+        &sandbox,
+        "scale",
+        Path::new(kernel_host_guests::STANDARD_SCALER),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..300 {
+        let started = Instant::now();
+        let mut instance = component
+            .instantiate(Limits::default(), Grants::default())
+            .await
+            .unwrap();
+        instance.configure(&[]).await.unwrap();
+        samples.push(started.elapsed());
+    }
+    median(samples)
+}
+
+async fn load(cache: Option<&Path>) -> Duration {
+    let sandbox = Sandbox::builder()
+        .cache_dir(cache.map(Path::to_path_buf))
+        .build()
+        .unwrap();
+    let path = Path::new(kernel_host_guests::LOGISTIC_REGRESSION);
+    // Fill the cache first when there is one.
+    KernelComponent::load(&sandbox, "m", path, None)
+        .await
+        .unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        std::hint::black_box(
+            KernelComponent::load(&sandbox, "m", path, None)
+                .await
+                .unwrap(),
+        );
+        samples.push(started.elapsed());
+    }
+    median(samples)
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn rate(rows: usize, d: Duration) -> String {
+    format!("{:.1} M rows/s", rows as f64 / d.as_secs_f64() / 1e6)
+}
+
+fn main() {
+    // `cargo test --benches` runs this with `--bench` absent: keep it quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sandbox benchmark: run with `cargo bench --bench sandbox`");
+        return;
+    }
+    kernel_host::tune_process_allocator();
+    let data = columns();
+    let frame = host_frame(&data);
+    println!(
+        "standard-scaler transform, {ROWS} rows x {COLS} f64 columns ({} MiB), median of {RUNS}",
+        ROWS * COLS * 8 >> 20
+    );
+    let in_place = native(&data, false);
+    let native_time = native(&data, true);
+    println!(
+        "{:<40} {:>10} {:>16} {:>10} {:>14}",
+        "configuration", "time", "throughput", "vs native", "fuel/call"
+    );
+    for (name, time) in [
+        ("native, input moved in (in place)", in_place),
+        ("native, input kept (clone + transform)", native_time),
+    ] {
+        println!(
+            "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
+            name,
+            time.as_secs_f64() * 1e3,
+            rate(ROWS, time),
+            native_time.as_secs_f64() / time.as_secs_f64(),
+            "-"
+        );
+    }
+    let scaler = kernel_host_guests::STANDARD_SCALER;
+    for (name, metering, kernel) in [
+        ("sandbox: fuel + yield (default)", Metering::Fuel, scaler),
+        ("sandbox: epoch (1 ms tick)", Metering::Epoch, scaler),
+        ("sandbox: fuel + epoch", Metering::FuelAndEpoch, scaler),
+        (
+            "sandbox: unmetered (no limits)",
+            Metering::Unmetered,
+            scaler,
+        ),
+        (
+            "boundary only: passthrough guest, fuel",
+            Metering::Fuel,
+            kernel_host_guests::HOSTILE,
+        ),
+    ] {
+        let (time, fuel) = futures_lite(sandboxed(metering, kernel, &frame));
+        println!(
+            "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
+            name,
+            time.as_secs_f64() * 1e3,
+            rate(ROWS, time),
+            native_time.as_secs_f64() / time.as_secs_f64(),
+            if metering.fuel() {
+                fuel.to_string()
+            } else {
+                "-".into()
+            }
+        );
+    }
+    println!();
+    println!("instantiate + configure, median of 300");
+    for (name, pooling) in [
+        ("pooling allocator (default)", true),
+        ("on-demand allocator", false),
+    ] {
+        let time = futures_lite(instantiate(pooling));
+        println!("{:<34} {:>8.1}µs", name, time.as_secs_f64() * 1e6);
+    }
+    println!();
+    println!("load logistic-regression (verify + compile + describe), median of 5");
+    let cache = tempfile::tempdir().unwrap();
+    println!(
+        "{:<34} {:>8.1}ms",
+        "no cache (compile)",
+        futures_lite(load(None)).as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<34} {:>8.1}ms",
+        "on-disk cache",
+        futures_lite(load(Some(cache.path()))).as_secs_f64() * 1e3
+    );
+}

@@ -198,7 +198,7 @@ fn main() {
     let frame = host_frame(&data);
     println!(
         "standard-scaler transform, {ROWS} rows x {COLS} f64 columns ({} MiB), median of {RUNS}",
-        ROWS * COLS * 8 >> 20
+        (ROWS * COLS * 8) >> 20
     );
     let in_place = native(&data, false);
     let native_time = native(&data, true);

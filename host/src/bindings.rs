@@ -12,8 +12,8 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use exports::kernel_host::kernel::kernel::Guest as KernelExports;
-pub use kernel_host::kernel::types::{
+pub use self::exports::kernel_host::kernel::kernel::Guest as KernelExports;
+pub use self::kernel_host::kernel::types::{
     Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
 };

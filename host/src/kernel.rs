@@ -421,17 +421,19 @@ impl KernelInstance {
         // Any error out of wasm leaves the store unusable.
         self.poisoned = true;
         self.stats.faults += 1;
-        tracing::warn!(kernel = %self.shared.id, operation, "{fault}");
+        // The caller reports the returned error; this is for tracing only.
+        tracing::debug!(kernel = %self.shared.id, operation, "{fault}");
         Err(self.shared.fault(operation, fault))
     }
 
-    /// Sends new guest stderr lines to the host log.
+    /// Sends new guest stderr lines to the host log (info level: a panic
+    /// message also reaches the caller inside the returned fault).
     fn forward_stderr(&mut self) {
         let stderr = &self.store.data().stderr;
         let text = stderr.since(self.stderr_logged);
         self.stderr_logged = stderr.mark();
         for line in text.lines().filter(|l| !l.trim().is_empty()).take(100) {
-            tracing::warn!(kernel = %self.shared.id, "stderr: {line}");
+            tracing::info!(kernel = %self.shared.id, "stderr: {line}");
         }
     }
 

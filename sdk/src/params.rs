@@ -133,7 +133,7 @@ pub fn check<T: ParamField>(spec: &ParamSpec, value: &ParamValue) -> Result<T, K
     })?;
     let out_of_range = |shown: String| {
         KernelError::invalid_params(format!(
-            "parameter `{name}` = {shown} is outside its range {}",
+            "parameter `{name}` = {shown} is out of range: expected {}",
             describe_type(&spec.kind)
         ))
     };
@@ -191,13 +191,22 @@ pub fn check_names(specs: &[ParamSpec], params: &[Param]) -> Result<(), KernelEr
     Ok(())
 }
 
+/// `0.5`, `1e-12`: plain notation where it stays short.
+fn number(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e9).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
+}
+
 fn describe_type(t: &ParamType) -> String {
     let bound = |b: Option<String>| b.unwrap_or_else(|| "..".into());
     match t {
         ParamType::F64((min, max)) => format!(
             "a number in [{}, {}]",
-            bound(min.map(|v| v.to_string())),
-            bound(max.map(|v| v.to_string()))
+            bound(min.map(number)),
+            bound(max.map(number))
         ),
         ParamType::S64((min, max)) => format!(
             "an integer in [{}, {}]",

@@ -56,31 +56,86 @@ fn run_prints_the_accuracy_and_per_kernel_costs() {
     assert!(out.is_file());
 }
 
+/// Every kind of hostile kernel, through the binary: exit code 2, the
+/// kernel's id and the cause in plain words, no Debug dump.
 #[test]
-fn a_kernel_fault_exits_2_naming_the_kernel_and_cause() {
+fn hostile_kernels_exit_2_naming_the_kernel_and_cause() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("d.csv"), "x\n1\n2\n").unwrap();
-    let manifest = dir.path().join("m.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[pipeline]\nsteps = [\"villain\"]\n[data]\ntrain = \"d.csv\"\ntest = \"d.csv\"\n\
-             [kernels.villain]\nsource = {:?}\nparams = {{ behaviour = \"loop\" }}\nlimits = {{ fuel = 10_000_000 }}\n",
-            guests::HOSTILE
+    let core_module = dir.path().join("core.wasm");
+    std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
+    let hostile = |behaviour: &str, limits: &str| {
+        (
+            guests::HOSTILE.to_string(),
+            format!(
+                "params = {{ behaviour = \"{behaviour}\", target = \"/etc/passwd\" }}\nlimits = {{ {limits} }}"
+            ),
+        )
+    };
+    let cases = [
+        (
+            hostile("loop", "fuel = 10_000_000"),
+            "failed in `fit`: out of fuel",
         ),
-    )
-    .unwrap();
-    let o = kernel_host(&["run", manifest.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(
-        err.contains("kernel `villain` failed in `fit`: out of fuel"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("Error {") && !err.contains("Kernel {"),
-        "a Debug dump leaked: {err}"
-    );
+        (
+            hostile("loop", "timeout-ms = 200"),
+            "failed in `fit`: timeout",
+        ),
+        (
+            hostile("memory-bomb", "memory-mib = 16"),
+            "failed in `fit`: memory limit",
+        ),
+        (
+            hostile("recursion", ""),
+            "failed in `fit`: trapped: stack overflow",
+        ),
+        (
+            hostile("panic", ""),
+            "failed in `fit`: trapped: panicked at",
+        ),
+        (
+            hostile("read-file", ""),
+            "trapped: panicked at tests/guests/hostile/src/lib.rs",
+        ),
+        (
+            hostile("wrong-rows", ""),
+            "failed in `transform`: bad output: returned 3 rows for 2 input rows",
+        ),
+        (
+            (core_module.display().to_string(), String::new()),
+            "not a WebAssembly component",
+        ),
+        (
+            (guests::OTHER_WORLD.to_string(), String::new()),
+            "does not export the kernel interface",
+        ),
+        (
+            (guests::FUTURE_KERNEL.to_string(), String::new()),
+            "was built for WIT kernel-host:kernel@0.2.0",
+        ),
+    ];
+    for ((source, extra), expected) in cases {
+        let manifest = dir.path().join("m.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "[pipeline]\nsteps = [\"villain\"]\n[data]\ntrain = \"d.csv\"\ntest = \"d.csv\"\n\
+                 [kernels.villain]\nsource = {source:?}\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let o = kernel_host(&["run", manifest.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{expected}: {err}");
+        assert!(
+            err.contains("kernel `villain`") && err.contains(expected),
+            "expected `{expected}` in: {err}"
+        );
+        assert!(
+            !err.contains("Kernel {") && !err.contains("Trap {"),
+            "a Debug dump leaked: {err}"
+        );
+    }
 }
 
 #[test]

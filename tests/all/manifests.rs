@@ -87,7 +87,7 @@ const CASES: &[(&str, Edits, &[&str])] = &[
         &[
             "m.toml:11",
             "`kernels.model.params`",
-            "`c` = -1 is outside its range",
+            "`c` = -1 is out of range: expected a number in [1e-12, 1e12]",
         ],
     ),
     (

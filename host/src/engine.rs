@@ -15,6 +15,7 @@
 
 use crate::bindings::MlKernel;
 use crate::state::HostState;
+use crate::telemetry::Telemetry;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -54,6 +55,7 @@ pub struct SandboxBuilder {
     metering: Metering,
     pooling: bool,
     cache_dir: Option<PathBuf>,
+    telemetry: Telemetry,
 }
 
 impl Default for SandboxBuilder {
@@ -62,6 +64,7 @@ impl Default for SandboxBuilder {
             metering: Metering::Fuel,
             pooling: true,
             cache_dir: default_cache_dir(),
+            telemetry: Telemetry::none(),
         }
     }
 }
@@ -88,6 +91,12 @@ impl SandboxBuilder {
     /// Use the pooling instance allocator (default) or allocate on demand.
     pub fn pooling(mut self, pooling: bool) -> Self {
         self.pooling = pooling;
+        self
+    }
+
+    /// Where every kernel call made in this sandbox is reported.
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
         self
     }
 
@@ -158,6 +167,7 @@ impl SandboxBuilder {
                 linker,
                 metering: self.metering,
                 cache_dir: self.cache_dir,
+                telemetry: self.telemetry,
                 stop,
             }),
         })
@@ -169,6 +179,7 @@ struct Inner {
     linker: Linker<HostState>,
     metering: Metering,
     cache_dir: Option<PathBuf>,
+    telemetry: Telemetry,
     stop: Arc<AtomicBool>,
 }
 
@@ -200,6 +211,10 @@ impl Sandbox {
 
     pub fn metering(&self) -> Metering {
         self.inner.metering
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// Compiles `bytes` (whose sha256 is `sha256`), or loads the compiled

@@ -33,6 +33,9 @@ pub enum Error {
         operation: &'static str,
         fault: Fault,
     },
+    /// Validation found problems; each is a complete message.
+    #[error("validation found {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<String> },
     /// The host itself failed (engine setup, an output file).
     #[error(transparent)]
     Host(#[from] anyhow::Error),
@@ -44,7 +47,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Load { .. } | Error::Kernel { .. } => 2,
-            Error::Manifest(_) | Error::Data(_) | Error::Host(_) => 1,
+            Error::Manifest(_) | Error::Data(_) | Error::Invalid { .. } | Error::Host(_) => 1,
         }
     }
 

@@ -11,10 +11,13 @@
 //! other kernels never notice.
 
 use crate::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param};
+use crate::cache::{self, Cached, ResultCache};
 use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
 use crate::limits::{Limits, YIELD_INTERVAL_FUEL};
 use crate::state::{Grants, HostState, panic_message};
+use crate::telemetry::{CallContext, CallRecord, Outcome, Telemetry};
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,6 +134,15 @@ impl KernelComponent {
             grants,
         });
         let (store, bindings) = shared.fresh().await?;
+        let context = CallContext {
+            pipeline: String::new(),
+            step: self.id.clone(),
+            kernel: self.info.name.clone(),
+            version: self.info.version.clone(),
+            sha256: self.sha256.clone(),
+            limits,
+            grants: shared.grants.describe(),
+        };
         Ok(KernelInstance {
             shared,
             store,
@@ -139,6 +151,12 @@ impl KernelComponent {
             poisoned: false,
             stats: KernelStats::default(),
             stderr_logged: 0,
+            telemetry: self.sandbox.telemetry().clone(),
+            context,
+            cache: None,
+            state_hash: None,
+            restarted: false,
+            last: (Duration::ZERO, 0),
         })
     }
 }
@@ -294,6 +312,10 @@ pub struct KernelStats {
     pub busy: Duration,
     /// Calls that ended in a fault.
     pub faults: u64,
+    /// Times the store was replaced after a fault.
+    pub restarts: u64,
+    /// Calls served from the result cache.
+    pub cache_hits: u64,
 }
 
 /// One sandboxed kernel instance.
@@ -306,19 +328,33 @@ pub struct KernelInstance {
     poisoned: bool,
     stats: KernelStats,
     stderr_logged: u64,
+    telemetry: Telemetry,
+    context: CallContext,
+    cache: Option<ResultCache>,
+    /// sha256 of `save-state` since the last state change; `None` until a
+    /// cacheable call needs it.
+    state_hash: Option<cache::Key>,
+    /// The store was replaced since the last recorded call.
+    restarted: bool,
+    /// Wall time and fuel of export calls since the last recorded call.
+    last: (Duration, u64),
 }
 
 /// Runs one export call under the instance's limits.
 macro_rules! guarded {
     ($self:ident, $op:literal, |$exports:ident, $store:ident| $call:expr) => {{
-        $self.revive().await?;
-        let started = $self.begin();
-        let outcome = {
-            let $store = &mut $self.store;
-            let $exports = $self.bindings.kernel_host_kernel_kernel();
-            tokio::time::timeout($self.shared.limits.timeout, $call).await
-        };
-        $self.finish($op, started, outcome)
+        match $self.revive().await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let started = $self.begin();
+                let outcome = {
+                    let $store = &mut $self.store;
+                    let $exports = $self.bindings.kernel_host_kernel_kernel();
+                    tokio::time::timeout($self.shared.limits.timeout, $call).await
+                };
+                $self.finish($op, started, outcome)
+            }
+        }
     }};
 }
 
@@ -367,6 +403,9 @@ impl KernelInstance {
         self.bindings = bindings;
         self.stderr_logged = 0;
         self.poisoned = false;
+        self.restarted = true;
+        self.stats.restarts += 1;
+        self.state_hash = None;
         if !self.params.is_empty() {
             // Not through `configure`, which would revive again on failure.
             let started = self.begin();
@@ -404,12 +443,19 @@ impl KernelInstance {
         outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
     ) -> Result<R, Error> {
         let limits = self.shared.limits;
+        let elapsed = started.elapsed();
+        let fuel = if self.shared.sandbox.metering().fuel() {
+            limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
         self.stats.calls += 1;
-        self.stats.busy += started.elapsed();
-        if self.shared.sandbox.metering().fuel() {
-            let left = self.store.get_fuel().unwrap_or(0);
-            self.stats.fuel += limits.fuel.saturating_sub(left);
-        }
+        self.stats.busy += elapsed;
+        self.stats.fuel += fuel;
+        self.last.0 += elapsed;
+        self.last.1 += fuel;
         self.forward_stderr();
         let fault = match outcome {
             Ok(Ok(value)) => return Ok(value),
@@ -437,73 +483,218 @@ impl KernelInstance {
         }
     }
 
+    /// Labels this instance's calls with `pipeline` in metrics and the
+    /// audit log. (Calls are reported to the sandbox's telemetry.)
+    pub fn set_pipeline(&mut self, pipeline: &str) {
+        self.context.pipeline = pipeline.to_string();
+    }
+
+    /// Serves repeated `transform`/`predict`/`predict-proba` calls on the
+    /// same input and state from `cache`.
+    pub fn enable_cache(&mut self, cache: ResultCache) {
+        self.cache = Some(cache);
+    }
+
+    /// The labels of this instance's calls.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Records one public call: outcome, cost and rows.
+    fn record<T>(
+        &mut self,
+        operation: &'static str,
+        rows_in: u32,
+        result: &Result<T, Error>,
+        rows_out: impl Fn(&T) -> u64,
+        cached: bool,
+    ) {
+        let (duration, fuel) = std::mem::take(&mut self.last);
+        let record = CallRecord {
+            operation,
+            outcome: Outcome::of(result),
+            error: result.as_ref().err().map(ToString::to_string),
+            duration,
+            fuel,
+            rows_in: rows_in.into(),
+            rows_out: result.as_ref().map_or(0, rows_out),
+            memory: self.store.data().limiter.peak(),
+            cached,
+            restarted: std::mem::take(&mut self.restarted),
+        };
+        self.telemetry.record(&self.context, &record);
+    }
+
     pub async fn describe(&mut self) -> Result<KernelInfo, Error> {
-        guarded!(self, "describe", |k, store| k.call_describe(store))
+        let result = guarded!(self, "describe", |k, store| k.call_describe(store));
+        if let Ok(info) = &result
+            && self.context.kernel.is_empty()
+        {
+            // A kernel being loaded is labelled by what it says it is.
+            self.context.kernel.clone_from(&info.name);
+            self.context.version.clone_from(&info.version);
+        }
+        self.record("describe", 0, &result, |_| 0, false);
+        result
     }
 
     /// Sets parameters; they are re-applied if the instance is ever
     /// replaced after a fault.
     pub async fn configure(&mut self, params: &[Param]) -> Result<(), Error> {
+        self.state_hash = None;
         let result = guarded!(self, "configure", |k, store| k
-            .call_configure(store, params))?;
-        refused(self.id(), "configure", result)?;
-        self.params = params.to_vec();
-        Ok(())
+            .call_configure(store, params))
+        .and_then(|r| refused(self.id(), "configure", r));
+        if result.is_ok() {
+            self.params = params.to_vec();
+        }
+        self.record("configure", 0, &result, |_| 0, false);
+        result
     }
 
     pub async fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
-        let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))?;
-        refused(self.id(), "fit", result)
+        self.state_hash = None;
+        let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
+            .and_then(|r| refused(self.id(), "fit", r));
+        self.record("fit", x.rows, &result, |_| 0, false);
+        result
     }
 
     pub async fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
+        self.state_hash = None;
         let result = guarded!(self, "partial-fit", |k, store| k
-            .call_partial_fit(store, x, y))?;
-        refused(self.id(), "partial-fit", result)
+            .call_partial_fit(store, x, y))
+        .and_then(|r| refused(self.id(), "partial-fit", r));
+        self.record("partial-fit", x.rows, &result, |_| 0, false);
+        result
+    }
+
+    /// The cache key of `operation` on `x` when caching is on, hashing the
+    /// state through `save-state` first if it changed.
+    async fn cache_key(&mut self, operation: &str, x: &Frame) -> Option<cache::Key> {
+        self.cache.as_ref()?;
+        if self.state_hash.is_none() {
+            let state = self.save_state().await.ok()?;
+            self.state_hash = Some(sha2::Sha256::digest(&state).into());
+        }
+        let state = self.state_hash?;
+        Some(cache::key(
+            &self.context.sha256,
+            &state,
+            operation,
+            &cache::frame_digest(x),
+        ))
+    }
+
+    /// A cached result for `key`, counting the hit or miss.
+    fn lookup(&mut self, key: Option<&cache::Key>, operation: &str) -> Option<Cached> {
+        let hit = self.cache.as_ref()?.get(key?);
+        match &hit {
+            Some(_) => self.stats.cache_hits += 1,
+            None => {
+                if let Some(metrics) = self.telemetry.metrics() {
+                    metrics.cache_miss(&self.context, operation);
+                }
+            }
+        }
+        hit
+    }
+
+    fn remember(&self, key: Option<cache::Key>, value: Cached) {
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, value);
+        }
     }
 
     /// Transforms `x`; the output must have as many rows as `x`.
     pub async fn transform(&mut self, x: &Frame) -> Result<Frame, Error> {
-        let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))?;
-        let out = refused(self.id(), "transform", result)?;
-        self.check_output("transform", crate::data::check_frame(&out, Some(x.rows)))?;
-        Ok(out)
+        let key = self.cache_key("transform", x).await;
+        if let Some(Cached::Frame(hit)) = self.lookup(key.as_ref(), "transform") {
+            let result = Ok(hit);
+            self.record("transform", x.rows, &result, |f| f.rows.into(), true);
+            return result;
+        }
+        let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))
+            .and_then(|r| refused(self.id(), "transform", r))
+            .and_then(|out| {
+                self.check_output("transform", crate::data::check_frame(&out, Some(x.rows)))?;
+                Ok(out)
+            });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Frame(out.clone()));
+        }
+        self.record("transform", x.rows, &result, |f| f.rows.into(), false);
+        result
     }
 
     /// One prediction per row of `x`.
     pub async fn predict(&mut self, x: &Frame) -> Result<Column, Error> {
-        let result = guarded!(self, "predict", |k, store| k.call_predict(store, x))?;
-        let out = refused(self.id(), "predict", result)?;
-        self.check_output("predict", crate::data::check_column(&out, x.rows))?;
-        Ok(out)
+        let rows = |c: &Column| crate::data::column_len(c) as u64;
+        let key = self.cache_key("predict", x).await;
+        if let Some(Cached::Column(hit)) = self.lookup(key.as_ref(), "predict") {
+            let result = Ok(hit);
+            self.record("predict", x.rows, &result, rows, true);
+            return result;
+        }
+        let result = guarded!(self, "predict", |k, store| k.call_predict(store, x))
+            .and_then(|r| refused(self.id(), "predict", r))
+            .and_then(|out| {
+                self.check_output("predict", crate::data::check_column(&out, x.rows))?;
+                Ok(out)
+            });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Column(out.clone()));
+        }
+        self.record("predict", x.rows, &result, rows, false);
+        result
     }
 
     /// One probability column per class, one row per row of `x`.
     pub async fn predict_proba(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let key = self.cache_key("predict-proba", x).await;
+        if let Some(Cached::Frame(hit)) = self.lookup(key.as_ref(), "predict-proba") {
+            let result = Ok(hit);
+            self.record("predict-proba", x.rows, &result, |f| f.rows.into(), true);
+            return result;
+        }
         let result = guarded!(self, "predict-proba", |k, store| k
-            .call_predict_proba(store, x))?;
-        let out = refused(self.id(), "predict-proba", result)?;
-        self.check_output(
-            "predict-proba",
-            crate::data::check_frame(&out, Some(x.rows)),
-        )?;
-        Ok(out)
+            .call_predict_proba(store, x))
+        .and_then(|r| refused(self.id(), "predict-proba", r))
+        .and_then(|out| {
+            self.check_output(
+                "predict-proba",
+                crate::data::check_frame(&out, Some(x.rows)),
+            )?;
+            Ok(out)
+        });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Frame(out.clone()));
+        }
+        self.record("predict-proba", x.rows, &result, |f| f.rows.into(), false);
+        result
     }
 
     pub async fn save_state(&mut self) -> Result<Vec<u8>, Error> {
-        let result = guarded!(self, "save-state", |k, store| k.call_save_state(store))?;
-        refused(self.id(), "save-state", result)
+        let result = guarded!(self, "save-state", |k, store| k.call_save_state(store))
+            .and_then(|r| refused(self.id(), "save-state", r));
+        self.record("save-state", 0, &result, |_| 0, false);
+        result
     }
 
     pub async fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.state_hash = None;
         let result = guarded!(self, "load-state", |k, store| k
-            .call_load_state(store, state))?;
-        refused(self.id(), "load-state", result)
+            .call_load_state(store, state))
+        .and_then(|r| refused(self.id(), "load-state", r));
+        self.record("load-state", 0, &result, |_| 0, false);
+        result
     }
 
     pub async fn explain(&mut self) -> Result<Explanation, Error> {
-        let result = guarded!(self, "explain", |k, store| k.call_explain(store))?;
-        refused(self.id(), "explain", result)
+        let result = guarded!(self, "explain", |k, store| k.call_explain(store))
+            .and_then(|r| refused(self.id(), "explain", r));
+        self.record("explain", 0, &result, |_| 0, false);
+        result
     }
 
     fn check_output(

@@ -26,10 +26,12 @@
 //! ```
 
 pub mod bindings;
+pub mod cache;
 pub mod data;
 mod engine;
 mod error;
-mod fsutil;
+pub mod explain;
+pub mod fsutil;
 mod imports;
 mod kernel;
 pub mod limits;
@@ -38,6 +40,8 @@ mod pipeline;
 pub mod run;
 pub mod score;
 mod state;
+pub mod telemetry;
+pub mod validate;
 
 pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};
 pub use error::{DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result};
@@ -46,6 +50,7 @@ pub use limits::Limits;
 pub use manifest::Manifest;
 pub use pipeline::{Output, Pipeline, Step};
 pub use state::Grants;
+pub use telemetry::Telemetry;
 
 /// Tunes the process allocator for a host that moves large frames: freed
 /// buffers up to 32 MiB are kept for reuse instead of being returned to the

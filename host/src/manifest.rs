@@ -48,7 +48,15 @@ struct RawManifest {
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     kernels: BTreeMap<String, Spanned<RawKernel>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCache {
+    max_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +100,8 @@ struct RawOutput {
     predictions: Option<Spanned<String>>,
     #[serde(default)]
     probabilities: bool,
+    audit_log: Option<String>,
+    report: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -112,6 +122,8 @@ struct RawKernel {
     limits: LimitsSpec,
     #[serde(default)]
     grants: Grants,
+    #[serde(default)]
+    cache: bool,
 }
 
 /// A resolved manifest.
@@ -124,6 +136,8 @@ pub struct Manifest {
     pub steps: Vec<KernelSpec>,
     pub data: DataSpec,
     pub output: OutputSpec,
+    /// Budget of the transform/predict result cache, bytes.
+    pub cache_bytes: u64,
 }
 
 /// One step's kernel, resolved.
@@ -135,6 +149,8 @@ pub struct KernelSpec {
     pub params: Vec<Param>,
     pub limits: Limits,
     pub grants: Grants,
+    /// Cache this step's transform/predict results.
+    pub cache: bool,
     /// Line of the kernel's table in the manifest, for error messages.
     pub line: Option<usize>,
 }
@@ -171,6 +187,10 @@ pub struct OutputSpec {
     pub predictions: Option<PathBuf>,
     /// Add one probability column per class (classifiers that support it).
     pub probabilities: bool,
+    /// Append one JSON line per kernel call here.
+    pub audit_log: Option<PathBuf>,
+    /// Write the JSON run report here.
+    pub report: Option<PathBuf>,
 }
 
 /// Locates spans and builds errors for one manifest file.
@@ -266,8 +286,30 @@ impl Manifest {
         Self::parse(path, &text)
     }
 
-    /// Parses and resolves manifest `text`, as if read from `path`.
+    /// Parses and resolves manifest `text`, as if read from `path`,
+    /// stopping at the first mistake.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        Self::parse_all(path, text).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Reads and resolves the manifest at `path`, reporting every mistake
+    /// found (a TOML syntax error stops the search, nothing after it can be
+    /// read).
+    pub fn load_all(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ManifestError {
+                file: path.to_path_buf(),
+                line: None,
+                key: None,
+                message: format!("cannot read the manifest: {e}"),
+            }]
+        })?;
+        Self::parse_all(path, &text)
+    }
+
+    /// Like [`Manifest::parse`], collecting every mistake. The error list is
+    /// never empty.
+    pub fn parse_all(path: &Path, text: &str) -> Result<Manifest, Vec<ManifestError>> {
         let dir = path
             .parent()
             .map(|d| {
@@ -280,20 +322,25 @@ impl Manifest {
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let src = Source { path, text, dir };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
-            file: path.to_path_buf(),
-            line: e.span().map(|s| src.line(s.start)),
-            key: None,
-            message: e.message().trim().to_string(),
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            vec![ManifestError {
+                file: path.to_path_buf(),
+                line: e.span().map(|s| src.line(s.start)),
+                key: None,
+                message: e.message().trim().to_string(),
+            }]
         })?;
+        let mut errors = Vec::new();
 
         let defaults = raw.defaults.limits.apply(Limits::default());
-        check_limits(&defaults).map_err(|m| src.error_at(None, "defaults.limits", m))?;
+        if let Err(m) = check_limits(&defaults) {
+            errors.push(src.error_at(None, "defaults.limits", m));
+        }
 
         let steps_span = raw.pipeline.steps.span();
         let step_ids = raw.pipeline.steps.into_inner();
         if step_ids.is_empty() {
-            return Err(src.error_at(
+            errors.push(src.error_at(
                 Some(steps_span),
                 "pipeline.steps",
                 "the pipeline has no steps",
@@ -303,15 +350,16 @@ impl Manifest {
         for (i, step) in step_ids.iter().enumerate() {
             let id = step.get_ref();
             if step_ids[..i].iter().any(|s| s.get_ref() == id) {
-                return Err(src.error_at(
+                errors.push(src.error_at(
                     Some(step.span()),
                     "pipeline.steps",
                     format!("step `{id}` appears twice; each step needs its own kernel entry"),
                 ));
+                continue;
             }
             let Some(kernel) = raw.kernels.get(id) else {
                 let known: Vec<&str> = raw.kernels.keys().map(String::as_str).collect();
-                return Err(src.error_at(
+                errors.push(src.error_at(
                     Some(step.span()),
                     "pipeline.steps",
                     format!(
@@ -323,8 +371,12 @@ impl Manifest {
                         }
                     ),
                 ));
+                continue;
             };
-            steps.push(resolve_kernel(&src, id, kernel, defaults)?);
+            match resolve_kernel(&src, id, kernel, defaults) {
+                Ok(spec) => steps.push(spec),
+                Err(e) => errors.push(e),
+            }
         }
         for id in raw.kernels.keys() {
             if !step_ids.iter().any(|s| s.get_ref() == id) {
@@ -332,22 +384,30 @@ impl Manifest {
             }
         }
 
-        let data = resolve_data(&src, raw.data)?;
+        let data = resolve_data(&src, raw.data)
+            .map_err(|e| errors.push(e))
+            .ok();
         let output = OutputSpec {
             predictions: raw.output.predictions.map(|p| src.resolve(p.get_ref())),
             probabilities: raw.output.probabilities,
+            audit_log: raw.output.audit_log.map(|p| src.resolve(&p)),
+            report: raw.output.report.map(|p| src.resolve(&p)),
         };
-        Ok(Manifest {
-            path: path.to_path_buf(),
-            name: raw.pipeline.name.unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
+        match data {
+            Some(data) if errors.is_empty() => Ok(Manifest {
+                path: path.to_path_buf(),
+                name: raw.pipeline.name.unwrap_or_else(|| {
+                    path.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                }),
+                steps,
+                data,
+                output,
+                cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
             }),
-            steps,
-            data,
-            output,
-        })
+            _ => Err(errors),
+        }
     }
 }
 
@@ -426,6 +486,7 @@ fn resolve_kernel(
         params,
         limits,
         grants,
+        cache: raw.cache,
         line,
     })
 }

@@ -4,6 +4,7 @@
 //! transformers and the model.
 
 use crate::bindings::{Capabilities, Column, Frame, KernelKind};
+use crate::cache::ResultCache;
 use crate::engine::Sandbox;
 use crate::error::{Error, Fault, ManifestError, RefusalKind};
 use crate::kernel::{KernelComponent, KernelInstance};
@@ -49,43 +50,78 @@ impl Pipeline {
     /// Fails before anything runs if a kernel is refused or its parameters
     /// are invalid.
     pub async fn load(sandbox: &Sandbox, manifest: Manifest) -> Result<Pipeline, Error> {
+        let cache = Self::cache_for(&manifest);
         let mut steps = Vec::with_capacity(manifest.steps.len());
         for spec in &manifest.steps {
-            let component =
-                KernelComponent::load(sandbox, &spec.id, &spec.source, spec.sha256.as_deref())
-                    .await
-                    .map_err(|e| pin_error(&manifest, spec, e))?;
-            let mut instance = component
-                .instantiate(spec.limits, spec.grants.clone())
-                .await?;
-            instance
-                .configure(&spec.params)
-                .await
-                .map_err(|e| params_error(&manifest, spec, e))?;
-            steps.push(Step {
-                spec: spec.clone(),
-                component,
-                instance,
-            });
+            steps.push(Self::load_step(sandbox, &manifest, spec, cache.as_ref()).await?);
         }
-        let last = steps.len().saturating_sub(1);
-        for step in &steps[..last] {
-            if step.kind() != KernelKind::Transformer {
-                return Err(ManifestError {
-                    file: manifest.path.clone(),
-                    line: step.spec.line,
-                    key: Some("pipeline.steps".into()),
-                    message: format!(
-                        "step `{}` ({}) is a {}; only the last step may be a model",
-                        step.spec.id,
-                        step.kernel_name(),
-                        step.kind()
-                    ),
-                }
-                .into());
-            }
+        if let Some(error) = Self::check_kinds(&manifest, &steps).into_iter().next() {
+            return Err(error.into());
         }
         Ok(Pipeline { manifest, steps })
+    }
+
+    /// A pipeline from steps loaded one by one (see [`Pipeline::load_step`]).
+    pub fn from_steps(manifest: Manifest, steps: Vec<Step>) -> Pipeline {
+        Pipeline { manifest, steps }
+    }
+
+    /// The shared result cache, when any step asks for caching.
+    pub fn cache_for(manifest: &Manifest) -> Option<ResultCache> {
+        manifest
+            .steps
+            .iter()
+            .any(|s| s.cache)
+            .then(|| ResultCache::new(usize::try_from(manifest.cache_bytes).unwrap_or(usize::MAX)))
+    }
+
+    /// Loads, verifies, instantiates and configures one step's kernel.
+    pub async fn load_step(
+        sandbox: &Sandbox,
+        manifest: &Manifest,
+        spec: &KernelSpec,
+        cache: Option<&ResultCache>,
+    ) -> Result<Step, Error> {
+        let component =
+            KernelComponent::load(sandbox, &spec.id, &spec.source, spec.sha256.as_deref())
+                .await
+                .map_err(|e| pin_error(manifest, spec, e))?;
+        let mut instance = component
+            .instantiate(spec.limits, spec.grants.clone())
+            .await?;
+        instance.set_pipeline(&manifest.name);
+        if let (true, Some(cache)) = (spec.cache, cache) {
+            instance.enable_cache(cache.clone());
+        }
+        instance
+            .configure(&spec.params)
+            .await
+            .map_err(|e| params_error(manifest, spec, e))?;
+        Ok(Step {
+            spec: spec.clone(),
+            component,
+            instance,
+        })
+    }
+
+    /// Only the last step may be a model.
+    pub fn check_kinds(manifest: &Manifest, steps: &[Step]) -> Vec<ManifestError> {
+        let last = steps.len().saturating_sub(1);
+        steps[..last]
+            .iter()
+            .filter(|step| step.kind() != KernelKind::Transformer)
+            .map(|step| ManifestError {
+                file: manifest.path.clone(),
+                line: step.spec.line,
+                key: Some("pipeline.steps".into()),
+                message: format!(
+                    "step `{}` ({}) is a {}; only the last step may be a model",
+                    step.spec.id,
+                    step.kernel_name(),
+                    step.kind()
+                ),
+            })
+            .collect()
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -8,46 +8,84 @@ use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, Manifest};
 use crate::pipeline::{Output, Pipeline};
 use crate::score;
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// What a run did, for the summary and for machines.
-#[derive(Clone, Debug, PartialEq)]
+/// What a run did: the terminal summary and `--report run.json` are both
+/// made from this.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunReport {
     pub pipeline: String,
+    pub manifest: PathBuf,
     pub train_rows: u32,
     pub test_rows: u32,
+    /// Feature columns given to the first step.
+    pub features: Vec<String>,
     /// e.g. `("accuracy", 0.98)`, computed on the test rows.
+    #[serde(serialize_with = "metric")]
     pub metric: Option<(&'static str, f64)>,
     pub steps: Vec<StepReport>,
     pub output: Option<PathBuf>,
+    #[serde(serialize_with = "seconds", rename = "elapsed_seconds")]
     pub elapsed: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StepReport {
     pub id: String,
     /// `name@version`.
     pub kernel: String,
+    /// transformer, classifier, regressor or clusterer.
+    pub kind: String,
+    pub sha256: String,
     pub calls: u64,
+    #[serde(serialize_with = "seconds", rename = "busy_seconds")]
     pub busy: Duration,
     pub fuel: u64,
     pub peak_memory: u64,
+    pub faults: u64,
+    pub restarts: u64,
+    pub cache_hits: u64,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn metric<S: serde::Serializer>(m: &Option<(&'static str, f64)>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Metric<'a> {
+        name: &'a str,
+        value: f64,
+    }
+    m.map(|(name, value)| Metric { name, value }).serialize(s)
+}
+
+impl RunReport {
+    /// Writes the report as pretty JSON, atomically.
+    pub fn write_json(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        crate::fsutil::write_atomic(path, &json)
+    }
 }
 
 /// Runs the manifest's job end to end.
 pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Error> {
     let started = Instant::now();
-    let (train, test) = load_data(&manifest)?;
-    let (x_train, y_train) = features_and_target(&manifest, train, true)?;
-    let (x_test, y_test) = match test {
-        Some(test) => {
-            let (x, y) = features_and_target(&manifest, test, false)?;
-            (Some(x), y)
-        }
-        None => (None, None),
-    };
+    let Prepared {
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+    } = prepare(&manifest)?;
     let (train_rows, test_rows) = (x_train.rows, x_test.as_ref().map_or(0, |x| x.rows));
+    let features = x_train
+        .column_names()
+        .into_iter()
+        .map(String::from)
+        .collect();
 
     let mut pipeline = Pipeline::load(sandbox, manifest.clone()).await?;
     pipeline.fit(x_train, y_train.as_ref()).await?;
@@ -91,21 +129,55 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
             StepReport {
                 id: s.spec.id.clone(),
                 kernel: s.kernel_name(),
+                kind: s.kind().to_string(),
+                sha256: s.component.sha256().to_string(),
                 calls: stats.calls,
                 busy: stats.busy,
                 fuel: stats.fuel,
                 peak_memory: stats.peak_memory,
+                faults: stats.faults,
+                restarts: stats.restarts,
+                cache_hits: stats.cache_hits,
             }
         })
         .collect();
     Ok(RunReport {
         pipeline: manifest.name.clone(),
+        manifest: manifest.path.clone(),
+        features,
         train_rows,
         test_rows,
         metric,
         steps,
         output,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The manifest's data, read and split into features and target.
+pub struct Prepared {
+    pub x_train: Frame,
+    pub y_train: Option<Column>,
+    pub x_test: Option<Frame>,
+    pub y_test: Option<Column>,
+}
+
+/// Reads the manifest's data and selects features and target.
+pub fn prepare(manifest: &Manifest) -> Result<Prepared, Error> {
+    let (train, test) = load_data(manifest)?;
+    let (x_train, y_train) = features_and_target(manifest, train, true)?;
+    let (x_test, y_test) = match test {
+        Some(test) => {
+            let (x, y) = features_and_target(manifest, test, false)?;
+            (Some(x), y)
+        }
+        None => (None, None),
+    };
+    Ok(Prepared {
+        x_train,
+        y_train,
+        x_test,
+        y_test,
     })
 }
 

@@ -1,7 +1,9 @@
 //! Command-line parsing (clap derive) and dispatch.
 
+mod explain;
 mod inspect;
 mod run;
+mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -25,12 +27,18 @@ pub enum Command {
     Run(run::RunArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
+    /// Check a manifest, its kernels, parameters and data without running the job; list every problem.
+    Validate(validate::ValidateArgs),
+    /// Fit a pipeline and print what each kernel learned, with what the host observed.
+    Explain(explain::ExplainArgs),
 }
 
 pub async fn dispatch(command: Command) -> Result<(), kernel_host::Error> {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Validate(args) => validate::validate(args).await,
+        Command::Explain(args) => explain::explain(args).await,
     }
 }
 

@@ -1,7 +1,10 @@
 //! `kernel-host run MANIFEST`.
 
-use kernel_host::{Manifest, Sandbox};
+use kernel_host::telemetry::{AuditLog, MetricsServer};
+use kernel_host::{Manifest, Sandbox, Telemetry};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -13,6 +16,21 @@ pub struct RunArgs {
     /// Compile kernels afresh instead of using the on-disk cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics during the run (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// After the run, keep serving metrics until one more scrape or SECONDS pass.
+    #[arg(long, value_name = "SECONDS", requires = "metrics_addr")]
+    pub metrics_hold: Option<u64>,
+    /// Write the metrics in the text exposition format here at the end (node-exporter textfile style).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Write a JSON run report here (overrides `output.report`).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Append one JSON line per kernel call here (overrides `output.audit-log`).
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
@@ -20,12 +38,47 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
     if let Some(output) = args.output {
         manifest.output.predictions = Some(output);
     }
-    let mut builder = Sandbox::builder();
+    let report_path = args.report.or(manifest.output.report.clone());
+    let mut telemetry = Telemetry::builder();
+    if args.metrics_addr.is_some() || args.metrics_file.is_some() {
+        telemetry = telemetry.metrics();
+    }
+    if let Some(path) = args.audit_log.or(manifest.output.audit_log.clone()) {
+        telemetry = telemetry.audit(AuditLog::open(&path)?);
+    }
+    let telemetry = telemetry.build()?;
+    let server = match (args.metrics_addr, telemetry.metrics()) {
+        (Some(addr), Some(metrics)) => {
+            let server = MetricsServer::start(addr, metrics.clone()).await?;
+            eprintln!("serving metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        _ => None,
+    };
+
+    let mut builder = Sandbox::builder().telemetry(telemetry.clone());
     if args.no_cache {
         builder = builder.cache_dir(None);
     }
     let sandbox = builder.build()?;
-    let report = kernel_host::run::run(&sandbox, manifest).await?;
+    let result = kernel_host::run::run(&sandbox, manifest).await;
+
+    if let (Some(path), Some(metrics)) = (&args.metrics_file, telemetry.metrics()) {
+        metrics.write_to(path)?;
+    }
+    if let Some(path) = &report_path {
+        match &result {
+            Ok(report) => report.write_json(path)?,
+            Err(error) => write_failure(path, error)?,
+        }
+    }
+    if let (Some(server), Some(seconds)) = (&server, args.metrics_hold) {
+        eprintln!("holding the metrics endpoint for a final scrape (up to {seconds} s)");
+        server
+            .hold_for_final_scrape(Duration::from_secs(seconds))
+            .await;
+    }
+    let report = result?;
 
     println!(
         "pipeline `{}`: fitted on {} rows, predicted {} rows in {}",
@@ -56,5 +109,20 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
     if let Some(path) = report.output {
         println!("\npredictions written to {}", path.display());
     }
+    Ok(())
+}
+
+/// A report for a run that failed: what went wrong and the exit code.
+fn write_failure(
+    path: &std::path::Path,
+    error: &kernel_host::Error,
+) -> Result<(), kernel_host::Error> {
+    let json = serde_json::json!({
+        "outcome": "failed",
+        "error": error.to_string(),
+        "exit_code": error.exit_code(),
+    });
+    let text = serde_json::to_vec_pretty(&json).map_err(anyhow::Error::from)?;
+    kernel_host::fsutil::write_atomic(path, &text)?;
     Ok(())
 }

@@ -25,6 +25,8 @@ pub struct Validation {
     pub test_rows: Option<u64>,
     /// Projected cost of each step's calls, with `--sample`.
     pub estimates: Vec<Estimate>,
+    /// Remarks that are not problems (e.g. why no sample run happened).
+    pub notes: Vec<String>,
 }
 
 impl Validation {
@@ -122,10 +124,20 @@ pub async fn validate(path: &Path, sample: Option<usize>) -> Validation {
     };
 
     // Every kernel: file, pin, component, WIT version, imports, parameters.
+    // Instances get generous limits so the sample run can measure what the
+    // configured limits would refuse; projections are compared with those.
+    let mut measuring = manifest.clone();
+    for spec in &mut measuring.steps {
+        spec.limits = Limits {
+            fuel: spec.limits.fuel.max(1 << 50),
+            memory_bytes: 4 << 30,
+            timeout: spec.limits.timeout.max(Duration::from_secs(120)),
+        };
+    }
     let cache = Pipeline::cache_for(&manifest);
     let mut steps = Vec::new();
-    for spec in &manifest.steps {
-        match Pipeline::load_step(&sandbox, &manifest, spec, cache.as_ref()).await {
+    for spec in &measuring.steps {
+        match Pipeline::load_step(&sandbox, &measuring, spec, cache.as_ref()).await {
             Ok(step) => {
                 report.kernels.push((spec.id.clone(), step.kernel_name()));
                 steps.push(step);
@@ -153,8 +165,8 @@ pub async fn validate(path: &Path, sample: Option<usize>) -> Validation {
     let Some(sample) = sample else { return report };
     if steps.len() != manifest.steps.len() {
         report
-            .problems
-            .push("no sample run: fix the kernels above first".to_string());
+            .notes
+            .push("no sample run: fix the kernels first".to_string());
         return report;
     }
     let sample = sample.clamp(1, prepared.x_train.rows as usize);
@@ -162,7 +174,7 @@ pub async fn validate(path: &Path, sample: Option<usize>) -> Validation {
     let x = prepared.x_train.take_rows(&rows);
     let y = prepared.y_train.as_ref().map(|y| take(y, &rows));
     let before = recorder.recorded().len();
-    let mut pipeline = Pipeline::from_steps(manifest.clone(), steps);
+    let mut pipeline = Pipeline::from_steps(measuring, steps);
     // Fit, then predict (or transform) the same rows, as a run would; calls
     // of the fit phase scale to the training rows, the rest to the test rows.
     let mut predict_from = before;

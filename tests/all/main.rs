@@ -10,4 +10,5 @@ mod common;
 mod hostile;
 mod kernels;
 mod manifests;
+mod operations;
 mod penguins;

@@ -62,6 +62,7 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
     }
     let sandbox = builder.build()?;
     let result = kernel_host::run::run(&sandbox, manifest).await;
+    let scrapes_during_run = server.as_ref().map_or(0, MetricsServer::scrapes);
 
     if let (Some(path), Some(metrics)) = (&args.metrics_file, telemetry.metrics()) {
         metrics.write_to(path)?;
@@ -75,7 +76,7 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
     if let (Some(server), Some(seconds)) = (&server, args.metrics_hold) {
         eprintln!("holding the metrics endpoint for a final scrape (up to {seconds} s)");
         server
-            .hold_for_final_scrape(Duration::from_secs(seconds))
+            .hold_for_final_scrape(scrapes_during_run, Duration::from_secs(seconds))
             .await;
     }
     let report = result?;

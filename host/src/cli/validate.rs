@@ -45,6 +45,9 @@ pub async fn validate(args: ValidateArgs) -> Result<(), kernel_host::Error> {
             );
         }
     }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     if report.ok() {
         println!("\nno problems found");
         Ok(())

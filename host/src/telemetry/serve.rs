@@ -80,13 +80,22 @@ impl MetricsServer {
         self.scrapes.load(Ordering::Relaxed)
     }
 
-    /// Keeps serving until one more scrape arrives or `limit` passes, so a
-    /// Prometheus server gets the final values of a short batch run.
-    pub async fn hold_for_final_scrape(&self, limit: Duration) -> bool {
-        let before = self.scrapes();
+    /// Keeps serving until a scrape beyond the first `seen` arrives (pass
+    /// [`MetricsServer::scrapes`] taken when the run ended) or `limit`
+    /// passes, so a Prometheus server gets the final values of a short
+    /// batch run. Returns whether such a scrape came.
+    pub async fn hold_for_final_scrape(&self, seen: u64, limit: Duration) -> bool {
         let wait = async {
-            while self.scrapes() == before {
-                self.scraped.notified().await;
+            loop {
+                // Register for the wake-up before checking, so a scrape
+                // between the check and the wait is not missed.
+                let notified = self.scraped.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.scrapes() > seen {
+                    return;
+                }
+                notified.await;
             }
         };
         tokio::time::timeout(limit, wait).await.is_ok()

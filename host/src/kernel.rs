@@ -47,6 +47,18 @@ impl KernelComponent {
         path: &Path,
         pinned_sha256: Option<&str>,
     ) -> Result<KernelComponent, Error> {
+        Self::load_for(sandbox, "", id, path, pinned_sha256).await
+    }
+
+    /// Like [`KernelComponent::load`], labelling the load-time `describe`
+    /// call with `pipeline` in metrics and the audit log.
+    pub async fn load_for(
+        sandbox: &Sandbox,
+        pipeline: &str,
+        id: &str,
+        path: &Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
         let refuse = |problem| Error::Load {
             kernel: id.to_string(),
             path: path.to_path_buf(),
@@ -93,6 +105,7 @@ impl KernelComponent {
         let mut probe = component
             .instantiate(Limits::default(), Grants::default())
             .await?;
+        probe.set_pipeline(pipeline);
         component.info = probe.describe().await?;
         Ok(component)
     }

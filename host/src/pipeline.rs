@@ -82,10 +82,15 @@ impl Pipeline {
         spec: &KernelSpec,
         cache: Option<&ResultCache>,
     ) -> Result<Step, Error> {
-        let component =
-            KernelComponent::load(sandbox, &spec.id, &spec.source, spec.sha256.as_deref())
-                .await
-                .map_err(|e| pin_error(manifest, spec, e))?;
+        let component = KernelComponent::load_for(
+            sandbox,
+            &manifest.name,
+            &spec.id,
+            &spec.source,
+            spec.sha256.as_deref(),
+        )
+        .await
+        .map_err(|e| pin_error(manifest, spec, e))?;
         let mut instance = component
             .instantiate(spec.limits, spec.grants.clone())
             .await?;

@@ -134,10 +134,15 @@ impl Metrics {
             .with_label_values(&op)
             .observe(r.duration.as_secs_f64());
         self.fuel.with_label_values(&base).inc_by(r.fuel as f64);
-        self.rows_in.with_label_values(&op).inc_by(r.rows_in as f64);
-        self.rows_out
-            .with_label_values(&op)
-            .inc_by(r.rows_out as f64);
+        if matches!(
+            r.operation,
+            "fit" | "partial-fit" | "transform" | "predict" | "predict-proba"
+        ) {
+            self.rows_in.with_label_values(&op).inc_by(r.rows_in as f64);
+            self.rows_out
+                .with_label_values(&op)
+                .inc_by(r.rows_out as f64);
+        }
         let memory = self.memory.with_label_values(&base);
         memory.set(memory.get().max(r.memory as f64));
         if r.restarted {

@@ -59,33 +59,55 @@ impl Frame {
     /// that is not.
     pub fn to_matrix(&self) -> Result<Matrix, KernelError> {
         self.check()?;
-        let rows = self.len();
-        let cols = self.columns.len();
-        let mut data = vec![0.0; rows * cols];
-        for (j, column) in self.columns.iter().enumerate() {
-            let values = column.numeric().ok_or_else(|| {
+        matrix_of(self.len(), self.columns.iter().collect())
+    }
+
+    /// The columns called `names`, in that order, as a dense matrix: how a
+    /// fitted model reads its features from new data (extra columns are
+    /// ignored, a missing one is refused by name).
+    pub fn select_matrix(&self, names: &[String]) -> Result<Matrix, KernelError> {
+        self.check()?;
+        let columns = names
+            .iter()
+            .map(|name| {
+                self.column(name).ok_or_else(|| {
+                    KernelError::invalid_input(format!(
+                        "feature column `{name}` is missing (the input has: {})",
+                        self.column_names().join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        matrix_of(self.len(), columns)
+    }
+}
+
+fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> {
+    let cols = columns.len();
+    let mut data = vec![0.0; rows * cols];
+    for (j, column) in columns.iter().enumerate() {
+        let values = column.numeric().ok_or_else(|| {
+            KernelError::invalid_input(format!(
+                "column `{}` is {}; this kernel needs numeric columns (encode it first)",
+                column.name,
+                column.type_name()
+            ))
+        })?;
+        for i in 0..rows {
+            data[i * cols + j] = values.get(i).ok_or_else(|| {
                 KernelError::invalid_input(format!(
-                    "column `{}` is {}; this kernel needs numeric columns (encode it first)",
-                    column.name,
-                    column.type_name()
+                    "column `{}` has a missing value in row {i}; impute it first",
+                    column.name
                 ))
             })?;
-            for i in 0..rows {
-                data[i * cols + j] = values.get(i).ok_or_else(|| {
-                    KernelError::invalid_input(format!(
-                        "column `{}` has a missing value in row {i}; impute it first",
-                        column.name
-                    ))
-                })?;
-            }
         }
-        Ok(Matrix {
-            rows,
-            cols,
-            data,
-            names: self.columns.iter().map(|c| c.name.clone()).collect(),
-        })
     }
+    Ok(Matrix {
+        rows,
+        cols,
+        data,
+        names: columns.iter().map(|c| c.name.clone()).collect(),
+    })
 }
 
 impl Column {

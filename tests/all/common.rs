@@ -17,7 +17,13 @@ pub fn workspace() -> PathBuf {
 /// A sandbox with the default settings and a compiled-component cache that
 /// lives in the target directory, shared by every test.
 pub fn sandbox() -> Sandbox {
+    sandbox_with(kernel_host::Telemetry::none())
+}
+
+/// Like [`sandbox`], reporting calls to `telemetry`.
+pub fn sandbox_with(telemetry: kernel_host::Telemetry) -> Sandbox {
     Sandbox::builder()
+        .telemetry(telemetry)
         .cache_dir(Some(workspace().join("target/test-cache")))
         .build()
         .unwrap()

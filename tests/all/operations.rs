@@ -5,7 +5,7 @@
 use crate::common::*;
 use kernel_host::bindings::ParamValue;
 use kernel_host::telemetry::AuditLog;
-use kernel_host::{Manifest, Sandbox, Telemetry};
+use kernel_host::{Manifest, Telemetry};
 use kernel_host_guests as guests;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -143,11 +143,7 @@ async fn metrics_are_served_during_a_run_and_match_it() {
 #[tokio::test]
 async fn a_trap_is_counted_under_its_outcome_and_the_restart_too() {
     let telemetry = Telemetry::builder().metrics().build().unwrap();
-    let sandbox = Sandbox::builder()
-        .telemetry(telemetry.clone())
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .build()
-        .unwrap();
+    let sandbox = sandbox_with(telemetry.clone());
     let mut hostile = instance(
         &sandbox,
         "villain",
@@ -288,11 +284,7 @@ fn bits(frame: &kernel_host::bindings::Frame) -> Vec<u64> {
 #[tokio::test]
 async fn the_cache_serves_identical_bytes_and_a_refit_invalidates() {
     let telemetry = Telemetry::builder().metrics().build().unwrap();
-    let sandbox = Sandbox::builder()
-        .telemetry(telemetry.clone())
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .build()
-        .unwrap();
+    let sandbox = sandbox_with(telemetry.clone());
     let mut scaler = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
     scaler.enable_cache(kernel_host::cache::ResultCache::new(1 << 20));
     let x = frame(vec![f64_column("a", vec![1.0, 2.0, 4.0])]);
@@ -430,11 +422,7 @@ async fn validate_predicts_fuel_within_2x_of_the_real_run() {
     let report = kernel_host::validate::validate(&manifest_path, Some(60)).await;
     assert!(report.ok(), "{:#?}", report.problems);
     let recorder = Telemetry::builder().record().build().unwrap();
-    let sandbox = Sandbox::builder()
-        .telemetry(recorder.clone())
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .build()
-        .unwrap();
+    let sandbox = sandbox_with(recorder.clone());
     let mut manifest = Manifest::load(&manifest_path).unwrap();
     manifest.output.predictions = None;
     kernel_host::run::run(&sandbox, manifest).await.unwrap();
@@ -561,11 +549,7 @@ async fn audit_log_from_the_library() {
         .audit(AuditLog::open(&dir.path().join("a.jsonl")).unwrap())
         .build()
         .unwrap();
-    let sandbox = Sandbox::builder()
-        .telemetry(telemetry)
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .build()
-        .unwrap();
+    let sandbox = sandbox_with(telemetry);
     let mut scaler = instance(
         &sandbox,
         "s",

@@ -223,7 +223,7 @@ impl Kernel for KMeans {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let m = select(x, &model.features)?;
+        let m = x.select_matrix(&model.features)?;
         Ok(Column::s64(
             "cluster",
             m.rows()
@@ -237,7 +237,7 @@ impl Kernel for KMeans {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let m = select(&x, &model.features)?;
+        let m = x.select_matrix(&model.features)?;
         Frame::new(
             model
                 .centres
@@ -290,18 +290,6 @@ impl Kernel for KMeans {
             ],
         })
     }
-}
-
-fn select(x: &Frame, features: &[String]) -> Result<Matrix, KernelError> {
-    let columns = features
-        .iter()
-        .map(|name| {
-            x.column(name).cloned().ok_or_else(|| {
-                KernelError::invalid_input(format!("feature column `{name}` is missing"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Frame::new(columns)?.to_matrix()
 }
 
 kernel_sdk::export_kernel!(KMeans);

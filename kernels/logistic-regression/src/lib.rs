@@ -88,16 +88,7 @@ impl Model {
     }
 
     fn matrix(&self, x: &Frame) -> Result<Matrix, KernelError> {
-        let selected: Result<Vec<Column>, KernelError> = self
-            .features
-            .iter()
-            .map(|name| {
-                x.column(name).cloned().ok_or_else(|| {
-                    KernelError::invalid_input(format!("feature column `{name}` is missing"))
-                })
-            })
-            .collect();
-        Frame::new(selected?)?.to_matrix()
+        x.select_matrix(&self.features)
     }
 }
 

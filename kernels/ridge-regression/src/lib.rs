@@ -179,16 +179,7 @@ impl Kernel for RidgeRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let selected = model
-            .features
-            .iter()
-            .map(|name| {
-                x.column(name).cloned().ok_or_else(|| {
-                    KernelError::invalid_input(format!("feature column `{name}` is missing"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let m = Frame::new(selected)?.to_matrix()?;
+        let m = x.select_matrix(&model.features)?;
         let predictions = m
             .rows()
             .map(|row| {

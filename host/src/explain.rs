@@ -59,7 +59,7 @@ pub async fn explain(
             kernel: s.kernel_name(),
             kind: s.kind().to_string(),
             explanation,
-            observed: s.instance.stats(),
+            observed: s.stats(),
         });
     }
     Ok(out)

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 pub mod explain;
 pub mod fsutil;
+pub mod graph;
 mod imports;
 mod kernel;
 pub mod limits;

@@ -31,6 +31,7 @@
 use crate::bindings::{Param, ParamValue};
 use crate::data::{ColumnType, CsvOptions};
 use crate::error::ManifestError;
+use crate::graph::{Input, Selection};
 use crate::limits::{Limits, LimitsSpec};
 use crate::state::Grants;
 use serde::Deserialize;
@@ -63,7 +64,26 @@ struct RawCache {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPipeline {
     name: Option<String>,
-    steps: Spanned<Vec<Spanned<String>>>,
+    /// A chain: each step takes the previous one's output.
+    steps: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A graph: `[[pipeline.step]]` tables.
+    step: Option<Vec<Spanned<RawStep>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStep {
+    id: String,
+    /// The `[kernels.*]` entry to run; defaults to the step's id.
+    kernel: Option<String>,
+    /// Step ids or `source`; defaults to the previous step (`source` for
+    /// the first).
+    inputs: Option<Vec<String>>,
+    columns: Option<Vec<String>>,
+    column_types: Option<Vec<ColumnType>>,
+    #[serde(default)]
+    passthrough: bool,
+    parallel: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -143,7 +163,19 @@ pub struct Manifest {
 /// One step's kernel, resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelSpec {
+    /// The step's id.
     pub id: String,
+    /// The `[kernels.*]` entry the step runs.
+    pub kernel: String,
+    /// Where the step's rows come from, joined column-wise in this order.
+    pub inputs: Vec<Input>,
+    /// The columns of its input the kernel sees.
+    pub select: Selection,
+    /// Append the columns not selected to the kernel's output (like
+    /// scikit-learn's `remainder="passthrough"`).
+    pub passthrough: bool,
+    /// Instances that transform chunks of the input at once (1: no split).
+    pub parallel: u32,
     pub source: PathBuf,
     pub sha256: Option<String>,
     pub params: Vec<Param>,
@@ -337,52 +369,14 @@ impl Manifest {
             errors.push(src.error_at(None, "defaults.limits", m));
         }
 
-        let steps_span = raw.pipeline.steps.span();
-        let step_ids = raw.pipeline.steps.into_inner();
-        if step_ids.is_empty() {
-            errors.push(src.error_at(
-                Some(steps_span),
-                "pipeline.steps",
-                "the pipeline has no steps",
-            ));
-        }
-        let mut steps = Vec::with_capacity(step_ids.len());
-        for (i, step) in step_ids.iter().enumerate() {
-            let id = step.get_ref();
-            if step_ids[..i].iter().any(|s| s.get_ref() == id) {
-                errors.push(src.error_at(
-                    Some(step.span()),
-                    "pipeline.steps",
-                    format!("step `{id}` appears twice; each step needs its own kernel entry"),
-                ));
-                continue;
-            }
-            let Some(kernel) = raw.kernels.get(id) else {
-                let known: Vec<&str> = raw.kernels.keys().map(String::as_str).collect();
-                errors.push(src.error_at(
-                    Some(step.span()),
-                    "pipeline.steps",
-                    format!(
-                        "step `{id}` names no kernel; defined kernels: {}",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-                continue;
-            };
-            match resolve_kernel(&src, id, kernel, defaults) {
-                Ok(spec) => steps.push(spec),
-                Err(e) => errors.push(e),
-            }
-        }
-        for id in raw.kernels.keys() {
-            if !step_ids.iter().any(|s| s.get_ref() == id) {
-                tracing::warn!(manifest = %path.display(), "kernel `{id}` is defined but no step uses it");
-            }
-        }
+        let steps = resolve_steps(
+            &src,
+            raw.pipeline.steps,
+            raw.pipeline.step,
+            &raw.kernels,
+            defaults,
+            &mut errors,
+        );
 
         let data = resolve_data(&src, raw.data)
             .map_err(|e| errors.push(e))
@@ -409,6 +403,234 @@ impl Manifest {
             _ => Err(errors),
         }
     }
+}
+
+/// One declared step before its kernel is resolved.
+struct Declared {
+    id: String,
+    kernel: String,
+    inputs: Option<Vec<String>>,
+    select: Selection,
+    passthrough: bool,
+    parallel: u32,
+    span: std::ops::Range<usize>,
+}
+
+/// Resolves the steps (either form), their kernels and the graph, in
+/// execution order. Problems go to `errors`.
+fn resolve_steps(
+    src: &Source,
+    chain: Option<Spanned<Vec<Spanned<String>>>>,
+    graph: Option<Vec<Spanned<RawStep>>>,
+    kernels: &BTreeMap<String, Spanned<RawKernel>>,
+    defaults: Limits,
+    errors: &mut Vec<ManifestError>,
+) -> Vec<KernelSpec> {
+    const KEY: &str = "pipeline.steps";
+    let declared: Vec<Declared> = match (chain, graph) {
+        (Some(chain), None) => {
+            if chain.get_ref().is_empty() {
+                errors.push(src.error_at(Some(chain.span()), KEY, "the pipeline has no steps"));
+            }
+            chain
+                .into_inner()
+                .into_iter()
+                .map(|id| Declared {
+                    span: id.span(),
+                    kernel: id.get_ref().clone(),
+                    id: id.into_inner(),
+                    inputs: None,
+                    select: Selection::All,
+                    passthrough: false,
+                    parallel: 1,
+                })
+                .collect()
+        }
+        (None, Some(graph)) => {
+            let mut declared = Vec::with_capacity(graph.len());
+            for step in graph {
+                let span = step.span();
+                let raw = step.into_inner();
+                let select = match (raw.columns, raw.column_types) {
+                    (Some(_), Some(_)) => {
+                        errors.push(src.error_at(
+                            Some(span.clone()),
+                            "pipeline.step",
+                            format!(
+                                "step `{}` gives both `columns` and `column-types`; choose one",
+                                raw.id
+                            ),
+                        ));
+                        Selection::All
+                    }
+                    (Some(columns), None) => Selection::Columns(columns),
+                    (None, Some(types)) => Selection::Types(types),
+                    (None, None) => Selection::All,
+                };
+                if raw.parallel == Some(0) {
+                    errors.push(src.error_at(
+                        Some(span.clone()),
+                        "pipeline.step",
+                        format!("step `{}`: `parallel` must be at least 1", raw.id),
+                    ));
+                }
+                declared.push(Declared {
+                    kernel: raw.kernel.unwrap_or_else(|| raw.id.clone()),
+                    id: raw.id,
+                    inputs: raw.inputs,
+                    select,
+                    passthrough: raw.passthrough,
+                    parallel: raw.parallel.unwrap_or(1).max(1),
+                    span,
+                });
+            }
+            if declared.is_empty() {
+                errors.push(src.error_at(None, "pipeline.step", "the pipeline has no steps"));
+            }
+            declared
+        }
+        (Some(_), Some(_)) => {
+            errors.push(src.error_at(
+                None,
+                "pipeline",
+                "give either `steps = [...]` or `[[pipeline.step]]` tables, not both",
+            ));
+            return Vec::new();
+        }
+        (None, None) => {
+            errors.push(src.error_at(
+                None,
+                "pipeline",
+                "no steps: set `steps = [...]` or add `[[pipeline.step]]` tables",
+            ));
+            return Vec::new();
+        }
+    };
+
+    let ids: Vec<String> = declared.iter().map(|d| d.id.clone()).collect();
+    let mut specs = Vec::with_capacity(declared.len());
+    let mut ok = true;
+    for (i, step) in declared.iter().enumerate() {
+        let id = &step.id;
+        if ids[..i].contains(id) {
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!("step `{id}` appears twice; step ids must be unique"),
+            ));
+            ok = false;
+            continue;
+        }
+        let inputs: Vec<Input> = match &step.inputs {
+            Some(names) => names.iter().map(|n| Input::parse(n)).collect(),
+            None if i == 0 => vec![Input::Source],
+            None => vec![Input::Step(ids[i - 1].clone())],
+        };
+        if inputs.is_empty() {
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!(
+                    "step `{id}` has no inputs; use `inputs = [\"source\"]` for the input data"
+                ),
+            ));
+            ok = false;
+        }
+        for input in &inputs {
+            if let Input::Step(name) = input
+                && !ids.contains(name)
+            {
+                errors.push(src.error_at(
+                    Some(step.span.clone()),
+                    KEY,
+                    format!("step `{id}` takes input `{name}`, which is neither `source` nor a step (steps: {})", ids.join(", ")),
+                ));
+                ok = false;
+            }
+        }
+        let Some(kernel) = kernels.get(&step.kernel) else {
+            let known: Vec<&str> = kernels.keys().map(String::as_str).collect();
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!(
+                    "step `{id}` names no kernel{}; defined kernels: {}",
+                    if step.kernel == *id {
+                        String::new()
+                    } else {
+                        format!(" (`{}`)", step.kernel)
+                    },
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+            ok = false;
+            continue;
+        };
+        match resolve_kernel(src, &step.kernel, kernel, defaults) {
+            Ok(spec) => specs.push(KernelSpec {
+                id: id.clone(),
+                inputs,
+                select: step.select.clone(),
+                passthrough: step.passthrough,
+                parallel: step.parallel,
+                ..spec
+            }),
+            Err(e) => {
+                errors.push(e);
+                ok = false;
+            }
+        }
+    }
+    for name in kernels.keys() {
+        if !declared.iter().any(|d| &d.kernel == name) {
+            tracing::warn!(manifest = %src.path.display(), "kernel `{name}` is defined but no step uses it");
+        }
+    }
+    if !ok {
+        return specs;
+    }
+
+    // The graph: acyclic, with one final step.
+    let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
+    let inputs: Vec<Vec<Input>> = specs.iter().map(|s| s.inputs.clone()).collect();
+    let order = match crate::graph::order(&ids, &inputs) {
+        Ok(order) => order,
+        Err(cycle) => {
+            errors.push(src.error_at(
+                None,
+                KEY,
+                format!("the steps form a cycle: {}", cycle.join(" → ")),
+            ));
+            return specs;
+        }
+    };
+    let sinks: Vec<&str> = ids
+        .iter()
+        .filter(|id| !inputs.iter().flatten().any(|i| i.name() == id.as_str()))
+        .map(String::as_str)
+        .collect();
+    if sinks.len() > 1 {
+        errors.push(
+            src.error_at(
+                None,
+                KEY,
+                format!(
+                    "steps {} feed no other step; a pipeline ends in exactly one step",
+                    sinks
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            ),
+        );
+    }
+    let mut slots: Vec<Option<KernelSpec>> = specs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 fn resolve_kernel(
@@ -481,6 +703,11 @@ fn resolve_kernel(
     }
     Ok(KernelSpec {
         id: id.to_string(),
+        kernel: id.to_string(),
+        inputs: vec![Input::Source],
+        select: Selection::All,
+        passthrough: false,
+        parallel: 1,
         source,
         sha256,
         params,

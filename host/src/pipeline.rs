@@ -7,14 +7,43 @@ use crate::bindings::{Capabilities, Column, Frame, KernelKind};
 use crate::cache::ResultCache;
 use crate::engine::Sandbox;
 use crate::error::{Error, Fault, ManifestError, RefusalKind};
+use crate::graph::Input;
 use crate::kernel::{KernelComponent, KernelInstance};
 use crate::manifest::{KernelSpec, Manifest};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
-/// One step: its manifest entry, its verified component and its instance.
+/// One step: its manifest entry, its verified component and its instance
+/// (plus, for `parallel` transforms, worker instances holding copies of its
+/// state).
 pub struct Step {
     pub spec: KernelSpec,
     pub component: KernelComponent,
     pub instance: KernelInstance,
+    workers: Vec<KernelInstance>,
+    /// Bumped by every fit; workers hold the state of `workers_fit`.
+    fits: u64,
+    workers_fit: u64,
+}
+
+/// Rows below which a parallel transform is not split (per instance).
+const MIN_ROWS_PER_WORKER: usize = 1024;
+
+/// What a step does in one pass over the graph.
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    Fit,
+    Predict { probabilities: bool },
+}
+
+/// What a step produced in a pass.
+enum Produced {
+    Frame(Frame),
+    Predictions {
+        values: Column,
+        probabilities: Option<Frame>,
+    },
+    Fitted,
 }
 
 impl Step {
@@ -26,6 +55,145 @@ impl Step {
     pub fn kernel_name(&self) -> String {
         let info = self.component.info();
         format!("{}@{}", info.name, info.version)
+    }
+
+    /// Resource use of the step: its instance and any workers.
+    pub fn stats(&self) -> crate::kernel::KernelStats {
+        let mut total = self.instance.stats();
+        for w in &self.workers {
+            let s = w.stats();
+            total.calls += s.calls;
+            total.busy += s.busy;
+            total.fuel += s.fuel;
+            total.peak_memory = total.peak_memory.max(s.peak_memory);
+            total.faults += s.faults;
+            total.restarts += s.restarts;
+            total.cache_hits += s.cache_hits;
+        }
+        total
+    }
+
+    fn graph_error(&self, message: String) -> Error {
+        ManifestError {
+            file: PathBuf::new(),
+            line: self.spec.line,
+            key: Some("pipeline.step".into()),
+            message: format!("step `{}` {message}", self.spec.id),
+        }
+        .into()
+    }
+
+    /// Runs the step on its joined input for one pass.
+    async fn run(
+        &mut self,
+        pass: Pass,
+        input: Frame,
+        y: Option<Column>,
+        feeds_others: bool,
+    ) -> Result<Produced, Error> {
+        let (selected, rest) = self
+            .spec
+            .select
+            .split(input)
+            .map_err(|m| self.graph_error(m))?;
+        let transforms = feeds_others || self.kind() == KernelKind::Transformer;
+        match pass {
+            Pass::Fit => {
+                self.instance.fit(&selected, y.as_ref()).await?;
+                self.fits += 1;
+                if !feeds_others {
+                    return Ok(Produced::Fitted);
+                }
+            }
+            Pass::Predict { probabilities } if !transforms => {
+                let values = self.instance.predict(&selected).await?;
+                let wants = probabilities
+                    && self
+                        .component
+                        .info()
+                        .capabilities
+                        .contains(Capabilities::PREDICT_PROBA);
+                let probabilities = if wants {
+                    Some(self.instance.predict_proba(&selected).await?)
+                } else {
+                    None
+                };
+                return Ok(Produced::Predictions {
+                    values,
+                    probabilities,
+                });
+            }
+            Pass::Predict { .. } => {}
+        }
+        let out = self.transform(&selected).await?;
+        if self.spec.passthrough && !rest.columns.is_empty() {
+            let joined = crate::graph::concat(vec![
+                (self.spec.id.clone(), out),
+                ("the columns it passes through".into(), rest),
+            ])
+            .map_err(|m| self.graph_error(m))?;
+            return Ok(Produced::Frame(joined));
+        }
+        Ok(Produced::Frame(out))
+    }
+
+    /// Transforms `x`, split across `parallel` instances when it is large
+    /// enough; chunks are contiguous, so row order is kept.
+    pub async fn transform(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let n = self.spec.parallel as usize;
+        if n <= 1 || (x.rows as usize) < n * MIN_ROWS_PER_WORKER {
+            return self.instance.transform(x).await;
+        }
+        self.prepare_workers(n - 1).await?;
+        let mut chunks = x.split_rows(n).into_iter();
+        let first = chunks.next().unwrap_or(Frame {
+            rows: 0,
+            columns: Vec::new(),
+        });
+        let mut tasks = Vec::new();
+        for (mut worker, chunk) in std::mem::take(&mut self.workers).into_iter().zip(chunks) {
+            tasks.push(tokio::spawn(async move {
+                let out = worker.transform(&chunk).await;
+                (worker, out)
+            }));
+        }
+        let mut parts = vec![self.instance.transform(&first).await];
+        for task in tasks {
+            match task.await {
+                Ok((worker, out)) => {
+                    self.workers.push(worker);
+                    parts.push(out);
+                }
+                Err(e) => parts.push(Err(Error::Host(anyhow::anyhow!(
+                    "a transform worker of step `{}` stopped: {e}",
+                    self.spec.id
+                )))),
+            }
+        }
+        let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Frame::concat_rows(parts).map_err(|m| self.graph_error(m))
+    }
+
+    /// Ensures `count` workers holding the current fitted state.
+    async fn prepare_workers(&mut self, count: usize) -> Result<(), Error> {
+        if self.workers.len() == count && self.workers_fit == self.fits {
+            return Ok(());
+        }
+        let state = self.instance.save_state().await?;
+        while self.workers.len() < count {
+            let mut worker = self
+                .component
+                .instantiate(self.spec.limits, self.spec.grants.clone())
+                .await?;
+            worker.set_pipeline(&self.instance.context().pipeline);
+            worker.configure(&self.spec.params).await?;
+            self.workers.push(worker);
+        }
+        for worker in &mut self.workers {
+            worker.load_state(&state).await?;
+        }
+        self.workers_fit = self.fits;
+        Ok(())
     }
 }
 
@@ -106,6 +274,9 @@ impl Pipeline {
             spec: spec.clone(),
             component,
             instance,
+            workers: Vec::new(),
+            fits: 0,
+            workers_fit: 0,
         })
     }
 
@@ -163,47 +334,113 @@ impl Pipeline {
             }
             .into());
         }
-        let last = self.steps.len().saturating_sub(1);
-        let mut current = x;
-        for (i, step) in self.steps.iter_mut().enumerate() {
-            step.instance.fit(&current, y).await?;
-            if i < last {
-                current = step.instance.transform(&current).await?;
-            }
-        }
-        Ok(())
+        self.pass(x, y, Pass::Fit).await.map(|_| ())
     }
 
     /// Runs `x` through the fitted pipeline.
     pub async fn predict(&mut self, x: Frame, probabilities: bool) -> Result<Output, Error> {
-        let Some((model, transformers)) = self.steps.split_last_mut() else {
-            return Ok(Output::Transformed(x));
-        };
-        let mut current = x;
-        for step in transformers {
-            current = step.instance.transform(&current).await?;
+        match self.pass(x, None, Pass::Predict { probabilities }).await? {
+            Produced::Predictions {
+                values,
+                probabilities,
+            } => Ok(Output::Predictions {
+                values,
+                probabilities,
+            }),
+            Produced::Frame(frame) => Ok(Output::Transformed(frame)),
+            Produced::Fitted => Err(Error::Host(anyhow::anyhow!(
+                "the final step produced no output"
+            ))),
         }
-        if model.kind() == KernelKind::Transformer {
-            return Ok(Output::Transformed(
-                model.instance.transform(&current).await?,
-            ));
+    }
+
+    /// One pass over the graph, wave by wave; the steps of a wave run at
+    /// once, each in its own task with its own store. Returns what the
+    /// final step produced.
+    async fn pass(&mut self, x: Frame, y: Option<&Column>, pass: Pass) -> Result<Produced, Error> {
+        let ids: Vec<String> = self.steps.iter().map(|s| s.spec.id.clone()).collect();
+        let inputs: Vec<Vec<Input>> = self.steps.iter().map(|s| s.spec.inputs.clone()).collect();
+        let feeds: Vec<bool> = ids
+            .iter()
+            .map(|id| inputs.iter().flatten().any(|i| i.name() == id))
+            .collect();
+        let mut outputs: HashMap<String, Frame> = HashMap::from([("source".to_string(), x)]);
+        let mut slots: Vec<Option<Step>> = std::mem::take(&mut self.steps)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut last = Produced::Fitted;
+        let mut failure = None;
+        'waves: for wave in crate::graph::waves(&ids, &inputs) {
+            let mut tasks = Vec::new();
+            for i in wave {
+                let Some(mut step) = slots[i].take() else {
+                    continue;
+                };
+                let joined = crate::graph::concat(
+                    inputs[i]
+                        .iter()
+                        .filter_map(|input| {
+                            outputs
+                                .get(input.name())
+                                .map(|f| (input.name().to_string(), f.clone()))
+                        })
+                        .collect(),
+                );
+                let input = match joined {
+                    Ok(frame) => frame,
+                    Err(m) => {
+                        failure = Some(step.graph_error(format!("cannot join its inputs: {m}")));
+                        slots[i] = Some(step);
+                        break 'waves;
+                    }
+                };
+                let (y, feeds_others) = (y.cloned(), feeds[i]);
+                tasks.push((
+                    i,
+                    tokio::spawn(async move {
+                        let produced = step.run(pass, input, y, feeds_others).await;
+                        (step, produced)
+                    }),
+                ));
+            }
+            // Wait for every task of the wave, even after a failure, so no
+            // step is lost and the other branches finish their work.
+            for (i, task) in tasks {
+                match task.await {
+                    Ok((step, produced)) => {
+                        slots[i] = Some(step);
+                        match produced {
+                            Ok(Produced::Frame(frame)) if feeds[i] => {
+                                outputs.insert(ids[i].clone(), frame);
+                            }
+                            Ok(other) => last = other,
+                            Err(e) => {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(Error::Host(anyhow::anyhow!(
+                            "step `{}` stopped unexpectedly: {e}",
+                            ids[i]
+                        )));
+                    }
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
         }
-        let values = model.instance.predict(&current).await?;
-        let wants_proba = probabilities
-            && model
-                .component
-                .info()
-                .capabilities
-                .contains(Capabilities::PREDICT_PROBA);
-        let probabilities = if wants_proba {
-            Some(model.instance.predict_proba(&current).await?)
-        } else {
-            None
-        };
-        Ok(Output::Predictions {
-            values,
-            probabilities,
-        })
+        self.steps = slots.into_iter().flatten().collect();
+        match failure {
+            Some(Error::Manifest(mut e)) => {
+                e.file.clone_from(&self.manifest.path);
+                Err(e.into())
+            }
+            Some(e) => Err(e),
+            None => Ok(last),
+        }
     }
 }
 

@@ -125,7 +125,7 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
         .steps()
         .iter()
         .map(|s| {
-            let stats = s.instance.stats();
+            let stats = s.stats();
             StepReport {
                 id: s.spec.id.clone(),
                 kernel: s.kernel_name(),

@@ -86,6 +86,62 @@ impl Frame {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// `n` contiguous chunks of (nearly) equal size, in row order.
+    pub fn split_rows(&self, n: usize) -> Vec<Frame> {
+        let rows = self.rows as usize;
+        let n = n.clamp(1, rows.max(1));
+        (0..n)
+            .map(|k| {
+                let (start, end) = (k * rows / n, (k + 1) * rows / n);
+                self.take_rows(&(start..end).collect::<Vec<_>>())
+            })
+            .collect()
+    }
+
+    /// Stacks frames with the same columns, in order.
+    pub fn concat_rows(parts: Vec<Frame>) -> Result<Frame, String> {
+        let mut parts = parts.into_iter();
+        let Some(mut out) = parts.next() else {
+            return Ok(Frame {
+                rows: 0,
+                columns: Vec::new(),
+            });
+        };
+        for part in parts {
+            let names = |f: &Frame| f.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            if names(&part) != names(&out) {
+                return Err(format!(
+                    "returned different columns for different chunks: {:?} and {:?}",
+                    names(&out),
+                    names(&part)
+                ));
+            }
+            let before = out.rows as usize;
+            for (column, more) in out.columns.iter_mut().zip(part.columns) {
+                let added = crate::data::column_len(&more);
+                match (&mut column.values, more.values) {
+                    (ColumnValues::F64(a), ColumnValues::F64(b)) => a.extend(b),
+                    (ColumnValues::S64(a), ColumnValues::S64(b)) => a.extend(b),
+                    (ColumnValues::Bool(a), ColumnValues::Bool(b)) => a.extend(b),
+                    (ColumnValues::String(a), ColumnValues::String(b)) => a.extend(b),
+                    _ => {
+                        return Err(format!(
+                            "returned column `{}` with different types for different chunks",
+                            column.name
+                        ));
+                    }
+                }
+                if column.nulls.is_some() || more.nulls.is_some() {
+                    let mut nulls = column.nulls.take().unwrap_or_else(|| vec![0; before]);
+                    nulls.extend(more.nulls.unwrap_or_else(|| vec![0; added]));
+                    column.nulls = Some(nulls);
+                }
+            }
+            out.rows += part.rows;
+        }
+        Ok(out)
+    }
+
     /// The rows at `indices`, in that order.
     pub fn take_rows(&self, indices: &[usize]) -> Frame {
         let columns = self

@@ -151,10 +151,7 @@ pub fn order(ids: &[String], inputs: &[Vec<Input>]) -> Result<Vec<usize>, Vec<St
                 let start = (0..ids.len()).find(|&i| !done[i]).unwrap_or(0);
                 let mut path = vec![start];
                 let mut at = start;
-                loop {
-                    let Some(&next) = deps[at].iter().find(|d| !done[**d]) else {
-                        break;
-                    };
+                while let Some(&next) = deps[at].iter().find(|d| !done[**d]) {
                     if let Some(pos) = path.iter().position(|p| *p == next) {
                         // `path` follows "takes input from" edges; the data
                         // flows the other way. Start at the earliest step.

@@ -525,6 +525,9 @@ impl KernelInstance {
         let (duration, fuel) = std::mem::take(&mut self.last);
         let record = CallRecord {
             operation,
+            start: Instant::now()
+                .checked_sub(duration)
+                .unwrap_or_else(Instant::now),
             outcome: Outcome::of(result),
             error: result.as_ref().err().map(ToString::to_string),
             duration,

@@ -26,6 +26,7 @@
 //! ```
 
 pub mod bindings;
+pub mod builder;
 pub mod cache;
 pub mod data;
 mod engine;

@@ -614,11 +614,10 @@ fn resolve_steps(
         .map(String::as_str)
         .collect();
     if sinks.len() > 1 {
-        errors.push(
-            src.error_at(
-                None,
-                KEY,
-                format!(
+        errors.push(src.error_at(
+            None,
+            KEY,
+            format!(
                     "steps {} feed no other step; a pipeline ends in exactly one step",
                     sinks
                         .iter()
@@ -626,8 +625,7 @@ fn resolve_steps(
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-            ),
-        );
+        ));
     }
     let mut slots: Vec<Option<KernelSpec>> = specs.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()

@@ -7,6 +7,7 @@
 
 mod cli;
 mod common;
+mod dag;
 mod hostile;
 mod kernels;
 mod manifests;

@@ -83,6 +83,9 @@ pub struct CallContext {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CallRecord {
     pub operation: &'static str,
+    /// When the call began (the first export call when several were made).
+    #[serde(skip)]
+    pub start: std::time::Instant,
     pub outcome: Outcome,
     /// The error's text, when the call failed.
     pub error: Option<String>,

@@ -40,6 +40,7 @@ const BEHAVIOURS: &[&str] = &[
     "wrong-rows",
     "bad-column",
     "refuse",
+    "burn",
 ];
 
 /// Never returns: the point is to exhaust the stack.
@@ -94,6 +95,16 @@ fn act() -> Result<Option<String>, KernelError> {
             Some(since_epoch.to_string())
         }
         "refuse" => return Err(KernelError::InvalidInput("refused on purpose".into())),
+        // A known amount of work (`target` iterations), then normal output.
+        "burn" => {
+            let n: u64 = target.parse().unwrap_or(0);
+            let mut x: u64 = 0;
+            for i in 0..n {
+                x = black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            black_box(x);
+            None
+        }
         _ => None,
     })
 }

@@ -2,7 +2,7 @@
 //! training rows, predict the test rows, write the predictions, score them.
 
 use crate::bindings::{Column, Frame, KernelKind};
-use crate::data::{cell_text, read_csv, write_csv};
+use crate::data::{cell_text, read_table, write_table};
 use crate::engine::Sandbox;
 use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, Manifest};
@@ -115,7 +115,7 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
             Output::Transformed(frame) => frame,
         };
         if let Some(path) = &manifest.output.predictions {
-            write_csv(path, &table)
+            write_table(path, &table)
                 .map_err(|e| Error::Host(e.context(format!("writing {}", path.display()))))?;
             output = Some(path.clone());
         }
@@ -207,8 +207,8 @@ fn load_data(manifest: &Manifest) -> Result<(Frame, Option<Frame>), Error> {
     let csv = &manifest.data.csv;
     match &manifest.data.source {
         DataSource::Files { train, test } => {
-            let train = read_csv(train, csv)?;
-            let test = test.as_ref().map(|t| read_csv(t, csv)).transpose()?;
+            let train = read_table(train, csv)?;
+            let test = test.as_ref().map(|t| read_table(t, csv)).transpose()?;
             Ok((train, test))
         }
         DataSource::Split {
@@ -217,7 +217,7 @@ fn load_data(manifest: &Manifest) -> Result<(Frame, Option<Frame>), Error> {
             seed,
             stratify,
         } => {
-            let all = read_csv(input, csv)?;
+            let all = read_table(input, csv)?;
             let strata = match (&manifest.data.target, stratify) {
                 (Some(target), true) => all.column(target).map(|c| {
                     (0..all.rows as usize)

@@ -10,6 +10,10 @@
 //!   deterministic for a given `seed`.
 //! - `predict` gives the nearest centre's index (s64); `transform` gives the
 //!   distance to every centre.
+//! - `partial_fit` streams: it keeps the first `init_size` rows, seeds and
+//!   refines centres on them as `fit` would, then moves the nearest centre
+//!   towards each further row by `1/count` (online k-means). Rows are taken
+//!   one by one in order, so any chunking gives the same centres.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,6 +31,8 @@ kernel_sdk::params! {
         tol: f64 = 1e-4, range(0.0, 1.0);
         /// Seed of the k-means++ draws.
         seed: u64 = 0;
+        /// Rows `partial_fit` keeps to seed the centres before updating online.
+        init_size: u32 = 1000, range(1, 10000000);
     }
 }
 
@@ -42,10 +48,22 @@ pub struct Model {
     pub iterations: usize,
 }
 
+/// Streaming state of `partial_fit`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Online {
+    features: Vec<String>,
+    /// The first rows, until `init_size` have been seen.
+    buffer: Vec<Vec<f64>>,
+    centres: Vec<Vec<f64>>,
+    counts: Vec<u64>,
+    inertia: f64,
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct KMeans {
     params: KMeansParams,
     model: Option<Model>,
+    online: Option<Online>,
 }
 
 impl KMeans {
@@ -174,22 +192,115 @@ fn lloyd(x: &Matrix, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Mode
     }
 }
 
+/// The buffered rows as a matrix.
+fn buffered(online: &Online) -> Matrix {
+    Matrix {
+        rows: online.buffer.len(),
+        cols: online.features.len(),
+        data: online.buffer.iter().flatten().copied().collect(),
+        names: online.features.clone(),
+    }
+}
+
+impl KMeansParams {
+    /// Restarts of seeding and Lloyd iterations on `m`; the best wins.
+    /// The tolerance is relative to the data's mean per-feature variance.
+    fn seeded(&self, m: &Matrix) -> Model {
+        let cols = m.cols;
+        let mut variance = 0.0;
+        for j in 0..cols {
+            let mean = m.rows().map(|r| r[j]).sum::<f64>() / m.rows as f64;
+            variance +=
+                m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
+        }
+        let tol = self.tol * variance / cols.max(1) as f64;
+        let mut rng = Rng(self.seed);
+        let mut best: Option<Model> = None;
+        for _ in 0..self.n_init {
+            let model = lloyd(m, self.k as usize, self.max_iter as usize, tol, &mut rng);
+            if best.as_ref().is_none_or(|b| model.inertia < b.inertia) {
+                best = Some(model);
+            }
+        }
+        best.unwrap_or(Model {
+            features: m.names.clone(),
+            centres: Vec::new(),
+            sizes: Vec::new(),
+            inertia: 0.0,
+            iterations: 0,
+        })
+    }
+}
+
 impl Kernel for KMeans {
     type Params = KMeansParams;
 
     fn meta() -> Meta {
         Meta::new("k-means", env!("CARGO_PKG_VERSION"), KernelKind::Clusterer)
             .description("k-means clustering with k-means++ seeding")
+            .capabilities(Capabilities::PARTIAL_FIT)
     }
 
     fn new(params: KMeansParams) -> Self {
         KMeans {
             params,
             model: None,
+            online: None,
         }
     }
 
+    fn partial_fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        let k = self.params.k as usize;
+        let init = (self.params.init_size as usize).max(k);
+        let m = match &self.online {
+            Some(o) => x.select_matrix(&o.features)?,
+            None => x.to_matrix()?,
+        };
+        let online = self.online.get_or_insert_with(|| Online {
+            features: m.names.clone(),
+            ..Online::default()
+        });
+        for row in m.rows() {
+            if online.centres.is_empty() {
+                online.buffer.push(row.to_vec());
+                if online.buffer.len() == init {
+                    let seeded = self.params.seeded(&buffered(online));
+                    online.centres = seeded.centres;
+                    online.counts = seeded.sizes;
+                    online.inertia = seeded.inertia;
+                    online.buffer.clear();
+                }
+                continue;
+            }
+            let (j, dist) = nearest(row, &online.centres);
+            online.counts[j] += 1;
+            online.inertia += dist;
+            let step = 1.0 / online.counts[j] as f64;
+            online.centres[j]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(c, v)| *c += (v - *c) * step);
+        }
+        // What predict uses: the online centres, or (before `init_size`
+        // rows) centres fitted on the rows so far.
+        self.model = if !online.centres.is_empty() {
+            Some(Model {
+                features: online.features.clone(),
+                centres: online.centres.clone(),
+                sizes: online.counts.clone(),
+                inertia: online.inertia,
+                iterations: 0,
+            })
+        } else if online.buffer.len() >= k {
+            Some(self.params.seeded(&buffered(online)))
+        } else {
+            None
+        };
+        Ok(())
+    }
+
     fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        self.online = None;
         let m = x.to_matrix()?;
         let k = self.params.k as usize;
         if m.rows < k {
@@ -198,23 +309,7 @@ impl Kernel for KMeans {
                 m.rows
             )));
         }
-        // Tolerance relative to the data's mean per-feature variance.
-        let mut variance = 0.0;
-        for j in 0..m.cols {
-            let mean = m.rows().map(|r| r[j]).sum::<f64>() / m.rows as f64;
-            variance +=
-                m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
-        }
-        let tol = self.params.tol * variance / m.cols.max(1) as f64;
-        let mut rng = Rng(self.params.seed);
-        let mut best: Option<Model> = None;
-        for _ in 0..self.params.n_init {
-            let model = lloyd(&m, k, self.params.max_iter as usize, tol, &mut rng);
-            if best.as_ref().is_none_or(|b| model.inertia < b.inertia) {
-                best = Some(model);
-            }
-        }
-        self.model = best;
+        self.model = Some(self.params.seeded(&m));
         Ok(())
     }
 
@@ -298,6 +393,32 @@ kernel_sdk::export_kernel!(KMeans);
 mod tests {
     use super::*;
     use kernel_sdk::testing::Local;
+
+    #[test]
+    fn streaming_centres_do_not_depend_on_chunking() {
+        let xs: Vec<f64> = (0..300)
+            .map(|i| ((i * 37) % 101) as f64 + if i % 3 == 0 { 500.0 } else { 0.0 })
+            .collect();
+        let fit_in = |size: usize| {
+            let mut k =
+                Local::<KMeans>::with_params(&[("k", 2i64.into()), ("init_size", 50i64.into())])
+                    .unwrap();
+            for start in (0..300).step_by(size) {
+                let chunk = Frame::new(vec![Column::f64(
+                    "x",
+                    xs[start..(start + size).min(300)].to_vec(),
+                )])
+                .unwrap();
+                k.partial_fit(&chunk, None).unwrap();
+            }
+            k.kernel().model().cloned().unwrap()
+        };
+        let whole = fit_in(300);
+        assert_eq!(whole.centres.len(), 2);
+        for size in [1, 7, 64] {
+            assert_eq!(fit_in(size), whole, "chunks of {size}");
+        }
+    }
 
     #[test]
     fn separated_blobs_are_found() {

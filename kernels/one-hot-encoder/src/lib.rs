@@ -60,6 +60,7 @@ impl Kernel for OneHotEncoder {
             KernelKind::Transformer,
         )
         .description("encodes categorical columns as one 0/1 column per category")
+        .capabilities(Capabilities::PARTIAL_FIT)
     }
 
     fn new(params: OneHotParams) -> Self {
@@ -69,15 +70,28 @@ impl Kernel for OneHotEncoder {
         }
     }
 
-    fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
-        let mut categories = Vec::new();
+    fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+        self.categories.clear();
+        self.partial_fit(x, y)
+    }
+
+    /// Adds the categories of one more chunk; the result does not depend on
+    /// how the input was cut into chunks.
+    fn partial_fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
         for column in x.columns.iter().filter(|c| is_categorical(c)) {
             no_nulls(column)?;
             let seen: BTreeSet<String> =
                 (0..column.len()).filter_map(|r| column.label(r)).collect();
-            categories.push((column.name.clone(), seen.into_iter().collect()));
+            match self.categories.iter_mut().find(|(n, _)| *n == column.name) {
+                Some((_, known)) => {
+                    let all: BTreeSet<String> = known.drain(..).chain(seen).collect();
+                    *known = all.into_iter().collect();
+                }
+                None => self
+                    .categories
+                    .push((column.name.clone(), seen.into_iter().collect())),
+            }
         }
-        self.categories = categories;
         Ok(())
     }
 

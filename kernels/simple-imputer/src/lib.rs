@@ -8,6 +8,10 @@
 //!   to the lexicographically smallest) or `constant` (`string_fill_value`).
 //! - A column with no value at all cannot be imputed from data: `fit`
 //!   refuses it and names it, unless its strategy is `constant`.
+//! - `partial_fit` keeps running tallies (sums and counts, value counts),
+//!   so fitting in chunks gives exactly the whole-input result for `mean`,
+//!   `most_frequent` and `constant`. `median` needs every value at once and
+//!   refuses chunks.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,13 +39,70 @@ pub enum Fill {
     Flag(bool),
 }
 
+/// Running statistics of one column, for `partial_fit`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Tally {
+    name: String,
+    /// f64/s64 (numeric), bool, or string.
+    kind: u8,
+    count: u64,
+    sum: f64,
+    /// Occurrences of each numeric value (keyed in numeric order).
+    numbers: BTreeMap<i64, u64>,
+    /// Occurrences of each string (or `true`/`false`).
+    labels: BTreeMap<String, u64>,
+}
+
+const NUMERIC: u8 = 0;
+const FLAG: u8 = 1;
+const TEXT: u8 = 2;
+
+/// An integer key that sorts like the float (IEEE total order).
+fn ordered(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+fn from_ordered(k: i64) -> f64 {
+    f64::from_bits((k ^ ((((k >> 63) as u64) >> 1) as i64)) as u64)
+}
+
+/// The most frequent key; ties go to the smallest.
+fn mode<K: Clone + Ord>(counts: &BTreeMap<K, u64>) -> Option<K> {
+    let mut best: Option<(&K, u64)> = None;
+    for (k, n) in counts {
+        if best.is_none_or(|(_, m)| *n > m) {
+            best = Some((k, *n));
+        }
+    }
+    best.map(|(k, _)| k.clone())
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct SimpleImputer {
     params: ImputerParams,
     fills: Vec<(String, Fill)>,
+    tallies: Vec<Tally>,
 }
 
 impl SimpleImputer {
+    /// The fill value a tally gives, if it has seen a value (or the
+    /// strategy needs none).
+    fn fill_of(&self, t: &Tally) -> Option<Fill> {
+        match t.kind {
+            NUMERIC => match self.params.strategy.as_str() {
+                "constant" => Some(Fill::Number(self.params.fill_value)),
+                "most_frequent" => mode(&t.numbers).map(|k| Fill::Number(from_ordered(k))),
+                _ => (t.count > 0).then(|| Fill::Number(t.sum / t.count as f64)),
+            },
+            _ if t.kind == TEXT && self.params.string_strategy == "constant" => {
+                Some(Fill::Text(self.params.string_fill_value.clone()))
+            }
+            FLAG => mode(&t.labels).map(|l| Fill::Flag(l == "true")),
+            _ => mode(&t.labels).map(Fill::Text),
+        }
+    }
+
     /// The learned fill value of each column, in input order.
     pub fn fills(&self) -> &[(String, Fill)] {
         &self.fills
@@ -136,33 +197,114 @@ impl Kernel for SimpleImputer {
             KernelKind::Transformer,
         )
         .description("fills missing values with a per-column mean, median, mode or constant")
+        .capabilities(Capabilities::PARTIAL_FIT)
     }
 
     fn new(params: ImputerParams) -> Self {
         SimpleImputer {
             params,
             fills: Vec::new(),
+            tallies: Vec::new(),
         }
     }
 
-    fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
-        let mut fills = Vec::with_capacity(x.columns.len());
-        for column in &x.columns {
-            let fill = match (&column.values, column.numeric()) {
-                (ColumnValues::F64(_) | ColumnValues::S64(_), Some(values)) => {
-                    Fill::Number(self.numeric_fill(&column.name, &values)?)
-                }
-                _ => self.categorical_fill(column)?,
-            };
-            fills.push((column.name.clone(), fill));
+    fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+        self.tallies.clear();
+        self.fills.clear();
+        if self.params.strategy == "median" {
+            let mut fills = Vec::with_capacity(x.columns.len());
+            for column in &x.columns {
+                let fill = match (&column.values, column.numeric()) {
+                    (ColumnValues::F64(_) | ColumnValues::S64(_), Some(values)) => {
+                        Fill::Number(self.numeric_fill(&column.name, &values)?)
+                    }
+                    _ => self.categorical_fill(column)?,
+                };
+                fills.push((column.name.clone(), fill));
+            }
+            self.fills = fills;
+            return Ok(());
         }
-        self.fills = fills;
+        self.partial_fit(x, y)?;
+        // A whole input with no value in a column is a mistake worth naming.
+        if let Some(empty) = x
+            .columns
+            .iter()
+            .find(|c| !self.fills.iter().any(|(n, _)| *n == c.name))
+        {
+            return Err(KernelError::invalid_input(format!(
+                "column `{}` has no values to learn from; drop it or use a constant strategy",
+                empty.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn partial_fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
+        if self.params.strategy == "median" {
+            return Err(KernelError::Unsupported(
+                "the median needs every value at once: use `fit`, or strategy mean or most_frequent for chunked runs".into(),
+            ));
+        }
+        for column in &x.columns {
+            let kind = match column.values {
+                ColumnValues::F64(_) | ColumnValues::S64(_) => NUMERIC,
+                ColumnValues::Bool(_) => FLAG,
+                ColumnValues::String(_) => TEXT,
+            };
+            let index = match self.tallies.iter().position(|t| t.name == column.name) {
+                Some(i) => i,
+                None => {
+                    self.tallies.push(Tally {
+                        name: column.name.clone(),
+                        kind,
+                        ..Tally::default()
+                    });
+                    self.tallies.len() - 1
+                }
+            };
+            let tally = &mut self.tallies[index];
+            if tally.kind != kind {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{}` changed type between chunks",
+                    column.name
+                )));
+            }
+            match column.numeric() {
+                Some(values) if kind == NUMERIC => {
+                    for v in values.present() {
+                        tally.count += 1;
+                        tally.sum += v;
+                        *tally.numbers.entry(ordered(v)).or_default() += 1;
+                    }
+                }
+                _ => {
+                    for row in 0..column.len() {
+                        if let Some(label) = column.label(row) {
+                            tally.count += 1;
+                            *tally.labels.entry(label).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.fills = self
+            .tallies
+            .iter()
+            .filter_map(|t| self.fill_of(t).map(|f| (t.name.clone(), f)))
+            .collect();
         Ok(())
     }
 
     fn transform(&self, mut x: Frame) -> Result<Frame, KernelError> {
         for column in &mut x.columns {
             let Some((_, fill)) = self.fills.iter().find(|(name, _)| *name == column.name) else {
+                if self.tallies.iter().any(|t| t.name == column.name) {
+                    return Err(KernelError::invalid_input(format!(
+                        "column `{}` had no values to learn a fill value from",
+                        column.name
+                    )));
+                }
                 continue;
             };
             let nulls = column.nulls.take();
@@ -294,6 +436,36 @@ mod tests {
         .unwrap();
         let err = Local::<SimpleImputer>::new().fit(&f, None).unwrap_err();
         assert!(err.message().contains("`empty`"), "{err:?}");
+    }
+
+    #[test]
+    fn chunks_give_exactly_the_whole_fit() {
+        let values: Vec<f64> = (0..50).map(|i| (i * 7 % 13) as f64 * 0.1).collect();
+        let nulls: Vec<u8> = (0..50).map(|i| u8::from(i % 5 == 0)).collect();
+        let frame = Frame::new(vec![
+            Column::f64("a", values.clone()).with_nulls(nulls.clone()),
+        ])
+        .unwrap();
+        for strategy in ["mean", "most_frequent"] {
+            let params = [("strategy", strategy.into())];
+            let mut whole = Local::<SimpleImputer>::with_params(&params).unwrap();
+            whole.fit(&frame, None).unwrap();
+            let mut chunked = Local::<SimpleImputer>::with_params(&params).unwrap();
+            for start in (0..50).step_by(7) {
+                let end = (start + 7).min(50);
+                let chunk = Frame::new(vec![
+                    Column::f64("a", values[start..end].to_vec())
+                        .with_nulls(nulls[start..end].to_vec()),
+                ])
+                .unwrap();
+                chunked.partial_fit(&chunk, None).unwrap();
+            }
+            assert_eq!(
+                whole.kernel().fills(),
+                chunked.kernel().fills(),
+                "{strategy}"
+            );
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("logistic-regression", "LOGISTIC_REGRESSION"),
     ("ridge-regression", "RIDGE_REGRESSION"),
     ("k-means", "K_MEANS"),
+    ("sgd-classifier", "SGD_CLASSIFIER"),
     ("hostile", "HOSTILE"),
     ("other-world", "OTHER_WORLD"),
     ("future-kernel", "FUTURE_KERNEL"),

@@ -102,7 +102,8 @@ fn column_bytes(c: &Column) -> usize {
     values + c.name.len() + c.nulls.as_ref().map_or(0, Vec::len)
 }
 
-fn frame_bytes(f: &Frame) -> usize {
+/// Approximate bytes a frame holds.
+pub fn frame_bytes(f: &Frame) -> usize {
     f.columns.iter().map(column_bytes).sum()
 }
 

@@ -28,6 +28,7 @@
 pub mod bindings;
 pub mod builder;
 pub mod cache;
+pub mod chunked;
 pub mod data;
 mod engine;
 mod error;

@@ -98,6 +98,8 @@ struct RawData {
     null_values: Option<Vec<String>>,
     #[serde(default)]
     schema: BTreeMap<String, ColumnType>,
+    chunk_rows: Option<u64>,
+    memory_budget_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +214,10 @@ pub struct DataSpec {
     /// Feature columns; `None` means every column but the target.
     pub features: Option<Vec<String>>,
     pub csv: CsvOptions,
+    /// Read and fit the input this many rows at a time (`None`: whole).
+    pub chunk_rows: Option<usize>,
+    /// Input held for kernels that cannot fit in chunks, bytes.
+    pub memory_budget: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -777,11 +783,18 @@ fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
     if let Some(nulls) = raw.null_values {
         csv.null_values = nulls;
     }
+    if raw.chunk_rows == Some(0) {
+        return Err(src.error_at(None, "data.chunk-rows", "must be at least 1"));
+    }
     Ok(DataSpec {
         source,
         target: raw.target,
         features: raw.features,
         csv,
+        chunk_rows: raw
+            .chunk_rows
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        memory_budget: raw.memory_budget_mib.unwrap_or(512) << 20,
     })
 }
 

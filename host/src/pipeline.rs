@@ -444,6 +444,170 @@ impl Pipeline {
     }
 }
 
+/// Inputs held for steps that cannot fit incrementally, within a budget.
+pub struct Buffered {
+    frames: HashMap<usize, (Vec<Frame>, Vec<Column>)>,
+    bytes: u64,
+    budget: u64,
+}
+
+impl Buffered {
+    /// Holds at most `budget` bytes of input.
+    pub fn new(budget: u64) -> Self {
+        Buffered {
+            frames: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The steps grouped into waves (see [`crate::graph::waves`]): a
+    /// chunked fit makes one pass over the input per wave.
+    pub fn waves(&self) -> Vec<Vec<usize>> {
+        let ids: Vec<String> = self.steps.iter().map(|s| s.spec.id.clone()).collect();
+        let inputs: Vec<Vec<Input>> = self.steps.iter().map(|s| s.spec.inputs.clone()).collect();
+        crate::graph::waves(&ids, &inputs)
+    }
+
+    /// Feeds one chunk to the steps of `wave`: earlier (fitted) steps
+    /// transform it, then each step of the wave partial-fits its share, or
+    /// holds it in `buffered` if its kernel cannot fit incrementally.
+    pub async fn fit_chunk(
+        &mut self,
+        x: Frame,
+        y: Option<&Column>,
+        wave: &[usize],
+        buffered: &mut Buffered,
+    ) -> Result<(), Error> {
+        let waves = self.waves();
+        let depth = |i: usize| waves.iter().position(|w| w.contains(&i)).unwrap_or(0);
+        let current = wave.first().map_or(0, |i| depth(*i));
+        let depths: Vec<usize> = (0..self.steps.len()).map(depth).collect();
+        let mut outputs: HashMap<String, Frame> = HashMap::from([("source".to_string(), x)]);
+        let upstream: Vec<usize> = (0..self.steps.len())
+            .filter(|j| depths[*j] < current)
+            .collect();
+        for j in upstream {
+            let input = self.joined_input(j, &outputs)?;
+            if let Produced::Frame(frame) = self.steps[j]
+                .run(
+                    Pass::Predict {
+                        probabilities: false,
+                    },
+                    input,
+                    None,
+                    true,
+                )
+                .await?
+            {
+                outputs.insert(self.steps[j].spec.id.clone(), frame);
+            }
+        }
+        for &i in wave {
+            let input = self.joined_input(i, &outputs)?;
+            let step = &mut self.steps[i];
+            let (selected, _) = step
+                .spec
+                .select
+                .split(input)
+                .map_err(|m| step.graph_error(m))?;
+            if step
+                .component
+                .info()
+                .capabilities
+                .contains(Capabilities::PARTIAL_FIT)
+            {
+                step.instance.partial_fit(&selected, y).await?;
+                step.fits += 1;
+                continue;
+            }
+            buffered.bytes += crate::cache::frame_bytes(&selected) as u64;
+            let held = buffered.frames.entry(i).or_default();
+            let rows: u64 =
+                held.0.iter().map(|f| u64::from(f.rows)).sum::<u64>() + u64::from(selected.rows);
+            if buffered.bytes > buffered.budget {
+                return Err(ManifestError {
+                    file: self.manifest.path.clone(),
+                    line: step.spec.line,
+                    key: Some("data.memory-budget-mib".into()),
+                    message: format!(
+                        "step `{}` ({}) cannot fit in chunks, and its input passed the memory budget of {} MiB after {rows} rows; \
+                         use a kernel with partial-fit (e.g. sgd-classifier), raise `data.memory-budget-mib`, or run without chunks",
+                        step.spec.id,
+                        step.kernel_name(),
+                        buffered.budget >> 20
+                    ),
+                }
+                .into());
+            }
+            held.0.push(selected);
+            if let Some(y) = y {
+                held.1.push(y.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fits the steps of `wave` that were given their input in
+    /// `buffered`, on all of it at once.
+    pub async fn finish_wave(
+        &mut self,
+        wave: &[usize],
+        buffered: &mut Buffered,
+    ) -> Result<(), Error> {
+        for &i in wave {
+            let Some((frames, ys)) = buffered.frames.remove(&i) else {
+                continue;
+            };
+            let step = &mut self.steps[i];
+            let x = Frame::concat_rows(frames).map_err(|m| step.graph_error(m))?;
+            let y = if ys.is_empty() {
+                None
+            } else {
+                let rows: Vec<Frame> = ys
+                    .into_iter()
+                    .map(|c| Frame {
+                        rows: crate::data::column_len(&c) as u32,
+                        columns: vec![c],
+                    })
+                    .collect();
+                Frame::concat_rows(rows)
+                    .map_err(|m| step.graph_error(m))?
+                    .columns
+                    .pop()
+            };
+            step.instance.fit(&x, y.as_ref()).await?;
+            step.fits += 1;
+        }
+        buffered.bytes = buffered
+            .frames
+            .values()
+            .flat_map(|(f, _)| f)
+            .map(|f| crate::cache::frame_bytes(f) as u64)
+            .sum();
+        Ok(())
+    }
+
+    /// Step `i`'s inputs joined column-wise.
+    fn joined_input(&self, i: usize, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
+        let step = &self.steps[i];
+        crate::graph::concat(
+            step.spec
+                .inputs
+                .iter()
+                .filter_map(|input| {
+                    outputs
+                        .get(input.name())
+                        .map(|f| (input.name().to_string(), f.clone()))
+                })
+                .collect(),
+        )
+        .map_err(|m| step.graph_error(format!("cannot join its inputs: {m}")))
+    }
+}
+
 /// A sha256 pin that does not match the file is a mistake in the manifest
 /// (or a tampered file): report it at the pin.
 fn pin_error(manifest: &Manifest, spec: &KernelSpec, error: Error) -> Error {

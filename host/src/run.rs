@@ -49,6 +49,26 @@ pub struct StepReport {
     pub cache_hits: u64,
 }
 
+impl StepReport {
+    /// What a step did, from its stats (workers included).
+    pub fn of(step: &crate::pipeline::Step) -> StepReport {
+        let stats = step.stats();
+        StepReport {
+            id: step.spec.id.clone(),
+            kernel: step.kernel_name(),
+            kind: step.kind().to_string(),
+            sha256: step.component.sha256().to_string(),
+            calls: stats.calls,
+            busy: stats.busy,
+            fuel: stats.fuel,
+            peak_memory: stats.peak_memory,
+            faults: stats.faults,
+            restarts: stats.restarts,
+            cache_hits: stats.cache_hits,
+        }
+    }
+}
+
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
@@ -121,26 +141,7 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
         }
     }
 
-    let steps = pipeline
-        .steps()
-        .iter()
-        .map(|s| {
-            let stats = s.stats();
-            StepReport {
-                id: s.spec.id.clone(),
-                kernel: s.kernel_name(),
-                kind: s.kind().to_string(),
-                sha256: s.component.sha256().to_string(),
-                calls: stats.calls,
-                busy: stats.busy,
-                fuel: stats.fuel,
-                peak_memory: stats.peak_memory,
-                faults: stats.faults,
-                restarts: stats.restarts,
-                cache_hits: stats.cache_hits,
-            }
-        })
-        .collect();
+    let steps = pipeline.steps().iter().map(StepReport::of).collect();
     Ok(RunReport {
         pipeline: manifest.name.clone(),
         manifest: manifest.path.clone(),
@@ -183,7 +184,11 @@ pub fn prepare(manifest: &Manifest) -> Result<Prepared, Error> {
 
 /// The output table: the truth (when known), the prediction, then one
 /// probability column per class.
-fn predictions_table(values: Column, truth: Option<Column>, probabilities: Option<Frame>) -> Frame {
+pub(crate) fn predictions_table(
+    values: Column,
+    truth: Option<Column>,
+    probabilities: Option<Frame>,
+) -> Frame {
     let rows = crate::data::column_len(&values) as u32;
     let mut columns = Vec::new();
     if let Some(mut truth) = truth {
@@ -271,7 +276,7 @@ fn split_rows(
 }
 
 /// Splits the target off and keeps the feature columns.
-fn features_and_target(
+pub(crate) fn features_and_target(
     manifest: &Manifest,
     mut frame: Frame,
     require_target: bool,

@@ -2,6 +2,7 @@
 
 mod explain;
 mod inspect;
+mod progress;
 mod run;
 mod validate;
 

@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Append one JSON line per kernel call here (overrides `output.audit-log`).
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,
+    /// Stream the input this many rows at a time, in bounded memory (overrides `data.chunk-rows`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_rows: Option<u64>,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
@@ -61,7 +64,22 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
         builder = builder.cache_dir(None);
     }
     let sandbox = builder.build()?;
-    let result = kernel_host::run::run(&sandbox, manifest).await;
+    let chunk_rows = args
+        .chunk_rows
+        .map(|n| n as usize)
+        .or(manifest.data.chunk_rows);
+    let result = match chunk_rows {
+        Some(rows) => {
+            kernel_host::chunked::run_chunked(
+                &sandbox,
+                manifest,
+                rows,
+                &super::progress::Bar::default(),
+            )
+            .await
+        }
+        None => kernel_host::run::run(&sandbox, manifest).await,
+    };
     let scrapes_during_run = server.as_ref().map_or(0, MetricsServer::scrapes);
 
     if let (Some(path), Some(metrics)) = (&args.metrics_file, telemetry.metrics()) {

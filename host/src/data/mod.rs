@@ -2,10 +2,12 @@
 //! that come back from kernels, and selecting columns.
 
 pub mod arrow;
+mod chunks;
 mod csv;
 mod frame;
 
-pub use csv::{ColumnType, CsvOptions, read_csv, write_csv};
+pub use chunks::{Chunks, INFER_ROWS, TableWriter};
+pub use csv::{ColumnType, CsvChunks, CsvOptions, read_csv, write_csv};
 pub use frame::{cell_text, check_column, check_frame, column_len};
 
 use crate::bindings::Frame;

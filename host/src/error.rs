@@ -51,6 +51,30 @@ impl Error {
         }
     }
 
+    /// The exit code of `kernel-host stream`, the contract a cluster
+    /// engine relies on: 65 bad input or schema (do not retry), 70 a kernel
+    /// fault (do not retry), 75 transient (a timeout, or the host could not
+    /// do its part: safe to retry).
+    pub fn stream_exit_code(&self) -> i32 {
+        match self {
+            Error::Manifest(_) | Error::Data(_) | Error::Invalid { .. } => 65,
+            Error::Kernel {
+                fault:
+                    Fault::Refused {
+                        kind: RefusalKind::InvalidInput,
+                        ..
+                    },
+                ..
+            } => 65,
+            Error::Kernel {
+                fault: Fault::Timeout { .. },
+                ..
+            } => 75,
+            Error::Load { .. } | Error::Kernel { .. } => 70,
+            Error::Host(_) => 75,
+        }
+    }
+
     /// The fault, when this is a kernel failure.
     pub fn fault(&self) -> Option<&Fault> {
         match self {

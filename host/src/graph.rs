@@ -46,7 +46,8 @@ pub enum Selection {
     Types(Vec<ColumnType>),
 }
 
-fn type_of(column: &Column) -> ColumnType {
+/// The type of a column's values.
+pub fn type_of(column: &Column) -> ColumnType {
     match column.values {
         ColumnValues::F64(_) => ColumnType::F64,
         ColumnValues::S64(_) => ColumnType::S64,

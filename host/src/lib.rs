@@ -56,7 +56,7 @@ pub use state::Grants;
 pub use telemetry::Telemetry;
 
 /// Tunes the process allocator for a host that moves large frames: freed
-/// buffers up to 32 MiB are kept for reuse instead of being returned to the
+/// buffers up to 32 MiB (and up to 64 MiB of free heap) are kept for reuse instead of being returned to the
 /// OS and faulted in again on the next frame (glibc's default, which costs
 /// about 1 µs per 4 KiB page). Call once, early in `main`. A no-op off glibc.
 pub fn tune_process_allocator() {
@@ -65,6 +65,6 @@ pub fn tune_process_allocator() {
     // called before other threads allocate.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }

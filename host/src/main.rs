@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::dispatch(args.command)) {
+    match runtime.block_on(cli::dispatch(&args.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {cause}");
                 source = cause.source();
             }
-            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+            ExitCode::from(u8::try_from(args.command.exit_code(&error)).unwrap_or(1))
         }
     }
 }

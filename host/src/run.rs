@@ -184,7 +184,7 @@ pub fn prepare(manifest: &Manifest) -> Result<Prepared, Error> {
 
 /// The output table: the truth (when known), the prediction, then one
 /// probability column per class.
-pub(crate) fn predictions_table(
+pub fn predictions_table(
     values: Column,
     truth: Option<Column>,
     probabilities: Option<Frame>,
@@ -275,8 +275,9 @@ fn split_rows(
     (train, test)
 }
 
-/// Splits the target off and keeps the feature columns.
-pub(crate) fn features_and_target(
+/// Splits the target off and keeps the manifest's feature columns; the
+/// target must be there when `require_target` (training data).
+pub fn features_and_target(
     manifest: &Manifest,
     mut frame: Frame,
     require_target: bool,

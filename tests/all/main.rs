@@ -13,3 +13,4 @@ mod kernels;
 mod manifests;
 mod operations;
 mod penguins;
+mod streaming;

@@ -4,7 +4,7 @@ use kernel_host::bindings::ExplainValue;
 use kernel_host::{Manifest, Sandbox};
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct ExplainArgs {
     /// The pipeline manifest (TOML); the pipeline is fitted on its training data first.
     pub manifest: PathBuf,

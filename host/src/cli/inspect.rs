@@ -4,7 +4,7 @@ use kernel_host::bindings::{Capabilities, ParamType, ParamValue};
 use kernel_host::{KernelComponent, Sandbox};
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct InspectArgs {
     /// The kernel component (.wasm).
     pub kernel: PathBuf,

@@ -1,9 +1,11 @@
 //! Command-line parsing (clap derive) and dispatch.
 
 mod explain;
+mod generate;
 mod inspect;
 mod progress;
 mod run;
+mod stream;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -22,7 +24,7 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 pub enum Command {
     /// Fit a pipeline on its training data, predict the test data, write and score the predictions.
     Run(run::RunArgs),
@@ -32,14 +34,30 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Fit a pipeline and print what each kernel learned, with what the host observed.
     Explain(explain::ExplainArgs),
+    /// Write a deterministic synthetic data set (CSV or Arrow) for tests and benchmarks.
+    Generate(generate::GenerateArgs),
+    /// Fit, then predict Arrow IPC batches from stdin to stdout (exit 65 bad input, 70 kernel fault, 75 retry).
+    Stream(stream::StreamArgs),
 }
 
-pub async fn dispatch(command: Command) -> Result<(), kernel_host::Error> {
-    match command {
+impl Command {
+    /// The process exit code for `error` under this command's contract.
+    pub fn exit_code(&self, error: &kernel_host::Error) -> i32 {
+        match self {
+            Command::Stream(_) => error.stream_exit_code(),
+            _ => error.exit_code(),
+        }
+    }
+}
+
+pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
+    match command.clone() {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Validate(args) => validate::validate(args).await,
         Command::Explain(args) => explain::explain(args).await,
+        Command::Generate(args) => generate::generate(args).await,
+        Command::Stream(args) => stream::stream(args).await,
     }
 }
 

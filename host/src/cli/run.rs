@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct RunArgs {
     /// The pipeline manifest (TOML).
     pub manifest: PathBuf,

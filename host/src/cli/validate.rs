@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct ValidateArgs {
     /// The pipeline manifest (TOML).
     pub manifest: PathBuf,

@@ -9,7 +9,7 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -289,17 +289,12 @@ pub fn read_arrow(path: &Path) -> Result<Frame, DataError> {
         .map_err(|m| error(path, None, None, format!("record batches disagree: {m}")))
 }
 
-/// Writes `frame` as an Arrow IPC file, atomically.
+/// Writes `frame` as Arrow IPC (the stream format for `.arrows`, the file
+/// format otherwise), atomically.
 pub fn write_arrow(path: &Path, frame: &Frame) -> anyhow::Result<()> {
-    let batch = frame_to_batch(frame)?;
-    crate::fsutil::write_atomic_with(path, |file| {
-        let mut writer =
-            arrow_ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        writer.into_inner()?.flush()?;
-        Ok(())
-    })
+    let mut writer = super::TableWriter::create(path)?;
+    writer.write(frame)?;
+    writer.finish()
 }
 
 #[cfg(test)]

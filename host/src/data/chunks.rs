@@ -102,9 +102,18 @@ impl Chunks {
     }
 }
 
+type Out = std::io::BufWriter<std::fs::File>;
+
+/// An Arrow writer: the IPC file format, or the stream format for
+/// `.arrows` files (what pipes carry).
+enum ArrowSink {
+    File(arrow_ipc::writer::FileWriter<Out>),
+    Stream(arrow_ipc::writer::StreamWriter<Out>),
+}
+
 enum Sink {
-    Csv(::csv::Writer<std::io::BufWriter<std::fs::File>>),
-    Arrow(Option<arrow_ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>>),
+    Csv(::csv::Writer<Out>),
+    Arrow(Option<ArrowSink>),
 }
 
 /// Writes a table chunk by chunk into a temporary file beside `path` and
@@ -167,13 +176,23 @@ impl TableWriter {
                 let batch = frame_to_batch(frame)?;
                 if writer.is_none() {
                     let file = std::io::BufWriter::new(std::fs::File::create(&self.tmp)?);
-                    *writer = Some(arrow_ipc::writer::FileWriter::try_new(
-                        file,
-                        &batch.schema(),
-                    )?);
+                    let stream = self.path.extension().is_some_and(|e| e == "arrows");
+                    *writer = Some(if stream {
+                        ArrowSink::Stream(arrow_ipc::writer::StreamWriter::try_new(
+                            file,
+                            &batch.schema(),
+                        )?)
+                    } else {
+                        ArrowSink::File(arrow_ipc::writer::FileWriter::try_new(
+                            file,
+                            &batch.schema(),
+                        )?)
+                    });
                 }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&batch)?;
+                match writer.as_mut() {
+                    Some(ArrowSink::File(w)) => w.write(&batch)?,
+                    Some(ArrowSink::Stream(w)) => w.write(&batch)?,
+                    None => {}
                 }
             }
             None => anyhow::bail!("the writer is already finished"),
@@ -188,7 +207,11 @@ impl TableWriter {
                 .into_inner()
                 .map_err(|e| anyhow::anyhow!("{}", e.error()))?
                 .into_inner()?,
-            Some(Sink::Arrow(Some(mut w))) => {
+            Some(Sink::Arrow(Some(ArrowSink::File(mut w)))) => {
+                w.finish()?;
+                w.into_inner()?.into_inner()?
+            }
+            Some(Sink::Arrow(Some(ArrowSink::Stream(mut w)))) => {
                 w.finish()?;
                 w.into_inner()?.into_inner()?
             }

@@ -142,6 +142,49 @@ impl Frame {
         Ok(out)
     }
 
+    /// The columns of `schema`, in its order and with its types; extra
+    /// columns are dropped. A missing column or another type is refused by
+    /// name, with `file` and the frame's first data row for the message.
+    pub fn conform(
+        mut self,
+        schema: &[(String, crate::data::ColumnType)],
+        file: &std::path::Path,
+        first_row: u64,
+    ) -> Result<Frame, crate::error::DataError> {
+        let error = |column: &str, message: String| crate::error::DataError {
+            file: file.to_path_buf(),
+            row: Some(first_row),
+            column: Some(column.to_string()),
+            message,
+        };
+        let mut columns = Vec::with_capacity(schema.len());
+        for (name, ty) in schema {
+            let column = self
+                .take_column(name)
+                .ok_or_else(|| error(name, "is missing; the pipeline was fitted with it".into()))?;
+            let found = crate::graph::type_of(&column);
+            if found != *ty {
+                return Err(error(
+                    name,
+                    format!("is {found:?}, but the pipeline was fitted on {ty:?}").to_lowercase(),
+                ));
+            }
+            columns.push(column);
+        }
+        Ok(Frame {
+            rows: self.rows,
+            columns,
+        })
+    }
+
+    /// Names and types of the columns.
+    pub fn schema(&self) -> Vec<(String, crate::data::ColumnType)> {
+        self.columns
+            .iter()
+            .map(|c| (c.name.clone(), crate::graph::type_of(c)))
+            .collect()
+    }
+
     /// The rows at `indices`, in that order.
     pub fn take_rows(&self, indices: &[usize]) -> Frame {
         let columns = self

@@ -5,6 +5,7 @@ pub mod arrow;
 mod chunks;
 mod csv;
 mod frame;
+pub mod generate;
 
 pub use chunks::{Chunks, INFER_ROWS, TableWriter};
 pub use csv::{ColumnType, CsvChunks, CsvOptions, read_csv, write_csv};

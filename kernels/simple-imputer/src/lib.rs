@@ -270,12 +270,17 @@ impl Kernel for SimpleImputer {
                     column.name
                 )));
             }
+            // Value counts only when the strategy needs them: they grow with
+            // the number of distinct values.
+            let count_values = self.params.strategy == "most_frequent";
             match column.numeric() {
                 Some(values) if kind == NUMERIC => {
                     for v in values.present() {
                         tally.count += 1;
                         tally.sum += v;
-                        *tally.numbers.entry(ordered(v)).or_default() += 1;
+                        if count_values {
+                            *tally.numbers.entry(ordered(v)).or_default() += 1;
+                        }
                     }
                 }
                 _ => {

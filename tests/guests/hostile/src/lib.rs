@@ -50,8 +50,14 @@ fn recurse(depth: u64) -> u64 {
 }
 
 /// Performs the configured behaviour; `Some(text)` is loot to hand back.
-fn act() -> Result<Option<String>, KernelError> {
+/// A behaviour written `transform-<b>` is done only in `transform`.
+fn act(in_transform: bool) -> Result<Option<String>, KernelError> {
     let (behaviour, target) = BEHAVIOUR.with_borrow(|b| b.clone());
+    let behaviour = match behaviour.strip_prefix("transform-") {
+        Some(b) if in_transform => b.to_string(),
+        Some(_) => return Ok(None),
+        None => behaviour,
+    };
     Ok(match behaviour.as_str() {
         "loop" => {
             let mut i: u64 = 0;
@@ -139,7 +145,7 @@ impl Guest for Hostile {
                 })
         };
         let behaviour = text("behaviour").unwrap_or_else(|| "none".into());
-        if !BEHAVIOURS.contains(&behaviour.as_str()) {
+        if !BEHAVIOURS.contains(&behaviour.trim_start_matches("transform-")) {
             return Err(KernelError::InvalidParams(format!(
                 "unknown behaviour `{behaviour}`"
             )));
@@ -149,7 +155,7 @@ impl Guest for Hostile {
     }
 
     fn fit(_x: Frame, _y: Option<Column>) -> Result<(), KernelError> {
-        act().map(|_| ())
+        act(false).map(|_| ())
     }
 
     fn partial_fit(x: Frame, y: Option<Column>) -> Result<(), KernelError> {
@@ -157,8 +163,8 @@ impl Guest for Hostile {
     }
 
     fn transform(x: Frame) -> Result<Frame, KernelError> {
-        let loot = act()?;
-        let behaviour = BEHAVIOUR.with_borrow(|b| b.0.clone());
+        let loot = act(true)?;
+        let behaviour = BEHAVIOUR.with_borrow(|b| b.0.trim_start_matches("transform-").to_string());
         let rows = x.rows as usize;
         Ok(match behaviour.as_str() {
             "wrong-rows" => Frame {

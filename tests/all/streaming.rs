@@ -1,0 +1,400 @@
+//! Chunked runs, formats and the `stream` contract: partial fits are
+//! chunk-invariant through the sandbox, chunked runs equal whole runs,
+//! kernels that cannot fit in chunks stop at the memory budget, bad CSV and
+//! Arrow input is located, Arrow works in and out, and `kernel-host stream`
+//! keeps its exit codes.
+
+use crate::common::*;
+use kernel_host::bindings::{Frame, ParamValue};
+use kernel_host::data::generate::{Task, generate};
+use kernel_host::data::{CsvOptions, read_table, write_table};
+use kernel_host::{Error, Manifest};
+use kernel_host_guests as guests;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn generated(dir: &tempfile::TempDir, name: &str, rows: u64, seed: u64) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    generate(&path, rows, seed, Task::Classification, |_| {}).unwrap();
+    path
+}
+
+fn rows(frame: &Frame, range: std::ops::Range<usize>) -> Frame {
+    frame.take_rows(&range.collect::<Vec<_>>())
+}
+
+/// Every kernel with partial fit, through the sandbox: chunks of 1, 7,
+/// 1000 and the whole input leave the same state (the scaler's merged
+/// statistics may differ in the last bits, so its transform is compared
+/// within 1e-12).
+#[tokio::test]
+async fn partial_fit_is_chunk_invariant_in_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = read_table(&generated(&dir, "d.csv", 2000, 3), &CsvOptions::default()).unwrap();
+    let mut x = data.clone();
+    let y = x.take_column("label").unwrap();
+    let numeric = Frame {
+        rows: x.rows,
+        columns: x
+            .columns
+            .iter()
+            .filter(|c| c.name.starts_with('x'))
+            .cloned()
+            .collect(),
+    };
+    let sandbox = sandbox();
+    let mut imputer = instance(&sandbox, "i", guests::SIMPLE_IMPUTER, &[]).await;
+    imputer.fit(&numeric, None).await.unwrap();
+    let complete = imputer.transform(&numeric).await.unwrap();
+    let strings = Frame {
+        rows: x.rows,
+        columns: vec![
+            x.column("colour").unwrap().clone(),
+            x.column("region").unwrap().clone(),
+        ],
+    };
+    imputer.fit(&strings, None).await.unwrap();
+    let strings = imputer.transform(&strings).await.unwrap();
+    // (what, kernel, params, input, whether it takes the target)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, ParamValue)>, Frame, bool);
+    let cases: Vec<Case> = vec![
+        (
+            "imputer mean",
+            guests::SIMPLE_IMPUTER,
+            vec![],
+            x.clone(),
+            false,
+        ),
+        (
+            "imputer mode",
+            guests::SIMPLE_IMPUTER,
+            vec![("strategy", text("most_frequent"))],
+            x.clone(),
+            false,
+        ),
+        ("one-hot", guests::ONE_HOT_ENCODER, vec![], strings, false),
+        (
+            "sgd",
+            guests::SGD_CLASSIFIER,
+            vec![],
+            complete.clone(),
+            true,
+        ),
+        (
+            "k-means",
+            guests::K_MEANS,
+            vec![
+                ("k", ParamValue::S64(3)),
+                ("init_size", ParamValue::S64(300)),
+            ],
+            complete.clone(),
+            false,
+        ),
+    ];
+    for (what, kernel, params, input, supervised) in cases {
+        let mut states = Vec::new();
+        for size in [1usize, 7, 1000, 2000] {
+            let mut k = instance(&sandbox, what, kernel, &params).await;
+            for start in (0..2000).step_by(size) {
+                let range = start..(start + size).min(2000);
+                let target = supervised.then(|| {
+                    rows(
+                        &Frame {
+                            rows: 2000,
+                            columns: vec![y.clone()],
+                        },
+                        range.clone(),
+                    )
+                    .columns
+                    .pop()
+                    .unwrap()
+                });
+                k.partial_fit(&rows(&input, range), target.as_ref())
+                    .await
+                    .unwrap();
+            }
+            states.push(k.save_state().await.unwrap());
+        }
+        assert!(
+            states.windows(2).all(|w| w[0] == w[1]),
+            "{what}: the state depends on the chunk size"
+        );
+    }
+    let mut outputs = Vec::new();
+    for size in [1usize, 7, 1000, 2000] {
+        let mut scaler = instance(&sandbox, "s", guests::STANDARD_SCALER, &[]).await;
+        for start in (0..2000).step_by(size) {
+            scaler
+                .partial_fit(&rows(&complete, start..(start + size).min(2000)), None)
+                .await
+                .unwrap();
+        }
+        outputs.push(scaler.transform(&complete).await.unwrap());
+    }
+    for out in &outputs[1..] {
+        for (a, b) in out.columns.iter().zip(&outputs[0].columns) {
+            for (u, v) in f64s(a).iter().zip(f64s(b)) {
+                assert!(
+                    (u - v).abs() <= 1e-12 * v.abs().max(1.0),
+                    "scaler: {u} vs {v}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_run_equals_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = workspace().join("examples/penguins/pipeline.toml");
+    let predict = async |chunk: Option<usize>| {
+        let mut m = Manifest::load(&path).unwrap();
+        let out = dir.path().join(format!("p{chunk:?}.csv"));
+        m.output.predictions = Some(out.clone());
+        let report = match chunk {
+            Some(n) => {
+                kernel_host::chunked::run_chunked(&sandbox(), m, n, &kernel_host::chunked::Quiet)
+                    .await
+                    .unwrap()
+            }
+            None => kernel_host::run::run(&sandbox(), m).await.unwrap(),
+        };
+        (report, read_table(&out, &CsvOptions::default()).unwrap())
+    };
+    let (whole_report, whole) = predict(None).await;
+    for n in [1, 7, 1000] {
+        let (report, chunked) = predict(Some(n)).await;
+        assert_eq!((report.train_rows, report.test_rows), (258, 86));
+        assert_eq!(report.metric, whole_report.metric, "chunks of {n}");
+        assert_eq!(
+            chunked.column("prediction"),
+            whole.column("prediction"),
+            "chunks of {n}"
+        );
+        for class in ["Adelie", "Chinstrap", "Gentoo"] {
+            let name = format!("proba_{class}");
+            for (a, b) in f64s(chunked.column(&name).unwrap())
+                .iter()
+                .zip(f64s(whole.column(&name).unwrap()))
+            {
+                // Only the scaler's merged statistics differ, in the last bits.
+                assert!((a - b).abs() < 1e-12, "chunks of {n}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kernel_without_partial_fit_stops_at_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    generated(&dir, "train.csv", 60_000, 1);
+    let text = format!(
+        "[pipeline]\nsteps = [\"impute\", \"model\"]\n[data]\ntrain = \"train.csv\"\ntarget = \"label\"\nfeatures = [\"x1\", \"x2\", \"x3\", \"x4\", \"x5\", \"x6\"]\nmemory-budget-mib = 1\n\
+         [kernels.impute]\nsource = {:?}\n[kernels.model]\nsource = {:?}\n",
+        guests::SIMPLE_IMPUTER,
+        guests::LOGISTIC_REGRESSION
+    );
+    std::fs::write(dir.path().join("m.toml"), text).unwrap();
+    let manifest = Manifest::load(&dir.path().join("m.toml")).unwrap();
+    let error =
+        kernel_host::chunked::run_chunked(&sandbox(), manifest, 4096, &kernel_host::chunked::Quiet)
+            .await
+            .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::Manifest(_)) && error.exit_code() == 1,
+        "{message}"
+    );
+    assert!(
+        message.contains("`data.memory-budget-mib`: step `model` (logistic-regression@1.0.0) cannot fit in chunks, and its input passed the memory budget of 1 MiB"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn bad_cells_and_broken_arrow_files_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = generated(&dir, "train.csv", 20_000, 2);
+    // Corrupt a cell far past the rows used to infer the types.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[15_000].split(',').map(String::from).collect();
+    cells[2] = "n/a?".into();
+    lines[15_000] = cells.join(",");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let mut chunks = kernel_host::data::Chunks::open(&csv, &CsvOptions::default()).unwrap();
+    let error = loop {
+        match chunks.next_chunk(4096) {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the bad cell was not noticed"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        (error.row, error.column.as_deref()),
+        (Some(15_000), Some("x3"))
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("cannot read \"n/a?\" as f64; declare the column's type"),
+        "{error}"
+    );
+
+    let arrow = dir.path().join("t.arrow");
+    generate(&arrow, 1000, 0, Task::Classification, |_| {}).unwrap();
+    let bytes = std::fs::read(&arrow).unwrap();
+    std::fs::write(&arrow, &bytes[..bytes.len() / 2]).unwrap();
+    let error = read_table(&arrow, &CsvOptions::default()).unwrap_err();
+    assert!(
+        error.to_string().contains("t.arrow") && error.to_string().contains("Arrow"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrow_files_work_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["train", "test"] {
+        let frame = read_table(
+            &workspace().join(format!("examples/penguins/data/{name}.csv")),
+            &CsvOptions::default(),
+        )
+        .unwrap();
+        write_table(&dir.path().join(format!("{name}.arrow")), &frame).unwrap();
+    }
+    let original =
+        std::fs::read_to_string(workspace().join("examples/penguins/pipeline.toml")).unwrap();
+    let kernels = workspace().join("target/guests/wasm32-wasip2/release");
+    let text = original
+        .replace("data/train.csv", "train.arrow")
+        .replace("data/test.csv", "test.arrow")
+        .replace("out/predictions.csv", "predictions.arrow")
+        .replace(
+            "../../target/guests/wasm32-wasip2/release",
+            kernels.to_str().unwrap(),
+        );
+    std::fs::write(dir.path().join("m.toml"), text).unwrap();
+    let report = kernel_host::run::run(
+        &sandbox(),
+        Manifest::load(&dir.path().join("m.toml")).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.metric.unwrap().1, 1.0);
+    let predictions = read_table(
+        &dir.path().join("predictions.arrow"),
+        &CsvOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(predictions.rows, 86);
+    assert_eq!(
+        predictions.column_names()[..2],
+        ["species_true", "prediction"]
+    );
+}
+
+fn stream(manifest: &std::path::Path, input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+        .arg("stream")
+        .arg(manifest)
+        .env(
+            "KERNEL_HOST_CACHE_DIR",
+            workspace().join("target/test-cache"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn stream_manifest(dir: &tempfile::TempDir, model: &str, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[pipeline]\nsteps = [\"impute\", \"encode\", \"model\"]\n[data]\ntrain = \"train.csv\"\ntarget = \"label\"\n[output]\nprobabilities = true\n\
+         [kernels.impute]\nsource = {:?}\n[kernels.encode]\nsource = {:?}\n[kernels.model]\nsource = {model:?}\n{extra}\n",
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER
+    );
+    let path = dir.path().join(format!("m{}.toml", text.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_stream_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    generated(&dir, "train.csv", 3000, 7);
+    let input = generated(&dir, "in.arrows", 150_000, 8);
+    let bytes = std::fs::read(&input).unwrap();
+    let ok = stream_manifest(&dir, guests::SGD_CLASSIFIER, "");
+
+    // One output batch per input batch (the generator writes 65 536 rows a batch).
+    let (code, stdout, stderr) = stream(&ok, &bytes);
+    assert_eq!(code, Some(0), "{stderr}");
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(stdout), None).unwrap();
+    let sizes: Vec<usize> = reader.map(|b| b.unwrap().num_rows()).collect();
+    assert_eq!(sizes, [65_536, 65_536, 18_928]);
+
+    // 65: not Arrow, or a missing feature column.
+    assert_eq!(stream(&ok, b"definitely not arrow").0, Some(65));
+    let frame = read_table(&input, &CsvOptions::default()).unwrap();
+    let mut missing = frame.take_rows(&(0..10).collect::<Vec<_>>());
+    missing.take_column("x2");
+    let partial = dir.path().join("missing.arrows");
+    write_table(&partial, &missing).unwrap();
+    let (code, _, stderr) = stream(&ok, &std::fs::read(&partial).unwrap());
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("x2"), "{stderr}");
+
+    // 70: a kernel fault; 75: a timeout, safe to retry.
+    let faulty = stream_manifest(
+        &dir,
+        guests::HOSTILE,
+        "params = { behaviour = \"transform-panic\" }",
+    );
+    let (code, _, stderr) = stream(&faulty, &bytes);
+    assert_eq!(code, Some(70), "{stderr}");
+    let slow = stream_manifest(
+        &dir,
+        guests::HOSTILE,
+        "params = { behaviour = \"transform-loop\" }\nlimits = { timeout-ms = 200, fuel = 1_000_000_000_000_000 }",
+    );
+    let (code, _, stderr) = stream(&slow, &bytes);
+    assert_eq!(code, Some(75), "{stderr}");
+}
+
+#[test]
+fn the_generator_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = generated(&dir, "a.csv", 5000, 42);
+    let b = generated(&dir, "b.csv", 5000, 42);
+    let c = generated(&dir, "c.csv", 5000, 43);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    let frame = read_table(&a, &CsvOptions::default()).unwrap();
+    assert_eq!(frame.rows, 5000);
+    assert_eq!(
+        frame.column_names(),
+        [
+            "x1", "x2", "x3", "x4", "x5", "x6", "count", "colour", "region", "label"
+        ]
+    );
+    assert!(
+        frame.column("x1").unwrap().nulls.is_some(),
+        "numeric columns have gaps"
+    );
+}

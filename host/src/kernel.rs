@@ -254,6 +254,15 @@ fn compatible(found: &str, host: &str) -> bool {
     same_line && f <= h
 }
 
+/// Bytes a guest may hand the host in one call. Its output cannot be larger
+/// than its linear memory, which `memory-mib` caps; lifting (strings above
+/// all) can take up to a few times more room on the host than in the guest,
+/// hence the factor. Wasmtime's default of 128 MiB would otherwise refuse a
+/// legitimately large frame under a larger memory limit.
+fn hostcall_budget(memory_bytes: u64) -> usize {
+    usize::try_from(memory_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
+}
+
 /// What an instance needs to rebuild its store.
 struct Shared {
     id: Arc<str>,
@@ -270,6 +279,7 @@ impl Shared {
             .map_err(Error::Host)?;
         let mut store = Store::new(self.sandbox.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(hostcall_budget(self.limits.memory_bytes));
         let metering = self.sandbox.metering();
         if metering.epoch() {
             // Yield on every tick so the call's timer can fire; the deadline

@@ -5,6 +5,7 @@
 //! | `fuel` | 10 000 000 000 units per call (≈ one wasm instruction each) | wasmtime fuel metering; exhausted → [`Fault::OutOfFuel`] |
 //! | `memory-mib` | 512 MiB of linear memory, all memories of the instance together | [`MemoryLimiter`]; a refused growth makes the guest's allocator fail → [`Fault::MemoryLimit`] |
 //! | `timeout-ms` | 30 000 ms wall clock per call | a tokio timer around the async call; the guest yields every [`YIELD_INTERVAL_FUEL`] units so the timer can fire → [`Fault::Timeout`] |
+//! | data handed to the host per call | 4 × `memory-mib` | wasmtime's hostcall fuel; more → a trap (the guest cannot hold more than its memory anyway) |
 //! | table elements | 100 000 per table | [`MemoryLimiter`] |
 //! | instances / tables / memories | 16 / 64 / 16 per store | [`MemoryLimiter`] |
 //!

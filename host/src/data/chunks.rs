@@ -85,8 +85,8 @@ impl Chunks {
                     *rows += n as u64;
                     return Ok(Some(frame));
                 }
-                let head = frame.take_rows(&(0..max_rows).collect::<Vec<_>>());
-                *pending = Some(frame.take_rows(&(max_rows..n).collect::<Vec<_>>()));
+                let head = frame.slice_rows(0, max_rows);
+                *pending = Some(frame.slice_rows(max_rows, n));
                 *rows += max_rows as u64;
                 Ok(Some(head))
             }

@@ -86,15 +86,34 @@ impl Frame {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// Rows `start..end`, copied slice by slice.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Frame {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: match &c.values {
+                    ColumnValues::F64(v) => ColumnValues::F64(v[start..end].to_vec()),
+                    ColumnValues::S64(v) => ColumnValues::S64(v[start..end].to_vec()),
+                    ColumnValues::Bool(v) => ColumnValues::Bool(v[start..end].to_vec()),
+                    ColumnValues::String(v) => ColumnValues::String(v[start..end].to_vec()),
+                },
+                nulls: c.nulls.as_ref().map(|n| n[start..end].to_vec()),
+            })
+            .collect();
+        Frame {
+            rows: (end - start) as u32,
+            columns,
+        }
+    }
+
     /// `n` contiguous chunks of (nearly) equal size, in row order.
     pub fn split_rows(&self, n: usize) -> Vec<Frame> {
         let rows = self.rows as usize;
         let n = n.clamp(1, rows.max(1));
         (0..n)
-            .map(|k| {
-                let (start, end) = (k * rows / n, (k + 1) * rows / n);
-                self.take_rows(&(start..end).collect::<Vec<_>>())
-            })
+            .map(|k| self.slice_rows(k * rows / n, (k + 1) * rows / n))
             .collect()
     }
 

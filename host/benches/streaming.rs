@@ -203,7 +203,9 @@ fn parallel() {
         "{:<52} {:>11} {:>11} {:>8}",
         "", "1 instance", "2 instances", "speedup"
     );
-    let cases: [(&str, &str, &[(&str, i64)]); 2] = [
+    // (what, kernel, params)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+    let cases: [Case; 2] = [
         (
             "standard scaler (memory-bound)",
             kernel_host_guests::STANDARD_SCALER,

@@ -26,6 +26,7 @@
 //! ```
 
 pub mod bindings;
+pub mod blocking;
 pub mod builder;
 pub mod cache;
 pub mod chunked;

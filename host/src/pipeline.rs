@@ -83,6 +83,23 @@ impl Step {
         .into()
     }
 
+    /// The step's inputs, taken from `outputs`, joined column-wise in the
+    /// declared order.
+    fn join_inputs(&self, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
+        crate::graph::concat(
+            self.spec
+                .inputs
+                .iter()
+                .filter_map(|input| {
+                    outputs
+                        .get(input.name())
+                        .map(|f| (input.name().to_string(), f.clone()))
+                })
+                .collect(),
+        )
+        .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
+    }
+
     /// Runs the step on its joined input for one pass.
     async fn run(
         &mut self,
@@ -377,20 +394,10 @@ impl Pipeline {
                 let Some(mut step) = slots[i].take() else {
                     continue;
                 };
-                let joined = crate::graph::concat(
-                    inputs[i]
-                        .iter()
-                        .filter_map(|input| {
-                            outputs
-                                .get(input.name())
-                                .map(|f| (input.name().to_string(), f.clone()))
-                        })
-                        .collect(),
-                );
-                let input = match joined {
+                let input = match step.join_inputs(&outputs) {
                     Ok(frame) => frame,
-                    Err(m) => {
-                        failure = Some(step.graph_error(format!("cannot join its inputs: {m}")));
+                    Err(e) => {
+                        failure = Some(e);
                         slots[i] = Some(step);
                         break 'waves;
                     }
@@ -592,19 +599,7 @@ impl Pipeline {
 
     /// Step `i`'s inputs joined column-wise.
     fn joined_input(&self, i: usize, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
-        let step = &self.steps[i];
-        crate::graph::concat(
-            step.spec
-                .inputs
-                .iter()
-                .filter_map(|input| {
-                    outputs
-                        .get(input.name())
-                        .map(|f| (input.name().to_string(), f.clone()))
-                })
-                .collect(),
-        )
-        .map_err(|m| step.graph_error(format!("cannot join its inputs: {m}")))
+        self.steps[i].join_inputs(outputs)
     }
 }
 

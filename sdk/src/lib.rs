@@ -58,6 +58,7 @@
 pub mod __params;
 mod error;
 mod frame;
+mod labels;
 pub mod log;
 #[doc(hidden)]
 pub mod runtime;
@@ -84,6 +85,7 @@ pub use __bindings::kernel_host::kernel::types::{
 };
 pub use __params::{ParamField, Params};
 pub use frame::{Matrix, NumericColumn};
+pub use labels::LabelType;
 #[doc(hidden)]
 pub use postcard as __postcard;
 
@@ -94,7 +96,7 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub mod prelude {
     pub use crate::{
         Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame, Kernel,
-        KernelError, KernelKind, Matrix, Meta, NumericColumn, ParamValue, Params,
+        KernelError, KernelKind, LabelType, Matrix, Meta, NumericColumn, ParamValue, Params,
     };
 }
 

@@ -364,3 +364,24 @@ async fn parallel_transforms_keep_row_order() {
         one.steps[0].calls
     );
 }
+
+/// The blocking wrapper gives the same predictions as the async API.
+#[test]
+fn the_blocking_wrapper_agrees_with_the_async_api() {
+    let manifest = toml();
+    let data = kernel_host::run::prepare(&manifest).unwrap();
+    let mut pipeline =
+        kernel_host::blocking::BlockingPipeline::load_in(&sandbox(), manifest).unwrap();
+    pipeline.fit(data.x_train, data.y_train.as_ref()).unwrap();
+    let Output::Predictions { probabilities, .. } =
+        pipeline.predict(data.x_test.unwrap(), true).unwrap()
+    else {
+        panic!("expected predictions")
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let expected = runtime.block_on(self::probabilities(toml()));
+    assert_eq!(bits(&probabilities.unwrap()), bits(&expected));
+}

@@ -27,16 +27,6 @@ kernel_sdk::params! {
     }
 }
 
-/// How the target column's labels are typed, to give predictions back in
-/// the same type.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-enum LabelType {
-    Text,
-    Integer,
-    Float,
-    Flag,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     pub features: Vec<String>,
@@ -97,33 +87,6 @@ fn softmax(z: &[f64]) -> Vec<f64> {
     let exp: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
     let sum: f64 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
-}
-
-fn label_type(y: &Column) -> LabelType {
-    match y.values {
-        ColumnValues::String(_) => LabelType::Text,
-        ColumnValues::S64(_) => LabelType::Integer,
-        ColumnValues::F64(_) => LabelType::Float,
-        ColumnValues::Bool(_) => LabelType::Flag,
-    }
-}
-
-/// Sorted distinct labels: numerically for numeric targets, as scikit-learn
-/// orders `classes_`.
-fn classes(labels: &[String], kind: LabelType) -> Vec<String> {
-    let mut classes = labels.to_vec();
-    match kind {
-        LabelType::Integer | LabelType::Float => classes.sort_by(|a, b| {
-            let (a, b) = (
-                a.parse::<f64>().unwrap_or(f64::NAN),
-                b.parse::<f64>().unwrap_or(f64::NAN),
-            );
-            a.total_cmp(&b)
-        }),
-        _ => classes.sort(),
-    }
-    classes.dedup();
-    classes
 }
 
 /// The penalized objective and its gradient at `theta`.
@@ -220,8 +183,10 @@ impl Kernel for LogisticRegression {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let kind = label_type(y);
-        let classes = classes(&labels, kind);
+        let kind = LabelType::of(y);
+        let mut classes = labels.clone();
+        kind.sort(&mut classes);
+        classes.dedup();
         if classes.len() < 2 {
             return Err(KernelError::invalid_input(format!(
                 "target `{}` has {} class(es); a classifier needs at least 2",
@@ -281,20 +246,8 @@ impl Kernel for LogisticRegression {
             })
             .collect();
         let name = model.target.clone();
-        Ok(match model.label_type {
-            LabelType::Text => Column::string(name, best.into_iter().cloned().collect()),
-            LabelType::Integer => Column::s64(
-                name,
-                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
-            ),
-            LabelType::Float => Column::f64(
-                name,
-                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
-            ),
-            LabelType::Flag => {
-                Column::bool(name, best.iter().map(|l| l.as_str() == "true").collect())
-            }
-        })
+        let best: Vec<&str> = best.into_iter().map(String::as_str).collect();
+        Ok(model.label_type.column(name, &best))
     }
 
     fn predict_proba(&self, x: &Frame) -> Result<Frame, KernelError> {

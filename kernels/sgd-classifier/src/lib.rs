@@ -28,14 +28,6 @@ kernel_sdk::params! {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-enum LabelType {
-    Text,
-    Integer,
-    Float,
-    Flag,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     pub features: Vec<String>,
@@ -85,15 +77,12 @@ impl Model {
 
     /// Class indices in sorted class order (numeric targets numerically).
     fn sorted(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.classes.len()).collect();
-        match self.label_type {
-            LabelType::Integer | LabelType::Float => order.sort_by(|a, b| {
-                let v = |i: &usize| self.classes[*i].parse::<f64>().unwrap_or(f64::NAN);
-                v(a).total_cmp(&v(b))
-            }),
-            _ => order.sort_by(|a, b| self.classes[*a].cmp(&self.classes[*b])),
-        }
-        order
+        let mut sorted = self.classes.clone();
+        self.label_type.sort(&mut sorted);
+        sorted
+            .iter()
+            .filter_map(|c| self.classes.iter().position(|k| k == c))
+            .collect()
     }
 }
 
@@ -112,12 +101,7 @@ impl SgdClassifier {
             classes: Vec::new(),
             weights: Vec::new(),
             t: 0,
-            label_type: match y.values {
-                ColumnValues::String(_) => LabelType::Text,
-                ColumnValues::S64(_) => LabelType::Integer,
-                ColumnValues::F64(_) => LabelType::Float,
-                ColumnValues::Bool(_) => LabelType::Flag,
-            },
+            label_type: LabelType::of(y),
             target: y.name.clone(),
         });
         let d = model.features.len();
@@ -198,21 +182,8 @@ impl Kernel for SgdClassifier {
                 &model.classes[k]
             })
             .collect();
-        let name = model.target.clone();
-        Ok(match model.label_type {
-            LabelType::Text => Column::string(name, best.into_iter().cloned().collect()),
-            LabelType::Integer => Column::s64(
-                name,
-                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
-            ),
-            LabelType::Float => Column::f64(
-                name,
-                best.iter().map(|l| l.parse().unwrap_or_default()).collect(),
-            ),
-            LabelType::Flag => {
-                Column::bool(name, best.iter().map(|l| l.as_str() == "true").collect())
-            }
-        })
+        let best: Vec<&str> = best.into_iter().map(String::as_str).collect();
+        Ok(model.label_type.column(model.target.clone(), &best))
     }
 
     fn predict_proba(&self, x: &Frame) -> Result<Frame, KernelError> {

@@ -33,6 +33,9 @@ pub enum Error {
         operation: &'static str,
         fault: Fault,
     },
+    /// A saved bundle was refused.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
     /// Validation found problems; each is a complete message.
     #[error("validation found {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<String> },
@@ -47,7 +50,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Load { .. } | Error::Kernel { .. } => 2,
-            Error::Manifest(_) | Error::Data(_) | Error::Invalid { .. } | Error::Host(_) => 1,
+            Error::Manifest(_)
+            | Error::Data(_)
+            | Error::Bundle(_)
+            | Error::Invalid { .. }
+            | Error::Host(_) => 1,
         }
     }
 
@@ -57,7 +64,7 @@ impl Error {
     /// do its part: safe to retry).
     pub fn stream_exit_code(&self) -> i32 {
         match self {
-            Error::Manifest(_) | Error::Data(_) | Error::Invalid { .. } => 65,
+            Error::Manifest(_) | Error::Data(_) | Error::Bundle(_) | Error::Invalid { .. } => 65,
             Error::Kernel {
                 fault:
                     Fault::Refused {

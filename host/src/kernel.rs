@@ -73,7 +73,25 @@ impl KernelComponent {
             ))));
         }
         let bytes = std::fs::read(path).map_err(|e| refuse(LoadProblem::Read(e)))?;
-        let sha256 = sha256_hex(&bytes);
+        Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256).await
+    }
+
+    /// Like [`KernelComponent::load_for`], from bytes already in memory
+    /// (`path` names where they came from, for messages).
+    pub async fn load_bytes(
+        sandbox: &Sandbox,
+        pipeline: &str,
+        id: &str,
+        path: &Path,
+        bytes: &[u8],
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
+        let refuse = |problem| Error::Load {
+            kernel: id.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let sha256 = sha256_hex(bytes);
         if let Some(expected) = pinned_sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
@@ -82,9 +100,9 @@ impl KernelComponent {
                 actual: sha256,
             }));
         }
-        check_header(&bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
+        check_header(bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
         let component = sandbox
-            .compile(&bytes, &sha256)
+            .compile(bytes, &sha256)
             .map_err(|e| refuse(LoadProblem::Compile(format!("{e:#}"))))?;
         let wit_version = kernel_export_version(sandbox, &component).map_err(refuse)?;
         let instance_pre = sandbox

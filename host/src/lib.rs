@@ -28,6 +28,7 @@
 pub mod bindings;
 pub mod blocking;
 pub mod builder;
+pub mod bundle;
 pub mod cache;
 pub mod chunked;
 pub mod data;

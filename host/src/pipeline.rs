@@ -297,6 +297,30 @@ impl Pipeline {
         })
     }
 
+    /// A step from a saved component and state: instantiated, configured
+    /// and restored, ready to predict without refitting.
+    pub async fn restore_step(
+        manifest: &Manifest,
+        spec: &KernelSpec,
+        component: KernelComponent,
+        state: &[u8],
+    ) -> Result<Step, Error> {
+        let mut instance = component
+            .instantiate(spec.limits, spec.grants.clone())
+            .await?;
+        instance.set_pipeline(&manifest.name);
+        instance.configure(&spec.params).await?;
+        instance.load_state(state).await?;
+        Ok(Step {
+            spec: spec.clone(),
+            component,
+            instance,
+            workers: Vec::new(),
+            fits: 1,
+            workers_fit: 0,
+        })
+    }
+
     /// Only the last step may be a model.
     pub fn check_kinds(manifest: &Manifest, steps: &[Step]) -> Vec<ManifestError> {
         let last = steps.len().saturating_sub(1);

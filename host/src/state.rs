@@ -23,7 +23,7 @@ use wasmtime_wasi::{
 };
 
 /// Capabilities a manifest grants one kernel. Nothing is granted by default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Grants {
     /// Read-only directories: guest path (e.g. `/data`) → host directory

@@ -1,8 +1,10 @@
 //! Command-line parsing (clap derive) and dispatch.
 
 mod explain;
+mod fit;
 mod generate;
 mod inspect;
+mod predict;
 mod progress;
 mod run;
 mod stream;
@@ -28,6 +30,10 @@ pub struct Cli {
 pub enum Command {
     /// Fit a pipeline on its training data, predict the test data, write and score the predictions.
     Run(run::RunArgs),
+    /// Fit a pipeline and save it, kernels and fitted state, as one bundle file.
+    Fit(fit::FitArgs),
+    /// Predict with a saved bundle, without refitting.
+    Predict(predict::PredictArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
     /// Check a manifest, its kernels, parameters and data without running the job; list every problem.
@@ -54,6 +60,8 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
     match command.clone() {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Fit(args) => fit::fit(args).await,
+        Command::Predict(args) => predict::predict(args).await,
         Command::Validate(args) => validate::validate(args).await,
         Command::Explain(args) => explain::explain(args).await,
         Command::Generate(args) => generate::generate(args).await,

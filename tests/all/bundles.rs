@@ -3,19 +3,7 @@
 //! killed writer leaves no bundle, or a whole one.
 
 use crate::common::*;
-use std::process::{Command, Output};
-
-fn kernel_host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kernel-host"))
-        .args(args)
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 fn text(o: &Output) -> String {
     format!(
@@ -134,18 +122,13 @@ fn a_killed_writer_leaves_no_bundle_or_a_whole_one() {
     let bundle = dir.path().join("model.khb");
     for delay_ms in [0u64, 5, 20, 60, 150, 400] {
         let _ = std::fs::remove_file(&bundle);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+        let mut child = kernel_host_command()
             .args([
                 "fit",
                 "examples/penguins/pipeline.toml",
                 "--save",
                 bundle.to_str().unwrap(),
             ])
-            .env(
-                "KERNEL_HOST_CACHE_DIR",
-                workspace().join("target/test-cache"),
-            )
-            .current_dir(workspace())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

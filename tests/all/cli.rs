@@ -2,19 +2,7 @@
 
 use crate::common::*;
 use kernel_host_guests as guests;
-use std::process::{Command, Output};
-
-fn kernel_host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kernel-host"))
-        .args(args)
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -8,6 +8,24 @@ use kernel_host::{Error, Grants, KernelComponent, KernelInstance, Limits, Sandbo
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The `kernel-host` binary, run from the workspace with the shared
+/// compiled-component cache.
+pub fn kernel_host_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kernel-host"));
+    command
+        .env(
+            "KERNEL_HOST_CACHE_DIR",
+            workspace().join("target/test-cache"),
+        )
+        .current_dir(workspace());
+    command
+}
+
+/// Runs `kernel-host` with `args` to completion.
+pub fn kernel_host(args: &[&str]) -> std::process::Output {
+    kernel_host_command().args(args).output().unwrap()
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(kernel_host_guests::WORKSPACE)
         .canonicalize()

@@ -8,7 +8,7 @@ use kernel_host::telemetry::AuditLog;
 use kernel_host::{Manifest, Telemetry};
 use kernel_host_guests as guests;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn parse(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
@@ -50,7 +50,7 @@ async fn scrape(addr: &str) -> String {
 #[tokio::test]
 async fn metrics_are_served_during_a_run_and_match_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let mut child = kernel_host_command()
         .args([
             "run",
             "examples/penguins/pipeline.toml",
@@ -61,11 +61,6 @@ async fn metrics_are_served_during_a_run_and_match_it() {
             "-o",
         ])
         .arg(dir.path().join("p.csv"))
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -188,18 +183,13 @@ fn the_audit_log_has_one_line_per_call_and_survives_a_fault() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let report = dir.path().join("run.json");
-    let o = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let o = kernel_host_command()
         .args(["run", "examples/penguins/pipeline.toml", "--audit-log"])
         .arg(&log)
         .arg("--report")
         .arg(&report)
         .arg("-o")
         .arg(dir.path().join("p.csv"))
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
         .output()
         .unwrap();
     assert!(o.status.success());
@@ -240,13 +230,9 @@ fn the_audit_log_has_one_line_per_call_and_survives_a_fault() {
         ),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let o = kernel_host_command()
         .arg("run")
         .arg(dir.path().join("m.toml"))
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -446,13 +432,8 @@ async fn validate_predicts_fuel_within_2x_of_the_real_run() {
 #[test]
 fn explain_reports_the_fitted_values() {
     let reference = reference();
-    let o = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let o = kernel_host_command()
         .args(["explain", "examples/penguins/pipeline.toml", "--json"])
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -521,18 +502,13 @@ fn explain_reports_the_fitted_values() {
     assert_eq!(model["observed"]["faults"], 0);
     assert!(model["observed"]["fuel"].as_u64().unwrap() > 0);
 
-    let o = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let o = kernel_host_command()
         .args([
             "explain",
             "examples/penguins/pipeline.toml",
             "--step",
             "nope",
         ])
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
-        .current_dir(workspace())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

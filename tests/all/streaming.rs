@@ -11,7 +11,7 @@ use kernel_host::data::{CsvOptions, read_table, write_table};
 use kernel_host::{Error, Manifest};
 use kernel_host_guests as guests;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn generated(dir: &tempfile::TempDir, name: &str, rows: u64, seed: u64) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -295,13 +295,9 @@ async fn arrow_files_work_in_and_out() {
 }
 
 fn stream(manifest: &std::path::Path, input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kernel-host"))
+    let mut child = kernel_host_command()
         .arg("stream")
         .arg(manifest)
-        .env(
-            "KERNEL_HOST_CACHE_DIR",
-            workspace().join("target/test-cache"),
-        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

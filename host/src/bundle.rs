@@ -426,6 +426,7 @@ impl Bundle {
                 },
                 grants: r.grants.clone(),
                 cache: r.cache,
+                registry: None,
                 line: None,
             })
             .collect();

@@ -42,6 +42,7 @@ mod kernel;
 pub mod limits;
 pub mod manifest;
 mod pipeline;
+pub mod registry;
 pub mod run;
 pub mod score;
 mod state;

@@ -33,6 +33,7 @@ use crate::data::{ColumnType, CsvOptions};
 use crate::error::ManifestError;
 use crate::graph::{Input, Selection};
 use crate::limits::{Limits, LimitsSpec};
+use crate::registry::{Lock, Pin, Registry, parse_reference};
 use crate::state::Grants;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -136,7 +137,10 @@ struct RawDefaults {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawKernel {
-    source: Spanned<String>,
+    /// A component file.
+    source: Option<Spanned<String>>,
+    /// Or a registry kernel: `name@range`.
+    registry: Option<Spanned<String>>,
     sha256: Option<Spanned<String>>,
     #[serde(default)]
     params: BTreeMap<String, Spanned<toml::Value>>,
@@ -185,6 +189,8 @@ pub struct KernelSpec {
     pub grants: Grants,
     /// Cache this step's transform/predict results.
     pub cache: bool,
+    /// The registry kernel (name, exact version) the entry resolved to.
+    pub registry: Option<(String, String)>,
     /// Line of the kernel's table in the manifest, for error messages.
     pub line: Option<usize>,
 }
@@ -236,6 +242,8 @@ struct Source<'a> {
     path: &'a Path,
     text: &'a str,
     dir: PathBuf,
+    /// The lock beside the manifest, unless ignored (for `upgrade`).
+    lock: Option<Lock>,
 }
 
 impl Source<'_> {
@@ -348,6 +356,42 @@ impl Manifest {
     /// Like [`Manifest::parse`], collecting every mistake. The error list is
     /// never empty.
     pub fn parse_all(path: &Path, text: &str) -> Result<Manifest, Vec<ManifestError>> {
+        Self::resolve(path, text, false)
+    }
+
+    /// Loads the manifest resolving registry kernels to the newest versions
+    /// their ranges allow, ignoring `kernel-host.lock` (what `upgrade` does).
+    pub fn load_unlocked(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ManifestError {
+                file: path.to_path_buf(),
+                line: None,
+                key: None,
+                message: format!("cannot read the manifest: {e}"),
+            }]
+        })?;
+        Self::resolve(path, &text, true)
+    }
+
+    /// The pins of the registry kernels this manifest resolved to.
+    pub fn pins(&self) -> Lock {
+        let mut pins: Vec<Pin> = Vec::new();
+        for spec in &self.steps {
+            if let Some((name, version)) = &spec.registry
+                && !pins.iter().any(|p| p.id == spec.kernel)
+            {
+                pins.push(Pin {
+                    id: spec.kernel.clone(),
+                    name: name.clone(),
+                    version: version.clone(),
+                    sha256: spec.sha256.clone().unwrap_or_default(),
+                });
+            }
+        }
+        Lock { pins }
+    }
+
+    fn resolve(path: &Path, text: &str, ignore_lock: bool) -> Result<Manifest, Vec<ManifestError>> {
         let dir = path
             .parent()
             .map(|d| {
@@ -359,7 +403,17 @@ impl Manifest {
             })
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let src = Source { path, text, dir };
+        let lock = if ignore_lock {
+            None
+        } else {
+            Lock::read(path).ok().flatten()
+        };
+        let src = Source {
+            path,
+            text,
+            dir,
+            lock,
+        };
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
             vec![ManifestError {
                 file: path.to_path_buf(),
@@ -646,7 +700,34 @@ fn resolve_kernel(
     let key = |k: &str| format!("kernels.{id}.{k}");
     let line = Some(src.line(kernel.span().start));
     let raw = kernel.get_ref();
-    let source = src.existing_file(&raw.source, &key("source"), "kernel file")?;
+    let (source, resolved, registry) = match (&raw.source, &raw.registry) {
+        (Some(file), None) => (
+            src.existing_file(file, &key("source"), "kernel file")?,
+            None,
+            None,
+        ),
+        (None, Some(reference)) => {
+            let (path, name, version, sha) = resolve_registry(src, id, reference)?;
+            (path, Some(sha), Some((name, version)))
+        }
+        (Some(file), Some(_)) => {
+            return Err(src.error_at(
+                Some(file.span()),
+                key("source"),
+                "give either `source` (a file) or `registry` (name@range), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    format!("kernels.{id}"),
+                    "needs `source = \"kernel.wasm\"` or `registry = \"name@range\"`",
+                )
+            });
+        }
+    };
     let sha256 = match &raw.sha256 {
         Some(pin) => {
             let hex = pin.get_ref();
@@ -659,7 +740,8 @@ fn resolve_kernel(
             }
             Some(hex.to_ascii_lowercase())
         }
-        None => None,
+        // A registry kernel is pinned to the blob it resolved to.
+        None => resolved,
     };
     let mut params = Vec::with_capacity(raw.params.len());
     for (name, value) in &raw.params {
@@ -718,8 +800,46 @@ fn resolve_kernel(
         limits,
         grants,
         cache: raw.cache,
+        registry,
         line,
     })
+}
+
+/// Resolves `registry = "name@range"`: the locked version when the lock
+/// pins one the range allows, else the newest the range allows. Returns
+/// the blob, the name, the exact version and the sha256 to pin.
+fn resolve_registry(
+    src: &Source,
+    id: &str,
+    reference: &Spanned<String>,
+) -> Result<(PathBuf, String, String, String), ManifestError> {
+    let key = format!("kernels.{id}.registry");
+    let at = |m: String| src.error_at(Some(reference.span()), key.clone(), m);
+    let (name, req) = parse_reference(reference.get_ref()).map_err(at)?;
+    let registry = Registry::open(Registry::default_dir());
+    let locked = src.lock.as_ref().and_then(|l| l.pin(id)).filter(|p| {
+        p.name == name && semver::Version::parse(&p.version).is_ok_and(|v| req.matches(&v))
+    });
+    if let Some(pin) = locked {
+        let blob = registry.blob(&pin.sha256);
+        if !blob.is_file() {
+            return Err(at(format!(
+                "kernel-host.lock pins {name}@{}, which is not in the registry at {}; add it, or run `kernel-host upgrade`",
+                pin.version,
+                registry.dir().display()
+            )));
+        }
+        return Ok((blob, name, pin.version.clone(), pin.sha256.clone()));
+    }
+    let (version, entry) = registry
+        .resolve(&name, &req)
+        .map_err(|e| at(e.to_string()))?;
+    Ok((
+        registry.blob(&entry.sha256),
+        name,
+        version.to_string(),
+        entry.sha256,
+    ))
 }
 
 fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {

@@ -14,4 +14,5 @@ mod kernels;
 mod manifests;
 mod operations;
 mod penguins;
+mod registry;
 mod streaming;

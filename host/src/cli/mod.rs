@@ -4,8 +4,10 @@ mod explain;
 mod fit;
 mod generate;
 mod inspect;
+mod lock;
 mod predict;
 mod progress;
+mod registry;
 mod run;
 mod stream;
 mod validate;
@@ -36,6 +38,12 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
+    /// Manage the local registry of kernels by name@version.
+    Registry(registry::RegistryArgs),
+    /// Pin the manifest's registry kernels in kernel-host.lock (keeps pins its ranges still allow).
+    Lock(lock::LockArgs),
+    /// Move kernel-host.lock to the newest versions the ranges allow, printing what changed.
+    Upgrade(lock::LockArgs),
     /// Check a manifest, its kernels, parameters and data without running the job; list every problem.
     Validate(validate::ValidateArgs),
     /// Fit a pipeline and print what each kernel learned, with what the host observed.
@@ -60,6 +68,9 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
     match command.clone() {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Registry(args) => registry::registry(args).await,
+        Command::Lock(args) => lock::lock(args).await,
+        Command::Upgrade(args) => lock::upgrade(args).await,
         Command::Fit(args) => fit::fit(args).await,
         Command::Predict(args) => predict::predict(args).await,
         Command::Validate(args) => validate::validate(args).await,

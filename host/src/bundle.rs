@@ -427,6 +427,7 @@ impl Bundle {
                 grants: r.grants.clone(),
                 cache: r.cache,
                 registry: None,
+                shadow: None,
                 line: None,
             })
             .collect();

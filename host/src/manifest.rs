@@ -150,6 +150,9 @@ struct RawKernel {
     grants: Grants,
     #[serde(default)]
     cache: bool,
+    /// Another registry version (`name@range`) run beside this one on the
+    /// same input, for comparison.
+    shadow: Option<Spanned<String>>,
 }
 
 /// A resolved manifest.
@@ -191,6 +194,9 @@ pub struct KernelSpec {
     pub cache: bool,
     /// The registry kernel (name, exact version) the entry resolved to.
     pub registry: Option<(String, String)>,
+    /// A kernel run beside this one on the same input; its outputs are
+    /// compared, never used.
+    pub shadow: Option<Box<KernelSpec>>,
     /// Line of the kernel's table in the manifest, for error messages.
     pub line: Option<usize>,
 }
@@ -787,7 +793,7 @@ fn resolve_kernel(
         }
         *host = resolved;
     }
-    Ok(KernelSpec {
+    let mut spec = KernelSpec {
         id: id.to_string(),
         kernel: id.to_string(),
         inputs: vec![Input::Source],
@@ -801,8 +807,20 @@ fn resolve_kernel(
         grants,
         cache: raw.cache,
         registry,
+        shadow: None,
         line,
-    })
+    };
+    if let Some(reference) = &raw.shadow {
+        let (path, name, version, sha) = resolve_registry(src, &format!("{id}.shadow"), reference)?;
+        spec.shadow = Some(Box::new(KernelSpec {
+            source: path,
+            sha256: Some(sha),
+            registry: Some((name, version)),
+            shadow: None,
+            ..spec.clone()
+        }));
+    }
+    Ok(spec)
 }
 
 /// Resolves `registry = "name@range"`: the locked version when the lock

@@ -24,6 +24,70 @@ pub struct Step {
     /// Bumped by every fit; workers hold the state of `workers_fit`.
     fits: u64,
     workers_fit: u64,
+    /// A second kernel run on the same input, for comparison only.
+    shadow: Option<Shadow>,
+}
+
+/// A shadow kernel and what comparing it with the primary found.
+pub struct Shadow {
+    pub instance: KernelInstance,
+    pub agreement: Agreement,
+}
+
+/// How a shadow's outputs compared with the primary's.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    /// `name@version` of the shadow.
+    pub kernel: String,
+    /// Rows both produced.
+    pub rows: u64,
+    /// Rows whose every cell matched exactly.
+    pub equal_rows: u64,
+    /// Largest difference between matching numeric cells.
+    pub max_abs_diff: f64,
+    /// Calls the shadow failed (the primary carried on).
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// The shadow's last predictions, for scoring it against the truth.
+    #[serde(skip)]
+    pub last_predictions: Option<Column>,
+}
+
+impl Agreement {
+    fn failed(&mut self, error: Error) {
+        self.failures += 1;
+        self.last_error = Some(error.to_string());
+    }
+
+    /// Compares two frames cell by cell.
+    fn compare(&mut self, primary: &Frame, shadow: &Frame) {
+        let rows = primary.rows.min(shadow.rows) as usize;
+        self.rows += rows as u64;
+        let pairs: Vec<(&Column, Option<&Column>)> = primary
+            .columns
+            .iter()
+            .map(|c| (c, shadow.column(&c.name)))
+            .collect();
+        for row in 0..rows {
+            let mut equal = shadow.columns.len() == primary.columns.len();
+            for (a, b) in &pairs {
+                let (x, y) = (
+                    crate::data::cell_text(a, row),
+                    b.and_then(|b| crate::data::cell_text(b, row)),
+                );
+                if let (Some(x), Some(y)) = (
+                    x.as_deref().and_then(|v| v.parse::<f64>().ok()),
+                    y.as_deref().and_then(|v| v.parse::<f64>().ok()),
+                ) {
+                    self.max_abs_diff = self.max_abs_diff.max((x - y).abs());
+                }
+                if x != y {
+                    equal = false;
+                }
+            }
+            self.equal_rows += u64::from(equal);
+        }
+    }
 }
 
 /// Rows below which a parallel transform is not split (per instance).
@@ -73,6 +137,11 @@ impl Step {
         total
     }
 
+    /// What comparing with the shadow found, if the step has one.
+    pub fn agreement(&self) -> Option<&Agreement> {
+        self.shadow.as_ref().map(|s| &s.agreement)
+    }
+
     fn graph_error(&self, message: String) -> Error {
         ManifestError {
             file: PathBuf::new(),
@@ -118,6 +187,11 @@ impl Step {
             Pass::Fit => {
                 self.instance.fit(&selected, y.as_ref()).await?;
                 self.fits += 1;
+                if let Some(shadow) = &mut self.shadow
+                    && let Err(e) = shadow.instance.fit(&selected, y.as_ref()).await
+                {
+                    shadow.agreement.failed(e);
+                }
                 if !feeds_others {
                     return Ok(Produced::Fitted);
                 }
@@ -135,6 +209,21 @@ impl Step {
                 } else {
                     None
                 };
+                if let Some(shadow) = &mut self.shadow {
+                    match shadow.instance.predict(&selected).await {
+                        Ok(theirs) => {
+                            let as_frame = |c: &Column| Frame {
+                                rows: crate::data::column_len(c) as u32,
+                                columns: vec![c.clone()],
+                            };
+                            shadow
+                                .agreement
+                                .compare(&as_frame(&values), &as_frame(&theirs));
+                            shadow.agreement.last_predictions = Some(theirs);
+                        }
+                        Err(e) => shadow.agreement.failed(e),
+                    }
+                }
                 return Ok(Produced::Predictions {
                     values,
                     probabilities,
@@ -143,6 +232,12 @@ impl Step {
             Pass::Predict { .. } => {}
         }
         let out = self.transform(&selected).await?;
+        if let Some(shadow) = &mut self.shadow {
+            match shadow.instance.transform(&selected).await {
+                Ok(theirs) => shadow.agreement.compare(&out, &theirs),
+                Err(e) => shadow.agreement.failed(e),
+            }
+        }
         if self.spec.passthrough && !rest.columns.is_empty() {
             let joined = crate::graph::concat(vec![
                 (self.spec.id.clone(), out),
@@ -287,6 +382,32 @@ impl Pipeline {
             .configure(&spec.params)
             .await
             .map_err(|e| params_error(manifest, spec, e))?;
+        let shadow = match &spec.shadow {
+            Some(shadow) => {
+                let component = KernelComponent::load_for(
+                    sandbox,
+                    &manifest.name,
+                    &format!("{}.shadow", spec.id),
+                    &shadow.source,
+                    shadow.sha256.as_deref(),
+                )
+                .await?;
+                let mut instance = component
+                    .instantiate(shadow.limits, shadow.grants.clone())
+                    .await?;
+                instance.set_pipeline(&manifest.name);
+                instance.configure(&shadow.params).await?;
+                let kernel = format!("{}@{}", component.info().name, component.info().version);
+                Some(Shadow {
+                    instance,
+                    agreement: Agreement {
+                        kernel,
+                        ..Agreement::default()
+                    },
+                })
+            }
+            None => None,
+        };
         Ok(Step {
             spec: spec.clone(),
             component,
@@ -294,6 +415,7 @@ impl Pipeline {
             workers: Vec::new(),
             fits: 0,
             workers_fit: 0,
+            shadow,
         })
     }
 
@@ -318,6 +440,7 @@ impl Pipeline {
             workers: Vec::new(),
             fits: 1,
             workers_fit: 0,
+            shadow: None,
         })
     }
 

@@ -47,6 +47,10 @@ pub struct StepReport {
     pub faults: u64,
     pub restarts: u64,
     pub cache_hits: u64,
+    /// How a shadow kernel's outputs compared, if the step has one.
+    pub shadow: Option<crate::pipeline::Agreement>,
+    /// The shadow's quality metric minus the primary's (final step only).
+    pub shadow_metric_delta: Option<f64>,
 }
 
 impl StepReport {
@@ -65,6 +69,8 @@ impl StepReport {
             faults: stats.faults,
             restarts: stats.restarts,
             cache_hits: stats.cache_hits,
+            shadow: step.agreement().cloned(),
+            shadow_metric_delta: None,
         }
     }
 }
@@ -130,7 +136,7 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
                         _ => None,
                     };
                 }
-                predictions_table(values, y_test, probabilities)
+                predictions_table(values, y_test.clone(), probabilities)
             }
             Output::Transformed(frame) => frame,
         };
@@ -141,7 +147,20 @@ pub async fn run(sandbox: &Sandbox, manifest: Manifest) -> Result<RunReport, Err
         }
     }
 
-    let steps = pipeline.steps().iter().map(StepReport::of).collect();
+    let mut steps: Vec<StepReport> = pipeline.steps().iter().map(StepReport::of).collect();
+    // A shadowed model is scored too, against the same truth.
+    if let (Some(last), Some(truth), Some((_, primary))) = (steps.last_mut(), &y_test, metric) {
+        let shadow = last
+            .shadow
+            .as_ref()
+            .and_then(|a| a.last_predictions.as_ref());
+        let score = match pipeline.final_kind() {
+            KernelKind::Classifier => shadow.and_then(|p| score::accuracy(p, truth)),
+            KernelKind::Regressor => shadow.and_then(|p| score::r2(p, truth)),
+            _ => None,
+        };
+        last.shadow_metric_delta = score.map(|s| s - primary);
+    }
     Ok(RunReport {
         pipeline: manifest.name.clone(),
         manifest: manifest.path.clone(),

@@ -155,3 +155,103 @@ fn add_resolve_lock_upgrade_and_remove() {
         out(&o)
     );
 }
+
+#[test]
+fn shadow_runs_report_agreement_and_never_change_the_output() {
+    let registry = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let r = registry.path();
+    let next = next_version(work.path());
+    for kernel in [
+        guests::STANDARD_SCALER,
+        next.to_str().unwrap(),
+        guests::LOGISTIC_REGRESSION,
+        guests::HOSTILE,
+    ] {
+        let o = with_registry(r, &["registry", "add", kernel]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let data = workspace().join("examples/penguins/data");
+    let manifest = work.path().join("m.toml");
+    let predictions = |name: &str| work.path().join(name);
+    let write = |shadows: bool| {
+        let shadow = |s: &str| {
+            if shadows {
+                format!("shadow = \"{s}\"\n")
+            } else {
+                String::new()
+            }
+        };
+        std::fs::write(
+            &manifest,
+            format!(
+                "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n[data]\ntrain = {:?}\ntest = {:?}\ntarget = \"species\"\n\
+                 [kernels.impute]\nsource = {:?}\n[kernels.encode]\nsource = {:?}\n{}\
+                 [kernels.scale]\nregistry = \"standard-scaler@=1.0.0\"\n{}[kernels.model]\nsource = {:?}\n{}",
+                data.join("train.csv"),
+                data.join("test.csv"),
+                guests::SIMPLE_IMPUTER,
+                guests::ONE_HOT_ENCODER,
+                shadow("hostile@*"),
+                shadow("standard-scaler@=1.1.0"),
+                guests::LOGISTIC_REGRESSION,
+                shadow("logistic-regression@*"),
+            ),
+        )
+        .unwrap();
+    };
+    write(false);
+    let plain = with_registry(
+        r,
+        &[
+            "run",
+            manifest.to_str().unwrap(),
+            "-o",
+            predictions("plain.csv").to_str().unwrap(),
+        ],
+    );
+    assert!(plain.status.success(), "{}", out(&plain));
+    write(true);
+    let report = work.path().join("report.json");
+    let o = with_registry(
+        r,
+        &[
+            "run",
+            manifest.to_str().unwrap(),
+            "-o",
+            predictions("shadowed.csv").to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    // The primaries' outputs are used, whatever the shadows do.
+    assert_eq!(
+        std::fs::read(predictions("plain.csv")).unwrap(),
+        std::fs::read(predictions("shadowed.csv")).unwrap()
+    );
+    let text = out(&o);
+    assert!(
+        text.contains("shadow of `scale`: standard-scaler@1.1.0 agreed on 344/344 rows"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shadow of `model`: logistic-regression@1.0.0 agreed on 86/86 rows")
+            && text.contains("metric delta +0.0000"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let encode = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "encode")
+        .unwrap();
+    assert_eq!(encode["shadow"]["kernel"], "hostile@0.1.0");
+    assert_eq!(
+        encode["shadow"]["equal_rows"], 0,
+        "the passthrough shadow disagrees with the encoder"
+    );
+    assert!(encode["shadow"]["rows"].as_u64().unwrap() >= 344);
+}

@@ -125,6 +125,23 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
             s.peak_memory as f64 / (1 << 20) as f64
         );
     }
+    for s in &report.steps {
+        if let Some(a) = &s.shadow {
+            let delta = s
+                .shadow_metric_delta
+                .map(|d| format!(", metric delta {d:+.4}"))
+                .unwrap_or_default();
+            let failed = if a.failures > 0 {
+                format!(", {} failed calls", a.failures)
+            } else {
+                String::new()
+            };
+            println!(
+                "shadow of `{}`: {} agreed on {}/{} rows, max abs diff {:.3e}{delta}{failed}",
+                s.id, a.kernel, a.equal_rows, a.rows, a.max_abs_diff
+            );
+        }
+    }
     if let Some(path) = report.output {
         println!("\npredictions written to {}", path.display());
     }

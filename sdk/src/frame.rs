@@ -190,6 +190,18 @@ impl Column {
         })
     }
 
+    /// Like [`Column::label`], borrowing string cells instead of copying
+    /// them: the per-row accessor for hot loops.
+    pub fn label_str(&self, row: usize) -> Option<std::borrow::Cow<'_, str>> {
+        if self.is_null(row) {
+            return None;
+        }
+        match &self.values {
+            ColumnValues::String(v) => v.get(row).map(|s| std::borrow::Cow::Borrowed(s.as_str())),
+            _ => self.label(row).map(std::borrow::Cow::Owned),
+        }
+    }
+
     /// The value of `row` as text (`None` when null): how classifiers see
     /// their labels whatever the column type.
     pub fn label(&self, row: usize) -> Option<String> {

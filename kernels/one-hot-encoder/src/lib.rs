@@ -80,8 +80,14 @@ impl Kernel for OneHotEncoder {
     fn partial_fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
         for column in x.columns.iter().filter(|c| is_categorical(c)) {
             no_nulls(column)?;
-            let seen: BTreeSet<String> =
-                (0..column.len()).filter_map(|r| column.label(r)).collect();
+            let mut seen: BTreeSet<String> = BTreeSet::new();
+            for row in 0..column.len() {
+                if let Some(label) = column.label_str(row)
+                    && !seen.contains(label.as_ref())
+                {
+                    seen.insert(label.into_owned());
+                }
+            }
             match self.categories.iter_mut().find(|(n, _)| *n == column.name) {
                 Some((_, known)) => {
                     let all: BTreeSet<String> = known.drain(..).chain(seen).collect();
@@ -115,8 +121,8 @@ impl Kernel for OneHotEncoder {
             // The category index of each row (`None`: unseen, all zeros).
             let mut hits = Vec::with_capacity(rows);
             for row in 0..rows {
-                let label = column.label(row).unwrap_or_default();
-                match categories.binary_search(&label) {
+                let label = column.label_str(row).unwrap_or_default();
+                match categories.binary_search_by(|c| c.as_str().cmp(label.as_ref())) {
                     Ok(j) => hits.push(Some(j)),
                     Err(_) if self.params.handle_unknown == "error" => {
                         return Err(KernelError::invalid_input(format!(

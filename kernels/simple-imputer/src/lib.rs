@@ -285,9 +285,14 @@ impl Kernel for SimpleImputer {
                 }
                 _ => {
                     for row in 0..column.len() {
-                        if let Some(label) = column.label(row) {
+                        if let Some(label) = column.label_str(row) {
                             tally.count += 1;
-                            *tally.labels.entry(label).or_default() += 1;
+                            match tally.labels.get_mut(label.as_ref()) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    tally.labels.insert(label.into_owned(), 1);
+                                }
+                            }
                         }
                     }
                 }

@@ -59,7 +59,7 @@ pub use state::Grants;
 pub use telemetry::Telemetry;
 
 /// Tunes the process allocator for a host that moves large frames: freed
-/// buffers up to 32 MiB (and up to 64 MiB of free heap) are kept for reuse instead of being returned to the
+/// buffers up to 32 MiB (and up to 128 MiB of free heap, one large frame) are kept for reuse instead of being returned to the
 /// OS and faulted in again on the next frame (glibc's default, which costs
 /// about 1 µs per 4 KiB page). Call once, early in `main`. A no-op off glibc.
 pub fn tune_process_allocator() {
@@ -68,6 +68,6 @@ pub fn tune_process_allocator() {
     // called before other threads allocate.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
 }

@@ -303,6 +303,16 @@ impl Source<'_> {
     }
 }
 
+/// The manifest's text, or an error naming the file.
+fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|e| ManifestError {
+        file: path.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read the manifest: {e}"),
+    })
+}
+
 fn param_value(value: &toml::Value) -> Option<ParamValue> {
     match value {
         toml::Value::Integer(i) => Some(ParamValue::S64(*i)),
@@ -329,13 +339,7 @@ fn check_limits(limits: &Limits) -> Result<(), String> {
 impl Manifest {
     /// Reads, parses and resolves the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
-            file: path.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read the manifest: {e}"),
-        })?;
-        Self::parse(path, &text)
+        Self::parse(path, &read(path)?)
     }
 
     /// Parses and resolves manifest `text`, as if read from `path`,
@@ -348,14 +352,7 @@ impl Manifest {
     /// found (a TOML syntax error stops the search, nothing after it can be
     /// read).
     pub fn load_all(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ManifestError {
-                file: path.to_path_buf(),
-                line: None,
-                key: None,
-                message: format!("cannot read the manifest: {e}"),
-            }]
-        })?;
+        let text = read(path).map_err(|e| vec![e])?;
         Self::parse_all(path, &text)
     }
 
@@ -368,14 +365,7 @@ impl Manifest {
     /// Loads the manifest resolving registry kernels to the newest versions
     /// their ranges allow, ignoring `kernel-host.lock` (what `upgrade` does).
     pub fn load_unlocked(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ManifestError {
-                file: path.to_path_buf(),
-                line: None,
-                key: None,
-                message: format!("cannot read the manifest: {e}"),
-            }]
-        })?;
+        let text = read(path).map_err(|e| vec![e])?;
         Self::resolve(path, &text, true)
     }
 

@@ -265,14 +265,8 @@ fn split_rows(
     seed: u64,
     strata: Option<&[Option<String>]>,
 ) -> (Vec<usize>, Vec<usize>) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::data::generate::Rng(seed);
+    let mut next = move || rng.next();
     let mut groups: std::collections::BTreeMap<Option<&str>, Vec<usize>> = Default::default();
     for r in 0..rows {
         let key = strata.and_then(|s| s.get(r)).and_then(|s| s.as_deref());

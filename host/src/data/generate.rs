@@ -22,10 +22,11 @@ const COLOURS: [&str; 4] = ["red", "green", "blue", "amber"];
 const REGIONS: [&str; 5] = ["north", "south", "east", "west", "centre"];
 const CHUNK: u64 = 65_536;
 
-struct Rng(u64);
+/// SplitMix64: small, fast and deterministic; good enough for sampling.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -183,6 +183,18 @@ fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// One line of the transform table.
+fn row(name: &str, time: Duration, native: Duration, fuel: String) {
+    println!(
+        "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
+        name,
+        time.as_secs_f64() * 1e3,
+        rate(ROWS, time),
+        native.as_secs_f64() / time.as_secs_f64(),
+        fuel
+    );
+}
+
 fn rate(rows: usize, d: Duration) -> String {
     format!("{:.1} M rows/s", rows as f64 / d.as_secs_f64() / 1e6)
 }
@@ -210,14 +222,7 @@ fn main() {
         ("native, input moved in (in place)", in_place),
         ("native, input kept (clone + transform)", native_time),
     ] {
-        println!(
-            "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
-            name,
-            time.as_secs_f64() * 1e3,
-            rate(ROWS, time),
-            native_time.as_secs_f64() / time.as_secs_f64(),
-            "-"
-        );
+        row(name, time, native_time, "-".into());
     }
     let scaler = kernel_host_guests::STANDARD_SCALER;
     for (name, metering, kernel) in [
@@ -236,18 +241,12 @@ fn main() {
         ),
     ] {
         let (time, fuel) = futures_lite(sandboxed(metering, kernel, &frame));
-        println!(
-            "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
-            name,
-            time.as_secs_f64() * 1e3,
-            rate(ROWS, time),
-            native_time.as_secs_f64() / time.as_secs_f64(),
-            if metering.fuel() {
-                fuel.to_string()
-            } else {
-                "-".into()
-            }
-        );
+        let fuel = if metering.fuel() {
+            fuel.to_string()
+        } else {
+            "-".into()
+        };
+        row(name, time, native_time, fuel);
     }
     println!();
     println!("instantiate + configure, median of 300");

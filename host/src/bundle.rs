@@ -89,6 +89,8 @@ struct StepRecord {
     cache: bool,
     /// sha256 of the component (its part is `kernel/<sha256>`).
     component: String,
+    #[serde(default)]
+    on_failure: crate::manifest::OnFailure,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -246,6 +248,7 @@ fn record(step: &Step, sha: String) -> StepRecord {
         grants: spec.grants.clone(),
         cache: spec.cache,
         component: sha,
+        on_failure: spec.on_failure,
     }
 }
 
@@ -428,6 +431,7 @@ impl Bundle {
                 cache: r.cache,
                 registry: None,
                 shadow: None,
+                on_failure: r.on_failure,
                 line: None,
             })
             .collect();

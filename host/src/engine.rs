@@ -220,11 +220,21 @@ impl Sandbox {
     /// Compiles `bytes` (whose sha256 is `sha256`), or loads the compiled
     /// form from the cache.
     pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
+        self.compile_with(sha256, || Ok(bytes.into()))
+    }
+
+    /// Compiles the bytes `source` makes, or loads the compiled form cached
+    /// under `key` without calling `source`.
+    pub(crate) fn compile_with<'a>(
+        &self,
+        key: &str,
+        source: impl FnOnce() -> anyhow::Result<std::borrow::Cow<'a, [u8]>>,
+    ) -> anyhow::Result<Component> {
         let engine = &self.inner.engine;
         let Some(dir) = &self.inner.cache_dir else {
-            return Component::new(engine, bytes).map_err(anyhow::Error::from);
+            return Component::new(engine, &*source()?).map_err(anyhow::Error::from);
         };
-        let path = dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_fingerprint()));
+        let path = dir.join(format!("{key}-{:016x}.cwasm", self.engine_fingerprint()));
         if path.is_file() {
             // SAFETY: the file was written by `precompile_component` of an
             // engine with the same fingerprint, into the user's own cache
@@ -238,7 +248,7 @@ impl Sandbox {
             }
         }
         let compiled = engine
-            .precompile_component(bytes)
+            .precompile_component(&source()?)
             .map_err(anyhow::Error::from)?;
         if let Err(e) = write_cache_entry(dir, &path, &compiled) {
             tracing::warn!(path = %path.display(), "could not cache the compiled kernel: {e:#}");

@@ -15,12 +15,14 @@ use crate::cache::{self, Cached, ResultCache};
 use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
 use crate::limits::{Limits, YIELD_INTERVAL_FUEL};
+use crate::snapshot::{self, Access, Image, Snapshot};
 use crate::state::{Grants, HostState, panic_message};
 use crate::telemetry::{CallContext, CallRecord, Outcome, Telemetry};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::Instance;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
@@ -36,6 +38,37 @@ pub struct KernelComponent {
     info: KernelInfo,
     pre: MlKernelPre<HostState>,
     sandbox: Sandbox,
+    /// The snapshot accessors, or why the kernel has none.
+    access: Result<Arc<Access>, String>,
+}
+
+/// Bump when the instrumentation changes: compiled instrumented kernels are
+/// cached under this.
+const INSTRUMENTATION: u32 = 1;
+
+/// Compiles `bytes` instrumented for snapshots, or plain when the
+/// instrumentation does not apply (the reason is returned).
+fn compile_instrumented(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<(wasmtime::component::Component, Result<Arc<Access>, String>), String> {
+    let key = format!("{sha256}-snapshots{INSTRUMENTATION}");
+    let instrumented = sandbox.compile_with(&key, || snapshot::instrument(bytes).map(Into::into));
+    match instrumented {
+        Ok(component) => {
+            let access = Access::of(&component)
+                .map(Arc::new)
+                .ok_or_else(|| "the instrumented component has no accessors".to_string());
+            Ok((component, access))
+        }
+        Err(why) => {
+            let component = sandbox
+                .compile(bytes, sha256)
+                .map_err(|e| format!("{e:#}"))?;
+            Ok((component, Err(format!("{why:#}"))))
+        }
+    }
 }
 
 impl KernelComponent {
@@ -101,9 +134,14 @@ impl KernelComponent {
             }));
         }
         check_header(bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
-        let component = sandbox
-            .compile(bytes, &sha256)
-            .map_err(|e| refuse(LoadProblem::Compile(format!("{e:#}"))))?;
+        let (component, access) = compile_instrumented(sandbox, bytes, &sha256)
+            .map_err(|e| refuse(LoadProblem::Compile(e)))?;
+        if let Err(why) = &access {
+            tracing::warn!(
+                kernel = id,
+                "no transparent snapshots for this kernel: {why}"
+            );
+        }
         let wit_version = kernel_export_version(sandbox, &component).map_err(refuse)?;
         let instance_pre = sandbox
             .linker()
@@ -119,6 +157,7 @@ impl KernelComponent {
             info: placeholder_info(),
             pre,
             sandbox: sandbox.clone(),
+            access,
         };
         let mut probe = component
             .instantiate(Limits::default(), Grants::default())
@@ -151,6 +190,12 @@ impl KernelComponent {
         &self.info
     }
 
+    /// Whether the host can snapshot and roll back this kernel without its
+    /// help; the error says why not.
+    pub fn snapshots(&self) -> Result<(), &str> {
+        self.access.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+
     /// A new sandboxed instance with its own store.
     pub async fn instantiate(
         &self,
@@ -163,8 +208,9 @@ impl KernelComponent {
             sandbox: self.sandbox.clone(),
             limits,
             grants,
+            access: self.access.as_ref().ok().cloned(),
         });
-        let (store, bindings) = shared.fresh().await?;
+        let (store, bindings, instance) = shared.fresh().await?;
         let context = CallContext {
             pipeline: String::new(),
             step: self.id.clone(),
@@ -178,6 +224,8 @@ impl KernelComponent {
             shared,
             store,
             bindings,
+            instance,
+            snapshot: None,
             params: Vec::new(),
             poisoned: false,
             stats: KernelStats::default(),
@@ -187,6 +235,7 @@ impl KernelComponent {
             cache: None,
             state_hash: None,
             restarted: false,
+            rolled_back: false,
             last: (Duration::ZERO, 0),
         })
     }
@@ -288,11 +337,12 @@ struct Shared {
     sandbox: Sandbox,
     limits: Limits,
     grants: Grants,
+    access: Option<Arc<Access>>,
 }
 
 impl Shared {
     /// A new store and instance.
-    async fn fresh(&self) -> Result<(Store<HostState>, MlKernel), Error> {
+    async fn fresh(&self) -> Result<(Store<HostState>, MlKernel, Instance), Error> {
         let state = HostState::new(self.id.clone(), self.limits.memory_bytes, &self.grants)
             .map_err(Error::Host)?;
         let mut store = Store::new(self.sandbox.engine(), state);
@@ -313,9 +363,9 @@ impl Shared {
                 .fuel_async_yield_interval(Some(YIELD_INTERVAL_FUEL))
                 .map_err(|e| Error::Host(e.into()))?;
         }
-        let instantiate = self.pre.instantiate_async(&mut store);
-        let bindings = match tokio::time::timeout(self.limits.timeout, instantiate).await {
-            Ok(Ok(b)) => b,
+        let instantiate = self.pre.instance_pre().instantiate_async(&mut store);
+        let instance = match tokio::time::timeout(self.limits.timeout, instantiate).await {
+            Ok(Ok(i)) => i,
             Ok(Err(e)) => {
                 let fault = classify(&mut store, e, self.limits, 0);
                 return Err(self.fault("instantiate", fault));
@@ -329,7 +379,15 @@ impl Shared {
                 ));
             }
         };
-        Ok((store, bindings))
+        let bindings = MlKernel::new(&mut store, &instance).map_err(|e| {
+            self.fault(
+                "instantiate",
+                Fault::Trap {
+                    message: format!("{e:#}"),
+                },
+            )
+        })?;
+        Ok((store, bindings, instance))
     }
 
     fn fault(&self, operation: &'static str, fault: Fault) -> Error {
@@ -357,6 +415,12 @@ pub struct KernelStats {
     pub restarts: u64,
     /// Calls served from the result cache.
     pub cache_hits: u64,
+    /// Snapshots taken (after each successful state-changing call) and the
+    /// time they took.
+    pub snapshots: u64,
+    pub snapshot_time: Duration,
+    /// Times a snapshot was restored: after a failed call, or on request.
+    pub rollbacks: u64,
 }
 
 /// One sandboxed kernel instance.
@@ -364,6 +428,10 @@ pub struct KernelInstance {
     shared: Arc<Shared>,
     store: Store<HostState>,
     bindings: MlKernel,
+    instance: Instance,
+    /// The whole instance after its last successful state-changing call
+    /// (`None` before the first one, or without snapshot support).
+    snapshot: Option<Snapshot>,
     /// The last parameters `configure` accepted, re-applied after recovery.
     params: Vec<Param>,
     poisoned: bool,
@@ -377,8 +445,22 @@ pub struct KernelInstance {
     state_hash: Option<cache::Key>,
     /// The store was replaced since the last recorded call.
     restarted: bool,
+    /// A snapshot was restored since the last recorded call.
+    rolled_back: bool,
     /// Wall time and fuel of export calls since the last recorded call.
     last: (Duration, u64),
+}
+
+/// A state to return an instance to: see [`KernelInstance::checkpoint`].
+pub enum Checkpoint {
+    /// A snapshot of the whole instance (`None`: as instantiated) and the
+    /// parameters it was configured with.
+    Image {
+        snapshot: Option<Snapshot>,
+        params: Vec<Param>,
+    },
+    /// What the kernel's `save-state` returned.
+    Saved(Vec<u8>),
 }
 
 /// Runs one export call under the instance's limits.
@@ -432,21 +514,42 @@ impl KernelInstance {
         }
     }
 
-    /// Replaces a store poisoned by a failed call with a fresh instance,
-    /// re-applying the last accepted parameters. Fitted state is gone.
+    /// Replaces a store poisoned by a failed call with a fresh instance
+    /// holding the last snapshot: the state after the last successful
+    /// state-changing call. Without a usable snapshot the fresh instance is
+    /// reconfigured with the last accepted parameters and fitted state is
+    /// gone.
     async fn revive(&mut self) -> Result<(), Error> {
         if !self.poisoned {
             return Ok(());
         }
         self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
-        let (store, bindings) = self.shared.fresh().await?;
+        let (store, bindings, instance) = self.shared.fresh().await?;
         self.store = store;
         self.bindings = bindings;
+        self.instance = instance;
         self.stderr_logged = 0;
         self.poisoned = false;
         self.restarted = true;
         self.stats.restarts += 1;
         self.state_hash = None;
+        if let (Some(access), Some(image)) = (self.shared.access.clone(), self.usable_snapshot()) {
+            let started = self.begin();
+            let outcome = tokio::time::timeout(
+                self.shared.limits.timeout,
+                access.restore(&mut self.store, &self.instance, &image),
+            )
+            .await;
+            self.finish("restore", started, outcome)?;
+            self.stats.rollbacks += 1;
+            self.rolled_back = true;
+            tracing::info!(
+                kernel = %self.shared.id,
+                bytes = image.bytes(),
+                "rolled back to the snapshot of its last good state"
+            );
+            return Ok(());
+        }
         if !self.params.is_empty() {
             // Not through `configure`, which would revive again on failure.
             let started = self.begin();
@@ -463,6 +566,111 @@ impl KernelInstance {
         }
         tracing::info!(kernel = %self.shared.id, "replaced a failed instance with a fresh one");
         Ok(())
+    }
+
+    /// The snapshot to restore, unless it holds host handles a fresh
+    /// instance would not have.
+    fn usable_snapshot(&self) -> Option<Snapshot> {
+        let image = self.snapshot.as_ref()?;
+        if image.host_handles > 0 {
+            tracing::warn!(
+                kernel = %self.shared.id,
+                handles = image.host_handles,
+                "cannot restore the snapshot: the kernel held host resources when it was taken"
+            );
+            return None;
+        }
+        Some(image.clone())
+    }
+
+    /// Ends a state-changing call: on success the new state is snapshotted;
+    /// on failure (trap, limit, timeout or refusal) the instance goes back
+    /// to its last snapshot, so the failed call leaves no trace.
+    async fn settle<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
+        if self.shared.access.is_none() {
+            return result;
+        }
+        match &result {
+            Ok(_) => {
+                if let Err(e) = self.take_snapshot().await {
+                    tracing::warn!(kernel = %self.shared.id, "could not snapshot the kernel: {e}");
+                }
+            }
+            Err(_) => {
+                self.poisoned = true;
+                if let Err(e) = self.revive().await {
+                    tracing::warn!(kernel = %self.shared.id, "could not roll back: {e}");
+                }
+            }
+        }
+        result
+    }
+
+    /// Copies the instance's memories and globals into `self.snapshot`.
+    async fn take_snapshot(&mut self) -> Result<(), Error> {
+        let Some(access) = self.shared.access.clone() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        // Reuse the previous image's buffers when nothing else holds it.
+        let reuse = self.snapshot.take().and_then(|s| Arc::try_unwrap(s).ok());
+        let outcome = tokio::time::timeout(
+            self.shared.limits.timeout,
+            access.capture(&mut self.store, &self.instance, reuse),
+        )
+        .await;
+        let fuel = self.store.get_fuel().ok();
+        let mut image = match outcome {
+            Ok(Ok(image)) => image,
+            Ok(Err(e)) => {
+                self.poisoned = true;
+                return Err(Error::Host(anyhow::anyhow!("{e:#}")));
+            }
+            Err(_) => {
+                self.poisoned = true;
+                return Err(Error::Host(anyhow::anyhow!("taking a snapshot timed out")));
+            }
+        };
+        let _ = fuel;
+        image.host_handles = self.store.data_mut().host_handles();
+        self.snapshot = Some(Arc::new(image));
+        self.stats.snapshots += 1;
+        self.stats.snapshot_time += started.elapsed();
+        Ok(())
+    }
+
+    /// The instance's current state, to come back to with
+    /// [`KernelInstance::rollback_to`]. Cheap: it shares the last snapshot.
+    /// Kernels the host cannot snapshot are asked for `save-state`.
+    pub async fn checkpoint(&mut self) -> Result<Checkpoint, Error> {
+        self.revive().await?;
+        if self.shared.access.is_some()
+            && self.snapshot.as_ref().is_none_or(|s| s.host_handles == 0)
+        {
+            return Ok(Checkpoint::Image {
+                snapshot: self.snapshot.clone(),
+                params: self.params.clone(),
+            });
+        }
+        Ok(Checkpoint::Saved(self.save_state().await?))
+    }
+
+    /// Returns the instance to `checkpoint`, discarding everything since.
+    pub async fn rollback_to(&mut self, checkpoint: Checkpoint) -> Result<(), Error> {
+        match checkpoint {
+            Checkpoint::Image { snapshot, params } => {
+                self.snapshot = snapshot;
+                self.params = params;
+                self.poisoned = true;
+                self.revive().await
+            }
+            Checkpoint::Saved(state) => self.load_state(&state).await,
+        }
+    }
+
+    /// The last snapshot, if any (for tests and benchmarks).
+    pub fn snapshot(&self) -> Option<&Image> {
+        self.snapshot.as_deref()
     }
 
     fn begin(&mut self) -> (Instant, u64) {
@@ -565,6 +773,7 @@ impl KernelInstance {
             memory: self.store.data().limiter.peak(),
             cached,
             restarted: std::mem::take(&mut self.restarted),
+            rolled_back: std::mem::take(&mut self.rolled_back),
         };
         self.telemetry.record(&self.context, &record);
     }
@@ -592,6 +801,7 @@ impl KernelInstance {
         if result.is_ok() {
             self.params = params.to_vec();
         }
+        let result = self.settle(result).await;
         self.record("configure", 0, &result, |_| 0, false);
         result
     }
@@ -600,6 +810,7 @@ impl KernelInstance {
         self.state_hash = None;
         let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
             .and_then(|r| refused(self.id(), "fit", r));
+        let result = self.settle(result).await;
         self.record("fit", x.rows, &result, |_| 0, false);
         result
     }
@@ -609,6 +820,7 @@ impl KernelInstance {
         let result = guarded!(self, "partial-fit", |k, store| k
             .call_partial_fit(store, x, y))
         .and_then(|r| refused(self.id(), "partial-fit", r));
+        let result = self.settle(result).await;
         self.record("partial-fit", x.rows, &result, |_| 0, false);
         result
     }
@@ -730,6 +942,7 @@ impl KernelInstance {
         let result = guarded!(self, "load-state", |k, store| k
             .call_load_state(store, state))
         .and_then(|r| refused(self.id(), "load-state", r));
+        let result = self.settle(result).await;
         self.record("load-state", 0, &result, |_| 0, false);
         result
     }

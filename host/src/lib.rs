@@ -45,16 +45,17 @@ mod pipeline;
 pub mod registry;
 pub mod run;
 pub mod score;
+pub mod snapshot;
 mod state;
 pub mod telemetry;
 pub mod validate;
 
 pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};
 pub use error::{DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result};
-pub use kernel::{KernelComponent, KernelInstance, KernelStats};
+pub use kernel::{Checkpoint, KernelComponent, KernelInstance, KernelStats};
 pub use limits::Limits;
 pub use manifest::Manifest;
-pub use pipeline::{Output, Pipeline, Step};
+pub use pipeline::{Output, Pipeline, PipelineCheckpoint, Step};
 pub use state::Grants;
 pub use telemetry::Telemetry;
 

@@ -153,6 +153,22 @@ struct RawKernel {
     /// Another registry version (`name@range`) run beside this one on the
     /// same input, for comparison.
     shadow: Option<Spanned<String>>,
+    #[serde(default)]
+    on_failure: OnFailure,
+}
+
+/// What a failed `fit`/`partial-fit` does to the run, once the kernel is
+/// rolled back to its state before the call (which always happens).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// The step fails, and with it the whole fit: every step returns to its
+    /// state before the fit.
+    #[default]
+    Fail,
+    /// The step keeps its previous state and the run carries on (a
+    /// partial fit skips the chunk); the report counts the rollbacks.
+    Rollback,
 }
 
 /// A resolved manifest.
@@ -197,6 +213,8 @@ pub struct KernelSpec {
     /// A kernel run beside this one on the same input; its outputs are
     /// compared, never used.
     pub shadow: Option<Box<KernelSpec>>,
+    /// What a failed fit does (the kernel is rolled back either way).
+    pub on_failure: OnFailure,
     /// Line of the kernel's table in the manifest, for error messages.
     pub line: Option<usize>,
 }
@@ -798,6 +816,7 @@ fn resolve_kernel(
         cache: raw.cache,
         registry,
         shadow: None,
+        on_failure: raw.on_failure,
         line,
     };
     if let Some(reference) = &raw.shadow {

@@ -8,8 +8,8 @@ use crate::cache::ResultCache;
 use crate::engine::Sandbox;
 use crate::error::{Error, Fault, ManifestError, RefusalKind};
 use crate::graph::Input;
-use crate::kernel::{KernelComponent, KernelInstance};
-use crate::manifest::{KernelSpec, Manifest};
+use crate::kernel::{Checkpoint, KernelComponent, KernelInstance};
+use crate::manifest::{KernelSpec, Manifest, OnFailure};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -26,6 +26,17 @@ pub struct Step {
     workers_fit: u64,
     /// A second kernel run on the same input, for comparison only.
     shadow: Option<Shadow>,
+    /// Failed fits rolled back and skipped (`on-failure = "rollback"`).
+    pub skipped_fits: u64,
+}
+
+/// The state of every step of a pipeline, to return to when a fit fails:
+/// see [`Pipeline::checkpoint`].
+pub struct PipelineCheckpoint {
+    /// Per step: its instance's checkpoint (`None` when it has none: the
+    /// kernel can neither be snapshotted nor save its state), its shadow's,
+    /// and its fit count.
+    steps: Vec<(Option<Checkpoint>, Option<Checkpoint>, u64)>,
 }
 
 /// A shadow kernel and what comparing it with the primary found.
@@ -185,8 +196,8 @@ impl Step {
         let transforms = feeds_others || self.kind() == KernelKind::Transformer;
         match pass {
             Pass::Fit => {
-                self.instance.fit(&selected, y.as_ref()).await?;
-                self.fits += 1;
+                let fitted = self.instance.fit(&selected, y.as_ref()).await;
+                self.fitted(fitted)?;
                 if let Some(shadow) = &mut self.shadow
                     && let Err(e) = shadow.instance.fit(&selected, y.as_ref()).await
                 {
@@ -247,6 +258,27 @@ impl Step {
             return Ok(Produced::Frame(joined));
         }
         Ok(Produced::Frame(out))
+    }
+
+    /// Accounts for a fit: a failed one is an error unless the step says
+    /// `on-failure = "rollback"`, in which case the kernel (already rolled
+    /// back by its instance) keeps its previous state and the run goes on.
+    fn fitted(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        match result {
+            Ok(()) => {
+                self.fits += 1;
+                Ok(())
+            }
+            Err(e @ Error::Kernel { .. }) if self.spec.on_failure == OnFailure::Rollback => {
+                tracing::warn!(
+                    step = %self.spec.id,
+                    "{e}; rolled back to its previous state and carrying on (on-failure = \"rollback\")"
+                );
+                self.skipped_fits += 1;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Transforms `x`, split across `parallel` instances when it is large
@@ -416,6 +448,7 @@ impl Pipeline {
             fits: 0,
             workers_fit: 0,
             shadow,
+            skipped_fits: 0,
         })
     }
 
@@ -441,6 +474,7 @@ impl Pipeline {
             fits: 1,
             workers_fit: 0,
             shadow: None,
+            skipped_fits: 0,
         })
     }
 
@@ -498,7 +532,60 @@ impl Pipeline {
             }
             .into());
         }
-        self.pass(x, y, Pass::Fit).await.map(|_| ())
+        let checkpoint = self.checkpoint().await?;
+        match self.pass(x, y, Pass::Fit).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.rollback_to(checkpoint).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The state of every step (and shadow), to come back to with
+    /// [`Pipeline::rollback_to`]: a fit is all or nothing. Cheap for kernels
+    /// the host can snapshot (it shares their last snapshot); other kernels
+    /// are asked for `save-state`.
+    pub async fn checkpoint(&mut self) -> Result<PipelineCheckpoint, Error> {
+        let mut steps = Vec::new();
+        for step in &mut self.steps {
+            let shadow = match &mut step.shadow {
+                Some(shadow) => shadow.instance.checkpoint().await.ok(),
+                None => None,
+            };
+            let primary = match step.instance.checkpoint().await {
+                Ok(checkpoint) => Some(checkpoint),
+                Err(e) => {
+                    tracing::warn!(step = %step.spec.id, "a failed fit cannot undo this step: {e}");
+                    None
+                }
+            };
+            steps.push((primary, shadow, step.fits));
+        }
+        Ok(PipelineCheckpoint { steps })
+    }
+
+    /// Returns every step to `checkpoint`, taken from this pipeline.
+    pub async fn rollback_to(&mut self, checkpoint: PipelineCheckpoint) -> Result<(), Error> {
+        if checkpoint.steps.len() != self.steps.len() {
+            return Err(Error::Host(anyhow::anyhow!(
+                "cannot roll back pipeline `{}`: a step was lost",
+                self.manifest.name
+            )));
+        }
+        for (step, (primary, shadow, fits)) in self.steps.iter_mut().zip(checkpoint.steps) {
+            if let Some(primary) = primary {
+                step.instance.rollback_to(primary).await?;
+            }
+            if let (Some(s), Some(checkpoint)) = (&mut step.shadow, shadow) {
+                s.instance.rollback_to(checkpoint).await?;
+            }
+            // Workers hold the state of `workers_fit`: still right if they
+            // were prepared before the fit.
+            step.fits = fits;
+        }
+        tracing::info!(pipeline = %self.manifest.name, "the fit failed: every step is back to its state before it");
+        Ok(())
     }
 
     /// Runs `x` through the fitted pipeline.
@@ -673,8 +760,8 @@ impl Pipeline {
                 .capabilities
                 .contains(Capabilities::PARTIAL_FIT)
             {
-                step.instance.partial_fit(&selected, y).await?;
-                step.fits += 1;
+                let fitted = step.instance.partial_fit(&selected, y).await;
+                step.fitted(fitted)?;
                 continue;
             }
             buffered.bytes += crate::cache::frame_bytes(&selected) as u64;
@@ -732,8 +819,8 @@ impl Pipeline {
                     .columns
                     .pop()
             };
-            step.instance.fit(&x, y.as_ref()).await?;
-            step.fits += 1;
+            let fitted = step.instance.fit(&x, y.as_ref()).await;
+            step.fitted(fitted)?;
         }
         buffered.bytes = buffered
             .frames

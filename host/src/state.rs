@@ -63,6 +63,11 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// Host resources (streams, directories...) the guest holds handles to.
+    pub fn host_handles(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
     pub(crate) fn new(
         kernel: Arc<str>,
         memory_bytes: u64,

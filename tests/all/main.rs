@@ -15,4 +15,5 @@ mod manifests;
 mod operations;
 mod penguins;
 mod registry;
+mod snapshots;
 mod streaming;

@@ -9,6 +9,7 @@
 //! | `kernel_host_rows_in_total` | counter | `operation` |
 //! | `kernel_host_rows_out_total` | counter | `operation` |
 //! | `kernel_host_instance_restarts_total` | counter | |
+//! | `kernel_host_rollbacks_total` | counter | |
 //! | `kernel_host_cache_hits_total` | counter | `operation` |
 //! | `kernel_host_cache_misses_total` | counter | `operation` |
 
@@ -30,6 +31,7 @@ pub struct Metrics {
     rows_in: CounterVec,
     rows_out: CounterVec,
     restarts: CounterVec,
+    rollbacks: CounterVec,
     cache_hits: CounterVec,
     cache_misses: CounterVec,
 }
@@ -72,6 +74,11 @@ impl Metrics {
             "Kernel instances replaced by a fresh one after a fault.",
             &[],
         )?;
+        let rollbacks = counter(
+            "kernel_host_rollbacks_total",
+            "Kernel instances restored to their last snapshot after a failed call.",
+            &[],
+        )?;
         let cache_hits = counter(
             "kernel_host_cache_hits_total",
             "Calls served from the result cache.",
@@ -108,6 +115,7 @@ impl Metrics {
             rows_in,
             rows_out,
             restarts,
+            rollbacks,
             cache_hits,
             cache_misses,
         })
@@ -147,6 +155,9 @@ impl Metrics {
         memory.set(memory.get().max(r.memory as f64));
         if r.restarted {
             self.restarts.with_label_values(&base).inc();
+        }
+        if r.rolled_back {
+            self.rollbacks.with_label_values(&base).inc();
         }
         if matches!(r.operation, "transform" | "predict" | "predict-proba")
             && r.outcome == super::Outcome::Ok

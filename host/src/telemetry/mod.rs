@@ -100,6 +100,8 @@ pub struct CallRecord {
     pub cached: bool,
     /// The instance's store was replaced before this call (after a fault).
     pub restarted: bool,
+    /// A snapshot was restored before this call returned (after a fault).
+    pub rolled_back: bool,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("k-means", "K_MEANS"),
     ("sgd-classifier", "SGD_CLASSIFIER"),
     ("hostile", "HOSTILE"),
+    ("opaque", "OPAQUE"),
     ("other-world", "OTHER_WORLD"),
     ("future-kernel", "FUTURE_KERNEL"),
 ];

@@ -1,0 +1,200 @@
+//! Linear-memory snapshots: a kernel that cannot export its state is still
+//! rolled back, whole, when a state-changing call fails in any way.
+
+use crate::common::*;
+use kernel_host::bindings::{Frame, ParamValue};
+use kernel_host::{Checkpoint, Fault, Grants, KernelInstance, Limits, Sandbox};
+use kernel_host_guests as guests;
+
+fn data() -> Frame {
+    frame(vec![
+        f64_column("a", vec![1.0, 2.0, 3.0, 6.0]),
+        f64_column("b", vec![-4.0, 0.5, 0.25, 10.0]),
+    ])
+}
+
+async fn opaque(sandbox: &Sandbox, fail: &str, limits: Limits) -> KernelInstance {
+    let params = [
+        ("fail", text(fail)),
+        ("fail-from", ParamValue::S64(2)),
+        ("state-mib", ParamValue::S64(1)),
+    ];
+    instance_with(
+        sandbox,
+        "opaque",
+        guests::OPAQUE,
+        &params,
+        limits,
+        Grants::default(),
+    )
+    .await
+}
+
+/// Every column of a transform, flattened, for exact comparison.
+async fn outputs(kernel: &mut KernelInstance) -> Vec<Vec<f64>> {
+    let out = kernel.transform(&data()).await.unwrap();
+    out.columns.iter().map(|c| f64s(c).to_vec()).collect()
+}
+
+/// Fits once (succeeds), records the outputs, fits again (fails after
+/// corrupting its state) and checks the outputs are exactly the old ones.
+async fn rolls_back(fail: &str, limits: Limits) -> Fault {
+    let sandbox = sandbox();
+    let mut kernel = opaque(&sandbox, fail, limits).await;
+    // The kernel refuses to export its state: only snapshots can help.
+    assert!(kernel.save_state().await.is_err());
+    kernel.fit(&data(), None).await.unwrap();
+    let before = outputs(&mut kernel).await;
+    let rollbacks = kernel.stats().rollbacks;
+    let (name, fault) = fault_of(kernel.fit(&data(), None).await);
+    assert_eq!(name, "opaque");
+    assert_eq!(
+        kernel.stats().rollbacks,
+        rollbacks + 1,
+        "{fail}: not rolled back"
+    );
+    assert_eq!(outputs(&mut kernel).await, before, "{fail}: state changed");
+    // And the kernel keeps working from there: the third fit also fails
+    // (fits count from the restored state), the outputs are still the same.
+    assert!(kernel.fit(&data(), None).await.is_err());
+    assert_eq!(
+        outputs(&mut kernel).await,
+        before,
+        "{fail}: second rollback"
+    );
+    fault
+}
+
+#[tokio::test]
+async fn a_trap_in_fit_is_rolled_back() {
+    let fault = rolls_back("trap", Limits::default()).await;
+    assert!(matches!(fault, Fault::Trap { .. }), "{fault}");
+}
+
+#[tokio::test]
+async fn running_out_of_fuel_mid_update_is_rolled_back() {
+    let fault = rolls_back("loop", limits(2_000_000_000, 256, 60_000)).await;
+    assert!(matches!(fault, Fault::OutOfFuel { .. }), "{fault}");
+}
+
+#[tokio::test]
+async fn a_deadline_mid_update_is_rolled_back() {
+    let fault = rolls_back("loop", limits(u64::MAX / 2, 256, 300)).await;
+    assert!(matches!(fault, Fault::Timeout { .. }), "{fault}");
+}
+
+#[tokio::test]
+async fn a_refusal_after_a_partial_update_is_rolled_back() {
+    let fault = rolls_back("refuse", Limits::default()).await;
+    assert!(matches!(fault, Fault::Refused { .. }), "{fault}");
+}
+
+#[tokio::test]
+async fn the_memory_limit_mid_update_is_rolled_back() {
+    let fault = rolls_back("grow", limits(u64::MAX / 2, 64, 60_000)).await;
+    assert!(matches!(fault, Fault::MemoryLimit { .. }), "{fault}");
+}
+
+#[tokio::test]
+async fn a_checkpoint_returns_an_instance_to_an_earlier_state() {
+    let sandbox = sandbox();
+    let mut kernel = opaque(&sandbox, "none", Limits::default()).await;
+    kernel.fit(&data(), None).await.unwrap();
+    let before = outputs(&mut kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+    assert!(matches!(checkpoint, Checkpoint::Image { .. }));
+    kernel.fit(&data(), None).await.unwrap();
+    assert_ne!(outputs(&mut kernel).await, before);
+    kernel.rollback_to(checkpoint).await.unwrap();
+    assert_eq!(outputs(&mut kernel).await, before);
+}
+
+#[tokio::test]
+async fn sdk_kernels_roll_back_too() {
+    let sandbox = sandbox();
+    let component = load(&sandbox, "scaler", guests::STANDARD_SCALER).await;
+    assert_eq!(component.snapshots(), Ok(()));
+    let mut scaler = component
+        .instantiate(limits(20_000_000, 256, 60_000), Grants::default())
+        .await
+        .unwrap();
+    scaler.fit(&data(), None).await.unwrap();
+    let before = scaler.transform(&data()).await.unwrap();
+    // A fit too large for the fuel limit stops half way.
+    let big = frame(vec![
+        f64_column("a", vec![1.5; 1 << 21]),
+        f64_column("b", vec![2.0; 1 << 21]),
+    ]);
+    let (_, fault) = fault_of(scaler.fit(&big, None).await);
+    assert!(matches!(fault, Fault::OutOfFuel { .. }), "{fault}");
+    assert_eq!(scaler.transform(&data()).await.unwrap(), before);
+    let image = scaler.snapshot().unwrap();
+    assert_eq!(image.host_handles, 0);
+    assert!(image.bytes() > 0);
+}
+
+/// A chain of four opaque steps; the last fails from its second fit on, as
+/// `how` says, with `on-failure` set to `policy`.
+fn four_steps(dir: &tempfile::TempDir, how: &str, policy: &str) -> kernel_host::Manifest {
+    std::fs::write(dir.path().join("d.csv"), "a,b\n1,2\n3,5\n4,-1\n").unwrap();
+    let mut text =
+        "[pipeline]\nsteps = [\"s1\", \"s2\", \"s3\", \"s4\"]\n[data]\ntrain = \"d.csv\"\n"
+            .to_string();
+    for (i, fail) in ["none", "none", "none", how].iter().enumerate() {
+        text += &format!(
+            "[kernels.s{}]\nsource = {:?}\non-failure = {policy:?}\nparams = {{ fail = {fail:?}, fail-from = 2, state-mib = 1 }}\n",
+            i + 1,
+            guests::OPAQUE
+        );
+    }
+    let path = dir.path().join("m.toml");
+    std::fs::write(&path, text).unwrap();
+    kernel_host::Manifest::load(&path).unwrap()
+}
+
+/// What every step's transform gives on the same input.
+async fn step_outputs(pipeline: &mut kernel_host::Pipeline) -> Vec<Vec<Vec<f64>>> {
+    let mut all = Vec::new();
+    for step in pipeline.steps_mut() {
+        all.push(outputs(&mut step.instance).await);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pipeline_fit_leaves_every_step_as_it_was() {
+    for how in ["trap", "loop", "refuse"] {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = four_steps(&dir, how, "fail");
+        let sandbox = sandbox();
+        let mut pipeline = kernel_host::Pipeline::load(&sandbox, manifest)
+            .await
+            .unwrap();
+        pipeline.fit(data(), None).await.unwrap();
+        let before = step_outputs(&mut pipeline).await;
+        // Steps 1-3 fit (and change) before step 4 fails.
+        let error = pipeline.fit(data(), None).await.unwrap_err();
+        assert!(error.to_string().contains("s4"), "{how}: {error}");
+        assert_eq!(step_outputs(&mut pipeline).await, before, "{how}");
+        let rolled: u64 = pipeline.steps().iter().map(|s| s.stats().rollbacks).sum();
+        assert_eq!(rolled, 5, "{how}: s4 after its call, then all four");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_rollback_keeps_the_old_state_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = four_steps(&dir, "trap", "rollback");
+    let sandbox = sandbox();
+    let mut pipeline = kernel_host::Pipeline::load(&sandbox, manifest)
+        .await
+        .unwrap();
+    pipeline.fit(data(), None).await.unwrap();
+    let before = step_outputs(&mut pipeline).await;
+    // Step 4 fails again, is rolled back, and the fit succeeds without it.
+    pipeline.fit(data(), None).await.unwrap();
+    let after = step_outputs(&mut pipeline).await;
+    assert_ne!(after[..3], before[..3], "steps 1-3 refitted");
+    assert_eq!(after[3], before[3], "step 4 kept its state");
+    assert_eq!(pipeline.steps()[3].skipped_fits, 1);
+}

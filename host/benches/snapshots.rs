@@ -1,0 +1,239 @@
+//! `cargo bench --bench snapshots`: what transparent snapshots cost.
+//!
+//! 1. For a kernel holding 1 MiB and 64 MiB of state (the `opaque` test
+//!    guest, which cannot export its state): taking a snapshot, and rolling
+//!    back to one (new store + instance + writing the image back), against
+//!    the physical floor measured in the same run: a host memcpy of the same
+//!    bytes into fresh memory (page faults included, as a restore into a new
+//!    instance has them) and into memory already touched.
+//! 2. The overhead on a pipeline `fit`: the same fits in a sandbox with
+//!    snapshots on and one with them off.
+//!
+//! Medians of several runs; compare ratios within one run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kernel_host::bindings::{Column, ColumnValues, Frame, Param, ParamValue};
+use kernel_host::{Grants, KernelComponent, Limits, Manifest, Pipeline, Sandbox};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 15;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn sandbox(snapshots: bool) -> Sandbox {
+    Sandbox::builder().snapshots(snapshots).build().unwrap()
+}
+
+/// Pooled memory kept resident between instances: the default, and enough
+/// for the 64 MiB kernel.
+const KEEP_RESIDENT: [(usize, &str); 2] = [(8 << 20, "8 MiB (default)"), (80 << 20, "80 MiB")];
+
+fn frame(rows: usize, cols: usize) -> Frame {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let columns = (0..cols)
+        .map(|j| Column {
+            name: format!("c{j}"),
+            values: ColumnValues::F64(
+                (0..rows)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 11) as f64 / (1u64 << 53) as f64 + j as f64
+                    })
+                    .collect(),
+            ),
+            nulls: None,
+        })
+        .collect();
+    Frame {
+        rows: rows as u32,
+        columns,
+    }
+}
+
+fn show(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+/// Median time of `f` over [`RUNS`] runs (after one warm-up).
+fn time(mut f: impl FnMut() -> Duration) -> Duration {
+    f();
+    median((0..RUNS).map(|_| f()).collect())
+}
+
+async fn state_sizes(keep_resident: usize, label: &str) {
+    let sandbox = Sandbox::builder()
+        .keep_resident(keep_resident)
+        .build()
+        .unwrap();
+    let component = KernelComponent::load(
+        &sandbox,
+        "opaque",
+        Path::new(kernel_host_guests::OPAQUE),
+        None,
+    )
+    .await
+    .unwrap();
+    let limits = Limits {
+        fuel: u64::MAX / 4,
+        memory_bytes: 1 << 30,
+        timeout: Duration::from_secs(600),
+    };
+    println!(
+        "| state | kept resident | image | snapshot | restore (new store + write) | memcpy, fresh pages | memcpy, touched pages | restore / fresh memcpy |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for mib in [1i64, 64] {
+        let mut kernel = component
+            .instantiate(limits, Grants::default())
+            .await
+            .unwrap();
+        kernel
+            .configure(&[Param {
+                name: "state-mib".into(),
+                value: ParamValue::S64(mib),
+            }])
+            .await
+            .unwrap();
+        kernel.fit(&frame(1000, 4), None).await.unwrap();
+        let bytes = kernel.snapshot().unwrap().bytes() as usize;
+
+        let mut snapshot = Vec::new();
+        for _ in 0..=RUNS {
+            let started = Instant::now();
+            kernel.snapshot_now().await.unwrap();
+            snapshot.push(started.elapsed());
+        }
+        let mut restore = Vec::new();
+        for _ in 0..=RUNS {
+            let checkpoint = kernel.checkpoint().await.unwrap();
+            let started = Instant::now();
+            kernel.rollback_to(checkpoint).await.unwrap();
+            restore.push(started.elapsed());
+        }
+
+        let source = vec![7u8; bytes];
+        let fresh = time(|| {
+            let started = Instant::now();
+            let mut copy = Vec::with_capacity(bytes);
+            copy.extend_from_slice(&source);
+            std::hint::black_box(&copy);
+            let took = started.elapsed();
+            drop(copy);
+            took
+        });
+        let mut target = vec![0u8; bytes];
+        let touched = time(|| {
+            let started = Instant::now();
+            target.copy_from_slice(&source);
+            std::hint::black_box(&target);
+            started.elapsed()
+        });
+        let (snapshot, restore) = (
+            median(snapshot[1..].to_vec()),
+            median(restore[1..].to_vec()),
+        );
+        println!(
+            "| {mib} MiB | {label} | {:.1} MiB | {} | {} | {} | {} | {:.2}x |",
+            bytes as f64 / (1 << 20) as f64,
+            show(snapshot),
+            show(restore),
+            show(fresh),
+            show(touched),
+            restore.as_secs_f64() / fresh.as_secs_f64(),
+        );
+    }
+}
+
+/// A pipeline fit timed with snapshots on and off, alternating fits so
+/// that drift in the machine's speed hits both alike.
+async fn fit_overhead(name: &str, manifest: &Manifest, x: &Frame, y: Option<&Column>) {
+    let mut on = Pipeline::load(&sandbox(true), manifest.clone())
+        .await
+        .unwrap();
+    let mut off = Pipeline::load(&sandbox(false), manifest.clone())
+        .await
+        .unwrap();
+    let mut samples = [Vec::new(), Vec::new()];
+    for run in 0..=3 * RUNS {
+        for (pipeline, which) in [(&mut on, 0), (&mut off, 1)] {
+            let started = Instant::now();
+            pipeline.fit(x.clone(), y).await.unwrap();
+            if run > 0 {
+                samples[which].push(started.elapsed());
+            }
+        }
+    }
+    let snapshot_time: Duration = on.steps().iter().map(|s| s.stats().snapshot_time).sum();
+    let snapshots: u64 = on.steps().iter().map(|s| s.stats().snapshots).sum();
+    let each = snapshot_time / u32::try_from(snapshots.max(1)).unwrap_or(u32::MAX);
+    let [on, off] = samples.map(median);
+    println!(
+        "| {name} | {} | {} | {} | {:+.1}% |",
+        show(each),
+        show(on),
+        show(off),
+        (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("## Snapshot and restore\n");
+    for (bytes, label) in KEEP_RESIDENT {
+        runtime.block_on(state_sizes(bytes, label));
+    }
+
+    println!("\n## Snapshot overhead on a pipeline fit\n");
+    println!(
+        "| pipeline | one snapshot (mean) | fit, snapshots on | fit, snapshots off | overhead |"
+    );
+    println!("|---|---|---|---|---|");
+    runtime.block_on(async {
+        let workspace = Path::new(kernel_host_guests::WORKSPACE);
+        let penguins = Manifest::load(&workspace.join("examples/penguins/pipeline.toml")).unwrap();
+        let data = kernel_host::run::prepare(&penguins).unwrap();
+        fit_overhead(
+            "penguins (impute, one-hot, scale, logistic; 258 rows)",
+            &penguins,
+            &data.x_train,
+            data.y_train.as_ref(),
+        )
+        .await;
+
+        let dir = std::env::temp_dir().join(format!("kh-snapshot-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("d.csv"), "c0\n1\n").unwrap();
+        let text = format!(
+            "[pipeline]\nsteps = [\"scale\", \"cluster\"]\n[data]\ntrain = \"d.csv\"\n\
+             [kernels.scale]\nsource = {:?}\n\
+             [kernels.cluster]\nsource = {:?}\nparams = {{ k = 8, seed = 1, max_iter = 20 }}\nlimits = {{ memory-mib = 1024, fuel = 1000000000000 }}\n",
+            kernel_host_guests::STANDARD_SCALER,
+            kernel_host_guests::K_MEANS,
+        );
+        std::fs::write(dir.join("m.toml"), text).unwrap();
+        let synthetic = Manifest::load(&dir.join("m.toml")).unwrap();
+        fit_overhead(
+            "scale + k-means, 200k rows x 8",
+            &synthetic,
+            &frame(200_000, 8),
+            None,
+        )
+        .await;
+        std::fs::remove_dir_all(&dir).ok();
+    });
+}

@@ -25,6 +25,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MAGIC: &[u8; 8] = b"KHBUNDL1";
+
+/// Whether the file at `path` starts like a bundle.
+pub fn is_bundle(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == MAGIC
+}
 const FORMAT: u32 = 1;
 
 /// Why a bundle was refused.

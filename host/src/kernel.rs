@@ -14,6 +14,7 @@ use crate::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, Ml
 use crate::cache::{self, Cached, ResultCache};
 use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
+use crate::freeze::Frozen;
 use crate::limits::{Limits, YIELD_INTERVAL_FUEL};
 use crate::snapshot::{self, Access, Image, Snapshot};
 use crate::state::{Grants, HostState, panic_message};
@@ -40,6 +41,10 @@ pub struct KernelComponent {
     sandbox: Sandbox,
     /// The snapshot accessors, or why the kernel has none.
     access: Result<Arc<Access>, String>,
+    /// The component file's bytes (for `freeze`).
+    bytes: Arc<[u8]>,
+    /// Set when the component is a frozen kernel.
+    frozen: Option<Frozen>,
 }
 
 /// Bump when the instrumentation changes: compiled instrumented kernels are
@@ -166,6 +171,8 @@ impl KernelComponent {
             pre,
             sandbox: sandbox.clone(),
             access,
+            bytes: bytes.into(),
+            frozen: crate::freeze::frozen_record(bytes),
         };
         let mut probe = component
             .instantiate(Limits::default(), Grants::default())
@@ -198,6 +205,21 @@ impl KernelComponent {
         &self.info
     }
 
+    /// The component file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The sandbox the kernel was loaded into.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// What a frozen kernel records about itself (`None`: not frozen).
+    pub fn frozen(&self) -> Option<&Frozen> {
+        self.frozen.as_ref()
+    }
+
     /// Whether the host can snapshot and roll back this kernel without its
     /// help; the error says why not.
     pub fn snapshots(&self) -> Result<(), &str> {
@@ -217,6 +239,7 @@ impl KernelComponent {
             limits,
             grants,
             access: self.access.as_ref().ok().cloned(),
+            frozen: self.frozen.is_some(),
         });
         let (store, bindings, instance) = shared.fresh().await?;
         let context = CallContext {
@@ -347,6 +370,8 @@ struct Shared {
     limits: Limits,
     grants: Grants,
     access: Option<Arc<Access>>,
+    /// A frozen kernel: `configure` would reset its baked-in state.
+    frozen: bool,
 }
 
 impl Shared {
@@ -697,6 +722,16 @@ impl KernelInstance {
         }
     }
 
+    /// The parameters `configure` last accepted.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// The store and raw instance (for `freeze`).
+    pub(crate) fn raw(&mut self) -> (&mut Store<HostState>, Instance) {
+        (&mut self.store, self.instance)
+    }
+
     /// The last snapshot, if any (for tests and benchmarks).
     pub fn snapshot(&self) -> Option<&Image> {
         self.snapshot.as_deref()
@@ -823,6 +858,23 @@ impl KernelInstance {
     /// Sets parameters; they are re-applied if the instance is ever
     /// replaced after a fault.
     pub async fn configure(&mut self, params: &[Param]) -> Result<(), Error> {
+        if self.shared.frozen {
+            // Its parameters (and fitted state) are baked in.
+            return match params.first() {
+                None => Ok(()),
+                Some(p) => Err(Error::Kernel {
+                    kernel: self.id().to_string(),
+                    operation: "configure",
+                    fault: Fault::Refused {
+                        kind: crate::error::RefusalKind::InvalidParams,
+                        message: format!(
+                            "this kernel is frozen with its parameters baked in; remove `{}` (and any other parameter)",
+                            p.name
+                        ),
+                    },
+                }),
+            };
+        }
         self.state_hash = None;
         let result = guarded!(self, "configure", |k, store| k
             .call_configure(store, params))

@@ -35,6 +35,7 @@ pub mod data;
 mod engine;
 mod error;
 pub mod explain;
+pub mod freeze;
 pub mod fsutil;
 pub mod graph;
 mod imports;

@@ -153,3 +153,53 @@ fn a_killed_writer_leaves_no_bundle_or_a_whole_one() {
         );
     }
 }
+
+#[test]
+fn run_takes_a_bundle_and_freeze_bakes_a_step_into_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fitted(&dir);
+    let out = dir.path().join("p.csv");
+    let o = kernel_host(&[
+        "run",
+        bundle.to_str().unwrap(),
+        "--input",
+        "examples/penguins/data/test.csv",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text(&o).contains("(no refit)"), "{}", text(&o));
+    let o = kernel_host(&["run", bundle.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--input FILE"), "{}", text(&o));
+
+    let frozen = dir.path().join("model.wasm");
+    let o = kernel_host(&[
+        "freeze",
+        bundle.to_str().unwrap(),
+        "--step",
+        "model",
+        "--out",
+        frozen.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = kernel_host(&["inspect", frozen.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("frozen:       from logistic-regression@1.0.0"),
+        "{}",
+        text(&o)
+    );
+    let o = kernel_host(&[
+        "freeze",
+        bundle.to_str().unwrap(),
+        "--step",
+        "nope",
+        "--out",
+        "x",
+    ]);
+    assert!(
+        text(&o).contains("has no step `nope`; its steps are: impute, encode, scale, model"),
+        "{}",
+        text(&o)
+    );
+}

@@ -198,3 +198,72 @@ async fn on_failure_rollback_keeps_the_old_state_and_carries_on() {
     assert_eq!(after[3], before[3], "step 4 kept its state");
     assert_eq!(pipeline.steps()[3].skipped_fits, 1);
 }
+
+/// Freezes `kernel` into a file and loads it back.
+async fn frozen_copy(
+    sandbox: &Sandbox,
+    component: &kernel_host::KernelComponent,
+    kernel: &mut KernelInstance,
+    dir: &tempfile::TempDir,
+) -> kernel_host::KernelComponent {
+    let bytes = kernel_host::freeze::freeze(component, kernel)
+        .await
+        .unwrap();
+    let path = dir.path().join("frozen.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    kernel_host::KernelComponent::load(sandbox, "frozen", &path, None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_frozen_kernel_predicts_without_configure_or_load_state() {
+    let sandbox = sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    // An SDK kernel, and one that cannot export its state at all.
+    for (path, params) in [
+        (
+            guests::LOGISTIC_REGRESSION,
+            vec![("c", ParamValue::F64(0.5))],
+        ),
+        (guests::OPAQUE, vec![("state-mib", ParamValue::S64(1))]),
+    ] {
+        let component = load(&sandbox, "original", path).await;
+        let mut kernel = component
+            .instantiate(Limits::default(), Grants::default())
+            .await
+            .unwrap();
+        kernel.configure(&params_of(&params)).await.unwrap();
+        let y = kernel_host::bindings::Column {
+            name: "y".into(),
+            values: kernel_host::bindings::ColumnValues::String(
+                ["a", "b", "a", "b"].map(String::from).to_vec(),
+            ),
+            nulls: None,
+        };
+        kernel.fit(&data(), Some(&y)).await.unwrap();
+        let expected = if path == guests::OPAQUE {
+            kernel.transform(&data()).await.unwrap()
+        } else {
+            kernel.predict_proba(&data()).await.unwrap()
+        };
+
+        let frozen = frozen_copy(&sandbox, &component, &mut kernel, &dir).await;
+        let record = frozen.frozen().expect("marked frozen").clone();
+        assert_eq!(record.source_sha256, component.sha256());
+        assert!(record.state_bytes > 0);
+        let mut thawed = frozen
+            .instantiate(Limits::default(), Grants::default())
+            .await
+            .unwrap();
+        let actual = if path == guests::OPAQUE {
+            thawed.transform(&data()).await.unwrap()
+        } else {
+            thawed.predict_proba(&data()).await.unwrap()
+        };
+        assert_eq!(actual, expected, "{path}");
+        // Reconfiguring would reset the baked-in state: refused.
+        let (_, fault) = fault_of(thawed.configure(&params_of(&params)).await);
+        assert!(fault.to_string().contains("frozen"), "{fault}");
+    }
+}

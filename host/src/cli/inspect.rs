@@ -68,6 +68,27 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
         component.wit_version()
     );
     println!("sha256:       {}", component.sha256());
+    if let Some(frozen) = component.frozen() {
+        println!(
+            "frozen:       from {} ({}), {} bytes of state, at {}; parameters baked in: {}",
+            frozen.kernel,
+            frozen.source_sha256,
+            frozen.state_bytes,
+            frozen.frozen_at,
+            if frozen.params.is_empty() {
+                "none".to_string()
+            } else {
+                frozen.params.join(", ")
+            }
+        );
+    }
+    println!(
+        "snapshots:    {}",
+        match component.snapshots() {
+            Ok(()) => "transparent (memories and globals)".to_string(),
+            Err(why) => format!("unavailable: {why}"),
+        }
+    );
     let caps: Vec<&str> = [
         (Capabilities::PARTIAL_FIT, "partial-fit"),
         (Capabilities::PREDICT_PROBA, "predict-proba"),

@@ -2,6 +2,7 @@
 
 mod explain;
 mod fit;
+mod freeze;
 mod generate;
 mod inspect;
 mod lock;
@@ -34,6 +35,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Fit a pipeline and save it, kernels and fitted state, as one bundle file.
     Fit(fit::FitArgs),
+    /// Bake a bundle step's fitted state into a standalone component (.wasm).
+    Freeze(freeze::FreezeArgs),
     /// Predict with a saved bundle, without refitting.
     Predict(predict::PredictArgs),
     /// Verify a kernel component and print what it says about itself.
@@ -72,6 +75,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Lock(args) => lock::lock(args).await,
         Command::Upgrade(args) => lock::upgrade(args).await,
         Command::Fit(args) => fit::fit(args).await,
+        Command::Freeze(args) => freeze::freeze(args).await,
         Command::Predict(args) => predict::predict(args).await,
         Command::Validate(args) => validate::validate(args).await,
         Command::Explain(args) => explain::explain(args).await,

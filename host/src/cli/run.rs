@@ -8,8 +8,12 @@ use std::time::Duration;
 
 #[derive(Clone, clap::Args)]
 pub struct RunArgs {
-    /// The pipeline manifest (TOML).
+    /// The pipeline manifest (TOML), or a bundle from `fit --save` (then
+    /// `--input` rows are predicted without refitting, like `predict`).
     pub manifest: PathBuf,
+    /// With a bundle: the rows to predict (CSV or Arrow).
+    #[arg(long, short, value_name = "FILE")]
+    pub input: Option<PathBuf>,
     /// Write predictions here instead of the manifest's `output.predictions`.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -37,6 +41,26 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
+    if kernel_host::bundle::is_bundle(&args.manifest) {
+        let (Some(input), Some(output)) = (args.input, args.output) else {
+            return Err(kernel_host::Error::Host(anyhow::anyhow!(
+                "{} is a bundle: `run` predicts with it without refitting; give the rows with --input FILE and where to write predictions with --output FILE",
+                args.manifest.display()
+            )));
+        };
+        return super::predict::predict(super::predict::PredictArgs {
+            bundle: args.manifest,
+            input,
+            output,
+        })
+        .await;
+    }
+    if args.input.is_some() {
+        return Err(kernel_host::Error::Host(anyhow::anyhow!(
+            "--input is for bundles; {} is a manifest, whose `[data]` says what to read",
+            args.manifest.display()
+        )));
+    }
     let mut manifest = Manifest::load(&args.manifest)?;
     if let Some(output) = args.output {
         manifest.output.predictions = Some(output);

@@ -401,6 +401,20 @@ impl Manifest {
                     sha256: spec.sha256.clone().unwrap_or_default(),
                 });
             }
+            // A shadow is pinned under `<kernel>.shadow`, where the manifest
+            // resolver looks for it.
+            let shadow_id = format!("{}.shadow", spec.kernel);
+            if let Some(shadow) = &spec.shadow
+                && let Some((name, version)) = &shadow.registry
+                && !pins.iter().any(|p| p.id == shadow_id)
+            {
+                pins.push(Pin {
+                    id: shadow_id,
+                    name: name.clone(),
+                    version: version.clone(),
+                    sha256: shadow.sha256.clone().unwrap_or_default(),
+                });
+            }
         }
         Lock { pins }
     }

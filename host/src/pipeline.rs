@@ -143,6 +143,9 @@ impl Step {
             total.peak_memory = total.peak_memory.max(s.peak_memory);
             total.faults += s.faults;
             total.restarts += s.restarts;
+            total.rollbacks += s.rollbacks;
+            total.snapshots += s.snapshots;
+            total.snapshot_time += s.snapshot_time;
             total.cache_hits += s.cache_hits;
         }
         total

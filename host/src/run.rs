@@ -46,6 +46,14 @@ pub struct StepReport {
     pub peak_memory: u64,
     pub faults: u64,
     pub restarts: u64,
+    /// Snapshots restored after failed calls.
+    pub rollbacks: u64,
+    /// Fits that failed, were rolled back and skipped (`on-failure = "rollback"`).
+    pub skipped_fits: u64,
+    /// Snapshots taken, and the time they took.
+    pub snapshots: u64,
+    #[serde(serialize_with = "seconds", rename = "snapshot_seconds")]
+    pub snapshot_time: Duration,
     pub cache_hits: u64,
     /// How a shadow kernel's outputs compared, if the step has one.
     pub shadow: Option<crate::pipeline::Agreement>,
@@ -68,6 +76,10 @@ impl StepReport {
             peak_memory: stats.peak_memory,
             faults: stats.faults,
             restarts: stats.restarts,
+            rollbacks: stats.rollbacks,
+            skipped_fits: step.skipped_fits,
+            snapshots: stats.snapshots,
+            snapshot_time: stats.snapshot_time,
             cache_hits: stats.cache_hits,
             shadow: step.agreement().cloned(),
             shadow_metric_delta: None,

@@ -255,3 +255,33 @@ fn shadow_runs_report_agreement_and_never_change_the_output() {
     );
     assert!(encode["shadow"]["rows"].as_u64().unwrap() >= 344);
 }
+
+#[test]
+fn lock_pins_shadows_too() {
+    let registry = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let r = registry.path();
+    let next = next_version(work.path());
+    for kernel in [guests::STANDARD_SCALER, next.to_str().unwrap()] {
+        let o = with_registry(r, &["registry", "add", kernel]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let data = workspace().join("examples/penguins/data/train.csv");
+    std::fs::write(
+        work.path().join("m.toml"),
+        format!(
+            "[pipeline]\nsteps = [\"scale\"]\n[data]\ntrain = {data:?}\nfeatures = [\"bill_length_mm\"]\n\
+             [kernels.scale]\nregistry = \"standard-scaler@=1.0.0\"\nshadow = \"standard-scaler@^1\"\n"
+        ),
+    )
+    .unwrap();
+    let manifest = work.path().join("m.toml");
+    let o = with_registry(r, &["lock", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    let lock = std::fs::read_to_string(work.path().join("kernel-host.lock")).unwrap();
+    assert!(lock.contains("scale.shadow"), "{lock}");
+    assert!(
+        lock.contains("1.1.0"),
+        "the shadow's newest match is pinned: {lock}"
+    );
+}

@@ -88,6 +88,7 @@ async fn state_sizes(keep_resident: usize, label: &str) {
         fuel: u64::MAX / 4,
         memory_bytes: 1 << 30,
         timeout: Duration::from_secs(600),
+        ..Limits::default()
     };
     println!(
         "| state | kept resident | image | snapshot | restore (new store + write) | memcpy, fresh pages | memcpy, touched pages | restore / fresh memcpy |"

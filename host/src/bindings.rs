@@ -10,6 +10,9 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
     additional_derives: [PartialEq],
+    with: {
+        "kernel-host:kernel/tensor.tensor": crate::tensor::Tensor,
+    },
 });
 
 pub use self::exports::kernel_host::kernel::kernel::Guest as KernelExports;
@@ -22,7 +25,7 @@ pub use self::kernel_host::kernel::types::{
 pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 impl std::fmt::Display for KernelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -95,6 +95,8 @@ struct StepRecord {
     fuel: u64,
     memory_bytes: u64,
     timeout_ms: u64,
+    #[serde(default)]
+    tensor_bytes: Option<u64>,
     grants: Grants,
     cache: bool,
     /// sha256 of the component (its part is `kernel/<sha256>`).
@@ -255,6 +257,7 @@ fn record(step: &Step, sha: String) -> StepRecord {
         fuel: spec.limits.fuel,
         memory_bytes: spec.limits.memory_bytes,
         timeout_ms: u64::try_from(spec.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+        tensor_bytes: Some(spec.limits.tensor_bytes),
         grants: spec.grants.clone(),
         cache: spec.cache,
         component: sha,
@@ -436,6 +439,7 @@ impl Bundle {
                     fuel: r.fuel,
                     memory_bytes: r.memory_bytes,
                     timeout: Duration::from_millis(r.timeout_ms),
+                    tensor_bytes: r.tensor_bytes.unwrap_or(Limits::default().tensor_bytes),
                 },
                 grants: r.grants.clone(),
                 cache: r.cache,

@@ -58,6 +58,7 @@ pub struct SandboxBuilder {
     telemetry: Telemetry,
     snapshots: bool,
     keep_resident: usize,
+    device: crate::tensor::DeviceChoice,
 }
 
 /// Bytes of each pooled memory slot kept resident (zeroed in place rather
@@ -76,6 +77,7 @@ impl Default for SandboxBuilder {
             telemetry: Telemetry::none(),
             snapshots: true,
             keep_resident: KEEP_RESIDENT,
+            device: crate::tensor::DeviceChoice::Auto,
         }
     }
 }
@@ -124,6 +126,13 @@ impl SandboxBuilder {
     /// ever used.
     pub fn keep_resident(mut self, bytes: usize) -> Self {
         self.keep_resident = bytes;
+        self
+    }
+
+    /// Where kernels' host tensors live: `auto` (CUDA when usable, default),
+    /// `cpu` or `cuda`.
+    pub fn device(mut self, device: crate::tensor::DeviceChoice) -> Self {
+        self.device = device;
         self
     }
 
@@ -196,6 +205,7 @@ impl SandboxBuilder {
                 cache_dir: self.cache_dir,
                 telemetry: self.telemetry,
                 snapshots: self.snapshots,
+                tensors: crate::tensor::Tensors::new(self.device),
                 stop,
             }),
         })
@@ -209,6 +219,7 @@ struct Inner {
     cache_dir: Option<PathBuf>,
     telemetry: Telemetry,
     snapshots: bool,
+    tensors: crate::tensor::Tensors,
     stop: Arc<AtomicBool>,
 }
 
@@ -244,6 +255,11 @@ impl Sandbox {
 
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry
+    }
+
+    /// The tensor backend and exchange of this sandbox's kernels.
+    pub fn tensors(&self) -> &crate::tensor::Tensors {
+        &self.inner.tensors
     }
 
     /// Whether kernels loaded here are snapshotted (see

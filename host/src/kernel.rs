@@ -377,8 +377,15 @@ struct Shared {
 impl Shared {
     /// A new store and instance.
     async fn fresh(&self) -> Result<(Store<HostState>, MlKernel, Instance), Error> {
-        let state = HostState::new(self.id.clone(), self.limits.memory_bytes, &self.grants)
-            .map_err(Error::Host)?;
+        let tensors =
+            crate::tensor::StoreTensors::new(self.sandbox.tensors().clone(), self.limits.tensor_bytes);
+        let state = HostState::new(
+            self.id.clone(),
+            self.limits.memory_bytes,
+            &self.grants,
+            tensors,
+        )
+        .map_err(Error::Host)?;
         let mut store = Store::new(self.sandbox.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(hostcall_budget(self.limits.memory_bytes));

@@ -49,6 +49,7 @@ pub mod score;
 pub mod snapshot;
 mod state;
 pub mod telemetry;
+pub mod tensor;
 pub mod validate;
 
 pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};

@@ -33,6 +33,9 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock limit of each call.
     pub timeout: Duration,
+    /// Cap on the bytes of host tensors (CPU or GPU) the instance holds at
+    /// once: wasmtime's memory limiter does not see them.
+    pub tensor_bytes: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             fuel: 10_000_000_000,
             memory_bytes: 512 << 20,
             timeout: Duration::from_secs(30),
+            tensor_bytes: 1 << 30,
         }
     }
 }
@@ -53,6 +57,7 @@ pub struct LimitsSpec {
     pub fuel: Option<u64>,
     pub memory_mib: Option<u64>,
     pub timeout_ms: Option<u64>,
+    pub tensor_mib: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -62,6 +67,7 @@ impl LimitsSpec {
             fuel: self.fuel.unwrap_or(base.fuel),
             memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m << 20),
             timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            tensor_bytes: self.tensor_mib.map_or(base.tensor_bytes, |m| m << 20),
         }
     }
 }

@@ -60,10 +60,21 @@ pub struct HostState {
     pub(crate) stderr: GuestStderr,
     /// Log messages the guest may still send during the current call.
     pub(crate) log_budget: u32,
+    /// The kernel's host tensors: backend, exchange, byte accounts.
+    pub(crate) tensors: crate::tensor::StoreTensors,
 }
 
 impl HostState {
-    /// Host resources (streams, directories...) the guest holds handles to.
+    /// The store's resource table (tensors live there).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    pub(crate) fn table_ref(&self) -> &ResourceTable {
+        &self.table
+    }
+
+    /// Host resources (streams, directories, tensors) the guest holds handles to.
     pub fn host_handles(&mut self) -> usize {
         self.table.iter_mut().count()
     }
@@ -72,6 +83,7 @@ impl HostState {
         kernel: Arc<str>,
         memory_bytes: u64,
         grants: &Grants,
+        tensors: crate::tensor::StoreTensors,
     ) -> anyhow::Result<Self> {
         let stderr = GuestStderr::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -95,6 +107,7 @@ impl HostState {
             table: ResourceTable::new(),
             stderr,
             log_budget: 0,
+            tensors,
         })
     }
 }

@@ -132,6 +132,7 @@ pub async fn validate(path: &Path, sample: Option<usize>) -> Validation {
             fuel: spec.limits.fuel.max(1 << 50),
             memory_bytes: 4 << 30,
             timeout: spec.limits.timeout.max(Duration::from_secs(120)),
+            tensor_bytes: spec.limits.tensor_bytes.max(16 << 30),
         };
     }
     let cache = Pipeline::cache_for(&manifest);

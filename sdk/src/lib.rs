@@ -62,6 +62,7 @@ mod labels;
 pub mod log;
 #[doc(hidden)]
 pub mod runtime;
+pub mod tensor;
 pub mod testing;
 
 #[doc(hidden)]
@@ -90,7 +91,7 @@ pub use labels::LabelType;
 pub use postcard as __postcard;
 
 /// The WIT package version this SDK builds kernels against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// Everything a kernel author needs, in one `use`.
 pub mod prelude {

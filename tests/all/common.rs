@@ -100,6 +100,7 @@ pub fn text(s: &str) -> ParamValue {
 
 pub fn limits(fuel: u64, memory_mib: u64, timeout_ms: u64) -> Limits {
     Limits {
+        tensor_bytes: Limits::default().tensor_bytes,
         fuel,
         memory_bytes: memory_mib << 20,
         timeout: Duration::from_millis(timeout_ms),

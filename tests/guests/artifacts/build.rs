@@ -27,6 +27,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("opaque", "OPAQUE"),
     ("other-world", "OTHER_WORLD"),
     ("future-kernel", "FUTURE_KERNEL"),
+    ("legacy-kernel", "LEGACY_KERNEL"),
 ];
 
 fn main() {

@@ -1,0 +1,273 @@
+//! The CPU backend: row-major `f32` buffers; matrix products through
+//! `ndarray` (matrixmultiply's sgemm, threaded); everything else as plain
+//! loops the compiler vectorizes.
+
+use super::{Backend, BinaryOp, Device, ReduceOp, ScalarOp, Storage, Tensor, TensorError, UnaryOp};
+use ndarray::ArrayView2;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Cpu {
+    pub fn new() -> Cpu {
+        Cpu
+    }
+}
+
+fn data(t: &Tensor) -> Result<&[f32], TensorError> {
+    match &t.storage {
+        Storage::Cpu(data) => Ok(data),
+        Storage::Cuda(_) => Err(TensorError::Backend(
+            "a CUDA tensor was given to the CPU backend".into(),
+        )),
+    }
+}
+
+fn tensor(rows: usize, cols: usize, data: Vec<f32>) -> Tensor {
+    Tensor {
+        rows,
+        cols,
+        storage: Storage::Cpu(data.into()),
+    }
+}
+
+fn view(t: &Tensor) -> Result<ArrayView2<'_, f32>, TensorError> {
+    ArrayView2::from_shape((t.rows, t.cols), data(t)?)
+        .map_err(|e| TensorError::Backend(e.to_string()))
+}
+
+pub(super) fn binary_fn(op: BinaryOp) -> fn(f32, f32) -> f32 {
+    match op {
+        BinaryOp::Add => |a, b| a + b,
+        BinaryOp::Sub => |a, b| a - b,
+        BinaryOp::Mul => |a, b| a * b,
+        BinaryOp::Div => |a, b| a / b,
+        BinaryOp::Maximum => f32::max,
+        BinaryOp::Minimum => f32::min,
+    }
+}
+
+pub(super) fn scalar_fn(op: ScalarOp) -> fn(f32, f32) -> f32 {
+    match op {
+        ScalarOp::Add => |a, v| a + v,
+        ScalarOp::Sub => |a, v| a - v,
+        ScalarOp::Mul => |a, v| a * v,
+        ScalarOp::Div => |a, v| a / v,
+        ScalarOp::Pow => f32::powf,
+        ScalarOp::Maximum => f32::max,
+        ScalarOp::Minimum => f32::min,
+        ScalarOp::Rsub => |a, v| v - a,
+    }
+}
+
+pub(super) fn unary_fn(op: UnaryOp) -> fn(f32) -> f32 {
+    match op {
+        UnaryOp::Neg => |x| -x,
+        UnaryOp::Exp => f32::exp,
+        UnaryOp::Log => f32::ln,
+        UnaryOp::Sqrt => f32::sqrt,
+        UnaryOp::Abs => f32::abs,
+        UnaryOp::Tanh => f32::tanh,
+        UnaryOp::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Relu => |x| x.max(0.0),
+        UnaryOp::Step => |x| if x > 0.0 { 1.0 } else { 0.0 },
+        UnaryOp::Square => |x| x * x,
+    }
+}
+
+impl Backend for Cpu {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn describe(&self) -> String {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let simd = if cfg!(target_arch = "x86_64") {
+            let mut found = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    found.push("avx2");
+                }
+                if std::arch::is_x86_feature_detected!("fma") {
+                    found.push("fma");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    found.push("avx512f");
+                }
+            }
+            found.join("+")
+        } else {
+            String::new()
+        };
+        format!(
+            "ndarray/matrixmultiply sgemm, {threads} threads (MATMUL_NUM_THREADS to change){}",
+            if simd.is_empty() {
+                String::new()
+            } else {
+                format!(", {simd}")
+            }
+        )
+    }
+
+    fn upload(&self, rows: usize, cols: usize, data: &[f32]) -> Result<Tensor, TensorError> {
+        Ok(tensor(rows, cols, data.to_vec()))
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>, TensorError> {
+        Ok(data(t)?.to_vec())
+    }
+
+    fn fill(&self, rows: usize, cols: usize, value: f32) -> Result<Tensor, TensorError> {
+        Ok(tensor(rows, cols, vec![value; rows * cols]))
+    }
+
+    fn matmul(&self, a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor, TensorError> {
+        let (a, b) = (view(a)?, view(b)?);
+        let a = if ta { a.t() } else { a };
+        let b = if tb { b.t() } else { b };
+        let product = a.dot(&b);
+        let (rows, cols) = product.dim();
+        let (values, offset) = product.into_raw_vec_and_offset();
+        if offset.is_some_and(|o| o != 0) || values.len() != rows * cols {
+            return Err(TensorError::Backend("unexpected matmul layout".into()));
+        }
+        Ok(tensor(rows, cols, values))
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, TensorError> {
+        let f = binary_fn(op);
+        let (x, y) = (data(a)?, data(b)?);
+        let mut out = Vec::with_capacity(a.len());
+        for r in 0..a.rows {
+            let row = &x[r * a.cols..(r + 1) * a.cols];
+            let br = if b.rows == 1 { 0 } else { r };
+            let other = &y[br * b.cols..(br + 1) * b.cols];
+            if b.cols == 1 {
+                let v = other[0];
+                out.extend(row.iter().map(|&p| f(p, v)));
+            } else {
+                out.extend(row.iter().zip(other).map(|(&p, &q)| f(p, q)));
+            }
+        }
+        Ok(tensor(a.rows, a.cols, out))
+    }
+
+    fn scalar(&self, op: ScalarOp, a: &Tensor, value: f32) -> Result<Tensor, TensorError> {
+        let f = scalar_fn(op);
+        let out = data(a)?.iter().map(|&x| f(x, value)).collect();
+        Ok(tensor(a.rows, a.cols, out))
+    }
+
+    fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor, TensorError> {
+        let f = unary_fn(op);
+        let out = data(a)?.iter().map(|&x| f(x)).collect();
+        Ok(tensor(a.rows, a.cols, out))
+    }
+
+    fn softmax(&self, a: &Tensor, axis: usize) -> Result<Tensor, TensorError> {
+        if axis == 0 {
+            let t = self.transpose(a)?;
+            return self.transpose(&self.softmax(&t, 1)?);
+        }
+        let x = data(a)?;
+        let mut out = Vec::with_capacity(a.len());
+        for row in x.chunks(a.cols.max(1)).take(a.rows) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let start = out.len();
+            out.extend(row.iter().map(|&v| (v - max).exp()));
+            let sum: f32 = out[start..].iter().sum();
+            for v in &mut out[start..] {
+                *v /= sum;
+            }
+        }
+        Ok(tensor(a.rows, a.cols, out))
+    }
+
+    fn reduce(&self, op: ReduceOp, a: &Tensor, axis: usize) -> Result<Tensor, TensorError> {
+        let x = data(a)?;
+        let (lines, len) = if axis == 0 {
+            (a.cols, a.rows)
+        } else {
+            (a.rows, a.cols)
+        };
+        let at = |line: usize, i: usize| {
+            if axis == 0 {
+                x[i * a.cols + line]
+            } else {
+                x[line * a.cols + i]
+            }
+        };
+        let out: Vec<f32> = (0..lines)
+            .map(|line| match op {
+                ReduceOp::Sum => (0..len).map(|i| f64::from(at(line, i))).sum::<f64>() as f32,
+                ReduceOp::Mean => {
+                    ((0..len).map(|i| f64::from(at(line, i))).sum::<f64>() / len.max(1) as f64)
+                        as f32
+                }
+                ReduceOp::Max => (0..len)
+                    .map(|i| at(line, i))
+                    .fold(f32::NEG_INFINITY, f32::max),
+                ReduceOp::Argmax => {
+                    let mut best = 0;
+                    for i in 1..len {
+                        if at(line, i) > at(line, best) {
+                            best = i;
+                        }
+                    }
+                    best as f32
+                }
+            })
+            .collect();
+        Ok(if axis == 0 {
+            tensor(1, a.cols, out)
+        } else {
+            tensor(a.rows, 1, out)
+        })
+    }
+
+    fn transpose(&self, a: &Tensor) -> Result<Tensor, TensorError> {
+        let t = view(a)?.t().as_standard_layout().into_owned();
+        let (values, _) = t.into_raw_vec_and_offset();
+        Ok(tensor(a.cols, a.rows, values))
+    }
+
+    fn gather_rows(&self, a: &Tensor, rows: &[u32]) -> Result<Tensor, TensorError> {
+        let x = data(a)?;
+        let mut out = Vec::with_capacity(rows.len() * a.cols);
+        for &r in rows {
+            let r = r as usize;
+            out.extend_from_slice(&x[r * a.cols..(r + 1) * a.cols]);
+        }
+        Ok(tensor(rows.len(), a.cols, out))
+    }
+
+    fn concat(&self, parts: &[&Tensor], axis: usize) -> Result<Tensor, TensorError> {
+        let rows: usize;
+        let cols: usize;
+        let mut out;
+        if axis == 0 {
+            cols = parts.first().map_or(0, |p| p.cols);
+            rows = parts.iter().map(|p| p.rows).sum();
+            out = Vec::with_capacity(rows * cols);
+            for p in parts {
+                out.extend_from_slice(data(p)?);
+            }
+        } else {
+            rows = parts.first().map_or(0, |p| p.rows);
+            cols = parts.iter().map(|p| p.cols).sum();
+            out = Vec::with_capacity(rows * cols);
+            for r in 0..rows {
+                for p in parts {
+                    out.extend_from_slice(&data(p)?[r * p.cols..(r + 1) * p.cols]);
+                }
+            }
+        }
+        Ok(tensor(rows, cols, out))
+    }
+}
+
+/// Keeps `Arc` in scope for the storage type.
+#[allow(dead_code)]
+type Shared = Arc<[f32]>;

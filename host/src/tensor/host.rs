@@ -1,0 +1,296 @@
+//! `kernel-host:kernel/tensor` for kernels: every call checks its operands,
+//! charges the result against the kernel's cap, and runs on the sandbox's
+//! backend. Handles index the kernel's own resource table, so a handle is
+//! meaningless in any other kernel; `publish`/`take` is the one way across.
+
+use super::{
+    BinaryOp, Device, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp, check_axis,
+    check_broadcast, dims, matmul_dims,
+};
+use crate::bindings::kernel_host::kernel::tensor::{Host, HostTensor};
+use crate::state::HostState;
+use wasmtime::component::Resource;
+
+type Result<T> = std::result::Result<T, TensorError>;
+
+fn gone(e: impl std::fmt::Display) -> TensorError {
+    TensorError::InvalidArgument(format!("not a live tensor of this kernel: {e}"))
+}
+
+impl HostState {
+    fn tensor(&self, handle: &Resource<Tensor>) -> Result<Tensor> {
+        self.table_ref().get(handle).cloned().map_err(gone)
+    }
+
+    /// Charges and stores a new tensor, returning its handle.
+    fn keep(&mut self, tensor: Result<Tensor>) -> Result<Resource<Tensor>> {
+        let tensor = tensor?;
+        self.tensors.accounts.charge(tensor.bytes())?;
+        let bytes = tensor.bytes();
+        self.table().push(tensor).map_err(|e| {
+            self.tensors.accounts.release(bytes);
+            TensorError::OutOfMemory(format!("too many live tensors: {e}"))
+        })
+    }
+
+    fn backend(&self) -> Result<std::sync::Arc<dyn super::Backend>> {
+        self.tensors.tensors.backend()
+    }
+
+    /// `tensor` on the backend's device (tensors taken from another kernel
+    /// are already there: one backend per sandbox).
+    fn create(&mut self, shape: &[u32], data: impl FnOnce(usize) -> Result<Vec<f32>>) -> Result<Resource<Tensor>> {
+        let (rows, cols) = dims(shape)?;
+        // Charge before allocating anything.
+        let bytes = (rows * cols) as u64 * 4;
+        self.tensors.accounts.charge(bytes)?;
+        self.tensors.accounts.release(bytes);
+        let values = data(rows * cols)?;
+        let backend = self.backend()?;
+        let made = backend.upload(rows, cols, &values);
+        self.keep(made)
+    }
+
+    fn unary_with(
+        &mut self,
+        handle: &Resource<Tensor>,
+        f: impl FnOnce(&dyn super::Backend, &Tensor) -> Result<Tensor>,
+    ) -> Result<Resource<Tensor>> {
+        let a = self.tensor(handle)?;
+        let backend = self.backend()?;
+        let out = f(&*backend, &a);
+        self.keep(out)
+    }
+}
+
+fn exact(len: usize, rows: usize, cols: usize) -> Result<()> {
+    if len == rows * cols {
+        Ok(())
+    } else {
+        Err(TensorError::InvalidArgument(format!(
+            "{len} values for a {rows}x{cols} tensor ({} needed)",
+            rows * cols
+        )))
+    }
+}
+
+impl HostTensor for HostState {
+    async fn from_list(&mut self, shape: Vec<u32>, data: Vec<f32>) -> Result<Resource<Tensor>> {
+        self.create(&shape, |n| {
+            exact(data.len(), n, 1)?;
+            Ok(data)
+        })
+    }
+
+    async fn from_f64(&mut self, shape: Vec<u32>, data: Vec<f64>) -> Result<Resource<Tensor>> {
+        self.create(&shape, |n| {
+            exact(data.len(), n, 1)?;
+            Ok(data.iter().map(|&v| v as f32).collect())
+        })
+    }
+
+    async fn zeros(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
+        let (rows, cols) = dims(&shape)?;
+        let backend = self.backend()?;
+        self.tensors.accounts.charge(0)?;
+        let made = backend.fill(rows, cols, 0.0);
+        self.keep(made)
+    }
+
+    async fn ones(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
+        let (rows, cols) = dims(&shape)?;
+        let backend = self.backend()?;
+        let made = backend.fill(rows, cols, 1.0);
+        self.keep(made)
+    }
+
+    async fn random_uniform(
+        &mut self,
+        shape: Vec<u32>,
+        low: f32,
+        high: f32,
+        seed: u64,
+    ) -> Result<Resource<Tensor>> {
+        if !(low < high) {
+            return Err(TensorError::InvalidArgument(format!(
+                "random-uniform needs low < high, not [{low}, {high})"
+            )));
+        }
+        self.create(&shape, |n| Ok(super::random(n, seed, None, (low, high))))
+    }
+
+    async fn random_normal(
+        &mut self,
+        shape: Vec<u32>,
+        mean: f32,
+        std: f32,
+        seed: u64,
+    ) -> Result<Resource<Tensor>> {
+        if !(std >= 0.0) {
+            return Err(TensorError::InvalidArgument(format!(
+                "random-normal needs a standard deviation >= 0, not {std}"
+            )));
+        }
+        self.create(&shape, |n| Ok(super::random(n, seed, Some((mean, std)), (0.0, 1.0))))
+    }
+
+    async fn concat(
+        &mut self,
+        parts: Vec<Resource<Tensor>>,
+        axis: u32,
+    ) -> Result<Resource<Tensor>> {
+        let axis = check_axis(axis)?;
+        let parts = parts
+            .iter()
+            .map(|p| self.tensor(p))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(first) = parts.first() else {
+            return Err(TensorError::InvalidArgument("concat of no tensors".into()));
+        };
+        for p in &parts {
+            let fits = if axis == 0 { p.cols == first.cols } else { p.rows == first.rows };
+            if !fits {
+                return Err(TensorError::ShapeMismatch(format!(
+                    "concat along axis {axis}: {}x{} does not fit {}x{}",
+                    p.rows, p.cols, first.rows, first.cols
+                )));
+            }
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        let backend = self.backend()?;
+        let out = backend.concat(&refs, axis);
+        self.keep(out)
+    }
+
+    async fn shape(&mut self, handle: Resource<Tensor>) -> Vec<u32> {
+        self.tensor(&handle)
+            .map(|t| vec![t.rows as u32, t.cols as u32])
+            .unwrap_or_default()
+    }
+
+    async fn device(&mut self, handle: Resource<Tensor>) -> Device {
+        self.tensor(&handle).map_or(Device::Cpu, |t| t.device())
+    }
+
+    async fn to_list(&mut self, handle: Resource<Tensor>) -> Result<Vec<f32>> {
+        let t = self.tensor(&handle)?;
+        self.backend()?.download(&t)
+    }
+
+    async fn matmul(
+        &mut self,
+        handle: Resource<Tensor>,
+        other: Resource<Tensor>,
+        transpose_self: bool,
+        transpose_other: bool,
+    ) -> Result<Resource<Tensor>> {
+        let b = self.tensor(&other)?;
+        self.unary_with(&handle, |backend, a| {
+            matmul_dims(a, &b, transpose_self, transpose_other)?;
+            backend.matmul(a, &b, transpose_self, transpose_other)
+        })
+    }
+
+    async fn binary(
+        &mut self,
+        handle: Resource<Tensor>,
+        op: BinaryOp,
+        other: Resource<Tensor>,
+    ) -> Result<Resource<Tensor>> {
+        let b = self.tensor(&other)?;
+        self.unary_with(&handle, |backend, a| {
+            check_broadcast(a, &b)?;
+            backend.binary(op, a, &b)
+        })
+    }
+
+    async fn scalar(
+        &mut self,
+        handle: Resource<Tensor>,
+        op: ScalarOp,
+        value: f32,
+    ) -> Result<Resource<Tensor>> {
+        self.unary_with(&handle, |backend, a| backend.scalar(op, a, value))
+    }
+
+    async fn unary(&mut self, handle: Resource<Tensor>, op: UnaryOp) -> Result<Resource<Tensor>> {
+        self.unary_with(&handle, |backend, a| backend.unary(op, a))
+    }
+
+    async fn softmax(&mut self, handle: Resource<Tensor>, axis: u32) -> Result<Resource<Tensor>> {
+        let axis = check_axis(axis)?;
+        self.unary_with(&handle, |backend, a| backend.softmax(a, axis))
+    }
+
+    async fn reduce(
+        &mut self,
+        handle: Resource<Tensor>,
+        op: ReduceOp,
+        axis: u32,
+    ) -> Result<Resource<Tensor>> {
+        let axis = check_axis(axis)?;
+        self.unary_with(&handle, |backend, a| backend.reduce(op, a, axis))
+    }
+
+    async fn transpose(&mut self, handle: Resource<Tensor>) -> Result<Resource<Tensor>> {
+        self.unary_with(&handle, |backend, a| backend.transpose(a))
+    }
+
+    async fn slice_rows(
+        &mut self,
+        handle: Resource<Tensor>,
+        start: u32,
+        end: u32,
+    ) -> Result<Resource<Tensor>> {
+        self.unary_with(&handle, |backend, a| {
+            if start > end || end as usize > a.rows {
+                return Err(TensorError::InvalidArgument(format!(
+                    "rows {start}..{end} of a tensor with {} rows",
+                    a.rows
+                )));
+            }
+            let rows: Vec<u32> = (start..end).collect();
+            backend.gather_rows(a, &rows)
+        })
+    }
+
+    async fn gather_rows(
+        &mut self,
+        handle: Resource<Tensor>,
+        indices: Vec<u32>,
+    ) -> Result<Resource<Tensor>> {
+        self.unary_with(&handle, |backend, a| {
+            if let Some(bad) = indices.iter().find(|&&i| i as usize >= a.rows) {
+                return Err(TensorError::InvalidArgument(format!(
+                    "row {bad} of a tensor with {} rows",
+                    a.rows
+                )));
+            }
+            backend.gather_rows(a, &indices)
+        })
+    }
+
+    async fn drop(&mut self, handle: Resource<Tensor>) -> wasmtime::Result<()> {
+        let tensor = self.table().delete(handle)?;
+        self.tensors.accounts.release(tensor.bytes());
+        Ok(())
+    }
+}
+
+impl Host for HostState {
+    async fn publish(&mut self, name: String, value: Resource<Tensor>) -> Result<()> {
+        let tensor = self.tensor(&value)?;
+        self.tensors.tensors.exchange.publish(&name, tensor);
+        Ok(())
+    }
+
+    async fn take(&mut self, name: String) -> Result<Resource<Tensor>> {
+        let tensor = self
+            .tensors
+            .tensors
+            .exchange
+            .take(&name)
+            .ok_or_else(|| TensorError::NotFound(format!("no tensor was published as `{name}`")))?;
+        self.keep(Ok(tensor))
+    }
+}

@@ -377,8 +377,10 @@ struct Shared {
 impl Shared {
     /// A new store and instance.
     async fn fresh(&self) -> Result<(Store<HostState>, MlKernel, Instance), Error> {
-        let tensors =
-            crate::tensor::StoreTensors::new(self.sandbox.tensors().clone(), self.limits.tensor_bytes);
+        let tensors = crate::tensor::StoreTensors::new(
+            self.sandbox.tensors().clone(),
+            self.limits.tensor_bytes,
+        );
         let state = HostState::new(
             self.id.clone(),
             self.limits.memory_bytes,

@@ -171,9 +171,11 @@ mod tests {
             fuel: Some(5),
             memory_mib: None,
             timeout_ms: Some(10),
+            tensor_mib: Some(3),
         };
         let l = spec.apply(base);
         assert_eq!(l.fuel, 5);
+        assert_eq!(l.tensor_bytes, 3 << 20);
         assert_eq!(l.memory_bytes, base.memory_bytes);
         assert_eq!(l.timeout, Duration::from_millis(10));
     }

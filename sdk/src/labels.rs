@@ -2,7 +2,7 @@
 //! classifier works with labels as text and gives predictions back in the
 //! target's own type.
 
-use crate::{Column, ColumnValues};
+use crate::{Column, ColumnValues, KernelError};
 use serde::{Deserialize, Serialize};
 
 /// The type of a classifier's target column.
@@ -23,6 +23,43 @@ impl LabelType {
             ColumnValues::F64(_) => LabelType::Float,
             ColumnValues::Bool(_) => LabelType::Flag,
         }
+    }
+
+    /// The classes of a classifier's target (ordered like scikit-learn's
+    /// `classes_`), its label type, and each row's class index. Refuses a
+    /// missing label, or fewer than two classes.
+    pub fn encode(y: &Column) -> Result<(Vec<String>, LabelType, Vec<usize>), KernelError> {
+        let labels: Vec<String> = (0..y.len())
+            .map(|row| {
+                y.label(row).ok_or_else(|| {
+                    KernelError::invalid_input(format!(
+                        "target `{}` is missing in row {row}",
+                        y.name
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let kind = LabelType::of(y);
+        let mut classes = labels.clone();
+        kind.sort(&mut classes);
+        classes.dedup();
+        if classes.len() < 2 {
+            return Err(KernelError::invalid_input(format!(
+                "target `{}` has {} class(es); a classifier needs at least 2",
+                y.name,
+                classes.len()
+            )));
+        }
+        let index: std::collections::HashMap<&str, usize> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let targets = labels
+            .iter()
+            .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
+            .collect();
+        Ok((classes, kind, targets))
     }
 
     /// Orders labels as scikit-learn orders `classes_`: numerically for

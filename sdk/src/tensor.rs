@@ -23,8 +23,8 @@
 //! every call returns [`TensorError::Backend`].
 
 use crate::__bindings::kernel_host::kernel::tensor as wit;
-pub use wit::{BinaryOp, Device, ReduceOp, ScalarOp, TensorError, UnaryOp};
 use crate::{KernelError, Matrix};
+pub use wit::{BinaryOp, Device, ReduceOp, ScalarOp, TensorError, UnaryOp};
 
 pub type Result<T> = std::result::Result<T, TensorError>;
 
@@ -65,7 +65,8 @@ fn host() -> Result<()> {
 
 fn shape(rows: usize, cols: usize) -> Result<[u32; 2]> {
     let dim = |n: usize| {
-        u32::try_from(n).map_err(|_| TensorError::InvalidArgument(format!("dimension {n} is too large")))
+        u32::try_from(n)
+            .map_err(|_| TensorError::InvalidArgument(format!("dimension {n} is too large")))
     };
     Ok([dim(rows)?, dim(cols)?])
 }

@@ -17,3 +17,4 @@ mod penguins;
 mod registry;
 mod snapshots;
 mod streaming;
+mod tensors;

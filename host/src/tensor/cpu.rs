@@ -127,7 +127,11 @@ impl Backend for Cpu {
         let (a, b) = (view(a)?, view(b)?);
         let a = if ta { a.t() } else { a };
         let b = if tb { b.t() } else { b };
-        let product = a.dot(&b);
+        let mut product = a.dot(&b);
+        if !product.is_standard_layout() {
+            // Transposed operands can give a column-major product.
+            product = product.as_standard_layout().into_owned();
+        }
         let (rows, cols) = product.dim();
         let (values, offset) = product.into_raw_vec_and_offset();
         if offset.is_some_and(|o| o != 0) || values.len() != rows * cols {

@@ -196,7 +196,8 @@ fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> TensorError + '_ {
 
 /// `n` as a kernel argument.
 fn int(n: usize) -> Result<i32, TensorError> {
-    i32::try_from(n).map_err(|_| TensorError::InvalidArgument(format!("{n} is too large for the GPU kernels")))
+    i32::try_from(n)
+        .map_err(|_| TensorError::InvalidArgument(format!("{n} is too large for the GPU kernels")))
 }
 
 fn launch_config(n: usize) -> Result<LaunchConfig, TensorError> {
@@ -245,9 +246,18 @@ impl Cuda {
         // SAFETY: these only try to open the shared libraries.
         let present = unsafe {
             [
-                ("the CUDA driver (libcuda.so)", cudarc::driver::sys::is_culib_present()),
-                ("cuBLAS (libcublas.so.13 or .12)", cudarc::cublas::sys::is_culib_present()),
-                ("NVRTC (libnvrtc.so.13 or .12)", cudarc::nvrtc::sys::is_culib_present()),
+                (
+                    "the CUDA driver (libcuda.so)",
+                    cudarc::driver::sys::is_culib_present(),
+                ),
+                (
+                    "cuBLAS (libcublas.so.13 or .12)",
+                    cudarc::cublas::sys::is_culib_present(),
+                ),
+                (
+                    "NVRTC (libnvrtc.so.13 or .12)",
+                    cudarc::nvrtc::sys::is_culib_present(),
+                ),
             ]
         };
         let missing: Vec<&str> = present
@@ -268,7 +278,8 @@ impl Cuda {
         let ctx = CudaContext::new(0).map_err(|e| format!("creating a CUDA context: {e}"))?;
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| format!("starting cuBLAS: {e}"))?;
-        let ptx = cudarc::nvrtc::compile_ptx(SOURCE).map_err(|e| format!("compiling the kernels: {e}"))?;
+        let ptx = cudarc::nvrtc::compile_ptx(SOURCE)
+            .map_err(|e| format!("compiling the kernels: {e}"))?;
         let module = ctx
             .load_module(ptx)
             .map_err(|e| format!("loading the kernels: {e}"))?;
@@ -315,7 +326,11 @@ impl Cuda {
         b: &CudaSlice<f32>,
         (b_rows, b_cols, tb): (usize, usize, bool),
     ) -> Result<(CudaSlice<f32>, usize, usize), TensorError> {
-        let (m, k) = if ta { (a_cols, a_rows) } else { (a_rows, a_cols) };
+        let (m, k) = if ta {
+            (a_cols, a_rows)
+        } else {
+            (a_rows, a_cols)
+        };
         let n = if tb { b_rows } else { b_cols };
         let mut c = self.alloc(m * n)?;
         let op = |t: bool| {
@@ -346,7 +361,9 @@ impl Cuda {
 
     /// Uploads `data` as a raw buffer (benchmark baseline).
     pub fn upload_raw(&self, data: &[f32]) -> Result<CudaSlice<f32>, TensorError> {
-        self.stream.clone_htod(data).map_err(backend("copying to the GPU"))
+        self.stream
+            .clone_htod(data)
+            .map_err(backend("copying to the GPU"))
     }
 
     /// Waits for the GPU to finish queued work.
@@ -410,7 +427,19 @@ impl Backend for Cuda {
         let (rows, cols, brows, bcols) = (int(a.rows)?, int(a.cols)?, int(b.rows)?, int(b.cols)?);
         let (x, y) = (buffer(a)?, buffer(b)?);
         let mut out = self.alloc(a.len())?;
-        launch!(self, &self.kernels.binary, a.len(), &code, x, y, &mut out, &rows, &cols, &brows, &bcols);
+        launch!(
+            self,
+            &self.kernels.binary,
+            a.len(),
+            &code,
+            x,
+            y,
+            &mut out,
+            &rows,
+            &cols,
+            &brows,
+            &bcols
+        );
         Ok(tensor(a.rows, a.cols, out))
     }
 
@@ -419,7 +448,16 @@ impl Backend for Cuda {
         let n = int(a.len())?;
         let x = buffer(a)?;
         let mut out = self.alloc(a.len())?;
-        launch!(self, &self.kernels.scalar, a.len(), &code, x, &value, &mut out, &n);
+        launch!(
+            self,
+            &self.kernels.scalar,
+            a.len(),
+            &code,
+            x,
+            &value,
+            &mut out,
+            &n
+        );
         Ok(tensor(a.rows, a.cols, out))
     }
 
@@ -440,7 +478,15 @@ impl Backend for Cuda {
         let (rows, cols) = (int(a.rows)?, int(a.cols)?);
         let x = buffer(a)?;
         let mut out = self.alloc(a.len())?;
-        launch!(self, &self.kernels.softmax_rows, a.rows, x, &mut out, &rows, &cols);
+        launch!(
+            self,
+            &self.kernels.softmax_rows,
+            a.rows,
+            x,
+            &mut out,
+            &rows,
+            &cols
+        );
         Ok(tensor(a.rows, a.cols, out))
     }
 
@@ -450,7 +496,17 @@ impl Backend for Cuda {
         let lines = if axis == 0 { a.cols } else { a.rows };
         let x = buffer(a)?;
         let mut out = self.alloc(lines)?;
-        launch!(self, &self.kernels.reduce, lines, &code, x, &mut out, &rows, &cols, &ax);
+        launch!(
+            self,
+            &self.kernels.reduce,
+            lines,
+            &code,
+            x,
+            &mut out,
+            &rows,
+            &cols,
+            &ax
+        );
         Ok(if axis == 0 {
             tensor(1, a.cols, out)
         } else {
@@ -462,7 +518,15 @@ impl Backend for Cuda {
         let (rows, cols) = (int(a.rows)?, int(a.cols)?);
         let x = buffer(a)?;
         let mut out = self.alloc(a.len())?;
-        launch!(self, &self.kernels.transpose, a.len(), x, &mut out, &rows, &cols);
+        launch!(
+            self,
+            &self.kernels.transpose,
+            a.len(),
+            x,
+            &mut out,
+            &rows,
+            &cols
+        );
         Ok(tensor(a.cols, a.rows, out))
     }
 
@@ -475,15 +539,30 @@ impl Backend for Cuda {
             .map_err(backend("copying indices to the GPU"))?;
         let x = buffer(a)?;
         let mut out = self.alloc(n)?;
-        launch!(self, &self.kernels.gather, n, x, &idx, &mut out, &cols, &count);
+        launch!(
+            self,
+            &self.kernels.gather,
+            n,
+            x,
+            &idx,
+            &mut out,
+            &cols,
+            &count
+        );
         Ok(tensor(rows.len(), a.cols, out))
     }
 
     fn concat(&self, parts: &[&Tensor], axis: usize) -> Result<Tensor, TensorError> {
         let (rows, cols) = if axis == 0 {
-            (parts.iter().map(|p| p.rows).sum(), parts.first().map_or(0, |p| p.cols))
+            (
+                parts.iter().map(|p| p.rows).sum(),
+                parts.first().map_or(0, |p| p.cols),
+            )
         } else {
-            (parts.first().map_or(0, |p| p.rows), parts.iter().map(|p| p.cols).sum())
+            (
+                parts.first().map_or(0, |p| p.rows),
+                parts.iter().map(|p| p.cols).sum(),
+            )
         };
         let mut out = self.alloc(rows * cols)?;
         let mut offset = 0usize;
@@ -501,7 +580,17 @@ impl Backend for Cuda {
                 let (prows, pcols, total, at) =
                     (int(part.rows)?, int(part.cols)?, int(cols)?, int(offset)?);
                 let x = buffer(part)?;
-                launch!(self, &self.kernels.place, part.len(), x, &mut out, &prows, &pcols, &total, &at);
+                launch!(
+                    self,
+                    &self.kernels.place,
+                    part.len(),
+                    x,
+                    &mut out,
+                    &prows,
+                    &pcols,
+                    &total,
+                    &at
+                );
                 offset += part.cols;
             }
         }

@@ -39,7 +39,11 @@ impl HostState {
 
     /// `tensor` on the backend's device (tensors taken from another kernel
     /// are already there: one backend per sandbox).
-    fn create(&mut self, shape: &[u32], data: impl FnOnce(usize) -> Result<Vec<f32>>) -> Result<Resource<Tensor>> {
+    fn create(
+        &mut self,
+        shape: &[u32],
+        data: impl FnOnce(usize) -> Result<Vec<f32>>,
+    ) -> Result<Resource<Tensor>> {
         let (rows, cols) = dims(shape)?;
         // Charge before allocating anything.
         let bytes = (rows * cols) as u64 * 4;
@@ -111,7 +115,10 @@ impl HostTensor for HostState {
         high: f32,
         seed: u64,
     ) -> Result<Resource<Tensor>> {
-        if !(low < high) {
+        if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
+            || !low.is_finite()
+            || !high.is_finite()
+        {
             return Err(TensorError::InvalidArgument(format!(
                 "random-uniform needs low < high, not [{low}, {high})"
             )));
@@ -126,12 +133,14 @@ impl HostTensor for HostState {
         std: f32,
         seed: u64,
     ) -> Result<Resource<Tensor>> {
-        if !(std >= 0.0) {
+        if std.is_nan() || std < 0.0 || !std.is_finite() {
             return Err(TensorError::InvalidArgument(format!(
                 "random-normal needs a standard deviation >= 0, not {std}"
             )));
         }
-        self.create(&shape, |n| Ok(super::random(n, seed, Some((mean, std)), (0.0, 1.0))))
+        self.create(&shape, |n| {
+            Ok(super::random(n, seed, Some((mean, std)), (0.0, 1.0)))
+        })
     }
 
     async fn concat(
@@ -148,7 +157,11 @@ impl HostTensor for HostState {
             return Err(TensorError::InvalidArgument("concat of no tensors".into()));
         };
         for p in &parts {
-            let fits = if axis == 0 { p.cols == first.cols } else { p.rows == first.rows };
+            let fits = if axis == 0 {
+                p.cols == first.cols
+            } else {
+                p.rows == first.rows
+            };
             if !fits {
                 return Err(TensorError::ShapeMismatch(format!(
                     "concat along axis {axis}: {}x{} does not fit {}x{}",
@@ -285,12 +298,10 @@ impl Host for HostState {
     }
 
     async fn take(&mut self, name: String) -> Result<Resource<Tensor>> {
-        let tensor = self
-            .tensors
-            .tensors
-            .exchange
-            .take(&name)
-            .ok_or_else(|| TensorError::NotFound(format!("no tensor was published as `{name}`")))?;
+        let tensor =
+            self.tensors.tensors.exchange.take(&name).ok_or_else(|| {
+                TensorError::NotFound(format!("no tensor was published as `{name}`"))
+            })?;
         self.keep(Ok(tensor))
     }
 }

@@ -17,7 +17,7 @@ pub use crate::bindings::kernel_host::kernel::tensor::{
     BinaryOp, Device, ReduceOp, ScalarOp, TensorError, UnaryOp,
 };
 pub use cpu::Cpu;
-pub use cuda::{Cuda, CudaProbe};
+pub use cuda::{Cuda, CudaProbe, probe as probe_cuda};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -137,8 +137,16 @@ pub fn matmul_dims(
     ta: bool,
     tb: bool,
 ) -> Result<(usize, usize, usize), TensorError> {
-    let (m, k) = if ta { (a.cols, a.rows) } else { (a.rows, a.cols) };
-    let (k2, n) = if tb { (b.cols, b.rows) } else { (b.rows, b.cols) };
+    let (m, k) = if ta {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (k2, n) = if tb {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
     if k != k2 {
         return Err(shape_error(format!(
             "matmul of {}{} by {}{}: inner dimensions {k} and {k2} differ",
@@ -256,7 +264,9 @@ impl std::str::FromStr for DeviceChoice {
             "auto" | "" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
-            other => Err(format!("unknown device `{other}`: expected cpu, cuda or auto")),
+            other => Err(format!(
+                "unknown device `{other}`: expected cpu, cuda or auto"
+            )),
         }
     }
 }

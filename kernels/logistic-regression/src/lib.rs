@@ -173,31 +173,7 @@ impl Kernel for LogisticRegression {
         let y = y.ok_or_else(|| {
             KernelError::invalid_input("logistic regression needs a target column")
         })?;
-        let labels: Vec<String> = (0..y.len())
-            .map(|row| {
-                y.label(row).ok_or_else(|| {
-                    KernelError::invalid_input(format!(
-                        "target `{}` is missing in row {row}",
-                        y.name
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let kind = LabelType::of(y);
-        let mut classes = labels.clone();
-        kind.sort(&mut classes);
-        classes.dedup();
-        if classes.len() < 2 {
-            return Err(KernelError::invalid_input(format!(
-                "target `{}` has {} class(es); a classifier needs at least 2",
-                y.name,
-                classes.len()
-            )));
-        }
-        let targets: Vec<usize> = labels
-            .iter()
-            .map(|l| classes.iter().position(|c| c == l).unwrap_or(0))
-            .collect();
+        let (classes, kind, targets) = LabelType::encode(y)?;
         let matrix = x.to_matrix()?;
         let objective = Objective {
             x: &matrix,

@@ -68,7 +68,10 @@ mod component {
                     _ => c,
                 })
                 .collect();
-            Ok(Frame { rows: x.rows, columns })
+            Ok(Frame {
+                rows: x.rows,
+                columns,
+            })
         }
         fn predict(_x: Frame) -> Result<Column, KernelError> {
             Err(KernelError::Unsupported("a transformer".into()))

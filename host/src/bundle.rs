@@ -471,6 +471,7 @@ impl Bundle {
                 report: None,
             },
             cache_bytes: 256 << 20,
+            device: crate::tensor::DeviceChoice::Auto,
         }
     }
 

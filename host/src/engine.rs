@@ -142,7 +142,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// Builds the sandbox. `KERNEL_HOST_DEVICE`, when set, overrides the
+    /// tensor device chosen here (an unknown value is an error).
     pub fn build(self) -> anyhow::Result<Sandbox> {
+        let device = crate::tensor::DeviceChoice::from_env()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or(self.device);
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(self.metering.fuel());
@@ -205,7 +210,7 @@ impl SandboxBuilder {
                 cache_dir: self.cache_dir,
                 telemetry: self.telemetry,
                 snapshots: self.snapshots,
-                tensors: crate::tensor::Tensors::new(self.device),
+                tensors: crate::tensor::Tensors::new(device),
                 stop,
             }),
         })

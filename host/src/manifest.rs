@@ -35,6 +35,7 @@ use crate::graph::{Input, Selection};
 use crate::limits::{Limits, LimitsSpec};
 use crate::registry::{Lock, Pin, Registry, parse_reference};
 use crate::state::Grants;
+use crate::tensor::DeviceChoice;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +53,16 @@ struct RawManifest {
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
+    tensor: RawTensor,
+    #[serde(default)]
     kernels: BTreeMap<String, Spanned<RawKernel>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTensor {
+    #[serde(default)]
+    device: DeviceChoice,
 }
 
 #[derive(Default, Deserialize)]
@@ -183,6 +193,9 @@ pub struct Manifest {
     pub output: OutputSpec,
     /// Budget of the transform/predict result cache, bytes.
     pub cache_bytes: u64,
+    /// Where host tensors live (`[tensor] device`; `KERNEL_HOST_DEVICE`
+    /// overrides it).
+    pub device: DeviceChoice,
 }
 
 /// One step's kernel, resolved.
@@ -487,6 +500,7 @@ impl Manifest {
                 data,
                 output,
                 cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
+                device: raw.tensor.device,
             }),
             _ => Err(errors),
         }

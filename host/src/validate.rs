@@ -115,7 +115,11 @@ pub async fn validate(path: &Path, sample: Option<usize>) -> Validation {
             return report;
         }
     };
-    let sandbox = match Sandbox::builder().telemetry(recorder.clone()).build() {
+    let sandbox = match Sandbox::builder()
+        .telemetry(recorder.clone())
+        .device(manifest.device)
+        .build()
+    {
         Ok(s) => s,
         Err(e) => {
             report.problems.push(format!("{e:#}"));

@@ -50,7 +50,7 @@ fn render(value: &ExplainValue) -> String {
 
 pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
     let manifest = Manifest::load(&args.manifest)?;
-    let sandbox = Sandbox::builder().build()?;
+    let sandbox = Sandbox::builder().device(manifest.device).build()?;
     let steps = kernel_host::explain::explain(&sandbox, manifest, args.step.as_deref()).await?;
     if args.json {
         let json = serde_json::to_string_pretty(&kernel_host::explain::to_json(&steps))

@@ -14,7 +14,7 @@ pub struct FitArgs {
 
 pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
     let manifest = Manifest::load(&args.manifest)?;
-    let sandbox = Sandbox::builder().build()?;
+    let sandbox = Sandbox::builder().device(manifest.device).build()?;
     let data = kernel_host::run::prepare(&manifest)?;
     let schema = data.x_train.schema();
     let rows = u64::from(data.x_train.rows);

@@ -4,6 +4,7 @@ mod explain;
 mod fit;
 mod freeze;
 mod generate;
+mod info;
 mod inspect;
 mod lock;
 mod predict;
@@ -39,6 +40,8 @@ pub enum Command {
     Freeze(freeze::FreezeArgs),
     /// Predict with a saved bundle, without refitting.
     Predict(predict::PredictArgs),
+    /// Print what this machine offers kernels: tensor backends (CPU, CUDA) and why; --selftest checks them.
+    Info(info::InfoArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
     /// Manage the local registry of kernels by name@version.
@@ -71,6 +74,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
     match command.clone() {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
         Command::Lock(args) => lock::lock(args).await,
         Command::Upgrade(args) => lock::upgrade(args).await,

@@ -83,7 +83,9 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
         _ => None,
     };
 
-    let mut builder = Sandbox::builder().telemetry(telemetry.clone());
+    let mut builder = Sandbox::builder()
+        .telemetry(telemetry.clone())
+        .device(manifest.device);
     if args.no_cache {
         builder = builder.cache_dir(None);
     }

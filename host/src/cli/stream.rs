@@ -31,7 +31,7 @@ fn stdin_error(message: String) -> Error {
 
 pub async fn stream(args: StreamArgs) -> Result<(), Error> {
     let manifest = Manifest::load(&args.manifest)?;
-    let sandbox = Sandbox::builder().build()?;
+    let sandbox = Sandbox::builder().device(manifest.device).build()?;
     let (mut pipeline, schema) = fit(&sandbox, manifest.clone()).await?;
     tracing::info!("pipeline fitted; reading Arrow IPC batches from stdin");
 

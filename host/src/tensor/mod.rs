@@ -12,6 +12,7 @@
 mod cpu;
 mod cuda;
 mod host;
+pub mod selftest;
 
 pub use crate::bindings::kernel_host::kernel::tensor::{
     BinaryOp, Device, ReduceOp, ScalarOp, TensorError, UnaryOp,
@@ -325,9 +326,16 @@ pub fn report() -> Vec<(String, String)> {
                 let choice = choice.unwrap_or_default();
                 match choice.backend() {
                     Ok(b) => format!(
-                        "{:?} ({:?}{})",
-                        b.device(),
-                        choice,
+                        "{} (asked: {}{})",
+                        match b.device() {
+                            Device::Cpu => "cpu",
+                            Device::Cuda => "cuda",
+                        },
+                        match choice {
+                            DeviceChoice::Auto => "auto",
+                            DeviceChoice::Cpu => "cpu",
+                            DeviceChoice::Cuda => "cuda",
+                        },
                         if std::env::var_os("KERNEL_HOST_DEVICE").is_some() {
                             ", from KERNEL_HOST_DEVICE"
                         } else {

@@ -9,7 +9,8 @@
 //! - `forge`: `transform` uses the raw handle number `target`, as if stolen
 //!   from another kernel;
 //! - `matmul`: `fit` makes two random `target x target` tensors and keeps
-//!   them; each `transform` multiplies them once (for the benchmark).
+//!   them; each `transform` multiplies them once and reads back one row
+//!   (for the benchmark).
 
 #![allow(clippy::panic)]
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -127,7 +128,8 @@ impl Guest for Probe {
             }
             "matmul" => {
                 let product = s.kept[0].matmul(&s.kept[1])?;
-                drop(product);
+                // Reading a row waits for the device (a GPU runs async).
+                product.slice_rows(0, 1)?.to_vec()?;
                 Ok(x)
             }
             _ => Ok(x),

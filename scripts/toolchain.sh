@@ -26,7 +26,7 @@ fi
 
 # Build guests without the caller's RUSTFLAGS, exactly as the test build does,
 # so both share target/guests.
-KERNELS=(standard-scaler simple-imputer one-hot-encoder logistic-regression ridge-regression k-means sgd-classifier)
+KERNELS=(standard-scaler simple-imputer one-hot-encoder logistic-regression ridge-regression k-means sgd-classifier mlp-classifier pca)
 build_kernels() {
     local args=()
     for k in "${KERNELS[@]}"; do args+=(-p "$k"); done

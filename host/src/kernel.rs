@@ -464,6 +464,8 @@ pub struct KernelStats {
     pub snapshot_time: Duration,
     /// Times a snapshot was restored: after a failed call, or on request.
     pub rollbacks: u64,
+    /// Most bytes of host tensors the kernel held at once.
+    pub tensor_peak: u64,
 }
 
 /// One sandboxed kernel instance.
@@ -556,6 +558,10 @@ impl KernelInstance {
     pub fn stats(&self) -> KernelStats {
         KernelStats {
             peak_memory: self.stats.peak_memory.max(self.store.data().limiter.peak()),
+            tensor_peak: self
+                .stats
+                .tensor_peak
+                .max(self.store.data().tensors.accounts.peak),
             ..self.stats
         }
     }
@@ -570,6 +576,10 @@ impl KernelInstance {
             return Ok(());
         }
         self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
+        self.stats.tensor_peak = self
+            .stats
+            .tensor_peak
+            .max(self.store.data().tensors.accounts.peak);
         let (store, bindings, instance) = self.shared.fresh().await?;
         self.store = store;
         self.bindings = bindings;

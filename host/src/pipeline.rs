@@ -144,6 +144,7 @@ impl Step {
             total.faults += s.faults;
             total.restarts += s.restarts;
             total.rollbacks += s.rollbacks;
+            total.tensor_peak = total.tensor_peak.max(s.tensor_peak);
             total.snapshots += s.snapshots;
             total.snapshot_time += s.snapshot_time;
             total.cache_hits += s.cache_hits;

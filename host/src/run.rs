@@ -50,6 +50,8 @@ pub struct StepReport {
     pub rollbacks: u64,
     /// Fits that failed, were rolled back and skipped (`on-failure = "rollback"`).
     pub skipped_fits: u64,
+    /// Most bytes of host tensors held at once.
+    pub tensor_peak_bytes: u64,
     /// Snapshots taken, and the time they took.
     pub snapshots: u64,
     #[serde(serialize_with = "seconds", rename = "snapshot_seconds")]
@@ -78,6 +80,7 @@ impl StepReport {
             restarts: stats.restarts,
             rollbacks: stats.rollbacks,
             skipped_fits: step.skipped_fits,
+            tensor_peak_bytes: stats.tensor_peak,
             snapshots: stats.snapshots,
             snapshot_time: stats.snapshot_time,
             cache_hits: stats.cache_hits,

@@ -77,6 +77,9 @@ async fn a_kernel_hoarding_tensors_hits_its_cap_with_a_typed_error() {
         .await
         .unwrap();
     hoarder.fit(&x, None).await.unwrap();
+    // It held up to its cap, never more; the failed store's tensors are gone.
+    let peak = hoarder.stats().tensor_peak;
+    assert!(peak > 60 << 20 && peak <= 64 << 20, "{peak}");
 }
 
 #[tokio::test]

@@ -15,6 +15,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::median;
+
 use kernel_host::bindings::{Column, ColumnValues, Frame};
 use kernel_host::{Grants, KernelComponent, Limits, Metering, Sandbox};
 use kernel_sdk::testing::Local;
@@ -25,11 +28,6 @@ use std::time::{Duration, Instant};
 const ROWS: usize = 1_000_000;
 const COLS: usize = 8;
 const RUNS: usize = 9;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 /// Deterministic pseudo-random data.
 fn columns() -> Vec<(String, Vec<f64>)> {

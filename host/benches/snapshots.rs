@@ -13,17 +13,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kernel_host::bindings::{Column, ColumnValues, Frame, Param, ParamValue};
+mod common;
+use common::median;
+
+use kernel_host::bindings::{Column, Frame, Param, ParamValue};
 use kernel_host::{Grants, KernelComponent, Limits, Manifest, Pipeline, Sandbox};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 15;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 fn sandbox(snapshots: bool) -> Sandbox {
     Sandbox::builder().snapshots(snapshots).build().unwrap()
@@ -34,27 +32,7 @@ fn sandbox(snapshots: bool) -> Sandbox {
 const KEEP_RESIDENT: [(usize, &str); 2] = [(8 << 20, "8 MiB (default)"), (80 << 20, "80 MiB")];
 
 fn frame(rows: usize, cols: usize) -> Frame {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let columns = (0..cols)
-        .map(|j| Column {
-            name: format!("c{j}"),
-            values: ColumnValues::F64(
-                (0..rows)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        (state >> 11) as f64 / (1u64 << 53) as f64 + j as f64
-                    })
-                    .collect(),
-            ),
-            nulls: None,
-        })
-        .collect();
-    Frame {
-        rows: rows as u32,
-        columns,
-    }
+    common::random_frame(rows, cols, "c", 0x9E37_79B9_7F4A_7C15)
 }
 
 fn show(d: Duration) -> String {

@@ -14,6 +14,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::median;
+
 use kernel_host::bindings::{Column, ColumnValues, Frame, Param, ParamValue};
 use kernel_host::tensor::{Backend, CudaProbe, DeviceChoice, probe_cuda};
 use kernel_host::{Grants, KernelComponent, Limits, Sandbox};
@@ -27,11 +30,6 @@ fn guest(built: &str) -> std::path::PathBuf {
         Some(dir) => Path::new(&dir).join(Path::new(built).file_name().unwrap()),
         None => built.into(),
     }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn gflops(n: usize, d: Duration) -> f64 {
@@ -197,27 +195,7 @@ async fn mlp_step(device: DeviceChoice) -> Duration {
         .await
         .unwrap();
     let rows = 16_384;
-    let mut state = 7u64;
-    let columns = (0..64)
-        .map(|j| Column {
-            name: format!("f{j}"),
-            values: ColumnValues::F64(
-                (0..rows)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        (state >> 11) as f64 / (1u64 << 53) as f64
-                    })
-                    .collect(),
-            ),
-            nulls: None,
-        })
-        .collect();
-    let x = Frame {
-        rows: rows as u32,
-        columns,
-    };
+    let x = common::random_frame(rows, 64, "f", 7);
     let y = Column {
         name: "y".into(),
         values: ColumnValues::String((0..rows).map(|i| format!("c{}", i % 4)).collect()),

@@ -130,7 +130,7 @@ extern "C" __global__ void softmax_rows(const float* a, float* out, int rows, in
     if (r >= rows) return;
     const float* x = a + (long)r * cols;
     float* y = out + (long)r * cols;
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000);  // -inf, without headers
     for (int c = 0; c < cols; c++) m = fmaxf(m, x[c]);
     float s = 0.0f;
     for (int c = 0; c < cols; c++) { y[c] = expf(x[c] - m); s += y[c]; }
@@ -144,7 +144,7 @@ extern "C" __global__ void reduce(int op, const float* a, float* out, int rows, 
     int len = axis == 0 ? rows : cols;
     if (line >= lines) return;
     double acc = 0.0;
-    float best = -INFINITY;
+    float best = __int_as_float(0xff800000);
     int at = 0;
     for (int i = 0; i < len; i++) {
         float v = axis == 0 ? a[(long)i * cols + line] : a[(long)line * cols + i];

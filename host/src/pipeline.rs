@@ -540,7 +540,12 @@ impl Pipeline {
         match self.pass(x, y, Pass::Fit).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                self.rollback_to(checkpoint).await?;
+                // The fit's error is the one to report; a failed rollback
+                // is logged (and leaves the failed steps to recover at
+                // their next call).
+                if let Err(rollback) = self.rollback_to(checkpoint).await {
+                    tracing::error!(pipeline = %self.manifest.name, "rolling back the failed fit: {rollback}");
+                }
                 Err(e)
             }
         }

@@ -83,6 +83,25 @@ async fn a_kernel_hoarding_tensors_hits_its_cap_with_a_typed_error() {
 }
 
 #[tokio::test]
+async fn a_result_past_the_cap_is_refused_before_it_is_allocated() {
+    let sandbox = sandbox();
+    let mut bomb = probe(&sandbox, "outer", "", Limits::default()).await;
+    let x = frame(vec![f64_column("a", vec![1.0])]);
+    let (_, fault) = fault_of(bomb.fit(&x, None).await);
+    let message = fault.to_string();
+    assert!(
+        message.contains("out of tensor memory") && message.contains("4096 MiB"),
+        "{message}"
+    );
+    // Nothing that large was ever held.
+    assert!(
+        bomb.stats().tensor_peak < 1 << 20,
+        "{}",
+        bomb.stats().tensor_peak
+    );
+}
+
+#[tokio::test]
 async fn tensors_cross_kernels_only_through_publish_and_take() {
     let sandbox = sandbox();
     let x = frame(vec![f64_column("a", vec![1.5, -2.0, 3.25])]);

@@ -33,6 +33,19 @@ impl HostState {
         })
     }
 
+    /// Refuses a `rows x cols` result the kernel's cap (or the element
+    /// limit) does not allow, before anything is allocated.
+    fn fits(&self, rows: usize, cols: usize) -> Result<()> {
+        let elements = rows.checked_mul(cols).filter(|&n| n <= super::MAX_ELEMENTS);
+        let Some(elements) = elements else {
+            return Err(TensorError::InvalidArgument(format!(
+                "a {rows}x{cols} result would have more than the 2^31 elements a tensor may hold"
+            )));
+        };
+        let mut accounts = self.tensors.accounts;
+        accounts.charge(elements as u64 * 4)
+    }
+
     fn backend(&self) -> Result<std::sync::Arc<dyn super::Backend>> {
         self.tensors.tensors.backend()
     }
@@ -45,26 +58,34 @@ impl HostState {
         data: impl FnOnce(usize) -> Result<Vec<f32>>,
     ) -> Result<Resource<Tensor>> {
         let (rows, cols) = dims(shape)?;
-        // Charge before allocating anything.
-        let bytes = (rows * cols) as u64 * 4;
-        self.tensors.accounts.charge(bytes)?;
-        self.tensors.accounts.release(bytes);
+        self.fits(rows, cols)?;
         let values = data(rows * cols)?;
         let backend = self.backend()?;
         let made = backend.upload(rows, cols, &values);
         self.keep(made)
     }
 
-    fn unary_with(
+    /// Runs an operation on `handle`'s tensor: `shape` checks the operands
+    /// and gives the result's shape, which must fit the cap before `f`
+    /// computes it.
+    fn op(
         &mut self,
         handle: &Resource<Tensor>,
+        shape: impl FnOnce(&Tensor) -> Result<(usize, usize)>,
         f: impl FnOnce(&dyn super::Backend, &Tensor) -> Result<Tensor>,
     ) -> Result<Resource<Tensor>> {
         let a = self.tensor(handle)?;
+        let (rows, cols) = shape(&a)?;
+        self.fits(rows, cols)?;
         let backend = self.backend()?;
         let out = f(&*backend, &a);
         self.keep(out)
     }
+}
+
+/// The shape of an element-wise result: its operand's.
+fn same(a: &Tensor) -> Result<(usize, usize)> {
+    Ok((a.rows, a.cols))
 }
 
 fn exact(len: usize, rows: usize, cols: usize) -> Result<()> {
@@ -95,14 +116,15 @@ impl HostTensor for HostState {
 
     async fn zeros(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
         let (rows, cols) = dims(&shape)?;
+        self.fits(rows, cols)?;
         let backend = self.backend()?;
-        self.tensors.accounts.charge(0)?;
         let made = backend.fill(rows, cols, 0.0);
         self.keep(made)
     }
 
     async fn ones(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
         let (rows, cols) = dims(&shape)?;
+        self.fits(rows, cols)?;
         let backend = self.backend()?;
         let made = backend.fill(rows, cols, 1.0);
         self.keep(made)
@@ -169,6 +191,12 @@ impl HostTensor for HostState {
                 )));
             }
         }
+        let (rows, cols) = if axis == 0 {
+            (parts.iter().map(|p| p.rows).sum(), first.cols)
+        } else {
+            (first.rows, parts.iter().map(|p| p.cols).sum())
+        };
+        self.fits(rows, cols)?;
         let refs: Vec<&Tensor> = parts.iter().collect();
         let backend = self.backend()?;
         let out = backend.concat(&refs, axis);
@@ -198,10 +226,11 @@ impl HostTensor for HostState {
         transpose_other: bool,
     ) -> Result<Resource<Tensor>> {
         let b = self.tensor(&other)?;
-        self.unary_with(&handle, |backend, a| {
-            matmul_dims(a, &b, transpose_self, transpose_other)?;
-            backend.matmul(a, &b, transpose_self, transpose_other)
-        })
+        self.op(
+            &handle,
+            |a| matmul_dims(a, &b, transpose_self, transpose_other).map(|(m, _, n)| (m, n)),
+            |backend, a| backend.matmul(a, &b, transpose_self, transpose_other),
+        )
     }
 
     async fn binary(
@@ -211,10 +240,11 @@ impl HostTensor for HostState {
         other: Resource<Tensor>,
     ) -> Result<Resource<Tensor>> {
         let b = self.tensor(&other)?;
-        self.unary_with(&handle, |backend, a| {
-            check_broadcast(a, &b)?;
-            backend.binary(op, a, &b)
-        })
+        self.op(
+            &handle,
+            |a| check_broadcast(a, &b).map(|()| (a.rows, a.cols)),
+            |backend, a| backend.binary(op, a, &b),
+        )
     }
 
     async fn scalar(
@@ -223,16 +253,16 @@ impl HostTensor for HostState {
         op: ScalarOp,
         value: f32,
     ) -> Result<Resource<Tensor>> {
-        self.unary_with(&handle, |backend, a| backend.scalar(op, a, value))
+        self.op(&handle, same, |backend, a| backend.scalar(op, a, value))
     }
 
     async fn unary(&mut self, handle: Resource<Tensor>, op: UnaryOp) -> Result<Resource<Tensor>> {
-        self.unary_with(&handle, |backend, a| backend.unary(op, a))
+        self.op(&handle, same, |backend, a| backend.unary(op, a))
     }
 
     async fn softmax(&mut self, handle: Resource<Tensor>, axis: u32) -> Result<Resource<Tensor>> {
         let axis = check_axis(axis)?;
-        self.unary_with(&handle, |backend, a| backend.softmax(a, axis))
+        self.op(&handle, same, |backend, a| backend.softmax(a, axis))
     }
 
     async fn reduce(
@@ -242,11 +272,19 @@ impl HostTensor for HostState {
         axis: u32,
     ) -> Result<Resource<Tensor>> {
         let axis = check_axis(axis)?;
-        self.unary_with(&handle, |backend, a| backend.reduce(op, a, axis))
+        self.op(
+            &handle,
+            |a| Ok(if axis == 0 { (1, a.cols) } else { (a.rows, 1) }),
+            |backend, a| backend.reduce(op, a, axis),
+        )
     }
 
     async fn transpose(&mut self, handle: Resource<Tensor>) -> Result<Resource<Tensor>> {
-        self.unary_with(&handle, |backend, a| backend.transpose(a))
+        self.op(
+            &handle,
+            |a| Ok((a.cols, a.rows)),
+            |backend, a| backend.transpose(a),
+        )
     }
 
     async fn slice_rows(
@@ -255,16 +293,19 @@ impl HostTensor for HostState {
         start: u32,
         end: u32,
     ) -> Result<Resource<Tensor>> {
-        self.unary_with(&handle, |backend, a| {
-            if start > end || end as usize > a.rows {
-                return Err(TensorError::InvalidArgument(format!(
-                    "rows {start}..{end} of a tensor with {} rows",
-                    a.rows
-                )));
-            }
-            let rows: Vec<u32> = (start..end).collect();
-            backend.gather_rows(a, &rows)
-        })
+        self.op(
+            &handle,
+            |a| {
+                if start > end || end as usize > a.rows {
+                    return Err(TensorError::InvalidArgument(format!(
+                        "rows {start}..{end} of a tensor with {} rows",
+                        a.rows
+                    )));
+                }
+                Ok(((end - start) as usize, a.cols))
+            },
+            |backend, a| backend.gather_rows(a, &(start..end).collect::<Vec<u32>>()),
+        )
     }
 
     async fn gather_rows(
@@ -272,15 +313,17 @@ impl HostTensor for HostState {
         handle: Resource<Tensor>,
         indices: Vec<u32>,
     ) -> Result<Resource<Tensor>> {
-        self.unary_with(&handle, |backend, a| {
-            if let Some(bad) = indices.iter().find(|&&i| i as usize >= a.rows) {
-                return Err(TensorError::InvalidArgument(format!(
+        self.op(
+            &handle,
+            |a| match indices.iter().find(|&&i| i as usize >= a.rows) {
+                Some(bad) => Err(TensorError::InvalidArgument(format!(
                     "row {bad} of a tensor with {} rows",
                     a.rows
-                )));
-            }
-            backend.gather_rows(a, &indices)
-        })
+                ))),
+                None => Ok((indices.len(), a.cols)),
+            },
+            |backend, a| backend.gather_rows(a, &indices),
+        )
     }
 
     async fn drop(&mut self, handle: Resource<Tensor>) -> wasmtime::Result<()> {

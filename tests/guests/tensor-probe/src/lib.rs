@@ -3,6 +3,7 @@
 //!
 //! - `hoard`: `fit` allocates 1 MiB tensors, keeping them all, until the
 //!   host refuses; the refusal comes back as the kernel's error;
+//! - `outer`: `fit` asks for a 4 GiB outer product of two small tensors;
 //! - `publish`: `fit` publishes its first column as a tensor named `target`;
 //! - `take`: `transform` takes the tensor named `target` and returns it as a
 //!   column `taken` (without it ever crossing the publisher's sandbox);
@@ -80,6 +81,13 @@ impl Guest for Probe {
                 let t = Tensor::zeros(256, 1024)?;
                 s.kept.push(t);
             },
+            "outer" => {
+                // A 32768 x 32768 product: 4 GiB, from two 128 KiB operands.
+                let column = Tensor::zeros(32768, 1)?;
+                let row = Tensor::zeros(1, 32768)?;
+                column.matmul(&row)?;
+                Ok(())
+            }
             "publish" => {
                 let column = first_column(&x);
                 let values: Vec<f32> = column.iter().map(|&v| v as f32).collect();

@@ -35,23 +35,36 @@ pub struct Frozen {
     pub frozen_at: String,
 }
 
-/// The [`Frozen`] record of `component`'s bytes, if it has one.
+/// The [`Frozen`] record of `component`'s bytes, if it has one. Reads only
+/// the top-level sections (nested modules are skipped whole), so it costs
+/// microseconds on every kernel load.
 pub fn frozen_record(component: &[u8]) -> Option<Frozen> {
-    let mut depth = 0u32;
-    for payload in wasmparser::Parser::new(0).parse_all(component) {
-        match payload.ok()? {
-            wasmparser::Payload::ModuleSection { .. }
-            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
-            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
-            wasmparser::Payload::CustomSection(section)
-                if depth == 0 && section.name() == FROZEN_SECTION =>
-            {
+    use wasmparser::{Chunk, Payload};
+    let mut parser = wasmparser::Parser::new(0);
+    let mut offset = 0;
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(&component[offset..], true).ok()?
+        else {
+            return None;
+        };
+        offset += consumed;
+        match payload {
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                // The outer parser goes on after the nested bytes.
+                offset += unchecked_range.len();
+            }
+            Payload::CustomSection(section) if section.name() == FROZEN_SECTION => {
                 return serde_json::from_slice(section.data()).ok();
             }
+            Payload::End(_) => return None,
             _ => {}
         }
     }
-    None
 }
 
 /// Freezes `instance` (an instance of `component`) as it is now.

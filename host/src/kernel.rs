@@ -642,11 +642,17 @@ impl KernelInstance {
     /// Ends a state-changing call: on success the new state is snapshotted;
     /// on failure (trap, limit, timeout or refusal) the instance goes back
     /// to its last snapshot, so the failed call leaves no trace.
-    async fn settle<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
+    ///
+    /// A `configure` of an instance that has learned nothing yet is not
+    /// snapshotted: a fresh instance replaying the parameters is the same
+    /// state (and saves a copy in the common instantiate, configure, fit or
+    /// load-state sequence).
+    async fn settle<R>(&mut self, operation: &str, result: Result<R, Error>) -> Result<R, Error> {
         if self.shared.access.is_none() {
             return result;
         }
         match &result {
+            Ok(_) if operation == "configure" && self.snapshot.is_none() => {}
             Ok(_) => {
                 if let Err(e) = self.take_snapshot().await {
                     tracing::warn!(kernel = %self.shared.id, "could not snapshot the kernel: {e}");
@@ -901,7 +907,7 @@ impl KernelInstance {
         if result.is_ok() {
             self.params = params.to_vec();
         }
-        let result = self.settle(result).await;
+        let result = self.settle("configure", result).await;
         self.record("configure", 0, &result, |_| 0, false);
         result
     }
@@ -910,7 +916,7 @@ impl KernelInstance {
         self.state_hash = None;
         let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
             .and_then(|r| refused(self.id(), "fit", r));
-        let result = self.settle(result).await;
+        let result = self.settle("fit", result).await;
         self.record("fit", x.rows, &result, |_| 0, false);
         result
     }
@@ -920,7 +926,7 @@ impl KernelInstance {
         let result = guarded!(self, "partial-fit", |k, store| k
             .call_partial_fit(store, x, y))
         .and_then(|r| refused(self.id(), "partial-fit", r));
-        let result = self.settle(result).await;
+        let result = self.settle("partial-fit", result).await;
         self.record("partial-fit", x.rows, &result, |_| 0, false);
         result
     }
@@ -1042,7 +1048,7 @@ impl KernelInstance {
         let result = guarded!(self, "load-state", |k, store| k
             .call_load_state(store, state))
         .and_then(|r| refused(self.id(), "load-state", r));
-        let result = self.settle(result).await;
+        let result = self.settle("load-state", result).await;
         self.record("load-state", 0, &result, |_| 0, false);
         result
     }

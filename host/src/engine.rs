@@ -184,6 +184,14 @@ impl SandboxBuilder {
             .map_err(anyhow::Error::from)
             .context("linking the kernel-host imports")?;
 
+        let tensors = crate::tensor::Tensors::new(device);
+        if device == crate::tensor::DeviceChoice::Cuda {
+            // Asked for explicitly: fail now, before any kernel runs.
+            tensors.backend().map_err(|e| match e {
+                crate::tensor::TensorError::Backend(why) => anyhow::anyhow!("{why}; use device \"auto\" or \"cpu\" on this machine (`kernel-host info` shows what was found)"),
+                other => anyhow::anyhow!("{other:?}"),
+            })?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         if self.metering.epoch() {
             let engine = engine.weak();
@@ -210,7 +218,7 @@ impl SandboxBuilder {
                 cache_dir: self.cache_dir,
                 telemetry: self.telemetry,
                 snapshots: self.snapshots,
-                tensors: crate::tensor::Tensors::new(device),
+                tensors,
                 stop,
             }),
         })

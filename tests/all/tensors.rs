@@ -293,3 +293,73 @@ async fn pca_finds_the_leading_eigenvectors() {
         );
     }
 }
+
+#[test]
+fn the_penguins_mlp_pipeline_runs_from_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.csv");
+    let o = kernel_host(&[
+        "run",
+        "examples/penguins/mlp.toml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let accuracy: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap();
+    assert!(accuracy >= 0.95, "{text}");
+}
+
+#[test]
+fn asking_for_cuda_without_it_fails_before_any_kernel_runs() {
+    if let CudaProbe::Ready(_) = probe_cuda() {
+        return; // Only meaningful on a machine without CUDA.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(workspace().join("examples/penguins/mlp.toml"))
+        .unwrap()
+        .replace("device = \"auto\"", "device = \"cuda\"")
+        .replace(
+            "\"data/",
+            &format!(
+                "\"{}/",
+                workspace().join("examples/penguins/data").display()
+            ),
+        )
+        .replace(
+            "\"../../target",
+            &format!("\"{}", workspace().join("target").display()),
+        );
+    let path = dir.path().join("m.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let o = kernel_host(&[
+        "run",
+        path.to_str().unwrap(),
+        "-o",
+        dir.path().join("p.csv").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("device `cuda` was asked for, but CUDA is not usable here")
+            && stderr.contains("libcublas")
+            && stderr.contains("kernel-host info"),
+        "{stderr}"
+    );
+    let o = kernel_host_command()
+        .env("KERNEL_HOST_DEVICE", "tpu")
+        .args(["run", "examples/penguins/mlp.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("KERNEL_HOST_DEVICE: unknown device `tpu`")
+    );
+}

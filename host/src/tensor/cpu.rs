@@ -4,7 +4,6 @@
 
 use super::{Backend, BinaryOp, Device, ReduceOp, ScalarOp, Storage, Tensor, TensorError, UnaryOp};
 use ndarray::ArrayView2;
-use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
@@ -271,7 +270,3 @@ impl Backend for Cpu {
         Ok(tensor(rows, cols, out))
     }
 }
-
-/// Keeps `Arc` in scope for the storage type.
-#[allow(dead_code)]
-type Shared = Arc<[f32]>;

@@ -860,6 +860,8 @@ impl KernelInstance {
             rows_in: rows_in.into(),
             rows_out: result.as_ref().map_or(0, rows_out),
             memory: self.store.data().limiter.peak(),
+            // Kept across store replacements (a failed call's store is gone).
+            tensor_bytes: self.stats().tensor_peak,
             cached,
             restarted: std::mem::take(&mut self.restarted),
             rolled_back: std::mem::take(&mut self.rolled_back),

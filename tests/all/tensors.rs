@@ -55,7 +55,8 @@ async fn probe(
 
 #[tokio::test]
 async fn a_kernel_hoarding_tensors_hits_its_cap_with_a_typed_error() {
-    let sandbox = sandbox();
+    let telemetry = kernel_host::Telemetry::builder().metrics().build().unwrap();
+    let sandbox = sandbox_with(telemetry.clone());
     let limits = Limits {
         tensor_bytes: 64 << 20,
         ..Limits::default()
@@ -80,6 +81,17 @@ async fn a_kernel_hoarding_tensors_hits_its_cap_with_a_typed_error() {
     // It held up to its cap, never more; the failed store's tensors are gone.
     let peak = hoarder.stats().tensor_peak;
     assert!(peak > 60 << 20 && peak <= 64 << 20, "{peak}");
+    // The peak is a Prometheus gauge too.
+    let text = telemetry.metrics().unwrap().render();
+    let gauge = text
+        .lines()
+        .find(|l| l.starts_with("kernel_host_tensor_bytes_peak{") && l.contains("step=\"hoard\""))
+        .unwrap_or_else(|| panic!("{text}"));
+    let value: f64 = gauge.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        value > (60 << 20) as f64 && value <= (64 << 20) as f64,
+        "{gauge}"
+    );
 }
 
 #[tokio::test]

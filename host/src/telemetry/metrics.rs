@@ -6,6 +6,7 @@
 //! | `kernel_host_call_duration_seconds` | histogram | `operation` |
 //! | `kernel_host_fuel_consumed_total` | counter | |
 //! | `kernel_host_linear_memory_peak_bytes` | gauge | |
+//! | `kernel_host_tensor_bytes_peak` | gauge | |
 //! | `kernel_host_rows_in_total` | counter | `operation` |
 //! | `kernel_host_rows_out_total` | counter | `operation` |
 //! | `kernel_host_instance_restarts_total` | counter | |
@@ -28,6 +29,7 @@ pub struct Metrics {
     duration: HistogramVec,
     fuel: CounterVec,
     memory: GaugeVec,
+    tensor_bytes: GaugeVec,
     rows_in: CounterVec,
     rows_out: CounterVec,
     restarts: CounterVec,
@@ -106,7 +108,16 @@ impl Metrics {
             &labels(&[]),
         )?;
         registry.register(Box::new(memory.clone()))?;
+        let tensor_bytes = GaugeVec::new(
+            Opts::new(
+                "kernel_host_tensor_bytes_peak",
+                "Most bytes of host tensors (CPU or GPU) the kernel's instance held at once.",
+            ),
+            &labels(&[]),
+        )?;
+        registry.register(Box::new(tensor_bytes.clone()))?;
         Ok(Metrics {
+            tensor_bytes,
             registry,
             calls,
             duration,
@@ -153,6 +164,10 @@ impl Metrics {
         }
         let memory = self.memory.with_label_values(&base);
         memory.set(memory.get().max(r.memory as f64));
+        if r.tensor_bytes > 0 {
+            let tensors = self.tensor_bytes.with_label_values(&base);
+            tensors.set(tensors.get().max(r.tensor_bytes as f64));
+        }
         if r.restarted {
             self.restarts.with_label_values(&base).inc();
         }

@@ -96,6 +96,8 @@ pub struct CallRecord {
     pub rows_out: u64,
     /// Linear memory of the instance after the call, bytes.
     pub memory: u64,
+    /// Most bytes of host tensors the instance has held, so far.
+    pub tensor_bytes: u64,
     /// Served from the result cache.
     pub cached: bool,
     /// The instance's store was replaced before this call (after a fault).

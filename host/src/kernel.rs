@@ -6,9 +6,12 @@
 //! provides. [`KernelInstance`] is one sandboxed instance of it, with its
 //! own store, limits and grants. Every call runs with fresh fuel under a
 //! wall-clock timer; any failure out of wasm is classified into a
-//! [`Fault`], the poisoned store is dropped, and the next call gets a fresh
-//! instance configured with the same parameters. The host never crashes and
-//! other kernels never notice.
+//! [`Fault`]. After every successful state-changing call the instance is
+//! snapshotted ([`crate::snapshot`]); a failed call drops the poisoned store
+//! and continues in a fresh instance holding the last snapshot, so the
+//! failure leaves no trace (a kernel the host cannot instrument gets a fresh
+//! instance configured with the same parameters instead). The host never
+//! crashes and other kernels never notice.
 
 use crate::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param};
 use crate::cache::{self, Cached, ResultCache};

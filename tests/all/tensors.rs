@@ -114,6 +114,23 @@ async fn a_result_past_the_cap_is_refused_before_it_is_allocated() {
 }
 
 #[tokio::test]
+async fn publishing_cannot_escape_the_caps() {
+    let sandbox = sandbox();
+    let limits = Limits {
+        tensor_bytes: 8 << 20,
+        ..Limits::default()
+    };
+    let mut flood = probe(&sandbox, "flood", "", limits).await;
+    let x = frame(vec![f64_column("a", vec![1.0])]);
+    let (_, fault) = fault_of(flood.fit(&x, None).await);
+    let message = fault.to_string();
+    assert!(
+        message.contains("out of tensor memory") && message.contains("waiting to be taken"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn tensors_cross_kernels_only_through_publish_and_take() {
     let sandbox = sandbox();
     let x = frame(vec![f64_column("a", vec![1.5, -2.0, 3.25])]);

@@ -336,8 +336,7 @@ impl HostTensor for HostState {
 impl Host for HostState {
     async fn publish(&mut self, name: String, value: Resource<Tensor>) -> Result<()> {
         let tensor = self.tensor(&value)?;
-        self.tensors.tensors.exchange.publish(&name, tensor);
-        Ok(())
+        self.tensors.tensors.exchange.publish(&name, tensor)
     }
 
     async fn take(&mut self, name: String) -> Result<Resource<Tensor>> {

@@ -196,17 +196,44 @@ pub fn random(len: usize, seed: u64, normal: Option<(f32, f32)>, range: (f32, f3
 }
 
 /// Tensors handed from one kernel to another (`publish` / `take`), shared
-/// by every kernel of a sandbox.
+/// by every kernel of a sandbox. What waits here is no longer counted
+/// against any kernel's cap, so the exchange has its own: at most
+/// [`Exchange::MAX_BYTES`] in at most [`Exchange::MAX_ENTRIES`] names.
 #[derive(Clone, Default)]
 pub struct Exchange {
     slots: Arc<Mutex<HashMap<String, Tensor>>>,
 }
 
 impl Exchange {
-    pub fn publish(&self, name: &str, tensor: Tensor) {
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.insert(name.to_string(), tensor);
+    pub const MAX_BYTES: u64 = 1 << 30;
+    pub const MAX_ENTRIES: usize = 256;
+
+    /// Publishes `tensor` under `name`, replacing what was there.
+    pub fn publish(&self, name: &str, tensor: Tensor) -> Result<(), TensorError> {
+        let mut slots = self
+            .slots
+            .lock()
+            .map_err(|_| TensorError::Backend("the tensor exchange is unusable".into()))?;
+        let waiting: u64 = slots
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(_, t)| t.bytes())
+            .sum();
+        if waiting + tensor.bytes() > Self::MAX_BYTES {
+            return Err(TensorError::OutOfMemory(format!(
+                "published tensors would total {} MiB, over the exchange's {} MiB; take (or stop publishing) tensors first",
+                (waiting + tensor.bytes()) >> 20,
+                Self::MAX_BYTES >> 20
+            )));
         }
+        if !slots.contains_key(name) && slots.len() >= Self::MAX_ENTRIES {
+            return Err(TensorError::OutOfMemory(format!(
+                "{} tensors are already waiting to be taken",
+                slots.len()
+            )));
+        }
+        slots.insert(name.to_string(), tensor);
+        Ok(())
     }
 
     pub fn take(&self, name: &str) -> Option<Tensor> {

@@ -3,6 +3,7 @@
 //!
 //! - `hoard`: `fit` allocates 1 MiB tensors, keeping them all, until the
 //!   host refuses; the refusal comes back as the kernel's error;
+//! - `flood`: `fit` publishes 1 MiB tensors under new names until refused;
 //! - `outer`: `fit` asks for a 4 GiB outer product of two small tensors;
 //! - `publish`: `fit` publishes its first column as a tensor named `target`;
 //! - `take`: `transform` takes the tensor named `target` and returns it as a
@@ -81,6 +82,15 @@ impl Guest for Probe {
                 let t = Tensor::zeros(256, 1024)?;
                 s.kept.push(t);
             },
+            "flood" => {
+                // Publishes 1 MiB tensors under new names, dropping each
+                // handle, so its own cap never binds.
+                for i in 0.. {
+                    let t = Tensor::zeros(256, 1024)?;
+                    t.publish(&format!("flood-{i}"))?;
+                }
+                Ok(())
+            }
             "outer" => {
                 // A 32768 x 32768 product: 4 GiB, from two 128 KiB operands.
                 let column = Tensor::zeros(32768, 1)?;

@@ -25,8 +25,8 @@ impl HostState {
     /// Charges and stores a new tensor, returning its handle.
     fn keep(&mut self, tensor: Result<Tensor>) -> Result<Resource<Tensor>> {
         let tensor = tensor?;
-        self.tensors.accounts.charge(tensor.bytes())?;
-        let bytes = tensor.bytes();
+        self.tensors.accounts.charge(tensor.charge())?;
+        let bytes = tensor.charge();
         self.table().push(tensor).map_err(|e| {
             self.tensors.accounts.release(bytes);
             TensorError::OutOfMemory(format!("too many live tensors: {e}"))
@@ -43,7 +43,7 @@ impl HostState {
             )));
         };
         let mut accounts = self.tensors.accounts;
-        accounts.charge(elements as u64 * 4)
+        accounts.charge(elements as u64 * 4 + super::PER_TENSOR_BYTES)
     }
 
     fn backend(&self) -> Result<std::sync::Arc<dyn super::Backend>> {
@@ -328,7 +328,7 @@ impl HostTensor for HostState {
 
     async fn drop(&mut self, handle: Resource<Tensor>) -> wasmtime::Result<()> {
         let tensor = self.table().delete(handle)?;
-        self.tensors.accounts.release(tensor.bytes());
+        self.tensors.accounts.release(tensor.charge());
         Ok(())
     }
 }

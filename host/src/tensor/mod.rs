@@ -23,6 +23,9 @@ pub use cuda::{Cuda, CudaProbe, probe as probe_cuda};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Host bookkeeping charged per live tensor (handle, table slot, shape).
+pub const PER_TENSOR_BYTES: u64 = 256;
+
 /// Largest number of elements in one tensor (2^31: indices stay in i32 on
 /// the GPU).
 pub const MAX_ELEMENTS: usize = 1 << 31;
@@ -54,6 +57,12 @@ impl Tensor {
     /// Bytes of storage.
     pub fn bytes(&self) -> u64 {
         self.len() as u64 * 4
+    }
+
+    /// What the tensor counts against a kernel's cap: its storage plus the
+    /// host's bookkeeping, so a flood of tiny tensors is bounded too.
+    pub fn charge(&self) -> u64 {
+        self.bytes() + PER_TENSOR_BYTES
     }
 
     pub fn device(&self) -> Device {

@@ -27,6 +27,21 @@ pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.1";
 
+/// A parameter value as a manifest would write it: `0.5`, `1e-12`, `3`,
+/// `true`, `"mean"`.
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Plain notation where it stays short.
+            ParamValue::F64(x) if *x == 0.0 || (1e-4..1e9).contains(&x.abs()) => write!(f, "{x}"),
+            ParamValue::F64(x) => write!(f, "{x:e}"),
+            ParamValue::S64(x) => write!(f, "{x}"),
+            ParamValue::Bool(x) => write!(f, "{x}"),
+            ParamValue::String(x) => write!(f, "\"{x}\""),
+        }
+    }
+}
+
 impl std::fmt::Display for KernelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -135,7 +135,7 @@ pub async fn freeze(
         params: instance
             .params()
             .iter()
-            .map(|p| format!("{}={}", p.name, param_text(&p.value)))
+            .map(|p| format!("{}={}", p.name, p.value))
             .collect(),
         state_bytes: image.bytes(),
         frozen_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -151,16 +151,6 @@ pub async fn freeze(
     let section = section.finish();
     frozen.extend_from_slice(&section[8..]);
     Ok(frozen)
-}
-
-fn param_text(value: &crate::bindings::ParamValue) -> String {
-    use crate::bindings::ParamValue;
-    match value {
-        ParamValue::F64(v) => v.to_string(),
-        ParamValue::S64(v) => v.to_string(),
-        ParamValue::Bool(v) => v.to_string(),
-        ParamValue::String(v) => format!("{v:?}"),
-    }
 }
 
 /// Wizer's view of the twin instance: its accessor exports, called

@@ -61,14 +61,14 @@ fn compile_instrumented(
     bytes: &[u8],
     sha256: &str,
 ) -> Result<(wasmtime::component::Component, Result<Arc<Access>, String>), String> {
-    if !sandbox.snapshots() {
-        let component = sandbox
-            .compile(bytes, sha256)
-            .map_err(|e| format!("{e:#}"))?;
-        return Ok((component, Err("snapshots are off in this sandbox".into())));
-    }
-    let key = format!("{sha256}-snapshots{INSTRUMENTATION}");
-    let instrumented = sandbox.compile_with(&key, || snapshot::instrument(bytes).map(Into::into));
+    let instrumented = if sandbox.snapshots() {
+        let key = format!("{sha256}-snapshots{INSTRUMENTATION}");
+        sandbox
+            .compile_with(&key, || snapshot::instrument(bytes).map(Into::into))
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        Err("snapshots are off in this sandbox".to_string())
+    };
     match instrumented {
         Ok(component) => {
             let access = Access::of(&component)
@@ -80,7 +80,7 @@ fn compile_instrumented(
             let component = sandbox
                 .compile(bytes, sha256)
                 .map_err(|e| format!("{e:#}"))?;
-            Ok((component, Err(format!("{why:#}"))))
+            Ok((component, Err(why)))
         }
     }
 }

@@ -13,22 +13,9 @@ pub struct InspectArgs {
     pub sha256: Option<String>,
 }
 
-/// `0.5`, `1e-12`: plain notation where it stays short.
+/// A bound written like a value: `0.5`, `1e-12`.
 fn number(x: f64) -> String {
-    if x == 0.0 || (1e-4..1e9).contains(&x.abs()) {
-        x.to_string()
-    } else {
-        format!("{x:e}")
-    }
-}
-
-fn value(v: &ParamValue) -> String {
-    match v {
-        ParamValue::F64(x) => number(*x),
-        ParamValue::S64(x) => x.to_string(),
-        ParamValue::Bool(x) => x.to_string(),
-        ParamValue::String(x) => format!("\"{x}\""),
-    }
+    ParamValue::F64(x).to_string()
 }
 
 fn bound<T: ToString>(b: &Option<T>) -> String {
@@ -115,7 +102,7 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
                 "  {:<18} {:<36} default {:<10} {}",
                 p.name,
                 kind(&p.kind),
-                value(&p.default),
+                p.default,
                 p.description
             );
         }

@@ -65,6 +65,14 @@ impl HostState {
         self.keep(made)
     }
 
+    /// A tensor of `value`s, made on the device.
+    fn filled(&mut self, shape: &[u32], value: f32) -> Result<Resource<Tensor>> {
+        let (rows, cols) = dims(shape)?;
+        self.fits(rows, cols)?;
+        let made = self.backend()?.fill(rows, cols, value);
+        self.keep(made)
+    }
+
     /// Runs an operation on `handle`'s tensor: `shape` checks the operands
     /// and gives the result's shape, which must fit the cap before `f`
     /// computes it.
@@ -115,19 +123,11 @@ impl HostTensor for HostState {
     }
 
     async fn zeros(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
-        let (rows, cols) = dims(&shape)?;
-        self.fits(rows, cols)?;
-        let backend = self.backend()?;
-        let made = backend.fill(rows, cols, 0.0);
-        self.keep(made)
+        self.filled(&shape, 0.0)
     }
 
     async fn ones(&mut self, shape: Vec<u32>) -> Result<Resource<Tensor>> {
-        let (rows, cols) = dims(&shape)?;
-        self.fits(rows, cols)?;
-        let backend = self.backend()?;
-        let made = backend.fill(rows, cols, 1.0);
-        self.keep(made)
+        self.filled(&shape, 1.0)
     }
 
     async fn random_uniform(

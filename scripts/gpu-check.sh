@@ -17,7 +17,7 @@ out=target/gpu-check
 
 prepare() {
     source scripts/toolchain.sh
-    cargo build --release -p kernel-host --bin kernel-host
+    cargo build --release -p kernel-host-cli --bin kernel-host
     local bench
     bench=$(cargo bench --bench tensor --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys

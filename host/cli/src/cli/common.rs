@@ -1,0 +1,189 @@
+//! Flags every command that runs kernels shares, and the session they
+//! set up: the source (manifest or bundle), the data overrides, the
+//! sandbox with its telemetry, and the report written at the end whether
+//! the command succeeded or not.
+
+use kernel_host::job::{DataOverrides, Source};
+use kernel_host::registry::Registry;
+use kernel_host::report::{Provenance, failure_json};
+use kernel_host::telemetry::{AuditLog, MetricsServer};
+use kernel_host::{Error, Sandbox, Telemetry};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which rows to use, for manifests and bundles alike.
+#[derive(Clone, Default, clap::Args)]
+pub struct DataArgs {
+    /// Fit on this file instead of the manifest's training data (not for bundles, which are not refitted).
+    #[arg(long, value_name = "FILE")]
+    pub train: Option<PathBuf>,
+    /// The rows to predict (CSV or Arrow), instead of the manifest's test data.
+    #[arg(long, short, visible_alias = "test", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Read (and fit) the data this many rows at a time, in bounded memory (overrides `data.chunk-rows`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_rows: Option<u64>,
+}
+
+impl DataArgs {
+    pub fn overrides(&self) -> DataOverrides {
+        DataOverrides {
+            train: self.train.clone(),
+            input: self.input.clone(),
+            chunk_rows: self
+                .chunk_rows
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+}
+
+/// What the host observed, for Prometheus and for the record.
+#[derive(Clone, Default, clap::Args)]
+pub struct TelemetryArgs {
+    /// Serve Prometheus metrics on http://ADDR/metrics while the command runs (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Afterwards, keep serving metrics until one more scrape or SECONDS pass.
+    #[arg(long, value_name = "SECONDS", requires = "metrics_addr")]
+    pub metrics_hold: Option<u64>,
+    /// Write the metrics in the text exposition format here at the end (node-exporter textfile style).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Write a JSON report here, also when the command fails (overrides `output.report`).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Append one JSON line per kernel call here (overrides `output.audit-log`).
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Compile kernels afresh instead of using the on-disk cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// The registry `registry = "name@range"` kernels come from:
+/// `$KERNEL_HOST_REGISTRY` or the default directory.
+pub fn registry() -> Registry {
+    Registry::open(Registry::default_dir())
+}
+
+/// Opens `path` (a bundle or a manifest) with the data flags applied.
+pub fn open(path: &Path, data: &DataArgs) -> Result<Source, Error> {
+    let mut source = Source::open(path, &registry())?;
+    data.overrides().apply(&mut source)?;
+    Ok(source)
+}
+
+/// A command's sandbox and telemetry, and where its report goes.
+pub struct Session {
+    pub sandbox: Sandbox,
+    telemetry: Telemetry,
+    server: Option<MetricsServer>,
+    report: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+    hold: Option<u64>,
+}
+
+impl TelemetryArgs {
+    /// Starts the telemetry and builds the sandbox for `source`.
+    pub async fn start(&self, source: &Source) -> Result<Session, Error> {
+        let plan = source.plan();
+        let mut telemetry = Telemetry::builder();
+        if self.metrics_addr.is_some() || self.metrics_file.is_some() {
+            telemetry = telemetry.metrics();
+        }
+        if let Some(path) = self.audit_log.clone().or(plan.output.audit_log.clone()) {
+            telemetry = telemetry.audit(
+                AuditLog::open(&path)
+                    .map_err(|e| Error::io(format!("opening the audit log {}", path.display()), e))?,
+            );
+        }
+        let telemetry = telemetry.build().map_err(Error::Host)?;
+        let server = match (self.metrics_addr, telemetry.metrics()) {
+            (Some(addr), Some(metrics)) => {
+                let server = MetricsServer::start(addr, metrics.clone())
+                    .await
+                    .map_err(|e| Error::io(format!("serving metrics on {addr}"), e))?;
+                eprintln!("serving metrics on http://{}/metrics", server.addr());
+                Some(server)
+            }
+            _ => None,
+        };
+        let mut builder = Sandbox::builder()
+            .observer(telemetry.clone())
+            .device(plan.device);
+        if self.no_cache {
+            builder = builder.cache_dir(None);
+        }
+        Ok(Session {
+            sandbox: builder.build()?,
+            telemetry,
+            server,
+            report: self.report.clone().or(plan.output.report.clone()),
+            metrics_file: self.metrics_file.clone(),
+            hold: self.metrics_hold,
+        })
+    }
+}
+
+impl Session {
+    /// Writes the report (`report` on success, a failure report with the
+    /// exit code otherwise) and the metrics file, holds the metrics
+    /// endpoint for a last scrape when asked, and hands `result` back.
+    pub async fn finish<T>(
+        self,
+        result: Result<T, Error>,
+        report: impl FnOnce(&T) -> serde_json::Value,
+        exit_code: impl FnOnce(&Error) -> i32,
+    ) -> Result<T, Error> {
+        let scrapes = self.server.as_ref().map_or(0, MetricsServer::scrapes);
+        if let (Some(path), Some(metrics)) = (&self.metrics_file, self.telemetry.metrics()) {
+            metrics
+                .write_to(path)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        if let Some(path) = &self.report {
+            let json = match &result {
+                Ok(value) => report(value),
+                Err(error) => {
+                    failure_json(error, &Provenance::now(&self.sandbox), exit_code(error))
+                }
+            };
+            let mut text = serde_json::to_vec_pretty(&json)
+                .map_err(|e| Error::Internal(format!("serializing the report: {e}")))?;
+            text.push(b'\n');
+            kernel_host::fsutil::write_atomic(path, &text)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        if let (Some(server), Some(seconds)) = (&self.server, self.hold) {
+            eprintln!("holding the metrics endpoint for a final scrape (up to {seconds} s)");
+            server
+                .hold_for_final_scrape(scrapes, Duration::from_secs(seconds))
+                .await;
+        }
+        result
+    }
+}
+
+/// A report with provenance added to `value`'s fields.
+pub fn with_provenance(sandbox: &Sandbox, value: serde_json::Value) -> serde_json::Value {
+    let mut json = serde_json::json!({ "outcome": "ok" });
+    if let (Some(map), Ok(serde_json::Value::Object(p))) = (
+        json.as_object_mut(),
+        serde_json::to_value(Provenance::now(sandbox)),
+    ) {
+        map.extend(p);
+        match value {
+            serde_json::Value::Object(fields) => map.extend(fields),
+            other => {
+                map.insert("result".into(), other);
+            }
+        }
+    }
+    json
+}
+
+/// Refuses a flag that does not apply, saying why.
+pub fn refuse(flag: &str, reason: &str) -> Error {
+    Error::Usage(format!("{flag} does not apply here: {reason}"))
+}

@@ -1,0 +1,117 @@
+//! `kernel-host explain MANIFEST|BUNDLE [--step ID] [--json]`.
+
+use super::common::{DataArgs, TelemetryArgs, open, with_provenance};
+use kernel_host::bindings::ExplainValue;
+use std::path::PathBuf;
+
+#[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host explain examples/penguins/pipeline.toml
+  kernel-host explain penguins.khb --step model --json")]
+pub struct ExplainArgs {
+    /// The pipeline manifest (TOML), fitted first as `run` would, or a bundle (explained as fitted).
+    pub manifest: PathBuf,
+    /// Explain only this step.
+    #[arg(long, value_name = "ID")]
+    pub step: Option<String>,
+    /// Print JSON for tools instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+fn short(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+fn render(value: &ExplainValue) -> String {
+    match value {
+        ExplainValue::Scalar(v) => short(*v),
+        ExplainValue::Vector(v) => v.iter().map(|x| short(*x)).collect::<Vec<_>>().join(", "),
+        ExplainValue::Labels(v) => v.join(", "),
+        ExplainValue::Text(v) => v.clone(),
+        ExplainValue::Table(frame) => {
+            let mut lines = vec![frame.column_names().join("  ")];
+            for row in 0..frame.rows as usize {
+                let cells: Vec<String> = frame
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        kernel_host::data::cell_text(c, row)
+                            .map_or("-".into(), |t| t.parse::<f64>().map_or(t, short))
+                    })
+                    .collect();
+                lines.push(cells.join("  "));
+            }
+            lines.join("\n      ")
+        }
+    }
+}
+
+pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
+    if args.data.input.is_some() {
+        return Err(super::common::refuse(
+            "--input",
+            "`explain` looks at what the kernels learned from the training data; it predicts nothing",
+        ));
+    }
+    let source = open(&args.manifest, &args.data)?;
+    let session = args.telemetry.start(&source).await?;
+    let result = kernel_host::explain::explain(
+        &session.sandbox,
+        source,
+        args.step.as_deref(),
+        &super::progress::Bar::default(),
+    )
+    .await;
+    let sandbox = session.sandbox.clone();
+    let steps = session
+        .finish(
+            result,
+            |steps| {
+                with_provenance(
+                    &sandbox,
+                    serde_json::json!({ "steps": kernel_host::explain::to_json(steps) }),
+                )
+            },
+            kernel_host::Error::exit_code,
+        )
+        .await?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&kernel_host::explain::to_json(&steps))
+            .map_err(|e| kernel_host::Error::Internal(e.to_string()))?;
+        println!("{json}");
+        return Ok(());
+    }
+    for s in &steps {
+        println!("step `{}`: {} ({})", s.step, s.kernel, s.kind);
+        match &s.explanation {
+            Ok(e) => {
+                println!("  {}", e.summary);
+                for entry in &e.entries {
+                    println!("  {:<18} {}", entry.name, render(&entry.value));
+                }
+            }
+            Err(error) => println!("  (no explanation: {error})"),
+        }
+        let o = &s.observed;
+        println!(
+            "  host observed: {} calls, {}, {} fuel, peak memory {:.1} MiB, {} faults, {} restarts, {} cache hits\n",
+            o.calls,
+            super::format_duration(o.busy),
+            o.fuel,
+            o.peak_memory as f64 / (1 << 20) as f64,
+            o.faults,
+            o.restarts,
+            o.cache_hits
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `kernel-host run MANIFEST|BUNDLE`: fit (or restore), predict, score,
+//! write, report.
+
+use super::common::{DataArgs, TelemetryArgs, open};
+use kernel_host::job::{self, JobOptions};
+use kernel_host::report::RunReport;
+use std::path::PathBuf;
+
+#[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host run examples/penguins/pipeline.toml
+  kernel-host run pipeline.toml --chunk-rows 100000 --report run.json
+  kernel-host run model.khb --input new.csv --output predictions.csv")]
+pub struct RunArgs {
+    /// The pipeline manifest (TOML), or a bundle from `fit --save` (restored, not refitted).
+    pub manifest: PathBuf,
+    /// Write predictions here (CSV or Arrow, by extension) instead of the manifest's `output.predictions`.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
+    let mut source = open(&args.manifest, &args.data)?;
+    if let Some(output) = &args.output {
+        source.plan_mut().output.predictions = Some(output.clone());
+    }
+    if source.is_bundle() && args.data.input.is_none() {
+        return Err(kernel_host::Error::Usage(format!(
+            "{} is a bundle: `run` predicts with it without refitting; give the rows with --input FILE",
+            args.manifest.display()
+        )));
+    }
+    let session = args.telemetry.start(&source).await?;
+    let options = JobOptions {
+        save: None,
+        predict: true,
+    };
+    let result = job::run(&session.sandbox, source, &options, &super::progress::Bar::default()).await;
+    let report = session
+        .finish(result, report_json, kernel_host::Error::exit_code)
+        .await?;
+    print_report(&report);
+    Ok(())
+}
+
+pub fn report_json(report: &RunReport) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or_default()
+}
+
+/// The terminal summary of a job.
+pub fn print_report(report: &RunReport) {
+    println!(
+        "pipeline `{}`: fitted on {} rows ({}), predicted {} rows in {}",
+        report.pipeline,
+        report.train_rows,
+        report.fit,
+        report.test_rows,
+        super::format_duration(report.elapsed)
+    );
+    if let Some((name, value)) = report.metric {
+        println!("{name}: {value:.4}");
+    }
+    println!();
+    let width = report
+        .steps
+        .iter()
+        .map(|s| s.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$} {:<28} {:>6} {:>10} {:>16} {:>10}",
+        "step", "kernel", "calls", "time", "fuel", "peak mem"
+    );
+    for s in &report.steps {
+        println!(
+            "{:<width$} {:<28} {:>6} {:>10} {:>16} {:>7.1} MiB",
+            s.id,
+            s.kernel,
+            s.calls,
+            super::format_duration(s.busy),
+            s.fuel,
+            s.peak_memory as f64 / (1 << 20) as f64
+        );
+    }
+    for s in &report.steps {
+        if let Some(a) = &s.shadow {
+            let delta = s
+                .shadow_metric_delta
+                .map(|d| format!(", metric delta {d:+.4}"))
+                .unwrap_or_default();
+            let failed = if a.failures > 0 {
+                format!(", {} failed calls", a.failures)
+            } else {
+                String::new()
+            };
+            println!(
+                "shadow of `{}`: {} agreed on {}/{} rows, max abs diff {:.3e}{delta}{failed}",
+                s.id, a.kernel, a.equal_rows, a.rows, a.max_abs_diff
+            );
+        }
+    }
+    if let Some(path) = &report.saved {
+        println!("\nfitted pipeline saved to {}", path.display());
+    }
+    if let Some(path) = &report.output {
+        println!("\npredictions written to {}", path.display());
+    }
+}

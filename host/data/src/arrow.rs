@@ -1,0 +1,338 @@
+//! Arrow IPC input and output (file and stream formats), using the split
+//! arrow crates. Frames map to record batches column for column: f64 ↔
+//! Float64, s64 ↔ Int64 (smaller integers are widened on input), bool ↔
+//! Boolean, string ↔ Utf8/LargeUtf8, nulls ↔ validity bitmaps.
+
+use kernel_host_types::bindings::{Column, ColumnValues, Frame};
+use kernel_host_types::DataError;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use std::io::{Read, Seek};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Whether `path` names an Arrow IPC file by its extension.
+pub fn is_arrow(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("arrow" | "arrows" | "ipc" | "feather")
+    )
+}
+
+fn error(file: &Path, row: Option<u64>, column: Option<&str>, message: String) -> DataError {
+    DataError {
+        file: file.to_path_buf(),
+        row,
+        column: column.map(String::from),
+        message,
+    }
+}
+
+/// A record batch as a frame. `first_row` (0-based) locates errors.
+pub fn batch_to_frame(
+    batch: &RecordBatch,
+    file: &Path,
+    first_row: u64,
+) -> Result<Frame, DataError> {
+    let rows = u32::try_from(batch.num_rows())
+        .map_err(|_| error(file, None, None, "a batch of more than 2^32-1 rows".into()))?;
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        let nulls = (array.null_count() > 0).then(|| {
+            (0..array.len())
+                .map(|i| u8::from(array.is_null(i)))
+                .collect()
+        });
+        let cast = |to: &DataType| {
+            arrow_cast_like(array, to).map_err(|m| error(file, Some(first_row + 1), Some(name), m))
+        };
+        let values = match field.data_type() {
+            DataType::Float64 | DataType::Float32 => ColumnValues::F64(
+                cast(&DataType::Float64)?
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default(),
+            ),
+            DataType::Int64
+            | DataType::Int32
+            | DataType::Int16
+            | DataType::Int8
+            | DataType::UInt32
+            | DataType::UInt16
+            | DataType::UInt8 => ColumnValues::S64(
+                cast(&DataType::Int64)?
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default(),
+            ),
+            DataType::Boolean => {
+                let a = array.as_any().downcast_ref::<BooleanArray>();
+                ColumnValues::Bool(
+                    a.map(|a| (0..a.len()).map(|i| a.value(i)).collect())
+                        .unwrap_or_default(),
+                )
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let a = cast(&DataType::Utf8)?;
+                let a = a.as_any().downcast_ref::<StringArray>();
+                ColumnValues::String(
+                    a.map(|a| (0..a.len()).map(|i| a.value(i).to_string()).collect())
+                        .unwrap_or_default(),
+                )
+            }
+            other => {
+                return Err(error(
+                    file,
+                    None,
+                    Some(name),
+                    format!(
+                        "has Arrow type {other}; supported: Float64/32, Int64/32/16/8, UInt32/16/8, Boolean, Utf8"
+                    ),
+                ));
+            }
+        };
+        columns.push(Column {
+            name: name.clone(),
+            values,
+            nulls,
+        });
+    }
+    Ok(Frame { rows, columns })
+}
+
+/// Widens numeric arrays and normalizes strings without the arrow-cast
+/// crate (whose build pulls in much more than these few conversions).
+fn arrow_cast_like(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    if array.data_type() == to {
+        return Ok(array.clone());
+    }
+    let nulls = array.nulls().cloned();
+    let out: ArrayRef = match (array.data_type(), to) {
+        (DataType::Float32, DataType::Float64) => {
+            let a = array.as_primitive::<Float32Type>();
+            Arc::new(Float64Array::new(
+                a.values().iter().map(|v| f64::from(*v)).collect(),
+                nulls,
+            ))
+        }
+        (from, DataType::Int64) => {
+            let values: Vec<i64> = match from {
+                DataType::Int32 => array
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                DataType::Int16 => array
+                    .as_primitive::<Int16Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                DataType::Int8 => array
+                    .as_primitive::<Int8Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                DataType::UInt32 => array
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                DataType::UInt16 => array
+                    .as_primitive::<UInt16Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                DataType::UInt8 => array
+                    .as_primitive::<UInt8Type>()
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+                    .collect(),
+                other => return Err(format!("cannot read {other} as an integer")),
+            };
+            Arc::new(Int64Array::new(values.into(), nulls))
+        }
+        (DataType::LargeUtf8, DataType::Utf8) => {
+            let a = array.as_string::<i64>();
+            Arc::new(StringArray::from_iter(
+                (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))),
+            ))
+        }
+        (DataType::Utf8View, DataType::Utf8) => {
+            let a = array.as_string_view();
+            Arc::new(StringArray::from_iter(
+                (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))),
+            ))
+        }
+        (from, to) => return Err(format!("cannot read {from} as {to}")),
+    };
+    Ok(out)
+}
+
+/// A frame as a record batch.
+pub fn frame_to_batch(frame: &Frame) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(frame.columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(frame.columns.len());
+    for c in &frame.columns {
+        let valid = |i: usize| {
+            c.nulls
+                .as_ref()
+                .is_none_or(|n| n.get(i).is_none_or(|b| *b == 0))
+        };
+        let (ty, array): (DataType, ArrayRef) = match &c.values {
+            ColumnValues::F64(v) => (
+                DataType::Float64,
+                Arc::new(Float64Array::from_iter(
+                    (0..v.len()).map(|i| valid(i).then_some(v[i])),
+                )),
+            ),
+            ColumnValues::S64(v) => (
+                DataType::Int64,
+                Arc::new(Int64Array::from_iter(
+                    (0..v.len()).map(|i| valid(i).then_some(v[i])),
+                )),
+            ),
+            ColumnValues::Bool(v) => (
+                DataType::Boolean,
+                Arc::new(BooleanArray::from_iter(
+                    (0..v.len()).map(|i| valid(i).then_some(v[i])),
+                )),
+            ),
+            ColumnValues::String(v) => (
+                DataType::Utf8,
+                Arc::new(StringArray::from_iter(
+                    (0..v.len()).map(|i| valid(i).then_some(v[i].as_str())),
+                )),
+            ),
+        };
+        fields.push(Field::new(&c.name, ty, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(frame.rows as usize)),
+    )
+}
+
+/// Record batches from an Arrow IPC file or stream (told apart by the
+/// file format's `ARROW1` magic).
+pub enum BatchReader<R: Read + Seek> {
+    File(arrow_ipc::reader::FileReader<R>),
+    Stream(arrow_ipc::reader::StreamReader<std::io::BufReader<R>>),
+}
+
+impl<R: Read + Seek> BatchReader<R> {
+    pub fn new(mut input: R) -> Result<Self, ArrowError> {
+        let mut magic = [0u8; 6];
+        let n = input.read(&mut magic)?;
+        input.seek(std::io::SeekFrom::Start(0))?;
+        if n == 6 && &magic == b"ARROW1" {
+            Ok(BatchReader::File(arrow_ipc::reader::FileReader::try_new(
+                input, None,
+            )?))
+        } else {
+            Ok(BatchReader::Stream(
+                arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(input), None)?,
+            ))
+        }
+    }
+
+    pub fn next_batch(&mut self) -> Option<Result<RecordBatch, ArrowError>> {
+        match self {
+            BatchReader::File(r) => r.next(),
+            BatchReader::Stream(r) => r.next(),
+        }
+    }
+}
+
+/// Reads a whole Arrow IPC file (or stream) into one frame.
+pub fn read_arrow(path: &Path) -> Result<Frame, DataError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| error(path, None, None, format!("cannot open: {e}")))?;
+    let mut reader = BatchReader::new(file).map_err(|e| {
+        error(
+            path,
+            None,
+            None,
+            format!("not a readable Arrow IPC file: {e}"),
+        )
+    })?;
+    let mut parts = Vec::new();
+    let mut rows = 0u64;
+    while let Some(batch) = reader.next_batch() {
+        let batch = batch.map_err(|e| {
+            error(
+                path,
+                Some(rows + 1),
+                None,
+                format!("unreadable record batch: {e}"),
+            )
+        })?;
+        let frame = batch_to_frame(&batch, path, rows)?;
+        rows += u64::from(frame.rows);
+        parts.push(frame);
+    }
+    Frame::concat_rows(parts)
+        .map_err(|m| error(path, None, None, format!("record batches disagree: {m}")))
+}
+
+/// Writes `frame` as Arrow IPC (the stream format for `.arrows`, the file
+/// format otherwise), atomically.
+pub fn write_arrow(path: &Path, frame: &Frame) -> anyhow::Result<()> {
+    let mut writer = super::TableWriter::create(path)?;
+    writer.write(frame)?;
+    writer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_arrow() {
+        let frame = Frame {
+            rows: 3,
+            columns: vec![
+                Column {
+                    name: "f".into(),
+                    values: ColumnValues::F64(vec![1.5, 0.0, -2.0]),
+                    nulls: Some(vec![0, 1, 0]),
+                },
+                Column {
+                    name: "i".into(),
+                    values: ColumnValues::S64(vec![1, 2, 3]),
+                    nulls: None,
+                },
+                Column {
+                    name: "b".into(),
+                    values: ColumnValues::Bool(vec![true, false, true]),
+                    nulls: None,
+                },
+                Column {
+                    name: "s".into(),
+                    values: ColumnValues::String(vec!["x".into(), String::new(), "z".into()]),
+                    nulls: Some(vec![0, 1, 0]),
+                },
+            ],
+        };
+        let dir = std::env::temp_dir().join(format!("kh-arrow-{}", std::process::id()));
+        let path = dir.join("t.arrow");
+        write_arrow(&path, &frame).unwrap();
+        let back = read_arrow(&path).unwrap();
+        assert_eq!(back, frame);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,233 @@
+//! Tables read and written a chunk at a time, so a run's memory holds one
+//! chunk whatever the size of its files.
+
+use super::arrow::{BatchReader, batch_to_frame, frame_to_batch, is_arrow};
+use super::{CsvChunks, CsvOptions};
+use kernel_host_types::bindings::Frame;
+use kernel_host_types::DataError;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+
+/// Rows read to infer CSV column types before the first chunk.
+pub const INFER_ROWS: usize = 10_000;
+
+/// Chunks of a CSV or Arrow IPC file.
+pub enum Chunks {
+    Csv(Box<CsvChunks>),
+    Arrow {
+        path: PathBuf,
+        reader: Box<BatchReader<std::fs::File>>,
+        /// Rows of the current batch not yet returned.
+        pending: Option<Frame>,
+        rows: u64,
+        bytes: u64,
+        size: u64,
+    },
+}
+
+impl Chunks {
+    pub fn open(path: &Path, csv: &CsvOptions) -> Result<Chunks, DataError> {
+        if !is_arrow(path) {
+            return Ok(Chunks::Csv(Box::new(CsvChunks::open(
+                path, csv, INFER_ROWS,
+            )?)));
+        }
+        let error = |message: String| DataError {
+            file: path.to_path_buf(),
+            row: None,
+            column: None,
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let reader = BatchReader::new(file)
+            .map_err(|e| error(format!("not a readable Arrow IPC file: {e}")))?;
+        Ok(Chunks::Arrow {
+            path: path.to_path_buf(),
+            reader: Box::new(reader),
+            pending: None,
+            rows: 0,
+            bytes: 0,
+            size,
+        })
+    }
+
+    /// The next (up to) `max_rows` rows; `None` at the end.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Frame>, DataError> {
+        match self {
+            Chunks::Csv(csv) => csv.next_chunk(max_rows),
+            Chunks::Arrow {
+                path,
+                reader,
+                pending,
+                rows,
+                bytes,
+                size,
+            } => {
+                if pending.is_none() {
+                    let Some(batch) = reader.next_batch() else {
+                        return Ok(None);
+                    };
+                    let batch = batch.map_err(|e| DataError {
+                        file: path.clone(),
+                        row: Some(*rows + 1),
+                        column: None,
+                        message: format!("unreadable record batch: {e}"),
+                    })?;
+                    *bytes = (*bytes + batch.get_array_memory_size() as u64).min(*size);
+                    *pending = Some(batch_to_frame(&batch, path, *rows)?);
+                }
+                let Some(frame) = pending.take() else {
+                    return Ok(None);
+                };
+                let n = frame.rows as usize;
+                if n <= max_rows {
+                    *rows += n as u64;
+                    return Ok(Some(frame));
+                }
+                let head = frame.slice_rows(0, max_rows);
+                *pending = Some(frame.slice_rows(max_rows, n));
+                *rows += max_rows as u64;
+                Ok(Some(head))
+            }
+        }
+    }
+
+    /// Bytes consumed so far (approximate for Arrow), for progress.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            Chunks::Csv(csv) => csv.bytes_read(),
+            Chunks::Arrow { bytes, .. } => *bytes,
+        }
+    }
+}
+
+type Out = std::io::BufWriter<std::fs::File>;
+
+/// An Arrow writer: the IPC file format, or the stream format for
+/// `.arrows` files (what pipes carry).
+enum ArrowSink {
+    File(arrow_ipc::writer::FileWriter<Out>),
+    Stream(arrow_ipc::writer::StreamWriter<Out>),
+}
+
+enum Sink {
+    Csv(::csv::Writer<Out>),
+    Arrow(Option<ArrowSink>),
+}
+
+/// Writes a table chunk by chunk into a temporary file beside `path` and
+/// renames it into place on [`TableWriter::finish`]; dropped unfinished,
+/// it removes the temporary file, so no half-written output appears.
+pub struct TableWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    sink: Option<Sink>,
+    header: bool,
+}
+
+impl TableWriter {
+    pub fn create(path: &Path) -> anyhow::Result<TableWriter> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let writer = std::io::BufWriter::new(file);
+        let sink = if is_arrow(path) {
+            // The Arrow writer needs the schema: created on the first chunk.
+            drop(writer);
+            Sink::Arrow(None)
+        } else {
+            Sink::Csv(::csv::Writer::from_writer(writer))
+        };
+        Ok(TableWriter {
+            path: path.to_path_buf(),
+            tmp,
+            sink: Some(sink),
+            header: false,
+        })
+    }
+
+    pub fn write(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        match self.sink.as_mut() {
+            Some(Sink::Csv(w)) => {
+                if !self.header {
+                    w.write_record(frame.columns.iter().map(|c| c.name.as_str()))?;
+                    self.header = true;
+                }
+                for row in 0..frame.rows as usize {
+                    w.write_record(
+                        frame
+                            .columns
+                            .iter()
+                            .map(|c| super::cell_text(c, row).unwrap_or_default()),
+                    )?;
+                }
+            }
+            Some(Sink::Arrow(writer)) => {
+                let batch = frame_to_batch(frame)?;
+                if writer.is_none() {
+                    let file = std::io::BufWriter::new(std::fs::File::create(&self.tmp)?);
+                    let stream = self.path.extension().is_some_and(|e| e == "arrows");
+                    *writer = Some(if stream {
+                        ArrowSink::Stream(arrow_ipc::writer::StreamWriter::try_new(
+                            file,
+                            &batch.schema(),
+                        )?)
+                    } else {
+                        ArrowSink::File(arrow_ipc::writer::FileWriter::try_new(
+                            file,
+                            &batch.schema(),
+                        )?)
+                    });
+                }
+                match writer.as_mut() {
+                    Some(ArrowSink::File(w)) => w.write(&batch)?,
+                    Some(ArrowSink::Stream(w)) => w.write(&batch)?,
+                    None => {}
+                }
+            }
+            None => anyhow::bail!("the writer is already finished"),
+        }
+        Ok(())
+    }
+
+    /// Flushes, syncs and moves the file into place.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let file = match self.sink.take() {
+            Some(Sink::Csv(w)) => w
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("{}", e.error()))?
+                .into_inner()?,
+            Some(Sink::Arrow(Some(ArrowSink::File(mut w)))) => {
+                w.finish()?;
+                w.into_inner()?.into_inner()?
+            }
+            Some(Sink::Arrow(Some(ArrowSink::Stream(mut w)))) => {
+                w.finish()?;
+                w.into_inner()?.into_inner()?
+            }
+            Some(Sink::Arrow(None)) | None => std::fs::File::create(&self.tmp)?,
+        };
+        file.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming into {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if self.sink.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

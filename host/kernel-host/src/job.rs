@@ -1,0 +1,649 @@
+//! The one job driver. Every command that runs kernels goes through here:
+//! a plan is fitted (on the whole training input, or `partial-fit` a chunk
+//! at a time when `data.chunk-rows` is set) or a bundle is restored
+//! without refitting; then rows are predicted (a whole file, a file a chunk
+//! at a time, or batches handed in by `stream`), scored with the one
+//! streaming [`Score`], and written. So `run`, `fit --save` + `predict`
+//! and `stream` on the same plan produce the same model and the same
+//! predictions.
+//!
+//! Chunked fitting makes one pass over the training file per wave of the
+//! graph: earlier (already fitted) steps transform each chunk, and the
+//! wave's steps `partial-fit` it. A kernel without partial fit has its
+//! input held in memory up to `data.memory-budget-mib` and is fitted at the
+//! end of the pass; past the budget the job stops with a clear error
+//! instead of running out of memory. Memory then holds one chunk (plus the
+//! kernels' state), whatever the size of the files.
+
+use crate::bindings::{Column, Frame, KernelKind};
+use crate::bundle::{self, Bundle};
+use crate::data::score::Score;
+use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, read_table};
+use crate::error::{DataError, Error, ManifestError};
+use crate::manifest::{DataSource, KernelResolver, Plan};
+use crate::pipeline::{Buffered, Output, Pipeline};
+use crate::report::{Provenance, RunReport, StepReport};
+use crate::{Sandbox, Step};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where a job reports how far it got. The CLI draws a progress bar on a
+/// terminal; the library's default says nothing.
+pub trait Progress: Send + Sync {
+    /// A pass over `file` begins; `bytes` is its size.
+    fn start(&self, pass: &str, file: &Path, bytes: u64);
+    /// The pass has consumed `bytes` of the file and `rows` rows so far.
+    fn update(&self, bytes: u64, rows: u64);
+    /// The pass is over.
+    fn finish(&self);
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&self, _: &str, _: &Path, _: u64) {}
+    fn update(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// What a job runs: a plan to fit, or a bundle already fitted.
+pub enum Source {
+    Plan(Plan),
+    Bundle(Bundle),
+}
+
+impl Source {
+    /// A bundle (by its magic bytes) or a manifest, registry kernels found
+    /// through `resolver`.
+    pub fn open(path: &Path, resolver: &dyn KernelResolver) -> Result<Source, Error> {
+        if bundle::is_bundle(path) {
+            Ok(Source::Bundle(Bundle::read(path)?))
+        } else {
+            Ok(Source::Plan(Plan::load_with(path, resolver)?))
+        }
+    }
+
+    /// The plan: the manifest's, or the one the bundle was fitted from.
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Source::Plan(plan) => plan,
+            Source::Bundle(bundle) => bundle.plan(),
+        }
+    }
+
+    pub fn plan_mut(&mut self) -> &mut Plan {
+        match self {
+            Source::Plan(plan) => plan,
+            Source::Bundle(bundle) => bundle.plan_mut(),
+        }
+    }
+
+    pub fn is_bundle(&self) -> bool {
+        matches!(self, Source::Bundle(_))
+    }
+}
+
+/// Data flags every command shares: they replace what the plan says.
+#[derive(Clone, Debug, Default)]
+pub struct DataOverrides {
+    /// Fit on this file instead of the plan's training data.
+    pub train: Option<PathBuf>,
+    /// Predict these rows instead of the plan's test data.
+    pub input: Option<PathBuf>,
+    /// Read (and fit) this many rows at a time.
+    pub chunk_rows: Option<usize>,
+}
+
+impl DataOverrides {
+    /// Applies the overrides to `source`'s plan. A flag that cannot apply
+    /// (a training file for a bundle, which is not refitted) is refused.
+    pub fn apply(&self, source: &mut Source) -> Result<(), Error> {
+        if let (Some(train), true) = (&self.train, source.is_bundle()) {
+            return Err(Error::Usage(format!(
+                "--train {}: a bundle is already fitted and is not refitted; give the manifest to fit on other data",
+                train.display()
+            )));
+        }
+        let plan = source.plan_mut();
+        if let Some(rows) = self.chunk_rows {
+            plan.data.chunk_rows = Some(rows);
+        }
+        match (&self.train, &mut plan.data.source) {
+            (Some(train), DataSource::Files { train: t, .. }) => t.clone_from(train),
+            (Some(train), DataSource::Split { .. }) => {
+                plan.data.source = DataSource::Files {
+                    train: train.clone(),
+                    test: self.input.clone(),
+                };
+            }
+            (None, _) => {}
+        }
+        if let Some(input) = &self.input {
+            match &mut plan.data.source {
+                DataSource::Files { test, .. } => *test = Some(input.clone()),
+                DataSource::Split { input: whole, .. } => {
+                    // Train on the whole input; predict the given rows.
+                    plan.data.source = DataSource::Files {
+                        train: whole.clone(),
+                        test: Some(input.clone()),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fitted pipeline and what it was fitted on.
+pub struct Fitted {
+    pub pipeline: Pipeline,
+    /// Feature columns and types, in the order the first step saw them.
+    pub schema: Vec<(String, ColumnType)>,
+    pub train_rows: u64,
+    /// `fit`, `partial-fit (N rows a chunk)` or `none` (a restored bundle).
+    pub fit: String,
+}
+
+impl Fitted {
+    pub fn plan(&self) -> &Plan {
+        self.pipeline.plan()
+    }
+}
+
+/// Rows held back by a split, to predict after the fit.
+pub enum Held {
+    /// The plan's test file (or none).
+    File(Option<PathBuf>),
+    /// The test rows of a split input, already in memory.
+    Rows(Frame),
+}
+
+/// Loads `source`: restores a bundle, or fits a plan on its training data
+/// (in chunks when `data.chunk-rows` is set). Returns the rows to predict
+/// next as the plan names them.
+pub async fn load(
+    sandbox: &Sandbox,
+    source: Source,
+    progress: &dyn Progress,
+) -> Result<(Fitted, Held), Error> {
+    match source {
+        Source::Bundle(bundle) => {
+            let pipeline = bundle.load(sandbox).await?;
+            let test = match &bundle.plan().data.source {
+                DataSource::Files { test, .. } => test.clone(),
+                DataSource::Split { .. } => None,
+            };
+            Ok((
+                Fitted {
+                    pipeline,
+                    schema: bundle.schema().to_vec(),
+                    train_rows: bundle.info().train_rows,
+                    fit: "none".into(),
+                },
+                // The test file the bundle was fitted beside, or the one
+                // `--input` put in its plan.
+                Held::File(test),
+            ))
+        }
+        Source::Plan(plan) => fit(sandbox, plan, progress).await,
+    }
+}
+
+/// Fits `plan` on its training data, whole or in chunks.
+pub async fn fit(
+    sandbox: &Sandbox,
+    plan: Plan,
+    progress: &dyn Progress,
+) -> Result<(Fitted, Held), Error> {
+    match plan.data.chunk_rows {
+        Some(rows) => fit_chunked(sandbox, plan, rows, progress).await,
+        None => fit_whole(sandbox, plan).await,
+    }
+}
+
+async fn fit_whole(sandbox: &Sandbox, plan: Plan) -> Result<(Fitted, Held), Error> {
+    let (train, held) = read_training(&plan)?;
+    let (x, y) = features_and_target(&plan, train, &training_file(&plan), true)?;
+    let schema = x.schema();
+    let train_rows = u64::from(x.rows);
+    let mut pipeline = Pipeline::load(sandbox, plan).await?;
+    pipeline.fit(x, y.as_ref()).await?;
+    Ok((
+        Fitted {
+            pipeline,
+            schema,
+            train_rows,
+            fit: "fit".into(),
+        },
+        held,
+    ))
+}
+
+async fn fit_chunked(
+    sandbox: &Sandbox,
+    plan: Plan,
+    chunk_rows: usize,
+    progress: &dyn Progress,
+) -> Result<(Fitted, Held), Error> {
+    let DataSource::Files { train, test } = plan.data.source.clone() else {
+        return Err(ManifestError {
+            file: plan.path.clone(),
+            line: None,
+            key: Some("data.split".into()),
+            message: "a chunked job reads `train` (and `test`) files; split the input into two files first, or drop `chunk-rows`".into(),
+        }
+        .into());
+    };
+    let csv = plan.data.csv.clone();
+    let mut pipeline = Pipeline::load(sandbox, plan.clone()).await?;
+    if matches!(
+        pipeline.final_kind(),
+        KernelKind::Classifier | KernelKind::Regressor
+    ) && plan.data.target.is_none()
+    {
+        return Err(ManifestError {
+            file: plan.path.clone(),
+            line: None,
+            key: Some("data.target".into()),
+            message: "the last step is a supervised model: name the target column".into(),
+        }
+        .into());
+    }
+    let mut train_rows = 0u64;
+    let mut schema = Vec::new();
+    let waves = pipeline.waves();
+    for (w, wave) in waves.iter().enumerate() {
+        let mut buffered = Buffered::new(plan.data.memory_budget);
+        let mut chunks = Chunks::open(&train, &csv)?;
+        progress.start(
+            &format!("fit {}/{}", w + 1, waves.len()),
+            &train,
+            file_size(&train),
+        );
+        let mut rows = 0u64;
+        while let Some(chunk) = chunks.next_chunk(chunk_rows)? {
+            let first_row = rows + 1;
+            rows += u64::from(chunk.rows);
+            let (x, y) = features_and_target(&plan, chunk, &train, true)?;
+            // Every chunk must look like the first: the CSV reader fixes
+            // the types, the features must not come and go.
+            let x = if schema.is_empty() {
+                schema = x.schema();
+                x
+            } else {
+                x.conform(&schema, &train, first_row)?
+            };
+            pipeline
+                .fit_chunk(x, y.as_ref(), wave, &mut buffered)
+                .await?;
+            progress.update(chunks.bytes_read(), rows);
+        }
+        pipeline.finish_wave(wave, &mut buffered).await?;
+        progress.finish();
+        train_rows = rows;
+    }
+    Ok((
+        Fitted {
+            pipeline,
+            schema,
+            train_rows,
+            fit: format!("partial-fit ({chunk_rows} rows a chunk)"),
+        },
+        Held::File(test),
+    ))
+}
+
+/// What predicting did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predicted {
+    pub rows: u64,
+    pub metric: Option<(&'static str, f64)>,
+    /// The shadow model's metric minus the primary's, when the final step
+    /// has a shadow and the truth is known.
+    pub shadow_metric_delta: Option<f64>,
+    /// Where the predictions were written.
+    pub output: Option<PathBuf>,
+}
+
+/// Predicts batch after batch with a fitted pipeline: takes the truth off
+/// when the batch has it, keeps the fitted features in their order and
+/// types (a missing or retyped column is refused by name), scores, and
+/// writes or returns the output table.
+pub struct Predictor<'a> {
+    fitted: &'a mut Fitted,
+    score: Score,
+    shadow: Score,
+    rows: u64,
+    writer: Option<(TableWriter, PathBuf)>,
+}
+
+impl<'a> Predictor<'a> {
+    /// A predictor writing to `output` (CSV or Arrow by extension), if any.
+    pub fn new(fitted: &'a mut Fitted, output: Option<&Path>) -> Result<Predictor<'a>, Error> {
+        let writer = output
+            .map(|path| {
+                TableWriter::create(path)
+                    .map(|w| (w, path.to_path_buf()))
+                    .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+            })
+            .transpose()?;
+        Ok(Predictor {
+            fitted,
+            score: Score::default(),
+            shadow: Score::default(),
+            rows: 0,
+            writer,
+        })
+    }
+
+    /// How to read input files so their columns parse as the pipeline was
+    /// fitted (a column of integers in a test file stays f64 when the
+    /// training file had decimals in it).
+    pub fn csv_options(&self) -> CsvOptions {
+        let mut csv = self.fitted.plan().data.csv.clone();
+        for (name, ty) in &self.fitted.schema {
+            csv.schema.entry(name.clone()).or_insert(*ty);
+        }
+        csv
+    }
+
+    /// Predicts one batch read from `file` whose first row is `first_row`
+    /// (1-based, for messages). Returns the output table.
+    pub async fn batch(&mut self, mut input: Frame, file: &Path) -> Result<Frame, Error> {
+        let first_row = self.rows + 1;
+        self.rows += u64::from(input.rows);
+        let plan = self.fitted.pipeline.plan();
+        let truth = plan
+            .data
+            .target
+            .as_deref()
+            .and_then(|t| input.take_column(t));
+        let probabilities = plan.output.probabilities;
+        let x = input.conform(&self.fitted.schema, file, first_row)?;
+        let kind = self.fitted.pipeline.final_kind();
+        let table = match self.fitted.pipeline.predict(x, probabilities).await? {
+            Output::Predictions {
+                values,
+                probabilities,
+            } => {
+                if let Some(truth) = &truth {
+                    self.score.add(kind, &values, truth);
+                    if let Some(shadow) = self
+                        .fitted
+                        .pipeline
+                        .steps()
+                        .last()
+                        .and_then(Step::agreement)
+                        .and_then(|a| a.last_predictions.as_ref())
+                    {
+                        self.shadow.add(kind, shadow, truth);
+                    }
+                }
+                predictions_table(values, truth, probabilities)
+            }
+            Output::Transformed(frame) => frame,
+        };
+        if let Some((writer, path)) = self.writer.as_mut() {
+            writer
+                .write(&table)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        Ok(table)
+    }
+
+    /// Predicts the file at `path`, whole or `chunk_rows` at a time.
+    pub async fn file(
+        &mut self,
+        path: &Path,
+        chunk_rows: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        let csv = self.csv_options();
+        match chunk_rows {
+            None => {
+                let frame = read_table(path, &csv)?;
+                self.batch(frame, path).await?;
+            }
+            Some(rows) => {
+                let mut chunks = Chunks::open(path, &csv)?;
+                progress.start("predict", path, file_size(path));
+                while let Some(chunk) = chunks.next_chunk(rows)? {
+                    self.batch(chunk, path).await?;
+                    progress.update(chunks.bytes_read(), self.rows);
+                }
+                progress.finish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the output file (atomically: it appears whole or not at
+    /// all) and returns what was predicted.
+    pub fn finish(self) -> Result<Predicted, Error> {
+        let kind = self.fitted.pipeline.final_kind();
+        let output = match self.writer {
+            Some((writer, path)) => {
+                writer
+                    .finish()
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let metric = self.score.metric(kind);
+        Ok(Predicted {
+            rows: self.rows,
+            metric,
+            shadow_metric_delta: self
+                .shadow
+                .metric(kind)
+                .zip(metric)
+                .map(|((_, s), (_, p))| s - p),
+            output,
+        })
+    }
+}
+
+/// Predicts what `held` names with `fitted`, writing to the plan's output.
+pub async fn predict_held(
+    fitted: &mut Fitted,
+    held: Held,
+    progress: &dyn Progress,
+) -> Result<Option<Predicted>, Error> {
+    let output = fitted.plan().output.predictions.clone();
+    let chunk_rows = fitted.plan().data.chunk_rows;
+    let file = training_file(fitted.plan());
+    match held {
+        Held::File(None) => Ok(None),
+        Held::File(Some(path)) => {
+            let mut predictor = Predictor::new(fitted, output.as_deref())?;
+            predictor.file(&path, chunk_rows, progress).await?;
+            predictor.finish().map(Some)
+        }
+        Held::Rows(rows) => {
+            let mut predictor = Predictor::new(fitted, output.as_deref())?;
+            predictor.batch(rows, &file).await?;
+            predictor.finish().map(Some)
+        }
+    }
+}
+
+/// What a job should do besides fitting (or restoring).
+#[derive(Clone, Debug, Default)]
+pub struct JobOptions {
+    /// Save the fitted pipeline as a bundle here.
+    pub save: Option<PathBuf>,
+    /// Predict the held-out or given rows (and write them where the plan's
+    /// `output.predictions` says).
+    pub predict: bool,
+}
+
+/// The whole job: load or fit, optionally save, optionally predict, and
+/// report. `run` is `predict: true`; `fit --save` is `save` alone.
+pub async fn run(
+    sandbox: &Sandbox,
+    source: Source,
+    options: &JobOptions,
+    progress: &dyn Progress,
+) -> Result<RunReport, Error> {
+    let started = Instant::now();
+    let path = source.plan().path.clone();
+    let (mut fitted, held) = load(sandbox, source, progress).await?;
+    if let Some(save) = &options.save {
+        bundle::save(&mut fitted, save).await?;
+    }
+    let features = fitted.schema.iter().map(|(n, _)| n.clone()).collect();
+    let predicted = if options.predict {
+        predict_held(&mut fitted, held, progress).await?
+    } else {
+        None
+    };
+    let predicted = predicted.unwrap_or_default();
+    let mut steps: Vec<StepReport> = fitted.pipeline.steps().iter().map(StepReport::of).collect();
+    if let Some(last) = steps.last_mut() {
+        last.shadow_metric_delta = predicted.shadow_metric_delta;
+    }
+    Ok(RunReport {
+        outcome: "ok",
+        provenance: Provenance::now(sandbox),
+        pipeline: fitted.plan().name.clone(),
+        manifest: path,
+        fit: fitted.fit.clone(),
+        saved: options.save.clone(),
+        train_rows: fitted.train_rows,
+        test_rows: predicted.rows,
+        features,
+        metric: predicted.metric,
+        steps,
+        output: predicted.output,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The output table: the truth (when known), the prediction, then one
+/// probability column per class.
+pub fn predictions_table(
+    values: Column,
+    truth: Option<Column>,
+    probabilities: Option<Frame>,
+) -> Frame {
+    let rows = crate::data::column_len(&values) as u32;
+    let mut columns = Vec::new();
+    if let Some(mut truth) = truth {
+        truth.name = format!("{}_true", truth.name);
+        columns.push(truth);
+    }
+    columns.push(Column {
+        name: "prediction".into(),
+        ..values
+    });
+    if let Some(p) = probabilities {
+        columns.extend(p.columns.into_iter().map(|c| Column {
+            name: format!("proba_{}", c.name),
+            ..c
+        }));
+    }
+    Frame { rows, columns }
+}
+
+/// The training rows of a plan read whole, and what to predict after.
+pub fn read_training(plan: &Plan) -> Result<(Frame, Held), Error> {
+    let csv = &plan.data.csv;
+    match &plan.data.source {
+        DataSource::Files { train, test } => {
+            Ok((read_table(train, csv)?, Held::File(test.clone())))
+        }
+        DataSource::Split {
+            input,
+            test_fraction,
+            seed,
+            stratify,
+        } => {
+            let all = read_table(input, csv)?;
+            let strata = match (&plan.data.target, stratify) {
+                (Some(target), true) => all.column(target).map(|c| {
+                    (0..all.rows as usize)
+                        .map(|r| crate::data::cell_text(c, r))
+                        .collect::<Vec<_>>()
+                }),
+                _ => None,
+            };
+            let (train_idx, test_idx) = crate::data::split::split_rows(
+                all.rows as usize,
+                *test_fraction,
+                *seed,
+                strata.as_deref(),
+            );
+            Ok((
+                all.take_rows(&train_idx),
+                Held::Rows(all.take_rows(&test_idx)),
+            ))
+        }
+    }
+}
+
+/// The plan's training data and features, read whole: what `validate` and
+/// `explain` look at.
+pub fn training_data(plan: &Plan) -> Result<(Frame, Option<Column>), Error> {
+    let (train, _) = read_training(plan)?;
+    features_and_target(plan, train, &training_file(plan), true)
+}
+
+fn training_file(plan: &Plan) -> PathBuf {
+    match &plan.data.source {
+        DataSource::Files { train, .. } => train.clone(),
+        DataSource::Split { input, .. } => input.clone(),
+    }
+}
+
+/// Splits the target off and keeps the plan's feature columns; the target
+/// must be there when `require_target` (training data).
+pub fn features_and_target(
+    plan: &Plan,
+    mut frame: Frame,
+    file: &Path,
+    require_target: bool,
+) -> Result<(Frame, Option<Column>), Error> {
+    let target = match &plan.data.target {
+        Some(name) => match frame.take_column(name) {
+            Some(column) => Some(column),
+            None if require_target => {
+                return Err(ManifestError {
+                    file: plan.path.clone(),
+                    line: None,
+                    key: Some("data.target".into()),
+                    message: format!(
+                        "target column `{name}` is not in {} (columns: {})",
+                        file.display(),
+                        frame.column_names().join(", ")
+                    ),
+                }
+                .into());
+            }
+            None => None,
+        },
+        None => None,
+    };
+    if let Some(features) = &plan.data.features {
+        let mut selected = Vec::with_capacity(features.len());
+        for name in features {
+            let column = frame.take_column(name).ok_or_else(|| DataError {
+                file: file.to_path_buf(),
+                row: None,
+                column: Some(name.clone()),
+                message: format!(
+                    "feature column is missing (the file has: {})",
+                    frame.column_names().join(", ")
+                ),
+            })?;
+            selected.push(column);
+        }
+        frame.columns = selected;
+    }
+    Ok((frame, target))
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

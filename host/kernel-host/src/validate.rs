@@ -1,0 +1,298 @@
+//! `validate`: check a manifest and everything it names without running the
+//! job, report every problem at once, and, given a sample size, measure a
+//! dry run on the first rows and extrapolate each step's cost to the full
+//! input against its limits.
+
+use crate::bindings::{Column, Frame};
+use crate::Sandbox;
+use crate::limits::Limits;
+use crate::Plan;
+use crate::pipeline::Pipeline;
+use crate::telemetry::Telemetry;
+use std::path::Path;
+use std::time::Duration;
+
+/// What validation found.
+#[derive(Debug, Default)]
+pub struct Validation {
+    /// Every problem, each a complete message with its location.
+    pub problems: Vec<String>,
+    /// `id → name@version` of every kernel that passed its checks.
+    pub kernels: Vec<(String, String)>,
+    /// Rows in the training input, when it could be read.
+    pub train_rows: Option<u64>,
+    /// Rows in the test input, when there is one.
+    pub test_rows: Option<u64>,
+    /// Projected cost of each step's calls, with `--sample`.
+    pub estimates: Vec<Estimate>,
+    /// Remarks that are not problems (e.g. why no sample run happened).
+    pub notes: Vec<String>,
+}
+
+impl Validation {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One step's measured cost on the sample, scaled to the full input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub step: String,
+    pub operation: &'static str,
+    pub sample_rows: u64,
+    pub full_rows: u64,
+    pub fuel_per_row: f64,
+    pub seconds_per_row: f64,
+    pub projected_fuel: f64,
+    pub projected_time: Duration,
+    /// Linear memory at the end of the sample call, and projected.
+    pub sample_memory: u64,
+    pub projected_memory: f64,
+    pub limits: Limits,
+}
+
+impl Estimate {
+    /// Problems with the projection against the limits, if any.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let rows = human_count(self.full_rows as f64);
+        if self.projected_fuel > self.limits.fuel as f64 {
+            problems.push(format!(
+                "step `{}` will need ~{:.1e} fuel for `{}` on {rows} rows; its limit is {:.1e} per call: raise `limits.fuel`",
+                self.step, self.projected_fuel, self.operation, self.limits.fuel as f64
+            ));
+        }
+        if self.projected_time > self.limits.timeout {
+            problems.push(format!(
+                "step `{}` will need ~{:.1} s for `{}` on {rows} rows; its timeout is {:.1} s: raise `limits.timeout-ms`",
+                self.step,
+                self.projected_time.as_secs_f64(),
+                self.operation,
+                self.limits.timeout.as_secs_f64()
+            ));
+        }
+        if self.projected_memory > self.limits.memory_bytes as f64 {
+            problems.push(format!(
+                "step `{}` will need ~{:.0} MiB of memory for `{}` on {rows} rows; its limit is {} MiB: raise `limits.memory-mib`",
+                self.step,
+                self.projected_memory / (1 << 20) as f64,
+                self.operation,
+                self.limits.memory_bytes >> 20
+            ));
+        }
+        problems
+    }
+}
+
+fn human_count(n: f64) -> String {
+    if n >= 1e6 {
+        format!("{:.1}M", n / 1e6)
+    } else if n >= 1e4 {
+        format!("{:.0}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+/// Validates a bundle: every part's hash, and every kernel loaded,
+/// configured and restored as `predict` would. There is no data to check:
+/// a bundle is not refitted.
+pub async fn validate_bundle(bundle: &crate::bundle::Bundle) -> Validation {
+    let mut report = Validation::default();
+    let sandbox = match Sandbox::builder().device(bundle.plan().device).build() {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(crate::Error::from(e).to_string());
+            return report;
+        }
+    };
+    match bundle.load(&sandbox).await {
+        Ok(pipeline) => {
+            report.kernels = pipeline
+                .steps()
+                .iter()
+                .map(|s| (s.spec.id.clone(), s.kernel_name()))
+                .collect();
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    report.train_rows = Some(bundle.info().train_rows);
+    report
+        .notes
+        .push("a bundle is already fitted: its data is not checked".into());
+    report
+}
+
+/// Validates the manifest at `path` (registry kernels found through
+/// `resolver`), reporting every problem: of the manifest, of each kernel
+/// that resolved, and of the data whenever `[data]` resolved. With
+/// `sample`, fits and predicts on the first `sample` training rows and
+/// projects each call's cost.
+pub async fn validate(
+    path: &Path,
+    resolver: &dyn crate::manifest::KernelResolver,
+    sample: Option<usize>,
+) -> Validation {
+    let mut report = Validation::default();
+    let (manifest, errors) = Plan::load_partial_with(path, resolver);
+    let complete = errors.is_empty();
+    report
+        .problems
+        .extend(errors.iter().map(ToString::to_string));
+    let Some(manifest) = manifest else {
+        return report;
+    };
+    let recorder = match Telemetry::builder().record().build() {
+        Ok(t) => t,
+        Err(e) => {
+            report.problems.push(format!("{e:#}"));
+            return report;
+        }
+    };
+    let sandbox = match Sandbox::builder()
+        .observer(recorder.clone())
+        .device(manifest.device)
+        .build()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(crate::Error::from(e).to_string());
+            return report;
+        }
+    };
+
+    // Every kernel: file, pin, component, WIT version, imports, parameters.
+    // Instances get generous limits so the sample run can measure what the
+    // configured limits would refuse; projections are compared with those.
+    let mut measuring = manifest.clone();
+    for spec in &mut measuring.steps {
+        spec.limits = Limits {
+            fuel: spec.limits.fuel.max(1 << 50),
+            memory_bytes: 4 << 30,
+            timeout: spec.limits.timeout.max(Duration::from_secs(120)),
+            tensor_bytes: spec.limits.tensor_bytes.max(16 << 30),
+        };
+    }
+    let cache = Pipeline::cache_for(&manifest);
+    let mut steps = Vec::new();
+    for spec in &measuring.steps {
+        match Pipeline::load_step(&sandbox, &measuring, spec, cache.as_ref()).await {
+            Ok(step) => {
+                report.kernels.push((spec.id.clone(), step.kernel_name()));
+                steps.push(step);
+            }
+            Err(e) => report.problems.push(e.to_string()),
+        }
+    }
+    if complete {
+        report.problems.extend(
+            Pipeline::check_kinds(&manifest, &steps)
+                .iter()
+                .map(ToString::to_string),
+        );
+    }
+
+    // The data: readable, with the target and features the manifest names.
+    let (x_train, y_train) = match crate::job::training_data(&manifest) {
+        Ok(p) => p,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
+    };
+    let test_rows = match crate::job::read_training(&manifest) {
+        Ok((_, crate::job::Held::Rows(rows))) => Some(u64::from(rows.rows)),
+        Ok((_, crate::job::Held::File(Some(test)))) => {
+            match crate::data::read_table(&test, &manifest.data.csv) {
+                Ok(frame) => Some(u64::from(frame.rows)),
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    report.train_rows = Some(x_train.rows.into());
+    report.test_rows = test_rows;
+
+    let Some(sample) = sample else { return report };
+    if !complete || steps.len() != manifest.steps.len() {
+        report
+            .notes
+            .push("no sample run: fix the kernels first".to_string());
+        return report;
+    }
+    let sample = sample.clamp(1, (x_train.rows as usize).max(1));
+    let rows: Vec<usize> = (0..sample).collect();
+    let x = x_train.take_rows(&rows);
+    let y = y_train.as_ref().map(|y| take(y, &rows));
+    let before = recorder.recorded().len();
+    let mut pipeline = Pipeline::from_steps(measuring, steps);
+    // Fit, then predict (or transform) the same rows, as a run would; calls
+    // of the fit phase scale to the training rows, the rest to the test rows.
+    let mut predict_from = before;
+    let dry_run = async {
+        pipeline.fit(x.clone(), y.as_ref()).await?;
+        predict_from = recorder.recorded().len();
+        let probabilities = pipeline.plan().output.probabilities;
+        pipeline.predict(x, probabilities).await
+    };
+    if let Err(e) = dry_run.await {
+        report
+            .problems
+            .push(format!("the sample run on {sample} rows failed: {e}"));
+        return report;
+    }
+    let full_train = u64::from(x_train.rows);
+    let full_predict = test_rows.unwrap_or(full_train);
+    let recorded = recorder.recorded();
+    // Memory an instance holds before it sees data: after `configure`.
+    let baseline = |step: &str| {
+        recorded[..before]
+            .iter()
+            .rev()
+            .find(|(c, r)| c.step == step && r.operation == "configure")
+            .map_or(0, |(_, r)| r.memory) as f64
+    };
+    for (i, (context, record)) in recorded.iter().enumerate().skip(before) {
+        if record.rows_in == 0 {
+            continue;
+        }
+        let Some(spec) = manifest.steps.iter().find(|s| s.id == context.step) else {
+            continue;
+        };
+        let baseline = baseline(&context.step);
+        let full_rows = if i >= predict_from {
+            full_predict
+        } else {
+            full_train
+        };
+        let scale = full_rows as f64 / record.rows_in as f64;
+        let estimate = Estimate {
+            step: context.step.clone(),
+            operation: record.operation,
+            sample_rows: record.rows_in,
+            full_rows,
+            fuel_per_row: record.fuel as f64 / record.rows_in as f64,
+            seconds_per_row: record.duration.as_secs_f64() / record.rows_in as f64,
+            projected_fuel: record.fuel as f64 * scale,
+            projected_time: record.duration.mul_f64(scale),
+            sample_memory: record.memory,
+            projected_memory: baseline + (record.memory as f64 - baseline).max(0.0) * scale,
+            limits: spec.limits,
+        };
+        report.problems.extend(estimate.problems());
+        report.estimates.push(estimate);
+    }
+    report
+}
+
+fn take(column: &Column, rows: &[usize]) -> Column {
+    let frame = Frame {
+        rows: crate::data::column_len(column) as u32,
+        columns: vec![column.clone()],
+    };
+    frame.take_rows(rows).columns.swap_remove(0)
+}

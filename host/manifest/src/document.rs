@@ -1,0 +1,951 @@
+//! The pipeline manifest: TOML, plain serde data, every table
+//! `deny_unknown_fields`. [`Plan::load`] parses it and resolves it:
+//! paths become absolute (relative to the manifest's directory), limits are
+//! merged over the defaults, parameters become typed values, and every
+//! mistake is reported with the file, line and key.
+//!
+//! ```toml
+//! [pipeline]
+//! name = "penguins"
+//! steps = ["impute", "encode", "scale", "model"]
+//!
+//! [data]
+//! train = "data/train.csv"
+//! test = "data/test.csv"
+//! target = "species"
+//!
+//! [output]
+//! predictions = "out/predictions.csv"
+//!
+//! [defaults.limits]
+//! fuel = 5_000_000_000
+//!
+//! [kernels.model]
+//! source = "kernels/logistic_regression.wasm"
+//! sha256 = "…"              # optional pin
+//! params = { c = 1.0 }
+//! limits = { memory-mib = 128 }
+//! grants = { read-dirs = { "/data" = "data" } }
+//! ```
+
+use crate::error::ManifestError;
+use crate::graph::Input;
+use crate::lock::{KernelResolver, Lock, NoRegistry, Pin, parse_reference};
+use crate::plan::{DataSource, DataSpec, KernelSpec, OnFailure, OutputSpec, Plan};
+use kernel_host_data::CsvOptions;
+use kernel_host_tensor::DeviceChoice;
+use kernel_host_types::bindings::{Param, ParamValue};
+use kernel_host_types::{ColumnType, Grants, Limits, LimitsSpec, Selection};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    pipeline: RawPipeline,
+    data: RawData,
+    #[serde(default)]
+    output: RawOutput,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    tensor: RawTensor,
+    #[serde(default)]
+    kernels: BTreeMap<String, Spanned<RawKernel>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTensor {
+    #[serde(default)]
+    device: DeviceChoice,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCache {
+    max_mib: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPipeline {
+    name: Option<String>,
+    /// A chain: each step takes the previous one's output.
+    steps: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A graph: `[[pipeline.step]]` tables.
+    step: Option<Vec<Spanned<RawStep>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStep {
+    id: String,
+    /// The `[kernels.*]` entry to run; defaults to the step's id.
+    kernel: Option<String>,
+    /// Step ids or `source`; defaults to the previous step (`source` for
+    /// the first).
+    inputs: Option<Vec<String>>,
+    columns: Option<Vec<String>>,
+    column_types: Option<Vec<ColumnType>>,
+    #[serde(default)]
+    passthrough: bool,
+    parallel: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawData {
+    train: Option<Spanned<String>>,
+    test: Option<Spanned<String>>,
+    input: Option<Spanned<String>>,
+    split: Option<Spanned<RawSplit>>,
+    target: Option<String>,
+    features: Option<Vec<String>>,
+    null_values: Option<Vec<String>>,
+    #[serde(default)]
+    schema: BTreeMap<String, ColumnType>,
+    chunk_rows: Option<u64>,
+    memory_budget_mib: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSplit {
+    test_fraction: f64,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "yes")]
+    stratify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOutput {
+    predictions: Option<Spanned<String>>,
+    #[serde(default)]
+    probabilities: bool,
+    audit_log: Option<String>,
+    report: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDefaults {
+    #[serde(default)]
+    limits: LimitsSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawKernel {
+    /// A component file.
+    source: Option<Spanned<String>>,
+    /// Or a registry kernel: `name@range`.
+    registry: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    limits: LimitsSpec,
+    #[serde(default)]
+    grants: Grants,
+    #[serde(default)]
+    cache: bool,
+    /// Another registry version (`name@range`) run beside this one on the
+    /// same input, for comparison.
+    shadow: Option<Spanned<String>>,
+    #[serde(default)]
+    on_failure: OnFailure,
+}
+
+/// Locates spans and builds errors for one manifest file.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    dir: PathBuf,
+    /// The lock beside the manifest, unless ignored (for `upgrade`).
+    lock: Option<Lock>,
+    /// Where registry kernels come from.
+    resolver: &'a dyn KernelResolver,
+}
+
+impl Source<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error_at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError {
+            file: self.path.to_path_buf(),
+            line: span.map(|s| self.line(s.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// A path that must name an existing file.
+    fn existing_file(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<PathBuf, ManifestError> {
+        let path = self.resolve(value.get_ref());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(self.error_at(
+                Some(value.span()),
+                key,
+                format!("{what} not found: {}", path.display()),
+            ))
+        }
+    }
+}
+
+/// The manifest's text, or an error naming the file.
+fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|e| ManifestError {
+        file: path.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read the manifest: {e}"),
+    })
+}
+
+fn param_value(value: &toml::Value) -> Option<ParamValue> {
+    match value {
+        toml::Value::Integer(i) => Some(ParamValue::S64(*i)),
+        toml::Value::Float(f) => Some(ParamValue::F64(*f)),
+        toml::Value::Boolean(b) => Some(ParamValue::Bool(*b)),
+        toml::Value::String(s) => Some(ParamValue::String(s.clone())),
+        _ => None,
+    }
+}
+
+fn check_limits(limits: &Limits) -> Result<(), String> {
+    if limits.fuel == 0 {
+        return Err("fuel must be greater than 0".into());
+    }
+    if limits.memory_bytes == 0 || limits.memory_bytes > 4 << 30 {
+        return Err("memory-mib must be between 1 and 4096".into());
+    }
+    if limits.timeout.is_zero() {
+        return Err("timeout-ms must be greater than 0".into());
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Reads, parses and resolves the manifest at `path`, without a
+    /// registry (a `registry = ...` kernel is refused; see
+    /// [`Plan::load_with`]).
+    pub fn load(path: &Path) -> Result<Plan, ManifestError> {
+        Self::parse(path, &read(path)?)
+    }
+
+    /// Reads and resolves the manifest at `path`, finding registry kernels
+    /// through `resolver` (pinned by `kernel-host.lock` when there is one).
+    pub fn load_with(path: &Path, resolver: &dyn KernelResolver) -> Result<Plan, ManifestError> {
+        Self::load_all_with(path, resolver).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Parses and resolves manifest `text`, as if read from `path`,
+    /// stopping at the first mistake.
+    pub fn parse(path: &Path, text: &str) -> Result<Plan, ManifestError> {
+        Self::parse_all(path, text).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Reads and resolves the manifest at `path`, reporting every mistake
+    /// found (a TOML syntax error stops the search, nothing after it can be
+    /// read).
+    pub fn load_all(path: &Path) -> Result<Plan, Vec<ManifestError>> {
+        Self::load_all_with(path, &NoRegistry)
+    }
+
+    /// [`Plan::load_all`] with registry kernels found through `resolver`.
+    pub fn load_all_with(
+        path: &Path,
+        resolver: &dyn KernelResolver,
+    ) -> Result<Plan, Vec<ManifestError>> {
+        let text = read(path).map_err(|e| vec![e])?;
+        Self::resolve(path, &text, false, resolver)
+    }
+
+    /// Like [`Plan::parse`], collecting every mistake. The error list is
+    /// never empty.
+    pub fn parse_all(path: &Path, text: &str) -> Result<Plan, Vec<ManifestError>> {
+        Self::resolve(path, text, false, &NoRegistry)
+    }
+
+    /// Loads the manifest resolving registry kernels to the newest versions
+    /// their ranges allow, ignoring `kernel-host.lock` (what `upgrade` does).
+    pub fn load_unlocked(
+        path: &Path,
+        resolver: &dyn KernelResolver,
+    ) -> Result<Plan, Vec<ManifestError>> {
+        let text = read(path).map_err(|e| vec![e])?;
+        Self::resolve(path, &text, true, resolver)
+    }
+
+    /// The pins of the registry kernels this manifest resolved to.
+    pub fn pins(&self) -> Lock {
+        let mut pins: Vec<Pin> = Vec::new();
+        for spec in &self.steps {
+            if let Some((name, version)) = &spec.registry
+                && !pins.iter().any(|p| p.id == spec.kernel)
+            {
+                pins.push(Pin {
+                    id: spec.kernel.clone(),
+                    name: name.clone(),
+                    version: version.clone(),
+                    sha256: spec.sha256.clone().unwrap_or_default(),
+                });
+            }
+            // A shadow is pinned under `<kernel>.shadow`, where the manifest
+            // resolver looks for it.
+            let shadow_id = format!("{}.shadow", spec.kernel);
+            if let Some(shadow) = &spec.shadow
+                && let Some((name, version)) = &shadow.registry
+                && !pins.iter().any(|p| p.id == shadow_id)
+            {
+                pins.push(Pin {
+                    id: shadow_id,
+                    name: name.clone(),
+                    version: version.clone(),
+                    sha256: shadow.sha256.clone().unwrap_or_default(),
+                });
+            }
+        }
+        Lock { pins }
+    }
+
+    fn resolve(
+        path: &Path,
+        text: &str,
+        ignore_lock: bool,
+        resolver: &dyn KernelResolver,
+    ) -> Result<Plan, Vec<ManifestError>> {
+        match Self::resolve_partial(path, text, ignore_lock, resolver) {
+            (Some(plan), errors) if errors.is_empty() => Ok(plan),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Reads and resolves as much of the manifest at `path` as can be: the
+    /// plan holds the steps that resolved (none may have), and is there
+    /// whenever `[data]` resolved, so a checker can go on to the data.
+    /// The errors are every mistake found.
+    pub fn load_partial_with(
+        path: &Path,
+        resolver: &dyn KernelResolver,
+    ) -> (Option<Plan>, Vec<ManifestError>) {
+        match read(path) {
+            Ok(text) => Self::resolve_partial(path, &text, false, resolver),
+            Err(e) => (None, vec![e]),
+        }
+    }
+
+    fn resolve_partial(
+        path: &Path,
+        text: &str,
+        ignore_lock: bool,
+        resolver: &dyn KernelResolver,
+    ) -> (Option<Plan>, Vec<ManifestError>) {
+        let dir = path
+            .parent()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let lock = if ignore_lock {
+            None
+        } else {
+            Lock::read(path).ok().flatten()
+        };
+        let src = Source {
+            path,
+            text,
+            dir,
+            lock,
+            resolver,
+        };
+        let raw: RawManifest = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                return (
+                    None,
+                    vec![ManifestError {
+                        file: path.to_path_buf(),
+                        line: e.span().map(|s| src.line(s.start)),
+                        key: None,
+                        message: e.message().trim().to_string(),
+                    }],
+                );
+            }
+        };
+        let mut errors = Vec::new();
+
+        let defaults = raw.defaults.limits.apply(Limits::default());
+        if let Err(m) = check_limits(&defaults) {
+            errors.push(src.error_at(None, "defaults.limits", m));
+        }
+
+        let steps = resolve_steps(
+            &src,
+            raw.pipeline.steps,
+            raw.pipeline.step,
+            &raw.kernels,
+            defaults,
+            &mut errors,
+        );
+
+        let data = resolve_data(&src, raw.data)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let output = OutputSpec {
+            predictions: raw.output.predictions.map(|p| src.resolve(p.get_ref())),
+            probabilities: raw.output.probabilities,
+            audit_log: raw.output.audit_log.map(|p| src.resolve(&p)),
+            report: raw.output.report.map(|p| src.resolve(&p)),
+        };
+        let plan = data.map(|data| Plan {
+                path: path.to_path_buf(),
+                name: raw.pipeline.name.unwrap_or_else(|| {
+                    path.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                }),
+                steps,
+                data,
+                output,
+                cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
+                device: raw.tensor.device,
+            });
+        (plan, errors)
+    }
+}
+
+/// One declared step before its kernel is resolved.
+struct Declared {
+    id: String,
+    kernel: String,
+    inputs: Option<Vec<String>>,
+    select: Selection,
+    passthrough: bool,
+    parallel: u32,
+    span: std::ops::Range<usize>,
+}
+
+/// Resolves the steps (either form), their kernels and the graph, in
+/// execution order. Problems go to `errors`.
+fn resolve_steps(
+    src: &Source,
+    chain: Option<Spanned<Vec<Spanned<String>>>>,
+    graph: Option<Vec<Spanned<RawStep>>>,
+    kernels: &BTreeMap<String, Spanned<RawKernel>>,
+    defaults: Limits,
+    errors: &mut Vec<ManifestError>,
+) -> Vec<KernelSpec> {
+    const KEY: &str = "pipeline.steps";
+    let declared: Vec<Declared> = match (chain, graph) {
+        (Some(chain), None) => {
+            if chain.get_ref().is_empty() {
+                errors.push(src.error_at(Some(chain.span()), KEY, "the pipeline has no steps"));
+            }
+            chain
+                .into_inner()
+                .into_iter()
+                .map(|id| Declared {
+                    span: id.span(),
+                    kernel: id.get_ref().clone(),
+                    id: id.into_inner(),
+                    inputs: None,
+                    select: Selection::All,
+                    passthrough: false,
+                    parallel: 1,
+                })
+                .collect()
+        }
+        (None, Some(graph)) => {
+            let mut declared = Vec::with_capacity(graph.len());
+            for step in graph {
+                let span = step.span();
+                let raw = step.into_inner();
+                let select = match (raw.columns, raw.column_types) {
+                    (Some(_), Some(_)) => {
+                        errors.push(src.error_at(
+                            Some(span.clone()),
+                            "pipeline.step",
+                            format!(
+                                "step `{}` gives both `columns` and `column-types`; choose one",
+                                raw.id
+                            ),
+                        ));
+                        Selection::All
+                    }
+                    (Some(columns), None) => Selection::Columns(columns),
+                    (None, Some(types)) => Selection::Types(types),
+                    (None, None) => Selection::All,
+                };
+                if raw.parallel == Some(0) {
+                    errors.push(src.error_at(
+                        Some(span.clone()),
+                        "pipeline.step",
+                        format!("step `{}`: `parallel` must be at least 1", raw.id),
+                    ));
+                }
+                declared.push(Declared {
+                    kernel: raw.kernel.unwrap_or_else(|| raw.id.clone()),
+                    id: raw.id,
+                    inputs: raw.inputs,
+                    select,
+                    passthrough: raw.passthrough,
+                    parallel: raw.parallel.unwrap_or(1).max(1),
+                    span,
+                });
+            }
+            if declared.is_empty() {
+                errors.push(src.error_at(None, "pipeline.step", "the pipeline has no steps"));
+            }
+            declared
+        }
+        (Some(_), Some(_)) => {
+            errors.push(src.error_at(
+                None,
+                "pipeline",
+                "give either `steps = [...]` or `[[pipeline.step]]` tables, not both",
+            ));
+            return Vec::new();
+        }
+        (None, None) => {
+            errors.push(src.error_at(
+                None,
+                "pipeline",
+                "no steps: set `steps = [...]` or add `[[pipeline.step]]` tables",
+            ));
+            return Vec::new();
+        }
+    };
+
+    let ids: Vec<String> = declared.iter().map(|d| d.id.clone()).collect();
+    let mut specs = Vec::with_capacity(declared.len());
+    let mut ok = true;
+    for (i, step) in declared.iter().enumerate() {
+        let id = &step.id;
+        if ids[..i].contains(id) {
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!("step `{id}` appears twice; step ids must be unique"),
+            ));
+            ok = false;
+            continue;
+        }
+        let inputs: Vec<Input> = match &step.inputs {
+            Some(names) => names.iter().map(|n| Input::parse(n)).collect(),
+            None if i == 0 => vec![Input::Source],
+            None => vec![Input::Step(ids[i - 1].clone())],
+        };
+        if inputs.is_empty() {
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!(
+                    "step `{id}` has no inputs; use `inputs = [\"source\"]` for the input data"
+                ),
+            ));
+            ok = false;
+        }
+        for input in &inputs {
+            if let Input::Step(name) = input
+                && !ids.contains(name)
+            {
+                errors.push(src.error_at(
+                    Some(step.span.clone()),
+                    KEY,
+                    format!("step `{id}` takes input `{name}`, which is neither `source` nor a step (steps: {})", ids.join(", ")),
+                ));
+                ok = false;
+            }
+        }
+        let Some(kernel) = kernels.get(&step.kernel) else {
+            let known: Vec<&str> = kernels.keys().map(String::as_str).collect();
+            errors.push(src.error_at(
+                Some(step.span.clone()),
+                KEY,
+                format!(
+                    "step `{id}` names no kernel{}; defined kernels: {}",
+                    if step.kernel == *id {
+                        String::new()
+                    } else {
+                        format!(" (`{}`)", step.kernel)
+                    },
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+            ok = false;
+            continue;
+        };
+        match resolve_kernel(src, &step.kernel, kernel, defaults) {
+            Ok(spec) => specs.push(KernelSpec {
+                id: id.clone(),
+                inputs,
+                select: step.select.clone(),
+                passthrough: step.passthrough,
+                parallel: step.parallel,
+                ..spec
+            }),
+            Err(e) => {
+                errors.push(e);
+                ok = false;
+            }
+        }
+    }
+    for name in kernels.keys() {
+        if !declared.iter().any(|d| &d.kernel == name) {
+            tracing::warn!(manifest = %src.path.display(), "kernel `{name}` is defined but no step uses it");
+        }
+    }
+    if !ok {
+        return specs;
+    }
+
+    // The graph: acyclic, with one final step.
+    let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
+    let inputs: Vec<Vec<Input>> = specs.iter().map(|s| s.inputs.clone()).collect();
+    let order = match crate::graph::order(&ids, &inputs) {
+        Ok(order) => order,
+        Err(cycle) => {
+            errors.push(src.error_at(
+                None,
+                KEY,
+                format!("the steps form a cycle: {}", cycle.join(" → ")),
+            ));
+            return specs;
+        }
+    };
+    let sinks: Vec<&str> = ids
+        .iter()
+        .filter(|id| !inputs.iter().flatten().any(|i| i.name() == id.as_str()))
+        .map(String::as_str)
+        .collect();
+    if sinks.len() > 1 {
+        errors.push(src.error_at(
+            None,
+            KEY,
+            format!(
+                    "steps {} feed no other step; a pipeline ends in exactly one step",
+                    sinks
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+        ));
+    }
+    let mut slots: Vec<Option<KernelSpec>> = specs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+fn resolve_kernel(
+    src: &Source,
+    id: &str,
+    kernel: &Spanned<RawKernel>,
+    defaults: Limits,
+) -> Result<KernelSpec, ManifestError> {
+    let key = |k: &str| format!("kernels.{id}.{k}");
+    let line = Some(src.line(kernel.span().start));
+    let raw = kernel.get_ref();
+    let (source, resolved, registry) = match (&raw.source, &raw.registry) {
+        (Some(file), None) => (
+            src.existing_file(file, &key("source"), "kernel file")?,
+            None,
+            None,
+        ),
+        (None, Some(reference)) => {
+            let (path, name, version, sha) = resolve_registry(src, id, reference)?;
+            (path, Some(sha), Some((name, version)))
+        }
+        (Some(file), Some(_)) => {
+            return Err(src.error_at(
+                Some(file.span()),
+                key("source"),
+                "give either `source` (a file) or `registry` (name@range), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    format!("kernels.{id}"),
+                    "needs `source = \"kernel.wasm\"` or `registry = \"name@range\"`",
+                )
+            });
+        }
+    };
+    let sha256 = match &raw.sha256 {
+        Some(pin) => {
+            let hex = pin.get_ref();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(src.error_at(
+                    Some(pin.span()),
+                    key("sha256"),
+                    "must be 64 hexadecimal digits",
+                ));
+            }
+            Some(hex.to_ascii_lowercase())
+        }
+        // A registry kernel is pinned to the blob it resolved to.
+        None => resolved,
+    };
+    let mut params = Vec::with_capacity(raw.params.len());
+    for (name, value) in &raw.params {
+        let value = param_value(value.get_ref()).ok_or_else(|| {
+            src.error_at(
+                Some(value.span()),
+                key(&format!("params.{name}")),
+                "parameters are numbers, booleans or strings",
+            )
+        })?;
+        params.push(Param {
+            name: name.clone(),
+            value,
+        });
+    }
+    let limits = raw.limits.apply(defaults);
+    check_limits(&limits).map_err(|m| ManifestError {
+        line,
+        ..src.error_at(None, key("limits"), m)
+    })?;
+    let mut grants = raw.grants.clone();
+    for (guest, host) in grants.read_dirs.iter_mut() {
+        if !guest.starts_with('/') {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    key("grants.read-dirs"),
+                    format!("guest path \"{guest}\" must be absolute, e.g. \"/data\""),
+                )
+            });
+        }
+        let resolved = src.resolve(&host.to_string_lossy());
+        if !resolved.is_dir() {
+            return Err(ManifestError {
+                line,
+                ..src.error_at(
+                    None,
+                    key("grants.read-dirs"),
+                    format!("granted directory not found: {}", resolved.display()),
+                )
+            });
+        }
+        *host = resolved;
+    }
+    let mut spec = KernelSpec {
+        id: id.to_string(),
+        kernel: id.to_string(),
+        inputs: vec![Input::Source],
+        select: Selection::All,
+        passthrough: false,
+        parallel: 1,
+        source,
+        sha256,
+        params,
+        limits,
+        grants,
+        cache: raw.cache,
+        registry,
+        shadow: None,
+        on_failure: raw.on_failure,
+        line,
+    };
+    if let Some(reference) = &raw.shadow {
+        let (path, name, version, sha) = resolve_registry(src, &format!("{id}.shadow"), reference)?;
+        spec.shadow = Some(Box::new(KernelSpec {
+            source: path,
+            sha256: Some(sha),
+            registry: Some((name, version)),
+            shadow: None,
+            ..spec.clone()
+        }));
+    }
+    Ok(spec)
+}
+
+/// Resolves `registry = "name@range"`: the locked version when the lock
+/// pins one the range allows, else the newest the range allows. Returns
+/// the blob, the name, the exact version and the sha256 to pin.
+fn resolve_registry(
+    src: &Source,
+    id: &str,
+    reference: &Spanned<String>,
+) -> Result<(PathBuf, String, String, String), ManifestError> {
+    let key = format!("kernels.{id}.registry");
+    let at = |m: String| src.error_at(Some(reference.span()), key.clone(), m);
+    let (name, req) = parse_reference(reference.get_ref()).map_err(at)?;
+    let locked = src.lock.as_ref().and_then(|l| l.pin(id)).filter(|p| {
+        p.name == name && semver::Version::parse(&p.version).is_ok_and(|v| req.matches(&v))
+    });
+    if let Some(pin) = locked {
+        let Some(blob) = src.resolver.blob(&pin.sha256) else {
+            return Err(at(format!(
+                "kernel-host.lock pins {name}@{}, which is not in {}; add it, or run `kernel-host upgrade`",
+                pin.version,
+                src.resolver.location()
+            )));
+        };
+        return Ok((blob, name, pin.version.clone(), pin.sha256.clone()));
+    }
+    let found = src.resolver.resolve(&name, &req).map_err(at)?;
+    Ok((found.blob, name, found.version.to_string(), found.sha256))
+}
+
+fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
+    let source = match (raw.train, raw.input) {
+        (Some(train), None) => DataSource::Files {
+            train: src.existing_file(&train, "data.train", "data file")?,
+            test: raw
+                .test
+                .map(|t| src.existing_file(&t, "data.test", "data file"))
+                .transpose()?,
+        },
+        (None, Some(input)) => {
+            let Some(split) = raw.split else {
+                return Err(src.error_at(
+                    Some(input.span()),
+                    "data.split",
+                    "`input` needs a `split = { test-fraction = 0.25 }` (or give `train` and `test` files)",
+                ));
+            };
+            let (span, split) = (split.span(), split.into_inner());
+            if !(split.test_fraction > 0.0 && split.test_fraction < 1.0) {
+                return Err(src.error_at(
+                    Some(span),
+                    "data.split.test-fraction",
+                    "must be between 0 and 1 (exclusive)",
+                ));
+            }
+            if raw.test.is_some() {
+                return Err(src.error_at(
+                    None,
+                    "data.test",
+                    "give either `input` with a split or `train`/`test` files, not both",
+                ));
+            }
+            DataSource::Split {
+                input: src.existing_file(&input, "data.input", "data file")?,
+                test_fraction: split.test_fraction,
+                seed: split.seed,
+                stratify: split.stratify,
+            }
+        }
+        (Some(train), Some(_)) => {
+            return Err(src.error_at(
+                Some(train.span()),
+                "data",
+                "give either `train` (and `test`) or `input` with a split, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(src.error_at(
+                None,
+                "data",
+                "no input: set `train` (and `test`) or `input` with a split",
+            ));
+        }
+    };
+    let mut csv = CsvOptions {
+        schema: raw.schema,
+        ..CsvOptions::default()
+    };
+    if let Some(nulls) = raw.null_values {
+        csv.null_values = nulls;
+    }
+    if raw.chunk_rows == Some(0) {
+        return Err(src.error_at(None, "data.chunk-rows", "must be at least 1"));
+    }
+    Ok(DataSpec {
+        source,
+        target: raw.target,
+        features: raw.features,
+        csv,
+        chunk_rows: raw
+            .chunk_rows
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        memory_budget: raw.memory_budget_mib.unwrap_or(512) << 20,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Plan, ManifestError> {
+        Plan::parse(Path::new("/nonexistent/m.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e =
+            parse("[pipeline]\nsteps = [\"a\"]\ncolour = 1\n[data]\ntrain = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn unknown_step_names_the_known_kernels() {
+        let e = parse("[pipeline]\nsteps = [\"b\"]\n[data]\ntrain = \"x\"\n[kernels.a]\nsource = \"a.wasm\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("pipeline.steps"));
+        assert!(e.message.contains("defined kernels: a"), "{e}");
+    }
+
+    #[test]
+    fn missing_kernel_file_names_the_key() {
+        let e = parse("[pipeline]\nsteps = [\"a\"]\n[data]\ntrain = \"x\"\n[kernels.a]\nsource = \"a.wasm\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("kernels.a.source"));
+        assert_eq!(e.line, Some(6));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/m.toml:6: `kernels.a.source`: kernel file not found"),
+            "{e}"
+        );
+    }
+}

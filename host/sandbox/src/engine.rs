@@ -1,0 +1,351 @@
+//! The sandbox engine: one place where every wasmtime setting that matters
+//! for isolation and speed is chosen and documented.
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | metering | fuel | Bounds CPU per call deterministically. Fuel also drives the async yields that let a wall-clock timer cancel a runaway call, so one instrumentation gives both guarantees (see the benchmark in the README for the cost of each option). |
+//! | epoch interruption | off | Only needed when fuel is off; costs more than fuel in tight loops on our machines. |
+//! | max wasm stack | 1 MiB | Deep recursion traps as a stack overflow instead of exhausting the host. |
+//! | allocator | pooling | Instantiation in microseconds; memory slots stay partly resident between uses. |
+//! | memory init | copy-on-write | Instances start without copying their data segments. |
+//! | compiled components | cached on disk | A second run of the same kernel skips compilation. |
+//!
+//! The engine never grants anything to a guest by itself: capabilities come
+//! from [`Grants`](crate::Grants), per kernel.
+
+use kernel_host_types::bindings::MlKernel;
+use crate::state::HostState;
+use crate::error::Error;
+use crate::observe::{CallObserver, Unobserved};
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How CPU use is bounded and how timeouts get a chance to fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metering {
+    /// Fuel counting; yields every [`YIELD_INTERVAL_FUEL`](kernel_host_types::limits::YIELD_INTERVAL_FUEL) units. The default.
+    Fuel,
+    /// Epoch interruption ticking every millisecond; no fuel limit.
+    Epoch,
+    /// Both.
+    FuelAndEpoch,
+    /// Neither: no CPU bound and no timeouts. For benchmarks only.
+    Unmetered,
+}
+
+impl Metering {
+    pub fn fuel(self) -> bool {
+        matches!(self, Metering::Fuel | Metering::FuelAndEpoch)
+    }
+
+    pub fn epoch(self) -> bool {
+        matches!(self, Metering::Epoch | Metering::FuelAndEpoch)
+    }
+}
+
+/// Builds a [`Sandbox`].
+#[derive(Clone, Debug)]
+pub struct SandboxBuilder {
+    metering: Metering,
+    pooling: bool,
+    cache_dir: Option<PathBuf>,
+    observer: Arc<dyn CallObserver>,
+    snapshots: bool,
+    keep_resident: usize,
+    device: kernel_host_tensor::DeviceChoice,
+}
+
+/// Bytes of each pooled memory slot kept resident (zeroed in place rather
+/// than returned to the kernel) when an instance goes. A rollback writes
+/// the snapshot into a fresh instance: within this size the pages are
+/// already mapped. Measured (benches/snapshots.rs): restoring a 2 MiB image
+/// took 455 µs with 1 MiB kept resident, 130 µs with 8 MiB.
+const KEEP_RESIDENT: usize = 8 << 20;
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        SandboxBuilder {
+            metering: Metering::Fuel,
+            pooling: true,
+            cache_dir: default_cache_dir(),
+            observer: Arc::new(Unobserved),
+            snapshots: true,
+            keep_resident: KEEP_RESIDENT,
+            device: kernel_host_tensor::DeviceChoice::Auto,
+        }
+    }
+}
+
+/// `$KERNEL_HOST_CACHE_DIR`, else `$XDG_CACHE_HOME/kernel-host`, else
+/// `~/.cache/kernel-host`. An empty `KERNEL_HOST_CACHE_DIR` turns the cache
+/// off.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("KERNEL_HOST_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("kernel-host"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/kernel-host"))
+}
+
+impl SandboxBuilder {
+    pub fn metering(mut self, metering: Metering) -> Self {
+        self.metering = metering;
+        self
+    }
+
+    /// Use the pooling instance allocator (default) or allocate on demand.
+    pub fn pooling(mut self, pooling: bool) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// Where every kernel call made in this sandbox is reported.
+    pub fn observer(mut self, observer: impl CallObserver + 'static) -> Self {
+        self.observer = Arc::new(observer);
+        self
+    }
+
+    /// Snapshot kernels after every state-changing call so failed calls
+    /// roll back (default). Off, a failed call costs a kernel its state.
+    pub fn snapshots(mut self, on: bool) -> Self {
+        self.snapshots = on;
+        self
+    }
+
+    /// Bytes of each pooled linear memory kept mapped between instances
+    /// (default 8 MiB): more makes re-instantiation and rollback of larger
+    /// kernels faster, at the cost of that much resident memory per slot
+    /// ever used.
+    pub fn keep_resident(mut self, bytes: usize) -> Self {
+        self.keep_resident = bytes;
+        self
+    }
+
+    /// Where kernels' host tensors live: `auto` (CUDA when usable, default),
+    /// `cpu` or `cuda`.
+    pub fn device(mut self, device: kernel_host_tensor::DeviceChoice) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Where compiled components are cached; `None` turns caching off.
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Builds the sandbox. `KERNEL_HOST_DEVICE`, when set, overrides the
+    /// tensor device chosen here (an unknown value is an error).
+    pub fn build(self) -> Result<Sandbox, Error> {
+        let device = kernel_host_tensor::DeviceChoice::from_env()
+            .map_err(Error::Unavailable)?
+            .unwrap_or(self.device);
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(self.metering.fuel());
+        config.epoch_interruption(self.metering.epoch());
+        config.max_wasm_stack(1 << 20);
+        config.memory_init_cow(true);
+        if self.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(256)
+                .total_core_instances(1024)
+                .total_memories(512)
+                .total_tables(1024)
+                .total_stacks(256)
+                .max_core_instances_per_component(16)
+                .max_memories_per_component(8)
+                .max_tables_per_component(32)
+                .table_elements(100_000)
+                // The per-kernel cap is enforced by `MemoryLimiter`; slots
+                // reserve the whole 32-bit space so any cap up to 4 GiB fits.
+                .max_memory_size(4 << 30)
+                .linear_memory_keep_resident(self.keep_resident)
+                .table_keep_resident(64 << 10);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        MlKernel::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the kernel-host imports")?;
+
+        let tensors = kernel_host_tensor::Tensors::new(device);
+        if device == kernel_host_tensor::DeviceChoice::Cuda {
+            // Asked for explicitly: fail now, before any kernel runs.
+            if let Err(e) = tensors.backend() {
+                let why = match e {
+                    kernel_host_tensor::TensorError::Backend(why) => why,
+                    other => other.to_string(),
+                };
+                return Err(Error::Unavailable(format!(
+                    "{why}; use device \"auto\" or \"cpu\" on this machine (`kernel-host info` shows what was found)"
+                )));
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        if self.metering.epoch() {
+            let engine = engine.weak();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("kernel-host-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })
+                .context("starting the epoch ticker")?;
+        }
+
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                metering: self.metering,
+                cache_dir: self.cache_dir,
+                observer: self.observer,
+                snapshots: self.snapshots,
+                tensors,
+                stop,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    metering: Metering,
+    cache_dir: Option<PathBuf>,
+    observer: Arc<dyn CallObserver>,
+    snapshots: bool,
+    tensors: kernel_host_tensor::Tensors,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A configured engine and linker, shared by every kernel it loads. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl Sandbox {
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.inner.linker
+    }
+
+    pub fn metering(&self) -> Metering {
+        self.inner.metering
+    }
+
+    pub fn observer(&self) -> &Arc<dyn CallObserver> {
+        &self.inner.observer
+    }
+
+    /// The tensor backend and exchange of this sandbox's kernels.
+    pub fn tensors(&self) -> &kernel_host_tensor::Tensors {
+        &self.inner.tensors
+    }
+
+    /// Whether kernels loaded here are snapshotted (see
+    /// [`SandboxBuilder::snapshots`]).
+    pub fn snapshots(&self) -> bool {
+        self.inner.snapshots
+    }
+
+    /// Compiles `bytes` (whose sha256 is `sha256`), or loads the compiled
+    /// form from the cache.
+    pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
+        self.compile_with(sha256, || Ok(bytes.into()))
+    }
+
+    /// Compiles the bytes `source` makes, or loads the compiled form cached
+    /// under `key` without calling `source`.
+    pub(crate) fn compile_with<'a>(
+        &self,
+        key: &str,
+        source: impl FnOnce() -> anyhow::Result<std::borrow::Cow<'a, [u8]>>,
+    ) -> anyhow::Result<Component> {
+        let engine = &self.inner.engine;
+        let Some(dir) = &self.inner.cache_dir else {
+            return Component::new(engine, &*source()?).map_err(anyhow::Error::from);
+        };
+        let path = dir.join(format!("{key}-{:016x}.cwasm", self.engine_fingerprint()));
+        if path.is_file() {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with the same fingerprint, into the user's own cache
+            // directory, under the sha256 of the source bytes. Anyone able
+            // to write there can already run code as this user.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e}")
+                }
+            }
+        }
+        let compiled = engine
+            .precompile_component(&source()?)
+            .map_err(anyhow::Error::from)?;
+        if let Err(e) = write_cache_entry(dir, &path, &compiled) {
+            tracing::warn!(path = %path.display(), "could not cache the compiled kernel: {e:#}");
+        }
+        // SAFETY: `compiled` was produced just above by this very engine.
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+
+    /// Identifies the engine settings a precompiled component depends on.
+    fn engine_fingerprint(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+/// Writes a cache entry atomically: a reader sees the whole file or none.
+fn write_cache_entry(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    kernel_host_types::fsutil::write_atomic(path, bytes)
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,6 @@
+//! Host implementations of the interfaces kernels import, one file each.
+
+mod log;
+mod tensor;
+
+pub use log::LOG_MESSAGES_PER_CALL;

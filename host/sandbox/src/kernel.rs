@@ -1,0 +1,1134 @@
+//! Loading kernels and calling them under their limits.
+//!
+//! [`KernelComponent`] is a kernel file that passed every check before
+//! running: readable, matching its sha256 pin, a component, exporting a
+//! compatible `kernel` interface, and needing only imports the host
+//! provides. [`KernelInstance`] is one sandboxed instance of it, with its
+//! own store, limits and grants. Every call runs with fresh fuel under a
+//! wall-clock timer; any failure out of wasm is classified into a
+//! [`Fault`]. After every successful state-changing call the instance is
+//! snapshotted ([`crate::snapshot`]); a failed call drops the poisoned store
+//! and continues in a fresh instance holding the last snapshot, so the
+//! failure leaves no trace (a kernel the host cannot instrument gets a fresh
+//! instance configured with the same parameters instead). The host never
+//! crashes and other kernels never notice.
+
+use kernel_host_types::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param};
+use crate::cache::{self, Cached, ResultCache};
+use crate::engine::{Sandbox, sha256_hex};
+use crate::error::{Error, Fault, LoadProblem};
+use crate::freeze::Frozen;
+use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
+use crate::snapshot::{self, Access, Image, Snapshot};
+use crate::state::{HostState, panic_message};
+use kernel_host_types::Grants;
+use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
+use sha2::Digest as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Instance;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::{Store, Trap};
+
+/// Kernel files larger than this are refused unread.
+const MAX_KERNEL_BYTES: u64 = 256 << 20;
+
+/// A verified, compiled kernel, ready to instantiate.
+pub struct KernelComponent {
+    id: String,
+    path: PathBuf,
+    sha256: String,
+    wit_version: String,
+    info: KernelInfo,
+    pre: MlKernelPre<HostState>,
+    sandbox: Sandbox,
+    /// The snapshot accessors, or why the kernel has none.
+    access: Result<Arc<Access>, String>,
+    /// The component file's bytes (for `freeze`).
+    bytes: Arc<[u8]>,
+    /// Set when the component is a frozen kernel.
+    frozen: Option<Frozen>,
+}
+
+/// Bump when the instrumentation changes: compiled instrumented kernels are
+/// cached under this.
+const INSTRUMENTATION: u32 = 1;
+
+/// Compiles `bytes` instrumented for snapshots, or plain when the
+/// instrumentation does not apply (the reason is returned).
+fn compile_instrumented(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<(wasmtime::component::Component, Result<Arc<Access>, String>), String> {
+    let instrumented = if sandbox.snapshots() {
+        let key = format!("{sha256}-snapshots{INSTRUMENTATION}");
+        sandbox
+            .compile_with(&key, || snapshot::instrument(bytes).map(Into::into))
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        Err("snapshots are off in this sandbox".to_string())
+    };
+    match instrumented {
+        Ok(component) => {
+            let access = Access::of(&component)
+                .map(Arc::new)
+                .ok_or_else(|| "the instrumented component has no accessors".to_string());
+            Ok((component, access))
+        }
+        Err(why) => {
+            let component = sandbox
+                .compile(bytes, sha256)
+                .map_err(|e| format!("{e:#}"))?;
+            Ok((component, Err(why)))
+        }
+    }
+}
+
+impl KernelComponent {
+    /// Reads, verifies and compiles the kernel at `path`, then asks it to
+    /// `describe` itself (under default limits, nothing granted).
+    pub async fn load(
+        sandbox: &Sandbox,
+        id: &str,
+        path: &Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
+        Self::load_for(sandbox, "", id, path, pinned_sha256).await
+    }
+
+    /// Like [`KernelComponent::load`], labelling the load-time `describe`
+    /// call with `pipeline` in metrics and the audit log.
+    pub async fn load_for(
+        sandbox: &Sandbox,
+        pipeline: &str,
+        id: &str,
+        path: &Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
+        let refuse = |problem| Error::Load {
+            kernel: id.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| refuse(LoadProblem::Read(e)))?
+            .len();
+        if size > MAX_KERNEL_BYTES {
+            return Err(refuse(LoadProblem::NotAComponent(format!(
+                "{size} bytes is larger than the {MAX_KERNEL_BYTES}-byte limit"
+            ))));
+        }
+        let bytes = std::fs::read(path).map_err(|e| refuse(LoadProblem::Read(e)))?;
+        Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256).await
+    }
+
+    /// Like [`KernelComponent::load_for`], from bytes already in memory
+    /// (`path` names where they came from, for messages).
+    pub async fn load_bytes(
+        sandbox: &Sandbox,
+        pipeline: &str,
+        id: &str,
+        path: &Path,
+        bytes: &[u8],
+        pinned_sha256: Option<&str>,
+    ) -> Result<KernelComponent, Error> {
+        let refuse = |problem| Error::Load {
+            kernel: id.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let sha256 = sha256_hex(bytes);
+        if let Some(expected) = pinned_sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(refuse(LoadProblem::HashMismatch {
+                expected: expected.to_string(),
+                actual: sha256,
+            }));
+        }
+        check_header(bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
+        let (component, access) = compile_instrumented(sandbox, bytes, &sha256)
+            .map_err(|e| refuse(LoadProblem::Compile(e)))?;
+        if let Err(why) = &access
+            && sandbox.snapshots()
+        {
+            tracing::warn!(
+                kernel = id,
+                "no transparent snapshots for this kernel: {why}"
+            );
+        }
+        let wit_version = kernel_export_version(sandbox, &component).map_err(refuse)?;
+        let instance_pre = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
+        let pre = MlKernelPre::new(instance_pre)
+            .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
+        let mut component = KernelComponent {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            sha256,
+            wit_version,
+            info: placeholder_info(),
+            pre,
+            sandbox: sandbox.clone(),
+            access,
+            bytes: bytes.into(),
+            frozen: crate::freeze::frozen_record(bytes),
+        };
+        let mut probe = component
+            .instantiate(Limits::default(), Grants::default())
+            .await?;
+        probe.set_pipeline(pipeline);
+        component.info = probe.describe().await?;
+        Ok(component)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lowercase hex sha256 of the component file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The `kernel-host:kernel` version the component was built against.
+    pub fn wit_version(&self) -> &str {
+        &self.wit_version
+    }
+
+    /// What the kernel's `describe` reported.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
+    /// The component file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The sandbox the kernel was loaded into.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// What a frozen kernel records about itself (`None`: not frozen).
+    pub fn frozen(&self) -> Option<&Frozen> {
+        self.frozen.as_ref()
+    }
+
+    /// Whether the host can snapshot and roll back this kernel without its
+    /// help; the error says why not.
+    pub fn snapshots(&self) -> Result<(), &str> {
+        self.access.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+
+    /// A new sandboxed instance with its own store.
+    pub async fn instantiate(
+        &self,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<KernelInstance, Error> {
+        let shared = Arc::new(Shared {
+            id: self.id.clone().into(),
+            pre: self.pre.clone(),
+            sandbox: self.sandbox.clone(),
+            limits,
+            grants,
+            access: self.access.as_ref().ok().cloned(),
+            frozen: self.frozen.is_some(),
+        });
+        let (store, bindings, instance) = shared.fresh().await?;
+        let context = CallContext {
+            pipeline: String::new(),
+            step: self.id.clone(),
+            kernel: self.info.name.clone(),
+            version: self.info.version.clone(),
+            sha256: self.sha256.clone(),
+            limits,
+            grants: shared.grants.describe(),
+        };
+        Ok(KernelInstance {
+            shared,
+            store,
+            bindings,
+            instance,
+            snapshot: None,
+            retired: Vec::new(),
+            params: Vec::new(),
+            poisoned: false,
+            stats: KernelStats::default(),
+            stderr_logged: 0,
+            observer: self.sandbox.observer().clone(),
+            context,
+            cache: None,
+            state_hash: None,
+            restarted: false,
+            rolled_back: false,
+            last: (Duration::ZERO, 0),
+        })
+    }
+}
+
+fn placeholder_info() -> KernelInfo {
+    KernelInfo {
+        name: String::new(),
+        version: String::new(),
+        kind: bindings::KernelKind::Transformer,
+        description: String::new(),
+        params: Vec::new(),
+        capabilities: bindings::Capabilities::empty(),
+    }
+}
+
+/// Tells a component from a core module or something else entirely.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    match bytes {
+        [0, b'a', b's', b'm', _, _, 1, 0, ..] => Ok(()),
+        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => Err(
+            "this is a core WebAssembly module; kernels are components: build with \
+             `cargo build --target wasm32-wasip2`"
+                .into(),
+        ),
+        [0, b'a', b's', b'm', ..] => Err("unsupported WebAssembly binary version".into()),
+        _ => Err("the file does not start with the WebAssembly magic bytes".into()),
+    }
+}
+
+/// Finds the component's `kernel-host:kernel/kernel@X` export and checks
+/// that X is compatible with the host's WIT version.
+fn kernel_export_version(
+    sandbox: &Sandbox,
+    component: &wasmtime::component::Component,
+) -> Result<String, LoadProblem> {
+    let ty = component.component_type();
+    let mut names = Vec::new();
+    for (name, item) in ty.exports(sandbox.engine()) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            names.push(name.to_string());
+            continue;
+        }
+        let (base, version) = name.split_once('@').unwrap_or((name, ""));
+        if base == bindings::KERNEL_INTERFACE {
+            return if compatible(version, bindings::WIT_VERSION) {
+                Ok(version.to_string())
+            } else {
+                Err(LoadProblem::IncompatibleVersion {
+                    found: version.to_string(),
+                    supported: bindings::WIT_VERSION.to_string(),
+                })
+            };
+        }
+        names.push(name.to_string());
+    }
+    Err(LoadProblem::WrongWorld {
+        exports: if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        },
+    })
+}
+
+/// Semver compatibility as the component model links it: same major, or
+/// for 0.x the same minor; and not newer than the host.
+fn compatible(found: &str, host: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v
+            .split('.')
+            .map(|p| p.split(['-', '+']).next().unwrap_or(p).parse::<u64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (Some(f), Some(h)) = (parse(found), parse(host)) else {
+        return false;
+    };
+    let same_line = if h.0 == 0 {
+        f.0 == 0 && f.1 == h.1
+    } else {
+        f.0 == h.0
+    };
+    same_line && f <= h
+}
+
+/// Bytes a guest may hand the host in one call. Its output cannot be larger
+/// than its linear memory, which `memory-mib` caps; lifting (strings above
+/// all) can take up to a few times more room on the host than in the guest,
+/// hence the factor. Wasmtime's default of 128 MiB would otherwise refuse a
+/// legitimately large frame under a larger memory limit.
+fn hostcall_budget(memory_bytes: u64) -> usize {
+    usize::try_from(memory_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
+}
+
+/// What an instance needs to rebuild its store.
+struct Shared {
+    id: Arc<str>,
+    pre: MlKernelPre<HostState>,
+    sandbox: Sandbox,
+    limits: Limits,
+    grants: Grants,
+    access: Option<Arc<Access>>,
+    /// A frozen kernel: `configure` would reset its baked-in state.
+    frozen: bool,
+}
+
+impl Shared {
+    /// A new store and instance.
+    async fn fresh(&self) -> Result<(Store<HostState>, MlKernel, Instance), Error> {
+        let tensors = kernel_host_tensor::StoreTensors::new(
+            self.sandbox.tensors().clone(),
+            self.limits.tensor_bytes,
+        );
+        let state = HostState::new(
+            self.id.clone(),
+            self.limits.memory_bytes,
+            &self.grants,
+            tensors,
+        )
+        .map_err(Error::Host)?;
+        let mut store = Store::new(self.sandbox.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(hostcall_budget(self.limits.memory_bytes));
+        let metering = self.sandbox.metering();
+        if metering.epoch() {
+            // Yield on every tick so the call's timer can fire; the deadline
+            // must be set after choosing the behaviour.
+            store.epoch_deadline_async_yield_and_update(1);
+            store.set_epoch_deadline(1);
+        }
+        if metering.fuel() {
+            store
+                .set_fuel(self.limits.fuel)
+                .map_err(|e| Error::Host(e.into()))?;
+            store
+                .fuel_async_yield_interval(Some(YIELD_INTERVAL_FUEL))
+                .map_err(|e| Error::Host(e.into()))?;
+        }
+        let instantiate = self.pre.instance_pre().instantiate_async(&mut store);
+        let instance = match tokio::time::timeout(self.limits.timeout, instantiate).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                let fault = classify(&mut store, e, self.limits, 0);
+                return Err(self.fault("instantiate", fault));
+            }
+            Err(_) => {
+                return Err(self.fault(
+                    "instantiate",
+                    Fault::Timeout {
+                        limit: self.limits.timeout,
+                    },
+                ));
+            }
+        };
+        let bindings = MlKernel::new(&mut store, &instance).map_err(|e| {
+            self.fault(
+                "instantiate",
+                Fault::Trap {
+                    message: format!("{e:#}"),
+                },
+            )
+        })?;
+        Ok((store, bindings, instance))
+    }
+
+    fn fault(&self, operation: &'static str, fault: Fault) -> Error {
+        Error::Kernel {
+            kernel: self.id.to_string(),
+            operation,
+            fault,
+        }
+    }
+}
+
+/// Resource use of one instance, summed over its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub calls: u64,
+    /// Fuel consumed (0 when fuel metering is off).
+    pub fuel: u64,
+    /// Largest linear memory of any store this instance used, bytes.
+    pub peak_memory: u64,
+    /// Wall time inside calls.
+    pub busy: Duration,
+    /// Calls that ended in a fault.
+    pub faults: u64,
+    /// Times the store was replaced after a fault.
+    pub restarts: u64,
+    /// Calls served from the result cache.
+    pub cache_hits: u64,
+    /// Snapshots taken (after each successful state-changing call) and the
+    /// time they took.
+    pub snapshots: u64,
+    pub snapshot_time: Duration,
+    /// Times a snapshot was restored: after a failed call, or on request.
+    pub rollbacks: u64,
+    /// Most bytes of host tensors the kernel held at once.
+    pub tensor_peak: u64,
+}
+
+/// One sandboxed kernel instance.
+pub struct KernelInstance {
+    shared: Arc<Shared>,
+    store: Store<HostState>,
+    bindings: MlKernel,
+    instance: Instance,
+    /// The whole instance after its last successful state-changing call
+    /// (`None` before the first one, or without snapshot support).
+    snapshot: Option<Snapshot>,
+    /// Earlier snapshots whose buffers can be reused once no checkpoint
+    /// shares them.
+    retired: Vec<Snapshot>,
+    /// The last parameters `configure` accepted, re-applied after recovery.
+    params: Vec<Param>,
+    poisoned: bool,
+    stats: KernelStats,
+    stderr_logged: u64,
+    observer: Arc<dyn CallObserver>,
+    context: CallContext,
+    cache: Option<ResultCache>,
+    /// sha256 of `save-state` since the last state change; `None` until a
+    /// cacheable call needs it.
+    state_hash: Option<cache::Key>,
+    /// The store was replaced since the last recorded call.
+    restarted: bool,
+    /// A snapshot was restored since the last recorded call.
+    rolled_back: bool,
+    /// Wall time and fuel of export calls since the last recorded call.
+    last: (Duration, u64),
+}
+
+/// A state to return an instance to: see [`KernelInstance::checkpoint`].
+pub enum Checkpoint {
+    /// A snapshot of the whole instance (`None`: as instantiated) and the
+    /// parameters it was configured with.
+    Image {
+        snapshot: Option<Snapshot>,
+        params: Vec<Param>,
+    },
+    /// What the kernel's `save-state` returned.
+    Saved(Vec<u8>),
+}
+
+/// Runs one export call under the instance's limits.
+macro_rules! guarded {
+    ($self:ident, $op:literal, |$exports:ident, $store:ident| $call:expr) => {{
+        match $self.revive().await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let started = $self.begin();
+                let outcome = {
+                    let $store = &mut $self.store;
+                    let $exports = $self.bindings.kernel_host_kernel_kernel();
+                    tokio::time::timeout($self.shared.limits.timeout, $call).await
+                };
+                $self.finish($op, started, outcome)
+            }
+        }
+    }};
+}
+
+/// Unwraps a kernel's `result<_, kernel-error>` into its value or a refusal.
+fn refused<T>(
+    id: &str,
+    operation: &'static str,
+    result: Result<T, bindings::KernelError>,
+) -> Result<T, Error> {
+    result.map_err(|e| Error::Kernel {
+        kernel: id.to_string(),
+        operation,
+        fault: e.into(),
+    })
+}
+
+impl KernelInstance {
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    pub fn grants(&self) -> &Grants {
+        &self.shared.grants
+    }
+
+    pub fn stats(&self) -> KernelStats {
+        KernelStats {
+            peak_memory: self.stats.peak_memory.max(self.store.data().limiter.peak()),
+            tensor_peak: self
+                .stats
+                .tensor_peak
+                .max(self.store.data().tensors.accounts.peak),
+            ..self.stats
+        }
+    }
+
+    /// Replaces a store poisoned by a failed call with a fresh instance
+    /// holding the last snapshot: the state after the last successful
+    /// state-changing call. Without a usable snapshot the fresh instance is
+    /// reconfigured with the last accepted parameters and fitted state is
+    /// gone.
+    async fn revive(&mut self) -> Result<(), Error> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
+        self.stats.tensor_peak = self
+            .stats
+            .tensor_peak
+            .max(self.store.data().tensors.accounts.peak);
+        let (store, bindings, instance) = self.shared.fresh().await?;
+        self.store = store;
+        self.bindings = bindings;
+        self.instance = instance;
+        self.stderr_logged = 0;
+        self.poisoned = false;
+        self.restarted = true;
+        self.stats.restarts += 1;
+        self.state_hash = None;
+        if let (Some(access), Some(image)) = (self.shared.access.clone(), self.usable_snapshot()) {
+            let started = self.begin();
+            let outcome = tokio::time::timeout(
+                self.shared.limits.timeout,
+                access.restore(&mut self.store, &self.instance, &image),
+            )
+            .await;
+            self.finish("restore", started, outcome)?;
+            self.stats.rollbacks += 1;
+            self.rolled_back = true;
+            tracing::info!(
+                kernel = %self.shared.id,
+                bytes = image.bytes(),
+                "rolled back to the snapshot of its last good state"
+            );
+            return Ok(());
+        }
+        if !self.params.is_empty() {
+            // Not through `configure`, which would revive again on failure.
+            let started = self.begin();
+            let outcome = {
+                let exports = self.bindings.kernel_host_kernel_kernel();
+                tokio::time::timeout(
+                    self.shared.limits.timeout,
+                    exports.call_configure(&mut self.store, &self.params),
+                )
+                .await
+            };
+            let result = self.finish("configure", started, outcome)?;
+            refused(self.id(), "configure", result)?;
+        }
+        tracing::info!(kernel = %self.shared.id, "replaced a failed instance with a fresh one");
+        Ok(())
+    }
+
+    /// The snapshot to restore, unless it holds host handles a fresh
+    /// instance would not have.
+    fn usable_snapshot(&self) -> Option<Snapshot> {
+        let image = self.snapshot.as_ref()?;
+        if image.host_handles > 0 {
+            tracing::warn!(
+                kernel = %self.shared.id,
+                handles = image.host_handles,
+                "cannot restore the snapshot: the kernel held host resources when it was taken"
+            );
+            return None;
+        }
+        Some(image.clone())
+    }
+
+    /// Ends a state-changing call: on success the new state is snapshotted;
+    /// on failure (trap, limit, timeout or refusal) the instance goes back
+    /// to its last snapshot, so the failed call leaves no trace.
+    ///
+    /// A `configure` of an instance that has learned nothing yet is not
+    /// snapshotted: a fresh instance replaying the parameters is the same
+    /// state (and saves a copy in the common instantiate, configure, fit or
+    /// load-state sequence).
+    async fn settle<R>(&mut self, operation: &str, result: Result<R, Error>) -> Result<R, Error> {
+        if self.shared.access.is_none() {
+            return result;
+        }
+        match &result {
+            Ok(_) if operation == "configure" && self.snapshot.is_none() => {}
+            Ok(_) => {
+                if let Err(e) = self.take_snapshot().await {
+                    tracing::warn!(kernel = %self.shared.id, "could not snapshot the kernel: {e}");
+                }
+            }
+            Err(_) => {
+                self.poisoned = true;
+                if let Err(e) = self.revive().await {
+                    tracing::warn!(kernel = %self.shared.id, "could not roll back: {e}");
+                }
+            }
+        }
+        result
+    }
+
+    /// Snapshots the instance now (the host does after every successful
+    /// state-changing call; this is for benchmarks and tools).
+    pub async fn snapshot_now(&mut self) -> Result<Option<&Image>, Error> {
+        self.revive().await?;
+        self.take_snapshot().await?;
+        Ok(self.snapshot.as_deref())
+    }
+
+    /// Copies the instance's memories and globals into `self.snapshot`.
+    async fn take_snapshot(&mut self) -> Result<(), Error> {
+        let Some(access) = self.shared.access.clone() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        // Reuse the buffers of an image nothing else holds any more (their
+        // pages are mapped: a fresh 2 MiB buffer costs ~200 µs of faults).
+        // An image a checkpoint still shares is retired, to be reused once
+        // the checkpoint is gone.
+        if let Some(current) = self.snapshot.take() {
+            self.retired.push(current);
+        }
+        let free = self.retired.iter().position(|s| Arc::strong_count(s) == 1);
+        let reuse = free.and_then(|i| Arc::try_unwrap(self.retired.swap_remove(i)).ok());
+        // Keep at most two retired images alive.
+        while self.retired.len() > 2 {
+            self.retired.remove(0);
+        }
+        let outcome = tokio::time::timeout(
+            self.shared.limits.timeout,
+            access.capture(&mut self.store, &self.instance, reuse),
+        )
+        .await;
+        let mut image = match outcome {
+            Ok(Ok(image)) => image,
+            Ok(Err(e)) => {
+                self.poisoned = true;
+                return Err(Error::Host(anyhow::anyhow!("{e:#}")));
+            }
+            Err(_) => {
+                self.poisoned = true;
+                return Err(Error::Host(anyhow::anyhow!("taking a snapshot timed out")));
+            }
+        };
+        image.host_handles = self.store.data_mut().host_handles();
+        self.snapshot = Some(Arc::new(image));
+        self.stats.snapshots += 1;
+        self.stats.snapshot_time += started.elapsed();
+        Ok(())
+    }
+
+    /// The instance's current state, to come back to with
+    /// [`KernelInstance::rollback_to`]. Cheap: it shares the last snapshot.
+    /// Kernels the host cannot snapshot are asked for `save-state`.
+    pub async fn checkpoint(&mut self) -> Result<Checkpoint, Error> {
+        self.revive().await?;
+        if self.shared.access.is_some()
+            && self.snapshot.as_ref().is_none_or(|s| s.host_handles == 0)
+        {
+            return Ok(Checkpoint::Image {
+                snapshot: self.snapshot.clone(),
+                params: self.params.clone(),
+            });
+        }
+        Ok(Checkpoint::Saved(self.save_state().await?))
+    }
+
+    /// Returns the instance to `checkpoint`, discarding everything since.
+    pub async fn rollback_to(&mut self, checkpoint: Checkpoint) -> Result<(), Error> {
+        match checkpoint {
+            Checkpoint::Image { snapshot, params } => {
+                self.snapshot = snapshot;
+                self.params = params;
+                self.poisoned = true;
+                self.revive().await
+            }
+            Checkpoint::Saved(state) => self.load_state(&state).await,
+        }
+    }
+
+    /// The parameters `configure` last accepted.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// The store and raw instance (for `freeze`).
+    pub(crate) fn raw(&mut self) -> (&mut Store<HostState>, Instance) {
+        (&mut self.store, self.instance)
+    }
+
+    /// The last snapshot, if any (for tests and benchmarks).
+    pub fn snapshot(&self) -> Option<&Image> {
+        self.snapshot.as_deref()
+    }
+
+    fn begin(&mut self) -> (Instant, u64) {
+        let limits = self.shared.limits;
+        if self.shared.sandbox.metering().fuel() {
+            // Cannot fail: fuel metering is on.
+            let _ = self.store.set_fuel(limits.fuel);
+        }
+        let data = self.store.data_mut();
+        data.log_budget = crate::imports::LOG_MESSAGES_PER_CALL;
+        data.limiter.take_refusal();
+        (Instant::now(), data.stderr.mark())
+    }
+
+    fn finish<R>(
+        &mut self,
+        operation: &'static str,
+        (started, mark): (Instant, u64),
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, Error> {
+        let limits = self.shared.limits;
+        let elapsed = started.elapsed();
+        let fuel = if self.shared.sandbox.metering().fuel() {
+            limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        self.stats.calls += 1;
+        self.stats.busy += elapsed;
+        self.stats.fuel += fuel;
+        self.last.0 += elapsed;
+        self.last.1 += fuel;
+        self.forward_stderr();
+        let fault = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => classify(&mut self.store, error, limits, mark),
+            Err(_) => Fault::Timeout {
+                limit: limits.timeout,
+            },
+        };
+        // Any error out of wasm leaves the store unusable.
+        self.poisoned = true;
+        self.stats.faults += 1;
+        // The caller reports the returned error; this is for tracing only.
+        tracing::debug!(kernel = %self.shared.id, operation, "{fault}");
+        Err(self.shared.fault(operation, fault))
+    }
+
+    /// Sends new guest stderr lines to the host log (info level: a panic
+    /// message also reaches the caller inside the returned fault).
+    fn forward_stderr(&mut self) {
+        let stderr = &self.store.data().stderr;
+        let text = stderr.since(self.stderr_logged);
+        self.stderr_logged = stderr.mark();
+        for line in text.lines().filter(|l| !l.trim().is_empty()).take(100) {
+            tracing::info!(kernel = %self.shared.id, "stderr: {line}");
+        }
+    }
+
+    /// Labels this instance's calls with `pipeline` in metrics and the
+    /// audit log. (Calls are reported to the sandbox's observer.)
+    pub fn set_pipeline(&mut self, pipeline: &str) {
+        self.context.pipeline = pipeline.to_string();
+    }
+
+    /// Serves repeated `transform`/`predict`/`predict-proba` calls on the
+    /// same input and state from `cache`.
+    pub fn enable_cache(&mut self, cache: ResultCache) {
+        self.cache = Some(cache);
+    }
+
+    /// The labels of this instance's calls.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Records one public call: outcome, cost and rows.
+    fn record<T>(
+        &mut self,
+        operation: &'static str,
+        rows_in: u32,
+        result: &Result<T, Error>,
+        rows_out: impl Fn(&T) -> u64,
+        cached: bool,
+    ) {
+        let (duration, fuel) = std::mem::take(&mut self.last);
+        let record = CallRecord {
+            operation,
+            start: Instant::now()
+                .checked_sub(duration)
+                .unwrap_or_else(Instant::now),
+            outcome: Outcome::of(result),
+            error: result.as_ref().err().map(ToString::to_string),
+            duration,
+            fuel,
+            rows_in: rows_in.into(),
+            rows_out: result.as_ref().map_or(0, rows_out),
+            memory: self.store.data().limiter.peak(),
+            // Kept across store replacements (a failed call's store is gone).
+            tensor_bytes: self.stats().tensor_peak,
+            cached,
+            restarted: std::mem::take(&mut self.restarted),
+            rolled_back: std::mem::take(&mut self.rolled_back),
+        };
+        self.observer.call(&self.context, &record);
+    }
+
+    pub async fn describe(&mut self) -> Result<KernelInfo, Error> {
+        let result = guarded!(self, "describe", |k, store| k.call_describe(store));
+        if let Ok(info) = &result
+            && self.context.kernel.is_empty()
+        {
+            // A kernel being loaded is labelled by what it says it is.
+            self.context.kernel.clone_from(&info.name);
+            self.context.version.clone_from(&info.version);
+        }
+        self.record("describe", 0, &result, |_| 0, false);
+        result
+    }
+
+    /// Sets parameters; they are re-applied if the instance is ever
+    /// replaced after a fault.
+    pub async fn configure(&mut self, params: &[Param]) -> Result<(), Error> {
+        if self.shared.frozen {
+            // Its parameters (and fitted state) are baked in.
+            return match params.first() {
+                None => Ok(()),
+                Some(p) => Err(Error::Kernel {
+                    kernel: self.id().to_string(),
+                    operation: "configure",
+                    fault: Fault::Refused {
+                        kind: crate::error::RefusalKind::InvalidParams,
+                        message: format!(
+                            "this kernel is frozen with its parameters baked in; remove `{}` (and any other parameter)",
+                            p.name
+                        ),
+                    },
+                }),
+            };
+        }
+        self.state_hash = None;
+        let result = guarded!(self, "configure", |k, store| k
+            .call_configure(store, params))
+        .and_then(|r| refused(self.id(), "configure", r));
+        if result.is_ok() {
+            self.params = params.to_vec();
+        }
+        let result = self.settle("configure", result).await;
+        self.record("configure", 0, &result, |_| 0, false);
+        result
+    }
+
+    pub async fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
+        self.state_hash = None;
+        let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
+            .and_then(|r| refused(self.id(), "fit", r));
+        let result = self.settle("fit", result).await;
+        self.record("fit", x.rows, &result, |_| 0, false);
+        result
+    }
+
+    pub async fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
+        self.state_hash = None;
+        let result = guarded!(self, "partial-fit", |k, store| k
+            .call_partial_fit(store, x, y))
+        .and_then(|r| refused(self.id(), "partial-fit", r));
+        let result = self.settle("partial-fit", result).await;
+        self.record("partial-fit", x.rows, &result, |_| 0, false);
+        result
+    }
+
+    /// The cache key of `operation` on `x` when caching is on, hashing the
+    /// state through `save-state` first if it changed.
+    async fn cache_key(&mut self, operation: &str, x: &Frame) -> Option<cache::Key> {
+        self.cache.as_ref()?;
+        if self.state_hash.is_none() {
+            let state = self.save_state().await.ok()?;
+            self.state_hash = Some(sha2::Sha256::digest(&state).into());
+        }
+        let state = self.state_hash?;
+        Some(cache::key(
+            &self.context.sha256,
+            &state,
+            operation,
+            &cache::frame_digest(x),
+        ))
+    }
+
+    /// A cached result for `key`, counting the hit or miss.
+    fn lookup(&mut self, key: Option<&cache::Key>, operation: &str) -> Option<Cached> {
+        let hit = self.cache.as_ref()?.get(key?);
+        match &hit {
+            Some(_) => self.stats.cache_hits += 1,
+            None => {
+                self.observer.cache_miss(&self.context, operation);
+            }
+        }
+        hit
+    }
+
+    fn remember(&self, key: Option<cache::Key>, value: Cached) {
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert(key, value);
+        }
+    }
+
+    /// Transforms `x`; the output must have as many rows as `x`.
+    pub async fn transform(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let key = self.cache_key("transform", x).await;
+        if let Some(Cached::Frame(hit)) = self.lookup(key.as_ref(), "transform") {
+            let result = Ok(hit);
+            self.record("transform", x.rows, &result, |f| f.rows.into(), true);
+            return result;
+        }
+        let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))
+            .and_then(|r| refused(self.id(), "transform", r))
+            .and_then(|out| {
+                self.check_output("transform", kernel_host_types::check_frame(&out, Some(x.rows)))?;
+                Ok(out)
+            });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Frame(out.clone()));
+        }
+        self.record("transform", x.rows, &result, |f| f.rows.into(), false);
+        result
+    }
+
+    /// One prediction per row of `x`.
+    pub async fn predict(&mut self, x: &Frame) -> Result<Column, Error> {
+        let rows = |c: &Column| kernel_host_types::column_len(c) as u64;
+        let key = self.cache_key("predict", x).await;
+        if let Some(Cached::Column(hit)) = self.lookup(key.as_ref(), "predict") {
+            let result = Ok(hit);
+            self.record("predict", x.rows, &result, rows, true);
+            return result;
+        }
+        let result = guarded!(self, "predict", |k, store| k.call_predict(store, x))
+            .and_then(|r| refused(self.id(), "predict", r))
+            .and_then(|out| {
+                self.check_output("predict", kernel_host_types::check_column(&out, x.rows))?;
+                Ok(out)
+            });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Column(out.clone()));
+        }
+        self.record("predict", x.rows, &result, rows, false);
+        result
+    }
+
+    /// One probability column per class, one row per row of `x`.
+    pub async fn predict_proba(&mut self, x: &Frame) -> Result<Frame, Error> {
+        let key = self.cache_key("predict-proba", x).await;
+        if let Some(Cached::Frame(hit)) = self.lookup(key.as_ref(), "predict-proba") {
+            let result = Ok(hit);
+            self.record("predict-proba", x.rows, &result, |f| f.rows.into(), true);
+            return result;
+        }
+        let result = guarded!(self, "predict-proba", |k, store| k
+            .call_predict_proba(store, x))
+        .and_then(|r| refused(self.id(), "predict-proba", r))
+        .and_then(|out| {
+            self.check_output(
+                "predict-proba",
+                kernel_host_types::check_frame(&out, Some(x.rows)),
+            )?;
+            Ok(out)
+        });
+        if let Ok(out) = &result {
+            self.remember(key, Cached::Frame(out.clone()));
+        }
+        self.record("predict-proba", x.rows, &result, |f| f.rows.into(), false);
+        result
+    }
+
+    pub async fn save_state(&mut self) -> Result<Vec<u8>, Error> {
+        let result = guarded!(self, "save-state", |k, store| k.call_save_state(store))
+            .and_then(|r| refused(self.id(), "save-state", r));
+        self.record("save-state", 0, &result, |_| 0, false);
+        result
+    }
+
+    pub async fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.state_hash = None;
+        let result = guarded!(self, "load-state", |k, store| k
+            .call_load_state(store, state))
+        .and_then(|r| refused(self.id(), "load-state", r));
+        let result = self.settle("load-state", result).await;
+        self.record("load-state", 0, &result, |_| 0, false);
+        result
+    }
+
+    pub async fn explain(&mut self) -> Result<Explanation, Error> {
+        let result = guarded!(self, "explain", |k, store| k.call_explain(store))
+            .and_then(|r| refused(self.id(), "explain", r));
+        self.record("explain", 0, &result, |_| 0, false);
+        result
+    }
+
+    fn check_output(
+        &self,
+        operation: &'static str,
+        check: Result<(), String>,
+    ) -> Result<(), Error> {
+        check.map_err(|message| self.shared.fault(operation, Fault::BadOutput(message)))
+    }
+}
+
+/// Turns an error out of wasm into a [`Fault`], using what the store saw:
+/// a refused memory growth means the memory limit, whatever the guest did
+/// next; a panic message on stderr explains an `unreachable` trap.
+fn classify(
+    store: &mut Store<HostState>,
+    error: wasmtime::Error,
+    limits: Limits,
+    mark: u64,
+) -> Fault {
+    let refused_growth = store.data_mut().limiter.take_refusal();
+    let stderr = store.data().stderr.since(mark);
+    let trap = error.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::OutOfFuel) => Fault::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => Fault::Timeout {
+            limit: limits.timeout,
+        },
+        Some(Trap::StackOverflow) => Fault::Trap {
+            message: "stack overflow: the call stack is exhausted (unbounded recursion?)".into(),
+        },
+        _ if refused_growth.is_some() => Fault::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        },
+        Some(trap) => Fault::Trap {
+            message: panic_message(&stderr).unwrap_or_else(|| trap.to_string()),
+        },
+        None => Fault::Trap {
+            message: panic_message(&stderr)
+                .unwrap_or_else(|| format!("host call failed: {error:#}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.0", "0.1.3"));
+        assert!(!compatible("0.1.4", "0.1.3"), "newer than the host");
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.0.0", "1.2.0"));
+        assert!(!compatible("garbage", "0.1.0"));
+    }
+
+    #[test]
+    fn headers() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        assert!(
+            check_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(check_header(b"hello").unwrap_err().contains("magic"));
+    }
+}

@@ -1,0 +1,117 @@
+//! The host's one `bindgen!` site: Rust types and call stubs generated from
+//! the WIT package in `wit/`, the single source of truth shared with the
+//! guest SDK.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "kernel-host:kernel/ml-kernel",
+    // Every export is called asynchronously so that fuel-driven yields let
+    // a timer cancel a runaway kernel without blocking the runtime.
+    imports: { default: async },
+    exports: { default: async },
+    additional_derives: [PartialEq],
+    with: {
+        "kernel-host:kernel/tensor.tensor": kernel_host_tensor::Tensor,
+    },
+});
+
+pub use self::exports::kernel_host::kernel::kernel::Guest as KernelExports;
+pub use self::kernel_host::kernel::types::{
+    Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
+    KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
+};
+
+/// The interface name a kernel component must export, without version.
+pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
+
+/// The WIT package version this host implements, as a literal for
+/// `concat!` (the CLI's `--version` prints it).
+#[macro_export]
+macro_rules! wit_version {
+    () => {
+        "0.1.1"
+    };
+}
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = wit_version!();
+
+/// A parameter value as a manifest would write it: `0.5`, `1e-12`, `3`,
+/// `true`, `"mean"`.
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Plain notation where it stays short.
+            ParamValue::F64(x) if *x == 0.0 || (1e-4..1e9).contains(&x.abs()) => write!(f, "{x}"),
+            ParamValue::F64(x) => write!(f, "{x:e}"),
+            ParamValue::S64(x) => write!(f, "{x}"),
+            ParamValue::Bool(x) => write!(f, "{x}"),
+            ParamValue::String(x) => write!(f, "\"{x}\""),
+        }
+    }
+}
+
+impl std::fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelKind::Transformer => "transformer",
+            KernelKind::Classifier => "classifier",
+            KernelKind::Regressor => "regressor",
+            KernelKind::Clusterer => "clusterer",
+        })
+    }
+}
+
+/// Parameters as plans and bundles store them: `{"name": "c", "f64": 1.0}`.
+/// Use as `#[serde(with = "kernel_host_types::bindings::params_serde")]`.
+pub mod params_serde {
+    use super::{Param, ParamValue};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Value {
+        F64(f64),
+        S64(i64),
+        Bool(bool),
+        String(String),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Named {
+        name: String,
+        #[serde(flatten)]
+        value: Value,
+    }
+
+    pub fn serialize<S: Serializer>(params: &[Param], s: S) -> Result<S::Ok, S::Error> {
+        params
+            .iter()
+            .map(|p| Named {
+                name: p.name.clone(),
+                value: match &p.value {
+                    ParamValue::F64(x) => Value::F64(*x),
+                    ParamValue::S64(x) => Value::S64(*x),
+                    ParamValue::Bool(x) => Value::Bool(*x),
+                    ParamValue::String(x) => Value::String(x.clone()),
+                },
+            })
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Param>, D::Error> {
+        Ok(Vec::<Named>::deserialize(d)?
+            .into_iter()
+            .map(|n| Param {
+                name: n.name,
+                value: match n.value {
+                    Value::F64(x) => ParamValue::F64(x),
+                    Value::S64(x) => ParamValue::S64(x),
+                    Value::Bool(x) => ParamValue::Bool(x),
+                    Value::String(x) => ParamValue::String(x),
+                },
+            })
+            .collect())
+    }
+}

@@ -41,7 +41,7 @@ pub fn sandbox() -> Sandbox {
 /// Like [`sandbox`], reporting calls to `telemetry`.
 pub fn sandbox_with(telemetry: kernel_host::Telemetry) -> Sandbox {
     Sandbox::builder()
-        .telemetry(telemetry)
+        .observer(telemetry)
         .cache_dir(Some(workspace().join("target/test-cache")))
         .build()
         .unwrap()
@@ -163,9 +163,73 @@ pub fn assert_close(actual: &[f64], expected: &[f64], rel: f64, what: &str) {
 }
 
 /// The fault of a kernel error, or a panic naming what came instead.
-pub fn fault_of<T: std::fmt::Debug>(result: Result<T, Error>) -> (String, kernel_host::Fault) {
-    match result {
+pub fn fault_of<T: std::fmt::Debug, E: Into<Error>>(
+    result: Result<T, E>,
+) -> (String, kernel_host::Fault) {
+    match result.map_err(Into::into) {
         Err(Error::Kernel { kernel, fault, .. }) => (kernel, fault),
         other => panic!("expected a kernel fault, got {other:?}"),
     }
+}
+
+/// The whole job on a plan, as `kernel-host run` does it.
+pub async fn run(
+    sandbox: &Sandbox,
+    plan: kernel_host::Plan,
+) -> Result<kernel_host::report::RunReport, Error> {
+    let options = kernel_host::job::JobOptions {
+        predict: true,
+        ..Default::default()
+    };
+    kernel_host::job::run(
+        sandbox,
+        kernel_host::job::Source::Plan(plan),
+        &options,
+        &kernel_host::job::Quiet,
+    )
+    .await
+}
+
+/// [`run`] reading (and fitting) `chunk_rows` rows at a time.
+pub async fn run_chunked(
+    sandbox: &Sandbox,
+    mut plan: kernel_host::Plan,
+    chunk_rows: usize,
+) -> Result<kernel_host::report::RunReport, Error> {
+    plan.data.chunk_rows = Some(chunk_rows);
+    run(sandbox, plan).await
+}
+
+/// A plan's data read whole: features and target of the training and the
+/// test rows.
+pub struct Prepared {
+    pub x_train: Frame,
+    pub y_train: Option<Column>,
+    pub x_test: Option<Frame>,
+    pub y_test: Option<Column>,
+}
+
+pub fn prepare(plan: &kernel_host::Plan) -> Result<Prepared, Error> {
+    use kernel_host::job::{Held, features_and_target, read_training};
+    let (train, held) = read_training(plan)?;
+    let file = PathBuf::from("<data>");
+    let (x_train, y_train) = features_and_target(plan, train, &file, true)?;
+    let test = match held {
+        Held::Rows(rows) => Some(rows),
+        Held::File(Some(path)) => Some(kernel_host::data::read_table(&path, &plan.data.csv)?),
+        Held::File(None) => None,
+    };
+    let (x_test, y_test) = match test {
+        Some(test) => {
+            let (x, y) = features_and_target(plan, test, &file, false)?;
+            (Some(x), y)
+        }
+        None => (None, None),
+    };
+    Ok(Prepared {
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+    })
 }

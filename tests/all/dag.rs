@@ -6,15 +6,15 @@
 use crate::common::*;
 use kernel_host::bindings::{ColumnValues, Frame};
 use kernel_host::builder::{KernelDef, StepDef};
-use kernel_host::graph::{Selection, concat};
-use kernel_host::{Error, Fault, Manifest, Output, Pipeline, Telemetry};
+use kernel_host::frame::{Selection, concat};
+use kernel_host::{Error, Fault, Plan, Output, Pipeline, Telemetry};
 use kernel_host_guests as guests;
 
 const KERNELS: &str = "../../target/guests/wasm32-wasip2/release";
 
-fn built() -> Manifest {
+fn built() -> Plan {
     let k = |file: &str| format!("{KERNELS}/{file}");
-    Pipeline::builder(workspace().join("examples/penguins"))
+    Plan::builder(workspace().join("examples/penguins"))
         .name("penguins-dag")
         .step(
             StepDef::new("numeric")
@@ -62,8 +62,8 @@ fn built() -> Manifest {
         .unwrap()
 }
 
-fn toml() -> Manifest {
-    Manifest::load(&workspace().join("examples/penguins/dag.toml")).unwrap()
+fn toml() -> Plan {
+    Plan::load(&workspace().join("examples/penguins/dag.toml")).unwrap()
 }
 
 #[test]
@@ -82,8 +82,8 @@ fn the_builder_gives_the_same_plan_as_the_toml() {
     );
 }
 
-async fn probabilities(manifest: Manifest) -> Frame {
-    let prepared = kernel_host::run::prepare(&manifest).unwrap();
+async fn probabilities(manifest: Plan) -> Frame {
+    let prepared = crate::common::prepare(&manifest).unwrap();
     let mut pipeline = Pipeline::load(&sandbox(), manifest).await.unwrap();
     pipeline
         .fit(prepared.x_train, prepared.y_train.as_ref())
@@ -103,7 +103,7 @@ async fn probabilities(manifest: Manifest) -> Frame {
 async fn step_by_step() -> Frame {
     let sandbox = sandbox();
     let manifest = toml();
-    let p = kernel_host::run::prepare(&manifest).unwrap();
+    let p = crate::common::prepare(&manifest).unwrap();
     let numeric = Selection::Types(vec![
         kernel_host::data::ColumnType::F64,
         kernel_host::data::ColumnType::S64,
@@ -218,7 +218,7 @@ fn graph_mistakes_are_named() {
     ];
     for (pipeline, expected) in cases {
         let text = format!("[pipeline]\n{pipeline}{base}");
-        let errors = Manifest::parse_all(&dir.path().join("m.toml"), &text).unwrap_err();
+        let errors = Plan::parse_all(&dir.path().join("m.toml"), &text).unwrap_err();
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert!(
             all.iter().any(|e| e.contains(expected)),
@@ -238,7 +238,7 @@ async fn a_column_clash_between_branches_names_both_steps() {
     );
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
-    let error = kernel_host::run::run(&sandbox(), Manifest::load(&path).unwrap())
+    let error = crate::common::run(&sandbox(), Plan::load(&path).unwrap())
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -253,7 +253,7 @@ async fn a_column_clash_between_branches_names_both_steps() {
 }
 
 /// Two branches that each burn a known amount of CPU, joined at the end.
-fn burning(dir: &tempfile::TempDir, left: &str, right: &str) -> Manifest {
+fn burning(dir: &tempfile::TempDir, left: &str, right: &str) -> Plan {
     std::fs::write(dir.path().join("d.csv"), "x1,x2\n1,2\n3,4\n").unwrap();
     let text = format!(
         "[pipeline]\n\
@@ -268,7 +268,7 @@ fn burning(dir: &tempfile::TempDir, left: &str, right: &str) -> Manifest {
     );
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
-    Manifest::load(&path).unwrap()
+    Plan::load(&path).unwrap()
 }
 
 const BURN: &str = "params = { behaviour = \"burn\", target = \"30000000\" }";
@@ -277,7 +277,7 @@ const BURN: &str = "params = { behaviour = \"burn\", target = \"30000000\" }";
 async fn independent_branches_run_at_the_same_time() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Telemetry::builder().record().build().unwrap();
-    let report = kernel_host::run::run(&sandbox_with(recorder.clone()), burning(&dir, BURN, BURN))
+    let report = crate::common::run(&sandbox_with(recorder.clone()), burning(&dir, BURN, BURN))
         .await
         .unwrap();
     assert_eq!(report.steps.len(), 3);
@@ -303,7 +303,7 @@ async fn a_runaway_branch_times_out_while_the_other_completes() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Telemetry::builder().record().build().unwrap();
     let runaway = "params = { behaviour = \"loop\" }\nlimits = { timeout-ms = 300, fuel = 1_000_000_000_000_000 }";
-    let error = kernel_host::run::run(
+    let error = crate::common::run(
         &sandbox_with(recorder.clone()),
         burning(&dir, runaway, BURN),
     )
@@ -341,7 +341,7 @@ async fn parallel_transforms_keep_row_order() {
         );
         let path = dir.path().join(format!("m{parallel}.toml"));
         std::fs::write(&path, text).unwrap();
-        let report = kernel_host::run::run(&sandbox(), Manifest::load(&path).unwrap())
+        let report = crate::common::run(&sandbox(), Plan::load(&path).unwrap())
             .await
             .unwrap();
         let out = kernel_host::data::read_csv(
@@ -369,7 +369,7 @@ async fn parallel_transforms_keep_row_order() {
 #[test]
 fn the_blocking_wrapper_agrees_with_the_async_api() {
     let manifest = toml();
-    let data = kernel_host::run::prepare(&manifest).unwrap();
+    let data = crate::common::prepare(&manifest).unwrap();
     let mut pipeline =
         kernel_host::blocking::BlockingPipeline::load_in(&sandbox(), manifest).unwrap();
     pipeline.fit(data.x_train, data.y_train.as_ref()).unwrap();

@@ -268,7 +268,10 @@ async fn a_kernel_refusal_does_not_poison_the_instance() {
 }
 
 async fn load_problem(path: &Path, pin: Option<&str>) -> LoadProblem {
-    match kernel_host::KernelComponent::load(&sandbox(), "suspect", path, pin).await {
+    match kernel_host::KernelComponent::load(&sandbox(), "suspect", path, pin)
+        .await
+        .map_err(Error::from)
+    {
         Err(Error::Load {
             kernel, problem, ..
         }) => {

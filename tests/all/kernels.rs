@@ -160,7 +160,7 @@ async fn logistic_regression_probabilities_match_sklearn() {
     let reference = reference();
     let dir = tempfile::tempdir().unwrap();
     let manifest = crate::penguins::manifest_with(&dir, "c = 0.5, max_iter = 10000, tol = 1e-10");
-    let report = kernel_host::run::run(&sandbox(), manifest).await.unwrap();
+    let report = crate::common::run(&sandbox(), manifest).await.unwrap();
     assert!(report.metric.unwrap().1 >= 0.99);
     let predictions =
         kernel_host::data::read_csv(&dir.path().join("predictions.csv"), &Default::default())

@@ -2,7 +2,7 @@
 //! when known, the key, and what to do. A table of golden cases.
 
 use crate::common::*;
-use kernel_host::{Error, Manifest};
+use kernel_host::{Error, Plan};
 use kernel_host_guests as guests;
 
 const GOOD: &str = r#"[pipeline]
@@ -153,11 +153,11 @@ const CASES: &[(&str, Edits, &[&str])] = &[
 async fn error_of(dir: &tempfile::TempDir, text: &str) -> Error {
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
-    let manifest = match Manifest::load(&path) {
+    let manifest = match Plan::load(&path) {
         Ok(m) => m,
         Err(e) => return e.into(),
     };
-    match kernel_host::run::run(&sandbox(), manifest).await {
+    match crate::common::run(&sandbox(), manifest).await {
         Ok(report) => panic!("expected an error, the run succeeded: {report:?}"),
         Err(e) => e,
     }
@@ -179,7 +179,7 @@ async fn each_mistake_is_named_with_file_line_and_key() {
     // The unedited manifest runs, so every failure below is the edit's.
     let path = dir.path().join("good.toml");
     std::fs::write(&path, &good).unwrap();
-    kernel_host::run::run(&sandbox(), Manifest::load(&path).unwrap())
+    crate::common::run(&sandbox(), Plan::load(&path).unwrap())
         .await
         .unwrap();
 

@@ -5,7 +5,7 @@
 use crate::common::*;
 use kernel_host::bindings::ParamValue;
 use kernel_host::telemetry::AuditLog;
-use kernel_host::{Manifest, Telemetry};
+use kernel_host::{Plan, Telemetry};
 use kernel_host_guests as guests;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -381,7 +381,7 @@ async fn validate_lists_every_seeded_mistake() {
         }
         // Next to the original, so relative paths resolve the same way.
         std::fs::write(&path, &text).unwrap();
-        let report = kernel_host::validate::validate(&path, Some(40)).await;
+        let report = kernel_host::validate::validate(&path, &kernel_host::manifest::NoRegistry, Some(40)).await;
         if report.problems.len() != *count {
             failures.push(format!(
                 "{what}: {} problems, expected {count}: {:#?}",
@@ -405,13 +405,13 @@ async fn validate_lists_every_seeded_mistake() {
 #[tokio::test]
 async fn validate_predicts_fuel_within_2x_of_the_real_run() {
     let manifest_path = workspace().join("examples/penguins/pipeline.toml");
-    let report = kernel_host::validate::validate(&manifest_path, Some(60)).await;
+    let report = kernel_host::validate::validate(&manifest_path, &kernel_host::manifest::NoRegistry, Some(60)).await;
     assert!(report.ok(), "{:#?}", report.problems);
     let recorder = Telemetry::builder().record().build().unwrap();
     let sandbox = sandbox_with(recorder.clone());
-    let mut manifest = Manifest::load(&manifest_path).unwrap();
+    let mut manifest = Plan::load(&manifest_path).unwrap();
     manifest.output.predictions = None;
-    kernel_host::run::run(&sandbox, manifest).await.unwrap();
+    crate::common::run(&sandbox, manifest).await.unwrap();
     let real = recorder.recorded();
     for estimate in report.estimates.iter().filter(|e| e.operation == "fit") {
         let actual = real

@@ -7,20 +7,20 @@
 //! data/test.csv (86 rows); 0.994 in 5-fold cross-validation.
 
 use crate::common::*;
-use kernel_host::Manifest;
+use kernel_host::Plan;
 
 const SKLEARN_HOLDOUT_ACCURACY: f64 = 1.0;
 
 /// The example manifest with the model's params replaced and predictions
 /// written into `dir`.
-pub fn manifest_with(dir: &tempfile::TempDir, model_params: &str) -> Manifest {
+pub fn manifest_with(dir: &tempfile::TempDir, model_params: &str) -> Plan {
     let path = workspace().join("examples/penguins/pipeline.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text.replace(
         "params = { c = 1.0, max_iter = 1000 }",
         &format!("params = {{ {model_params} }}"),
     );
-    let mut manifest = Manifest::parse(&path, &text).unwrap();
+    let mut manifest = Plan::parse(&path, &text).unwrap();
     manifest.output.predictions = Some(dir.path().join("predictions.csv"));
     manifest
 }
@@ -29,7 +29,7 @@ pub fn manifest_with(dir: &tempfile::TempDir, model_params: &str) -> Manifest {
 async fn penguins_pipeline_is_within_a_point_of_sklearn() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest_with(&dir, "c = 1.0, max_iter = 1000");
-    let report = kernel_host::run::run(&sandbox(), manifest).await.unwrap();
+    let report = crate::common::run(&sandbox(), manifest).await.unwrap();
     assert_eq!((report.train_rows, report.test_rows), (258, 86));
     let (name, accuracy) = report.metric.unwrap();
     assert_eq!(name, "accuracy");
@@ -62,9 +62,9 @@ async fn a_split_of_one_file_works_too() {
         "train = \"data/train.csv\"\ntest = \"data/test.csv\"",
         "input = \"data/penguins.csv\"\nsplit = { test-fraction = 0.25, seed = 3 }",
     );
-    let mut manifest = Manifest::parse(&path, &text).unwrap();
+    let mut manifest = Plan::parse(&path, &text).unwrap();
     manifest.output.predictions = None;
-    let report = kernel_host::run::run(&sandbox(), manifest).await.unwrap();
+    let report = crate::common::run(&sandbox(), manifest).await.unwrap();
     assert_eq!(report.train_rows + report.test_rows, 344);
     assert!(report.metric.unwrap().1 > 0.95);
 }

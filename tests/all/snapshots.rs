@@ -135,7 +135,7 @@ async fn sdk_kernels_roll_back_too() {
 
 /// A chain of four opaque steps; the last fails from its second fit on, as
 /// `how` says, with `on-failure` set to `policy`.
-fn four_steps(dir: &tempfile::TempDir, how: &str, policy: &str) -> kernel_host::Manifest {
+fn four_steps(dir: &tempfile::TempDir, how: &str, policy: &str) -> kernel_host::Plan {
     std::fs::write(dir.path().join("d.csv"), "a,b\n1,2\n3,5\n4,-1\n").unwrap();
     let mut text =
         "[pipeline]\nsteps = [\"s1\", \"s2\", \"s3\", \"s4\"]\n[data]\ntrain = \"d.csv\"\n"
@@ -149,7 +149,7 @@ fn four_steps(dir: &tempfile::TempDir, how: &str, policy: &str) -> kernel_host::
     }
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
-    kernel_host::Manifest::load(&path).unwrap()
+    kernel_host::Plan::load(&path).unwrap()
 }
 
 /// What every step's transform gives on the same input.

@@ -8,7 +8,7 @@ use crate::common::*;
 use kernel_host::bindings::{Frame, ParamValue};
 use kernel_host::data::generate::{Task, generate};
 use kernel_host::data::{CsvOptions, read_table, write_table};
-use kernel_host::{Error, Manifest};
+use kernel_host::{Error, Plan};
 use kernel_host_guests as guests;
 use std::io::Write as _;
 use std::process::Stdio;
@@ -148,16 +148,16 @@ async fn a_chunked_run_equals_the_whole_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = workspace().join("examples/penguins/pipeline.toml");
     let predict = async |chunk: Option<usize>| {
-        let mut m = Manifest::load(&path).unwrap();
+        let mut m = Plan::load(&path).unwrap();
         let out = dir.path().join(format!("p{chunk:?}.csv"));
         m.output.predictions = Some(out.clone());
         let report = match chunk {
             Some(n) => {
-                kernel_host::chunked::run_chunked(&sandbox(), m, n, &kernel_host::chunked::Quiet)
+                crate::common::run_chunked(&sandbox(), m, n)
                     .await
                     .unwrap()
             }
-            None => kernel_host::run::run(&sandbox(), m).await.unwrap(),
+            None => crate::common::run(&sandbox(), m).await.unwrap(),
         };
         (report, read_table(&out, &CsvOptions::default()).unwrap())
     };
@@ -195,9 +195,9 @@ async fn a_kernel_without_partial_fit_stops_at_the_memory_budget() {
         guests::LOGISTIC_REGRESSION
     );
     std::fs::write(dir.path().join("m.toml"), text).unwrap();
-    let manifest = Manifest::load(&dir.path().join("m.toml")).unwrap();
+    let manifest = Plan::load(&dir.path().join("m.toml")).unwrap();
     let error =
-        kernel_host::chunked::run_chunked(&sandbox(), manifest, 4096, &kernel_host::chunked::Quiet)
+        crate::common::run_chunked(&sandbox(), manifest, 4096)
             .await
             .unwrap_err();
     let message = error.to_string();
@@ -275,9 +275,9 @@ async fn arrow_files_work_in_and_out() {
             kernels.to_str().unwrap(),
         );
     std::fs::write(dir.path().join("m.toml"), text).unwrap();
-    let report = kernel_host::run::run(
+    let report = crate::common::run(
         &sandbox(),
-        Manifest::load(&dir.path().join("m.toml")).unwrap(),
+        Plan::load(&dir.path().join("m.toml")).unwrap(),
     )
     .await
     .unwrap();

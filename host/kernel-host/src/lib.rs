@@ -55,7 +55,7 @@ pub use kernel_host_manifest as manifest;
 pub use kernel_host_manifest::{builder, graph};
 pub use kernel_host_sandbox::{cache, freeze, snapshot};
 pub use kernel_host_tensor as tensor;
-pub use kernel_host_types::{bindings, fsutil, limits, wit_version};
+pub use kernel_host_types::{bindings, frame, fsutil, limits, wit_version};
 
 pub use error::{
     Blame, DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result,

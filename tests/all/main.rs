@@ -10,6 +10,7 @@ mod cli;
 mod common;
 mod dag;
 mod hostile;
+mod jobs;
 mod kernels;
 mod manifests;
 mod operations;

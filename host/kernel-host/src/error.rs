@@ -112,9 +112,13 @@ impl Error {
         }
     }
 
-    /// The CLI's exit code: 1 a mistake in the input, 2 a kernel at fault,
-    /// 3 the host failed (a bug, or a transient failure worth retrying).
+    /// The CLI's exit code: 1 a mistake in the input, 2 a kernel failed
+    /// (a timeout too), 3 the host failed (a bug, or a transient failure).
     pub fn exit_code(&self) -> i32 {
+        if let Error::Load { .. } | Error::Kernel { .. } = self {
+            // Whatever a retry might do, the kernel is what failed.
+            return 2;
+        }
         match self.blame() {
             Blame::User => 1,
             Blame::Kernel => 2,

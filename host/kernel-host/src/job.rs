@@ -54,10 +54,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// A bundle (by its magic bytes) or a manifest, registry kernels found
-    /// through `resolver`.
+    /// A bundle (by its magic bytes, or a `.khb` name: a damaged bundle is
+    /// reported as one) or a manifest, registry kernels found through
+    /// `resolver`.
     pub fn open(path: &Path, resolver: &dyn KernelResolver) -> Result<Source, Error> {
-        if bundle::is_bundle(path) {
+        if bundle::is_bundle(path) || path.extension().is_some_and(|e| e == "khb") {
             Ok(Source::Bundle(Bundle::read(path)?))
         } else {
             Ok(Source::Plan(Plan::load_with(path, resolver)?))

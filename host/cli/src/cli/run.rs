@@ -53,11 +53,14 @@ pub fn report_json(report: &RunReport) -> serde_json::Value {
 
 /// The terminal summary of a job.
 pub fn print_report(report: &RunReport) {
+    let fit = if report.fit == "none" {
+        format!("restored {} without refitting (no refit)", report.manifest.display())
+    } else {
+        format!("fitted on {} rows ({})", report.train_rows, report.fit)
+    };
     println!(
-        "pipeline `{}`: fitted on {} rows ({}), predicted {} rows in {}",
+        "pipeline `{}`: {fit}, predicted {} rows in {}",
         report.pipeline,
-        report.train_rows,
-        report.fit,
         report.test_rows,
         super::format_duration(report.elapsed)
     );

@@ -7,7 +7,7 @@ use crate::common::*;
 use kernel_host::bindings::{ColumnValues, Frame};
 use kernel_host::builder::{KernelDef, StepDef};
 use kernel_host::frame::{Selection, concat};
-use kernel_host::{Error, Fault, Plan, Output, Pipeline, Telemetry};
+use kernel_host::{Error, Fault, Output, Pipeline, Plan, Telemetry};
 use kernel_host_guests as guests;
 
 const KERNELS: &str = "../../target/guests/wasm32-wasip2/release";

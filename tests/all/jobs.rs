@@ -33,7 +33,11 @@ fn run_equals_fit_save_then_predict_whole_and_chunked() {
         let o = kernel_host(&[&["fit", MANIFEST, "--save", s(&bundle)], &chunk_args[..]].concat());
         assert!(o.status.success(), "{}", text(&o));
         if chunk.is_some() {
-            assert!(text(&o).contains("partial-fit (40 rows a chunk)"), "{}", text(&o));
+            assert!(
+                text(&o).contains("partial-fit (40 rows a chunk)"),
+                "{}",
+                text(&o)
+            );
         }
         let predicted = dir.path().join(format!("predict{chunk:?}.csv"));
         let o = kernel_host(
@@ -76,10 +80,19 @@ fn every_command_takes_a_manifest_or_a_bundle_or_says_why_not() {
     }
     // Flags that cannot apply are refused with the reason, exit 1.
     for (args, reason) in [
-        (vec!["run", s(&bundle), "--train", TEST, "--input", TEST], "not refitted"),
+        (
+            vec!["run", s(&bundle), "--train", TEST, "--input", TEST],
+            "not refitted",
+        ),
         (vec!["fit", s(&bundle), "--save", s(&out)], "already fitted"),
-        (vec!["validate", s(&bundle), "--sample", "5"], "already fitted"),
-        (vec!["explain", MANIFEST, "--input", TEST], "predicts nothing"),
+        (
+            vec!["validate", s(&bundle), "--sample", "5"],
+            "already fitted",
+        ),
+        (
+            vec!["explain", MANIFEST, "--input", TEST],
+            "predicts nothing",
+        ),
         (vec!["predict", s(&bundle), "-o", s(&out)], "--input FILE"),
     ] {
         let o = kernel_host(&args);
@@ -95,8 +108,20 @@ fn telemetry_flags_work_on_every_command_that_runs_kernels() {
     let out = dir.path().join("p.csv");
     let commands: Vec<Vec<String>> = vec![
         vec!["run".into(), MANIFEST.into(), "-o".into(), s(&out).into()],
-        vec!["fit".into(), MANIFEST.into(), "--save".into(), s(&bundle).into()],
-        vec!["predict".into(), s(&bundle).into(), "--input".into(), TEST.into(), "-o".into(), s(&out).into()],
+        vec![
+            "fit".into(),
+            MANIFEST.into(),
+            "--save".into(),
+            s(&bundle).into(),
+        ],
+        vec![
+            "predict".into(),
+            s(&bundle).into(),
+            "--input".into(),
+            TEST.into(),
+            "-o".into(),
+            s(&out).into(),
+        ],
         vec!["explain".into(), s(&bundle).into()],
     ];
     for (i, args) in commands.iter().enumerate() {
@@ -128,7 +153,16 @@ fn telemetry_flags_work_on_every_command_that_runs_kernels() {
     }
     // A failed command still writes its report, saying whose fault it was.
     let report = dir.path().join("failed.json");
-    let o = kernel_host(&["predict", s(&bundle), "--input", "examples/penguins/data/SOURCE.md", "-o", s(&out), "--report", s(&report)]);
+    let o = kernel_host(&[
+        "predict",
+        s(&bundle),
+        "--input",
+        "examples/penguins/data/SOURCE.md",
+        "-o",
+        s(&out),
+        "--report",
+        s(&report),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["outcome"], "failed", "{json}");
@@ -140,12 +174,19 @@ fn telemetry_flags_work_on_every_command_that_runs_kernels() {
 fn version_names_the_contract() {
     let o = kernel_host(&["--version"]);
     assert!(
-        text(&o).contains(&format!("kernel-host:kernel@{}", kernel_host::bindings::WIT_VERSION)),
+        text(&o).contains(&format!(
+            "kernel-host:kernel@{}",
+            kernel_host::bindings::WIT_VERSION
+        )),
         "{}",
         text(&o)
     );
     let o = kernel_host(&["completions", "bash"]);
-    assert!(o.status.success() && text(&o).contains("kernel-host"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("kernel-host"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -155,7 +196,11 @@ fn stream_serves_a_bundle_without_refitting_and_refuses_what_cannot_apply() {
     let bundle = dir.path().join("m.khb");
     let o = kernel_host(&["fit", MANIFEST, "--save", s(&bundle)]);
     assert!(o.status.success(), "{}", text(&o));
-    let rows = kernel_host::data::read_table(Path::new(&crate::common::workspace().join(TEST)), &Default::default()).unwrap();
+    let rows = kernel_host::data::read_table(
+        Path::new(&crate::common::workspace().join(TEST)),
+        &Default::default(),
+    )
+    .unwrap();
     let arrows = dir.path().join("in.arrows");
     kernel_host::data::write_table(&arrows, &rows).unwrap();
     let serve = |extra: &[&str]| {
@@ -177,7 +222,8 @@ fn stream_serves_a_bundle_without_refitting_and_refuses_what_cannot_apply() {
     };
     let o = serve(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(o.stdout), None).unwrap();
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(o.stdout), None).unwrap();
     let answered: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(answered, rows.rows as usize);
     // A flag that does not apply is the caller's mistake: 65, not retried.

@@ -381,7 +381,9 @@ async fn validate_lists_every_seeded_mistake() {
         }
         // Next to the original, so relative paths resolve the same way.
         std::fs::write(&path, &text).unwrap();
-        let report = kernel_host::validate::validate(&path, &kernel_host::manifest::NoRegistry, Some(40)).await;
+        let report =
+            kernel_host::validate::validate(&path, &kernel_host::manifest::NoRegistry, Some(40))
+                .await;
         if report.problems.len() != *count {
             failures.push(format!(
                 "{what}: {} problems, expected {count}: {:#?}",
@@ -405,7 +407,12 @@ async fn validate_lists_every_seeded_mistake() {
 #[tokio::test]
 async fn validate_predicts_fuel_within_2x_of_the_real_run() {
     let manifest_path = workspace().join("examples/penguins/pipeline.toml");
-    let report = kernel_host::validate::validate(&manifest_path, &kernel_host::manifest::NoRegistry, Some(60)).await;
+    let report = kernel_host::validate::validate(
+        &manifest_path,
+        &kernel_host::manifest::NoRegistry,
+        Some(60),
+    )
+    .await;
     assert!(report.ok(), "{:#?}", report.problems);
     let recorder = Telemetry::builder().record().build().unwrap();
     let sandbox = sandbox_with(recorder.clone());

@@ -152,11 +152,7 @@ async fn a_chunked_run_equals_the_whole_run() {
         let out = dir.path().join(format!("p{chunk:?}.csv"));
         m.output.predictions = Some(out.clone());
         let report = match chunk {
-            Some(n) => {
-                crate::common::run_chunked(&sandbox(), m, n)
-                    .await
-                    .unwrap()
-            }
+            Some(n) => crate::common::run_chunked(&sandbox(), m, n).await.unwrap(),
             None => crate::common::run(&sandbox(), m).await.unwrap(),
         };
         (report, read_table(&out, &CsvOptions::default()).unwrap())
@@ -196,10 +192,9 @@ async fn a_kernel_without_partial_fit_stops_at_the_memory_budget() {
     );
     std::fs::write(dir.path().join("m.toml"), text).unwrap();
     let manifest = Plan::load(&dir.path().join("m.toml")).unwrap();
-    let error =
-        crate::common::run_chunked(&sandbox(), manifest, 4096)
-            .await
-            .unwrap_err();
+    let error = crate::common::run_chunked(&sandbox(), manifest, 4096)
+        .await
+        .unwrap_err();
     let message = error.to_string();
     assert!(
         matches!(error, Error::Manifest(_)) && error.exit_code() == 1,
@@ -275,12 +270,9 @@ async fn arrow_files_work_in_and_out() {
             kernels.to_str().unwrap(),
         );
     std::fs::write(dir.path().join("m.toml"), text).unwrap();
-    let report = crate::common::run(
-        &sandbox(),
-        Plan::load(&dir.path().join("m.toml")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let report = crate::common::run(&sandbox(), Plan::load(&dir.path().join("m.toml")).unwrap())
+        .await
+        .unwrap();
     assert_eq!(report.metric.unwrap().1, 1.0);
     let predictions = read_table(
         &dir.path().join("predictions.arrow"),

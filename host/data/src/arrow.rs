@@ -3,12 +3,12 @@
 //! Float64, s64 ↔ Int64 (smaller integers are widened on input), bool ↔
 //! Boolean, string ↔ Utf8/LargeUtf8, nulls ↔ validity bitmaps.
 
-use kernel_host_types::bindings::{Column, ColumnValues, Frame};
-use kernel_host_types::DataError;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema};
+use kernel_host_types::DataError;
+use kernel_host_types::bindings::{Column, ColumnValues, Frame};
 use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;

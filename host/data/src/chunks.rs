@@ -3,9 +3,9 @@
 
 use super::arrow::{BatchReader, batch_to_frame, frame_to_batch, is_arrow};
 use super::{CsvChunks, CsvOptions};
-use kernel_host_types::bindings::Frame;
-use kernel_host_types::DataError;
 use anyhow::Context as _;
+use kernel_host_types::DataError;
+use kernel_host_types::bindings::Frame;
 use std::path::{Path, PathBuf};
 
 /// Rows read to infer CSV column types before the first chunk.

@@ -110,8 +110,16 @@ mod tests {
         let t = col(ColumnValues::F64(vec![1.0, 2.0, 3.0]));
         assert_eq!(r2(&t, &t), Some(1.0));
         let mut chunked = Score::default();
-        chunked.add(KernelKind::Regressor, &col(ColumnValues::F64(vec![2.0])), &col(ColumnValues::F64(vec![1.0])));
-        chunked.add(KernelKind::Regressor, &col(ColumnValues::F64(vec![2.0, 2.0])), &col(ColumnValues::F64(vec![2.0, 3.0])));
+        chunked.add(
+            KernelKind::Regressor,
+            &col(ColumnValues::F64(vec![2.0])),
+            &col(ColumnValues::F64(vec![1.0])),
+        );
+        chunked.add(
+            KernelKind::Regressor,
+            &col(ColumnValues::F64(vec![2.0, 2.0])),
+            &col(ColumnValues::F64(vec![2.0, 3.0])),
+        );
         assert_eq!(chunked.metric(KernelKind::Regressor), Some(("r2", 0.0)));
         let p = col(ColumnValues::F64(vec![2.0, 2.0, 2.0]));
         assert_eq!(r2(&p, &t), Some(0.0));

@@ -16,12 +16,12 @@
 //! # Ok(()) }
 //! ```
 
-use crate::bindings::{Column, Frame};
-use crate::Sandbox;
-use crate::error::Error;
 use crate::Plan;
-use crate::pipeline::{Output, Pipeline};
+use crate::Sandbox;
+use crate::bindings::{Column, Frame};
+use crate::error::Error;
 use crate::job::{JobOptions, Quiet, Source};
+use crate::pipeline::{Output, Pipeline};
 use crate::report::RunReport;
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -40,7 +40,12 @@ pub fn run(plan: Plan) -> Result<RunReport, Error> {
         predict: true,
         ..JobOptions::default()
     };
-    runtime.block_on(crate::job::run(&sandbox, Source::Plan(plan), &options, &Quiet))
+    runtime.block_on(crate::job::run(
+        &sandbox,
+        Source::Plan(plan),
+        &options,
+        &Quiet,
+    ))
 }
 
 /// A [`Pipeline`] whose methods block.

@@ -292,12 +292,15 @@ impl Bundle {
         let mut steps = Vec::with_capacity(plan.steps.len());
         for spec in &plan.steps {
             let sha = spec.sha256.as_deref().unwrap_or_default();
-            let bytes = self.part(&format!("kernel/{sha}")).ok_or_else(|| {
-                BundleError::CorruptIndex {
-                    path: self.path.clone(),
-                    detail: format!("step `{}` names component {sha}, which the bundle lacks", spec.id),
-                }
-            })?;
+            let bytes =
+                self.part(&format!("kernel/{sha}"))
+                    .ok_or_else(|| BundleError::CorruptIndex {
+                        path: self.path.clone(),
+                        detail: format!(
+                            "step `{}` names component {sha}, which the bundle lacks",
+                            spec.id
+                        ),
+                    })?;
             let component = KernelComponent::load_bytes(
                 sandbox,
                 &plan.name,

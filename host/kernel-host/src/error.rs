@@ -150,7 +150,10 @@ impl Error {
     /// keeps its kind (and so its blame); anything else is a host bug.
     pub fn io(context: impl Into<String>, error: anyhow::Error) -> Error {
         let context = context.into();
-        match error.chain().find_map(|e| e.downcast_ref::<std::io::Error>()) {
+        match error
+            .chain()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+        {
             Some(io) => Error::Io {
                 context,
                 source: std::io::Error::new(io.kind(), format!("{error:#}")),

@@ -57,9 +57,7 @@ pub use kernel_host_sandbox::{cache, freeze, snapshot};
 pub use kernel_host_tensor as tensor;
 pub use kernel_host_types::{bindings, frame, fsutil, limits, wit_version};
 
-pub use error::{
-    Blame, DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result,
-};
+pub use error::{Blame, DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result};
 pub use kernel_host_manifest::Plan;
 pub use kernel_host_sandbox::{
     Checkpoint, KernelComponent, KernelInstance, KernelStats, Metering, Sandbox, SandboxBuilder,

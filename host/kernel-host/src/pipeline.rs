@@ -3,13 +3,13 @@
 //! last step may be a model; `predict` runs new rows through the fitted
 //! transformers and the model.
 
+use crate::Sandbox;
 use crate::bindings::{Capabilities, Column, Frame, KernelKind};
 use crate::cache::ResultCache;
-use crate::Sandbox;
 use crate::error::{Error, Fault, ManifestError, RefusalKind};
 use crate::graph::Input;
+use crate::manifest::{KernelSpec, OnFailure, Plan};
 use crate::{Checkpoint, KernelComponent, KernelInstance};
-use crate::manifest::{KernelSpec, Plan, OnFailure};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -374,12 +374,18 @@ impl Pipeline {
         if let Some(error) = Self::check_kinds(&manifest, &steps).into_iter().next() {
             return Err(error.into());
         }
-        Ok(Pipeline { plan: manifest, steps })
+        Ok(Pipeline {
+            plan: manifest,
+            steps,
+        })
     }
 
     /// A pipeline from steps loaded one by one (see [`Pipeline::load_step`]).
     pub fn from_steps(manifest: Plan, steps: Vec<Step>) -> Pipeline {
-        Pipeline { plan: manifest, steps }
+        Pipeline {
+            plan: manifest,
+            steps,
+        }
     }
 
     /// The shared result cache, when any step asks for caching.
@@ -609,9 +615,7 @@ impl Pipeline {
                 probabilities,
             }),
             Produced::Frame(frame) => Ok(Output::Transformed(frame)),
-            Produced::Fitted => Err(Error::Internal(
-                "the final step produced no output".into(),
-            )),
+            Produced::Fitted => Err(Error::Internal("the final step produced no output".into())),
         }
     }
 

@@ -12,11 +12,11 @@
 //! `$XDG_DATA_HOME/kernel-host/registry`, else
 //! `~/.local/share/kernel-host/registry`. Every write is atomic.
 
-use crate::{Sandbox, sha256_hex};
-use crate::error::Error;
-pub use kernel_host_manifest::{Lock, Pin, parse_reference};
 use crate::KernelComponent;
+use crate::error::Error;
+use crate::{Sandbox, sha256_hex};
 use anyhow::Context as _;
+pub use kernel_host_manifest::{Lock, Pin, parse_reference};
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -121,11 +121,10 @@ impl Registry {
                 component.sha256()
             )));
         }
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        })?;
         if sha256_hex(&bytes) != component.sha256() {
             return Err(Error::Usage(format!(
                 "{} changed while it was being added; add it again",
@@ -218,7 +217,6 @@ impl Registry {
         Ok(entry)
     }
 }
-
 
 /// Manifests find `registry = "name@range"` kernels here.
 impl kernel_host_manifest::KernelResolver for Registry {

@@ -144,14 +144,20 @@ impl RunReport {
 
 /// A report for a job that failed: what went wrong, whose fault it is,
 /// and the exit code, with the same provenance as a successful report.
-pub fn failure_json(error: &crate::Error, provenance: &Provenance, exit_code: i32) -> serde_json::Value {
+pub fn failure_json(
+    error: &crate::Error,
+    provenance: &Provenance,
+    exit_code: i32,
+) -> serde_json::Value {
     let mut json = serde_json::json!({
         "outcome": "failed",
         "error": error.to_string(),
         "blame": error.blame(),
         "exit_code": exit_code,
     });
-    if let (Some(map), Ok(serde_json::Value::Object(p))) = (json.as_object_mut(), serde_json::to_value(provenance)) {
+    if let (Some(map), Ok(serde_json::Value::Object(p))) =
+        (json.as_object_mut(), serde_json::to_value(provenance))
+    {
         map.extend(p);
     }
     json

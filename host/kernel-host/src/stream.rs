@@ -47,14 +47,13 @@ pub async fn serve(
     let mut output = Some(output);
     let mut rows = 0u64;
     for batch in reader {
-        let batch =
-            batch.map_err(|e| input_error(e, format!("unreadable record batch after {rows} rows")))?;
+        let batch = batch
+            .map_err(|e| input_error(e, format!("unreadable record batch after {rows} rows")))?;
         let frame = batch_to_frame(&batch, Path::new(STDIN), rows)?;
         rows += u64::from(frame.rows);
         let out = predictor.batch(frame, Path::new(STDIN)).await?;
-        let out = frame_to_batch(&out).map_err(|e| {
-            Error::Internal(format!("the output table is not valid Arrow: {e}"))
-        })?;
+        let out = frame_to_batch(&out)
+            .map_err(|e| Error::Internal(format!("the output table is not valid Arrow: {e}")))?;
         if let Some(sink) = output.take() {
             writer = Some(StreamWriter::try_new(sink, &out.schema()).map_err(output_error)?);
         }

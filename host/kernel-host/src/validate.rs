@@ -3,10 +3,10 @@
 //! dry run on the first rows and extrapolate each step's cost to the full
 //! input against its limits.
 
-use crate::bindings::{Column, Frame};
-use crate::Sandbox;
-use crate::limits::Limits;
 use crate::Plan;
+use crate::Sandbox;
+use crate::bindings::{Column, Frame};
+use crate::limits::Limits;
 use crate::pipeline::Pipeline;
 use crate::telemetry::Telemetry;
 use std::path::Path;

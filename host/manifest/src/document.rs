@@ -441,18 +441,18 @@ impl Plan {
             report: raw.output.report.map(|p| src.resolve(&p)),
         };
         let plan = data.map(|data| Plan {
-                path: path.to_path_buf(),
-                name: raw.pipeline.name.unwrap_or_else(|| {
-                    path.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                }),
-                steps,
-                data,
-                output,
-                cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
-                device: raw.tensor.device,
-            });
+            path: path.to_path_buf(),
+            name: raw.pipeline.name.unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+            steps,
+            data,
+            output,
+            cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
+            device: raw.tensor.device,
+        });
         (plan, errors)
     }
 }

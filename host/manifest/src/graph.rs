@@ -6,7 +6,6 @@
 //! path of step names that closes it. (A general graph crate's DFS
 //! toposort gives neither; the whole algorithm is a few lines.)
 
-
 /// Where a step's rows come from. Written as the manifest writes it:
 /// `"source"` or a step id.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -127,4 +127,3 @@ pub struct OutputSpec {
     /// Write the JSON run report here.
     pub report: Option<PathBuf>,
 }
-

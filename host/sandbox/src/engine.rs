@@ -13,11 +13,11 @@
 //! The engine never grants anything to a guest by itself: capabilities come
 //! from [`Grants`](crate::Grants), per kernel.
 
-use kernel_host_types::bindings::MlKernel;
-use crate::state::HostState;
 use crate::error::Error;
 use crate::observe::{CallObserver, Unobserved};
+use crate::state::HostState;
 use anyhow::Context as _;
+use kernel_host_types::bindings::MlKernel;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

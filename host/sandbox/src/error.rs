@@ -137,4 +137,3 @@ impl From<kernel_host_types::bindings::KernelError> for Fault {
         Fault::Refused { kind, message }
     }
 }
-

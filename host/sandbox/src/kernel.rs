@@ -13,16 +13,18 @@
 //! instance configured with the same parameters instead). The host never
 //! crashes and other kernels never notice.
 
-use kernel_host_types::bindings::{self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param};
 use crate::cache::{self, Cached, ResultCache};
 use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
 use crate::freeze::Frozen;
-use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
+use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
 use crate::snapshot::{self, Access, Image, Snapshot};
 use crate::state::{HostState, panic_message};
 use kernel_host_types::Grants;
-use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
+use kernel_host_types::bindings::{
+    self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param,
+};
+use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -983,7 +985,10 @@ impl KernelInstance {
         let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))
             .and_then(|r| refused(self.id(), "transform", r))
             .and_then(|out| {
-                self.check_output("transform", kernel_host_types::check_frame(&out, Some(x.rows)))?;
+                self.check_output(
+                    "transform",
+                    kernel_host_types::check_frame(&out, Some(x.rows)),
+                )?;
                 Ok(out)
             });
         if let Ok(out) = &result {

@@ -92,7 +92,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

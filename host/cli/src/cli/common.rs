@@ -93,10 +93,10 @@ impl TelemetryArgs {
             telemetry = telemetry.metrics();
         }
         if let Some(path) = self.audit_log.clone().or(plan.output.audit_log.clone()) {
-            telemetry = telemetry.audit(
-                AuditLog::open(&path)
-                    .map_err(|e| Error::io(format!("opening the audit log {}", path.display()), e))?,
-            );
+            telemetry =
+                telemetry.audit(AuditLog::open(&path).map_err(|e| {
+                    Error::io(format!("opening the audit log {}", path.display()), e)
+                })?);
         }
         let telemetry = telemetry.build().map_err(Error::Host)?;
         let server = match (self.metrics_addr, telemetry.metrics()) {

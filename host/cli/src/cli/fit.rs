@@ -29,7 +29,10 @@ pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
     if source.is_bundle() {
         return Err(refuse(
             "fit",
-            &format!("{} is a bundle, already fitted; give the manifest", args.manifest.display()),
+            &format!(
+                "{} is a bundle, already fitted; give the manifest",
+                args.manifest.display()
+            ),
         ));
     }
     let predict = args.output.is_some();
@@ -41,9 +44,19 @@ pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
         save: Some(args.save.clone()),
         predict,
     };
-    let result = job::run(&session.sandbox, source, &options, &super::progress::Bar::default()).await;
+    let result = job::run(
+        &session.sandbox,
+        source,
+        &options,
+        &super::progress::Bar::default(),
+    )
+    .await;
     let report = session
-        .finish(result, super::run::report_json, kernel_host::Error::exit_code)
+        .finish(
+            result,
+            super::run::report_json,
+            kernel_host::Error::exit_code,
+        )
         .await?;
     let bytes = std::fs::metadata(&args.save).map(|m| m.len()).unwrap_or(0);
     println!(

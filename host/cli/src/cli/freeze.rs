@@ -35,7 +35,8 @@ pub async fn freeze(args: FreezeArgs) -> Result<(), kernel_host::Error> {
         )));
     };
     let frozen = kernel_host::freeze::freeze(&step.component, &mut step.instance).await?;
-    kernel_host::fsutil::write_atomic(&args.out, &frozen).map_err(|e| kernel_host::Error::io(format!("writing {}", args.out.display()), e))?;
+    kernel_host::fsutil::write_atomic(&args.out, &frozen)
+        .map_err(|e| kernel_host::Error::io(format!("writing {}", args.out.display()), e))?;
     println!(
         "froze step `{}` ({}) of {} into {} ({:.1} KiB): it predicts without configure or load-state",
         step.spec.id,

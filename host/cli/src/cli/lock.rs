@@ -16,7 +16,9 @@ fn first(errors: Vec<kernel_host::ManifestError>) -> kernel_host::Error {
         .next()
         .map(Into::into)
         .unwrap_or_else(|| {
-            kernel_host::Error::Internal("the manifest could not be resolved, with no reason given".into())
+            kernel_host::Error::Internal(
+                "the manifest could not be resolved, with no reason given".into(),
+            )
         })
 }
 
@@ -54,7 +56,8 @@ pub async fn lock(args: LockArgs) -> Result<(), kernel_host::Error> {
     let old = Lock::read(&args.manifest)
         .map_err(|e| kernel_host::Error::io("reading kernel-host.lock", e))?
         .unwrap_or_default();
-    let manifest = Plan::load_all_with(&args.manifest, &super::common::registry()).map_err(first)?;
+    let manifest =
+        Plan::load_all_with(&args.manifest, &super::common::registry()).map_err(first)?;
     write(&args.manifest, &old, &manifest.pins())
 }
 
@@ -63,7 +66,8 @@ pub async fn upgrade(args: LockArgs) -> Result<(), kernel_host::Error> {
     let old = Lock::read(&args.manifest)
         .map_err(|e| kernel_host::Error::io("reading kernel-host.lock", e))?
         .unwrap_or_default();
-    let manifest = Plan::load_unlocked(&args.manifest, &super::common::registry()).map_err(first)?;
+    let manifest =
+        Plan::load_unlocked(&args.manifest, &super::common::registry()).map_err(first)?;
     write(&args.manifest, &old, &manifest.pins())
 }
 

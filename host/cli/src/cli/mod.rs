@@ -68,7 +68,9 @@ pub enum Command {
     /// Serve a bundle (or fit a manifest), predicting Arrow IPC batches from stdin to stdout (exit 65 bad input, 70 kernel fault or bug, 75 retry).
     Stream(stream::StreamArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(after_help = "Example:\n  kernel-host completions bash > ~/.local/share/bash-completion/completions/kernel-host")]
+    #[command(
+        after_help = "Example:\n  kernel-host completions bash > ~/.local/share/bash-completion/completions/kernel-host"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -102,7 +104,12 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Stream(args) => stream::stream(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
-            clap_complete::generate(shell, &mut Cli::command(), "kernel-host", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kernel-host",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }

@@ -34,9 +34,19 @@ pub async fn predict(args: PredictArgs) -> Result<(), kernel_host::Error> {
         save: None,
         predict: true,
     };
-    let result = job::run(&session.sandbox, source, &options, &super::progress::Bar::default()).await;
+    let result = job::run(
+        &session.sandbox,
+        source,
+        &options,
+        &super::progress::Bar::default(),
+    )
+    .await;
     let report = session
-        .finish(result, super::run::report_json, kernel_host::Error::exit_code)
+        .finish(
+            result,
+            super::run::report_json,
+            kernel_host::Error::exit_code,
+        )
         .await?;
     if let Some((name, value)) = report.metric {
         println!("{name}: {value:.4}");
@@ -45,7 +55,11 @@ pub async fn predict(args: PredictArgs) -> Result<(), kernel_host::Error> {
         "predicted {} rows with `{}` ({}) to {} in {}",
         report.test_rows,
         report.pipeline,
-        if report.fit == "none" { "no refit".to_string() } else { report.fit.clone() },
+        if report.fit == "none" {
+            "no refit".to_string()
+        } else {
+            report.fit.clone()
+        },
         args.output.display(),
         super::format_duration(report.elapsed)
     );

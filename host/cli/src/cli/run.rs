@@ -39,7 +39,13 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
         save: None,
         predict: true,
     };
-    let result = job::run(&session.sandbox, source, &options, &super::progress::Bar::default()).await;
+    let result = job::run(
+        &session.sandbox,
+        source,
+        &options,
+        &super::progress::Bar::default(),
+    )
+    .await;
     let report = session
         .finish(result, report_json, kernel_host::Error::exit_code)
         .await?;
@@ -54,7 +60,10 @@ pub fn report_json(report: &RunReport) -> serde_json::Value {
 /// The terminal summary of a job.
 pub fn print_report(report: &RunReport) {
     let fit = if report.fit == "none" {
-        format!("restored {} without refitting (no refit)", report.manifest.display())
+        format!(
+            "restored {} without refitting (no refit)",
+            report.manifest.display()
+        )
     } else {
         format!("fitted on {} rows ({})", report.train_rows, report.fit)
     };

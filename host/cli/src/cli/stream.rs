@@ -32,7 +32,10 @@ pub async fn stream(args: StreamArgs) -> Result<(), Error> {
     if let Some(input) = &args.data.input {
         return Err(refuse(
             "--input",
-            &format!("`stream` reads its rows from stdin, not {}", input.display()),
+            &format!(
+                "`stream` reads its rows from stdin, not {}",
+                input.display()
+            ),
         ));
     }
     let source = open(&args.manifest, &args.data)?;

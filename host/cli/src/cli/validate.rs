@@ -48,7 +48,10 @@ pub async fn validate(args: ValidateArgs) -> Result<(), kernel_host::Error> {
             })).collect::<Vec<_>>(),
             "notes": report.notes,
         });
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
         return if report.ok() {
             Ok(())
         } else {

@@ -4,8 +4,8 @@
 //! bytes; the rest is dropped (once noted) so a chatty or hostile kernel
 //! cannot flood the host.
 
-use kernel_host_types::bindings::kernel_host::kernel::{log, types};
 use crate::state::HostState;
+use kernel_host_types::bindings::kernel_host::kernel::{log, types};
 
 pub const LOG_MESSAGES_PER_CALL: u32 = 1000;
 pub const LOG_MESSAGE_BYTES: usize = 4096;

@@ -96,7 +96,9 @@ impl HostState {
     /// Refuses a `rows x cols` result the kernel's cap (or the element
     /// limit) does not allow, before anything is allocated.
     fn fits(&self, rows: usize, cols: usize) -> Result<()> {
-        let elements = rows.checked_mul(cols).filter(|&n| n <= kernel_host_tensor::MAX_ELEMENTS);
+        let elements = rows
+            .checked_mul(cols)
+            .filter(|&n| n <= kernel_host_tensor::MAX_ELEMENTS);
         let Some(elements) = elements else {
             return Err(TensorError::InvalidArgument(format!(
                 "a {rows}x{cols} result would have more than the 2^31 elements a tensor may hold"
@@ -214,7 +216,9 @@ impl HostTensor for HostState {
                     "random-uniform needs low < high, not [{low}, {high})"
                 )));
             }
-            self.create(&shape, |n| Ok(kernel_host_tensor::random(n, seed, None, (low, high))))
+            self.create(&shape, |n| {
+                Ok(kernel_host_tensor::random(n, seed, None, (low, high)))
+            })
         })())
     }
 
@@ -232,7 +236,12 @@ impl HostTensor for HostState {
                 )));
             }
             self.create(&shape, |n| {
-                Ok(kernel_host_tensor::random(n, seed, Some((mean, std)), (0.0, 1.0)))
+                Ok(kernel_host_tensor::random(
+                    n,
+                    seed,
+                    Some((mean, std)),
+                    (0.0, 1.0),
+                ))
             })
         })())
     }
@@ -337,17 +346,27 @@ impl HostTensor for HostState {
         value: f32,
     ) -> WitResult<Resource<Tensor>> {
         to_wit((|| -> Result<Resource<Tensor>> {
-            self.op(&handle, same, |backend, a| backend.scalar(scalar_op(op), a, value))
+            self.op(&handle, same, |backend, a| {
+                backend.scalar(scalar_op(op), a, value)
+            })
         })())
     }
 
-    async fn unary(&mut self, handle: Resource<Tensor>, op: wit::UnaryOp) -> WitResult<Resource<Tensor>> {
+    async fn unary(
+        &mut self,
+        handle: Resource<Tensor>,
+        op: wit::UnaryOp,
+    ) -> WitResult<Resource<Tensor>> {
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(&handle, same, |backend, a| backend.unary(unary_op(op), a))
         })())
     }
 
-    async fn softmax(&mut self, handle: Resource<Tensor>, axis: u32) -> WitResult<Resource<Tensor>> {
+    async fn softmax(
+        &mut self,
+        handle: Resource<Tensor>,
+        axis: u32,
+    ) -> WitResult<Resource<Tensor>> {
         to_wit((|| -> Result<Resource<Tensor>> {
             let axis = check_axis(axis)?;
             self.op(&handle, same, |backend, a| backend.softmax(a, axis))
@@ -440,10 +459,9 @@ impl Host for HostState {
 
     async fn take(&mut self, name: String) -> WitResult<Resource<Tensor>> {
         to_wit((|| -> Result<Resource<Tensor>> {
-            let tensor =
-                self.tensors.tensors.exchange.take(&name).ok_or_else(|| {
-                    TensorError::NotFound(format!("no tensor was published as `{name}`"))
-                })?;
+            let tensor = self.tensors.tensors.exchange.take(&name).ok_or_else(|| {
+                TensorError::NotFound(format!("no tensor was published as `{name}`"))
+            })?;
             self.keep(Ok(tensor))
         })())
     }

@@ -27,7 +27,7 @@ const CHUNK: u64 = 65_536;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -36,7 +36,7 @@ impl Rng {
     }
 
     fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Roughly normal (Irwin–Hall with 4 terms), mean 0, sd 1.
@@ -69,8 +69,8 @@ fn chunk(rng: &mut Rng, rows: usize, task: Task) -> Frame {
             x_nulls[j][r] = u8::from(rng.unit() < 0.02);
         }
         count[r] = (rng.unit() * 100.0) as i64;
-        let c = (rng.next() % COLOURS.len() as u64) as usize;
-        let g = (rng.next() % REGIONS.len() as u64) as usize;
+        let c = (rng.next_u64() % COLOURS.len() as u64) as usize;
+        let g = (rng.next_u64() % REGIONS.len() as u64) as usize;
         colour.push(COLOURS[c].to_string());
         region.push(REGIONS[g].to_string());
         colour_nulls[r] = u8::from(rng.unit() < 0.01);

@@ -9,7 +9,7 @@ pub fn split_rows(
     strata: Option<&[Option<String>]>,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut rng = crate::generate::Rng(seed);
-    let mut next = move || rng.next();
+    let mut next = move || rng.next_u64();
     let mut groups: std::collections::BTreeMap<Option<&str>, Vec<usize>> = Default::default();
     for r in 0..rows {
         let key = strata.and_then(|s| s.get(r)).and_then(|s| s.as_deref());

@@ -3,6 +3,10 @@
 //! backend. Handles index the kernel's own resource table, so a handle is
 //! meaningless in any other kernel; `publish`/`take` is the one way across.
 
+// Each host method's body runs in the tensor crate's error type and is
+// converted to the WIT's once, at the boundary: `to_wit((|| ...)())`.
+#![allow(clippy::redundant_closure_call)]
+
 use crate::state::HostState;
 use kernel_host_tensor::{
     BinaryOp, Device, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp, check_axis,

@@ -47,10 +47,12 @@ impl Progress for Quiet {
     fn finish(&self) {}
 }
 
-/// What a job runs: a plan to fit, or a bundle already fitted.
+/// What a job runs: a plan to fit, or a bundle already fitted. One per job,
+/// moved once: the size of a plan does not matter here.
+#[allow(clippy::large_enum_variant)]
 pub enum Source {
     Plan(Plan),
-    Bundle(Bundle),
+    Bundle(Box<Bundle>),
 }
 
 impl Source {
@@ -59,7 +61,7 @@ impl Source {
     /// `resolver`.
     pub fn open(path: &Path, resolver: &dyn KernelResolver) -> Result<Source, Error> {
         if bundle::is_bundle(path) || path.extension().is_some_and(|e| e == "khb") {
-            Ok(Source::Bundle(Bundle::read(path)?))
+            Ok(Source::Bundle(Box::new(Bundle::read(path)?)))
         } else {
             Ok(Source::Plan(Plan::load_with(path, resolver)?))
         }

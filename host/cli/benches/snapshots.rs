@@ -17,7 +17,7 @@ mod common;
 use common::median;
 
 use kernel_host::bindings::{Column, Frame, Param, ParamValue};
-use kernel_host::{Grants, KernelComponent, Limits, Manifest, Pipeline, Sandbox};
+use kernel_host::{Grants, KernelComponent, Limits, Pipeline, Plan, Sandbox};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -136,7 +136,7 @@ async fn state_sizes(keep_resident: usize, label: &str) {
 
 /// A pipeline fit timed with snapshots on and off, alternating fits so
 /// that drift in the machine's speed hits both alike.
-async fn fit_overhead(name: &str, manifest: &Manifest, x: &Frame, y: Option<&Column>) {
+async fn fit_overhead(name: &str, manifest: &Plan, x: &Frame, y: Option<&Column>) {
     let mut on = Pipeline::load(&sandbox(true), manifest.clone())
         .await
         .unwrap();
@@ -184,13 +184,13 @@ fn main() {
     println!("|---|---|---|---|---|");
     runtime.block_on(async {
         let workspace = Path::new(kernel_host_guests::WORKSPACE);
-        let penguins = Manifest::load(&workspace.join("examples/penguins/pipeline.toml")).unwrap();
-        let data = kernel_host::run::prepare(&penguins).unwrap();
+        let penguins = Plan::load(&workspace.join("examples/penguins/pipeline.toml")).unwrap();
+        let (x_train, y_train) = kernel_host::job::training_data(&penguins).unwrap();
         fit_overhead(
             "penguins (impute, one-hot, scale, logistic; 258 rows)",
             &penguins,
-            &data.x_train,
-            data.y_train.as_ref(),
+            &x_train,
+            y_train.as_ref(),
         )
         .await;
 
@@ -205,7 +205,7 @@ fn main() {
             kernel_host_guests::K_MEANS,
         );
         std::fs::write(dir.join("m.toml"), text).unwrap();
-        let synthetic = Manifest::load(&dir.join("m.toml")).unwrap();
+        let synthetic = Plan::load(&dir.join("m.toml")).unwrap();
         fit_overhead(
             "scale + k-means, 200k rows x 8",
             &synthetic,

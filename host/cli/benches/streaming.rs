@@ -153,7 +153,7 @@ fn transform_time(
         for (name, value) in params {
             def = def.param(name, *value);
         }
-        let manifest = Pipeline::builder(".")
+        let manifest = kernel_host::Plan::builder(".")
             .kernel("k", def)
             .step(kernel_host::builder::StepDef::new("k").parallel(parallel))
             // A manifest must name a data file; the frames are fed directly.

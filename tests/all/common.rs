@@ -233,3 +233,30 @@ pub fn prepare(plan: &kernel_host::Plan) -> Result<Prepared, Error> {
         y_test,
     })
 }
+
+/// `kernel-host stream ARGS` with `input` on stdin: the exit code, stdout
+/// and stderr.
+pub fn stream(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = kernel_host_command()
+        .arg("stream")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

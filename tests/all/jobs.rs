@@ -191,7 +191,6 @@ fn version_names_the_contract() {
 
 #[test]
 fn stream_serves_a_bundle_without_refitting_and_refuses_what_cannot_apply() {
-    use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("m.khb");
     let o = kernel_host(&["fit", MANIFEST, "--save", s(&bundle)]);
@@ -203,31 +202,16 @@ fn stream_serves_a_bundle_without_refitting_and_refuses_what_cannot_apply() {
     .unwrap();
     let arrows = dir.path().join("in.arrows");
     kernel_host::data::write_table(&arrows, &rows).unwrap();
-    let serve = |extra: &[&str]| {
-        let mut child = crate::common::kernel_host_command()
-            .args([&["stream", s(&bundle)], extra].concat())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = std::fs::read(&arrows).unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
-    };
-    let o = serve(&[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let input = std::fs::read(&arrows).unwrap();
+    let serve = |extra: &[&str]| crate::common::stream(&[&[s(&bundle)], extra].concat(), &input);
+    let (code, stdout, stderr) = serve(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
     let reader =
-        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(o.stdout), None).unwrap();
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(stdout), None).unwrap();
     let answered: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(answered, rows.rows as usize);
     // A flag that does not apply is the caller's mistake: 65, not retried.
-    let o = serve(&["--input", TEST]);
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
-    assert!(text(&o).contains("stdin"), "{}", text(&o));
+    let (code, _, stderr) = serve(&["--input", TEST]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("stdin"), "{stderr}");
 }

@@ -10,8 +10,6 @@ use kernel_host::data::generate::{Task, generate};
 use kernel_host::data::{CsvOptions, read_table, write_table};
 use kernel_host::{Error, Plan};
 use kernel_host_guests as guests;
-use std::io::Write as _;
-use std::process::Stdio;
 
 fn generated(dir: &tempfile::TempDir, name: &str, rows: u64, seed: u64) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -287,26 +285,7 @@ async fn arrow_files_work_in_and_out() {
 }
 
 fn stream(manifest: &std::path::Path, input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
-    let mut child = kernel_host_command()
-        .arg("stream")
-        .arg(manifest)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    (
-        out.status.code(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::stream(&[manifest.to_str().unwrap()], input)
 }
 
 fn stream_manifest(dir: &tempfile::TempDir, model: &str, extra: &str) -> std::path::PathBuf {

@@ -112,27 +112,23 @@ impl DataOverrides {
         if let Some(rows) = self.chunk_rows {
             plan.data.chunk_rows = Some(rows);
         }
-        match (&self.train, &mut plan.data.source) {
-            (Some(train), DataSource::Files { train: t, .. }) => t.clone_from(train),
-            (Some(train), DataSource::Split { .. }) => {
-                plan.data.source = DataSource::Files {
-                    train: train.clone(),
-                    test: self.input.clone(),
-                };
-            }
-            (None, _) => {}
+        // The training rows: the given file, else the plan's (a split
+        // input is then used whole when other rows are given to predict).
+        let train = match (&self.train, &plan.data.source) {
+            (Some(train), _) => Some(train.clone()),
+            (None, DataSource::Split { input, .. }) if self.input.is_some() => Some(input.clone()),
+            (None, _) => None,
+        };
+        if let Some(train) = train {
+            let test = match &plan.data.source {
+                DataSource::Files { test, .. } => test.clone(),
+                DataSource::Split { .. } => None,
+            };
+            plan.data.source = DataSource::Files { train, test };
         }
-        if let Some(input) = &self.input {
-            match &mut plan.data.source {
-                DataSource::Files { test, .. } => *test = Some(input.clone()),
-                DataSource::Split { input: whole, .. } => {
-                    // Train on the whole input; predict the given rows.
-                    plan.data.source = DataSource::Files {
-                        train: whole.clone(),
-                        test: Some(input.clone()),
-                    };
-                }
-            }
+        if let (Some(input), DataSource::Files { test, .. }) = (&self.input, &mut plan.data.source)
+        {
+            *test = Some(input.clone());
         }
         Ok(())
     }
@@ -593,7 +589,8 @@ pub fn training_data(plan: &Plan) -> Result<(Frame, Option<Column>), Error> {
     features_and_target(plan, train, &training_file(plan), true)
 }
 
-fn training_file(plan: &Plan) -> PathBuf {
+/// The file the training rows come from (for messages).
+pub fn training_file(plan: &Plan) -> PathBuf {
     match &plan.data.source {
         DataSource::Files { train, .. } => train.clone(),
         DataSource::Split { input, .. } => input.clone(),

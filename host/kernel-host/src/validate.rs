@@ -194,16 +194,23 @@ pub async fn validate(
     }
 
     // The data: readable, with the target and features the manifest names.
-    let (x_train, y_train) = match crate::job::training_data(&manifest) {
-        Ok(p) => p,
+    // The data, read once: the training rows with the features and target
+    // the plan names, and how many rows will be predicted.
+    let read = crate::job::read_training(&manifest).and_then(|(train, held)| {
+        let file = crate::job::training_file(&manifest);
+        let (x, y) = crate::job::features_and_target(&manifest, train, &file, true)?;
+        Ok((x, y, held))
+    });
+    let (x_train, y_train, held) = match read {
+        Ok(read) => read,
         Err(e) => {
             report.problems.push(e.to_string());
             return report;
         }
     };
-    let test_rows = match crate::job::read_training(&manifest) {
-        Ok((_, crate::job::Held::Rows(rows))) => Some(u64::from(rows.rows)),
-        Ok((_, crate::job::Held::File(Some(test)))) => {
+    let test_rows = match held {
+        crate::job::Held::Rows(rows) => Some(u64::from(rows.rows)),
+        crate::job::Held::File(Some(test)) => {
             match crate::data::read_table(&test, &manifest.data.csv) {
                 Ok(frame) => Some(u64::from(frame.rows)),
                 Err(e) => {
@@ -212,7 +219,7 @@ pub async fn validate(
                 }
             }
         }
-        _ => None,
+        crate::job::Held::File(None) => None,
     };
     report.train_rows = Some(x_train.rows.into());
     report.test_rows = test_rows;

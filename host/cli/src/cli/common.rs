@@ -183,6 +183,34 @@ pub fn with_provenance(sandbox: &Sandbox, value: serde_json::Value) -> serde_jso
     json
 }
 
+/// The job behind `run`, `fit` and `predict`: writes predictions to
+/// `output` when given, starts the telemetry, runs, and writes the report.
+pub async fn run_job(
+    mut source: Source,
+    output: Option<&Path>,
+    telemetry: &TelemetryArgs,
+    options: &kernel_host::job::JobOptions,
+) -> Result<kernel_host::report::RunReport, Error> {
+    if let Some(output) = output {
+        source.plan_mut().output.predictions = Some(output.to_path_buf());
+    }
+    let session = telemetry.start(&source).await?;
+    let result = kernel_host::job::run(
+        &session.sandbox,
+        source,
+        options,
+        &super::progress::Bar::default(),
+    )
+    .await;
+    session
+        .finish(
+            result,
+            |report| serde_json::to_value(report).unwrap_or_default(),
+            Error::exit_code,
+        )
+        .await
+}
+
 /// Refuses a flag that does not apply, saying why.
 pub fn refuse(flag: &str, reason: &str) -> Error {
     Error::Usage(format!("{flag} does not apply here: {reason}"))

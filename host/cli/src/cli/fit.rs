@@ -1,8 +1,8 @@
 //! `kernel-host fit MANIFEST --save model.khb`: the same fit as `run`
 //! (whole or in chunks), saved as one bundle.
 
-use super::common::{DataArgs, TelemetryArgs, open, refuse};
-use kernel_host::job::{self, JobOptions};
+use super::common::{DataArgs, TelemetryArgs, open, refuse, run_job};
+use kernel_host::job::JobOptions;
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
@@ -25,7 +25,7 @@ pub struct FitArgs {
 }
 
 pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
-    let mut source = open(&args.manifest, &args.data)?;
+    let source = open(&args.manifest, &args.data)?;
     if source.is_bundle() {
         return Err(refuse(
             "fit",
@@ -35,29 +35,11 @@ pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
             ),
         ));
     }
-    let predict = args.output.is_some();
-    if let Some(output) = &args.output {
-        source.plan_mut().output.predictions = Some(output.clone());
-    }
-    let session = args.telemetry.start(&source).await?;
     let options = JobOptions {
         save: Some(args.save.clone()),
-        predict,
+        predict: args.output.is_some(),
     };
-    let result = job::run(
-        &session.sandbox,
-        source,
-        &options,
-        &super::progress::Bar::default(),
-    )
-    .await;
-    let report = session
-        .finish(
-            result,
-            super::run::report_json,
-            kernel_host::Error::exit_code,
-        )
-        .await?;
+    let report = run_job(source, args.output.as_deref(), &args.telemetry, &options).await?;
     let bytes = std::fs::metadata(&args.save).map(|m| m.len()).unwrap_or(0);
     println!(
         "fitted `{}` on {} rows ({}); saved {} steps to {} ({:.1} KiB)",
@@ -68,7 +50,7 @@ pub async fn fit(args: FitArgs) -> Result<(), kernel_host::Error> {
         args.save.display(),
         bytes as f64 / 1024.0
     );
-    if predict {
+    if options.predict {
         super::run::print_report(&report);
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `kernel-host predict model.khb --input data.csv --output predictions.csv`.
 
-use super::common::{DataArgs, TelemetryArgs, open};
-use kernel_host::job::{self, JobOptions};
+use super::common::{DataArgs, TelemetryArgs, open, run_job};
+use kernel_host::job::JobOptions;
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
@@ -27,27 +27,12 @@ pub async fn predict(args: PredictArgs) -> Result<(), kernel_host::Error> {
             "`predict` needs the rows to predict: --input FILE".into(),
         ));
     }
-    let mut source = open(&args.bundle, &args.data)?;
-    source.plan_mut().output.predictions = Some(args.output.clone());
-    let session = args.telemetry.start(&source).await?;
+    let source = open(&args.bundle, &args.data)?;
     let options = JobOptions {
         save: None,
         predict: true,
     };
-    let result = job::run(
-        &session.sandbox,
-        source,
-        &options,
-        &super::progress::Bar::default(),
-    )
-    .await;
-    let report = session
-        .finish(
-            result,
-            super::run::report_json,
-            kernel_host::Error::exit_code,
-        )
-        .await?;
+    let report = run_job(source, Some(&args.output), &args.telemetry, &options).await?;
     if let Some((name, value)) = report.metric {
         println!("{name}: {value:.4}");
     }

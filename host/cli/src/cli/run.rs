@@ -1,8 +1,8 @@
 //! `kernel-host run MANIFEST|BUNDLE`: fit (or restore), predict, score,
 //! write, report.
 
-use super::common::{DataArgs, TelemetryArgs, open};
-use kernel_host::job::{self, JobOptions};
+use super::common::{DataArgs, TelemetryArgs, open, run_job};
+use kernel_host::job::JobOptions;
 use kernel_host::report::RunReport;
 use std::path::PathBuf;
 
@@ -24,37 +24,20 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
-    let mut source = open(&args.manifest, &args.data)?;
-    if let Some(output) = &args.output {
-        source.plan_mut().output.predictions = Some(output.clone());
-    }
+    let source = open(&args.manifest, &args.data)?;
     if source.is_bundle() && args.data.input.is_none() {
         return Err(kernel_host::Error::Usage(format!(
             "{} is a bundle: `run` predicts with it without refitting; give the rows with --input FILE",
             args.manifest.display()
         )));
     }
-    let session = args.telemetry.start(&source).await?;
     let options = JobOptions {
         save: None,
         predict: true,
     };
-    let result = job::run(
-        &session.sandbox,
-        source,
-        &options,
-        &super::progress::Bar::default(),
-    )
-    .await;
-    let report = session
-        .finish(result, report_json, kernel_host::Error::exit_code)
-        .await?;
+    let report = run_job(source, args.output.as_deref(), &args.telemetry, &options).await?;
     print_report(&report);
     Ok(())
-}
-
-pub fn report_json(report: &RunReport) -> serde_json::Value {
-    serde_json::to_value(report).unwrap_or_default()
 }
 
 /// The terminal summary of a job.

@@ -165,3 +165,71 @@ fn inspect_describes_a_kernel_and_refuses_a_non_kernel() {
         stderr(&o)
     );
 }
+
+#[test]
+fn json_for_tools_and_one_line_descriptions() {
+    let o = kernel_host(&["inspect", guests::SIMPLE_IMPUTER, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["name"], "simple-imputer");
+    let params = json["parameters"].as_array().unwrap();
+    assert!(!params.is_empty());
+    for p in params {
+        let d = p["description"].as_str().unwrap();
+        assert!(!d.contains("  ") && !d.contains('\n'), "{d:?}");
+        assert!(p["default"].is_string(), "{p}");
+    }
+    // The text form puts each description on its own line, after the default.
+    let text = stdout(&kernel_host(&["inspect", guests::SIMPLE_IMPUTER]));
+    for p in params.iter().filter(|p| p["description"] != "") {
+        let d = p["description"].as_str().unwrap();
+        assert!(
+            text.lines().any(|l| l.trim() == d),
+            "{d:?} not on its own line in:\n{text}"
+        );
+    }
+
+    let o = kernel_host(&["info", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["contract"], kernel_host::bindings::WIT_VERSION);
+    assert!(json["tensor"]["cpu"].is_string(), "{json}");
+
+    let registry = tempfile::tempdir().unwrap();
+    let o = crate::common::kernel_host_command()
+        .env("KERNEL_HOST_REGISTRY", registry.path())
+        .args(["registry", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    let o = kernel_host(&["validate", "examples/penguins/pipeline.toml", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["kernels"].as_array().unwrap().len(), 4, "{json}");
+}
+
+#[test]
+fn validate_reports_a_missing_kernel_and_a_bad_target_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        "[pipeline]\nsteps = [\"model\"]\n[data]\ntrain = \"d.csv\"\ntarget = \"nope\"\n\
+         [kernels.model]\nsource = \"missing.wasm\"\n",
+    )
+    .unwrap();
+    let o = kernel_host(&["validate", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("kernel file not found") && err.contains("`nope`"),
+        "{err}"
+    );
+}

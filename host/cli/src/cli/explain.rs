@@ -37,22 +37,59 @@ fn render(value: &ExplainValue) -> String {
         ExplainValue::Vector(v) => v.iter().map(|x| short(*x)).collect::<Vec<_>>().join(", "),
         ExplainValue::Labels(v) => v.join(", "),
         ExplainValue::Text(v) => v.clone(),
-        ExplainValue::Table(frame) => {
-            let mut lines = vec![frame.column_names().join("  ")];
-            for row in 0..frame.rows as usize {
-                let cells: Vec<String> = frame
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        kernel_host::data::cell_text(c, row)
-                            .map_or("-".into(), |t| t.parse::<f64>().map_or(t, short))
-                    })
-                    .collect();
-                lines.push(cells.join("  "));
-            }
-            lines.join("\n      ")
-        }
+        ExplainValue::Table(frame) => table(frame),
     }
+}
+
+/// A table as aligned text: numbers (f64) in the short form, right-aligned;
+/// integers, labels and text as they are (a label "0" stays "0").
+fn table(frame: &kernel_host::bindings::Frame) -> String {
+    use kernel_host::bindings::ColumnValues;
+    let cells: Vec<Vec<String>> = frame
+        .columns
+        .iter()
+        .map(|c| {
+            let mut column = vec![c.name.clone()];
+            column.extend((0..frame.rows as usize).map(|row| {
+                match (&c.values, kernel_host::data::cell_text(c, row)) {
+                    (_, None) => "-".into(),
+                    (ColumnValues::F64(v), Some(_)) => short(v[row]),
+                    (_, Some(text)) => text,
+                }
+            }));
+            column
+        })
+        .collect();
+    let widths: Vec<usize> = cells
+        .iter()
+        .map(|c| c.iter().map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let numeric: Vec<bool> = frame
+        .columns
+        .iter()
+        .map(|c| matches!(c.values, ColumnValues::F64(_) | ColumnValues::S64(_)))
+        .collect();
+    let lines: Vec<String> = (0..=frame.rows as usize)
+        .map(|row| {
+            cells
+                .iter()
+                .zip(&widths)
+                .zip(&numeric)
+                .map(|((column, &w), &right)| {
+                    let cell = column.get(row).map_or("", String::as_str);
+                    if right {
+                        format!("{cell:>w$}")
+                    } else {
+                        format!("{cell:<w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    lines.join("\n      ")
 }
 
 pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
@@ -95,8 +132,15 @@ pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
         match &s.explanation {
             Ok(e) => {
                 println!("  {}", e.summary);
+                let width = e
+                    .entries
+                    .iter()
+                    .map(|entry| entry.name.chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(18);
                 for entry in &e.entries {
-                    println!("  {:<18} {}", entry.name, render(&entry.value));
+                    println!("  {:<width$} {}", entry.name, render(&entry.value));
                 }
             }
             Err(error) => println!("  (no explanation: {error})"),
@@ -114,4 +158,35 @@ pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+    use kernel_host::bindings::{Column, ColumnValues, Frame};
+
+    #[test]
+    fn tables_keep_labels_and_align_headers() {
+        let frame = Frame {
+            rows: 2,
+            columns: vec![
+                Column {
+                    name: "cluster".into(),
+                    values: ColumnValues::String(vec!["0".into(), "1".into()]),
+                    nulls: None,
+                },
+                Column {
+                    name: "x".into(),
+                    values: ColumnValues::F64(vec![0.5, 12.25]),
+                    nulls: None,
+                },
+            ],
+        };
+        let text = table(&frame);
+        let lines: Vec<&str> = text.split("\n      ").collect();
+        assert_eq!(
+            lines,
+            ["cluster        x", "0         0.5000", "1        12.2500"]
+        );
+    }
 }

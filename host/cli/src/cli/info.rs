@@ -8,9 +8,15 @@ pub struct InfoArgs {
     /// an f64 reference, and print the table.
     #[arg(long)]
     pub selftest: bool,
+    /// Print JSON for tools instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn info(args: InfoArgs) -> Result<(), kernel_host::Error> {
+    if args.json {
+        return info_json(args.selftest);
+    }
     println!("kernel-host {}", env!("CARGO_PKG_VERSION"));
     println!(
         "contract:     kernel-host:kernel@{}",
@@ -48,6 +54,50 @@ pub async fn info(args: InfoArgs) -> Result<(), kernel_host::Error> {
             println!("  FAILED {}: {:?}", c.operation, c.outcome);
         }
     }
+    if failures > 0 {
+        return Err(kernel_host::Error::Internal(format!(
+            "{failures} tensor operation(s) failed the selftest"
+        )));
+    }
+    Ok(())
+}
+
+/// `info --json`: the same facts, and with `--selftest` every check.
+fn info_json(selftest: bool) -> Result<(), kernel_host::Error> {
+    let mut json = serde_json::json!({
+        "kernel_host": env!("CARGO_PKG_VERSION"),
+        "contract": kernel_host::bindings::WIT_VERSION,
+    });
+    let backends: serde_json::Map<String, serde_json::Value> = tensor::report()
+        .into_iter()
+        .map(|(name, what)| (name, serde_json::Value::String(what)))
+        .collect();
+    json["tensor"] = serde_json::Value::Object(backends);
+    let mut failures = 0;
+    if selftest {
+        let mut runs = serde_json::Map::new();
+        let mut backends: Vec<(String, std::sync::Arc<dyn Backend>)> =
+            vec![("cpu".into(), std::sync::Arc::new(tensor::Cpu::new()))];
+        if let CudaProbe::Ready(cuda) = tensor::probe_cuda() {
+            backends.push(("cuda".into(), cuda));
+        }
+        for (name, backend) in backends {
+            let checks: Vec<serde_json::Value> = selftest::every_operation(&*backend)
+                .iter()
+                .map(|c| {
+                    failures += usize::from(!c.passed());
+                    match &c.outcome {
+                        Ok(error) => serde_json::json!({"operation": c.operation, "passed": c.passed(), "max_error": error}),
+                        Err(e) => serde_json::json!({"operation": c.operation, "passed": false, "error": format!("{e:?}")}),
+                    }
+                })
+                .collect();
+            runs.insert(name, serde_json::Value::Array(checks));
+        }
+        json["selftest"] = serde_json::Value::Object(runs);
+        json["tolerance"] = serde_json::json!(selftest::TOLERANCE);
+    }
+    println!("{}", super::json(&json));
     if failures > 0 {
         return Err(kernel_host::Error::Internal(format!(
             "{failures} tensor operation(s) failed the selftest"

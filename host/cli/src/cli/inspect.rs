@@ -5,12 +5,18 @@ use kernel_host::{KernelComponent, Sandbox};
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host inspect target/guests/wasm32-wasip2/release/standard_scaler.wasm
+  kernel-host inspect scaler.wasm --sha256 <64 hex digits> --json")]
 pub struct InspectArgs {
     /// The kernel component (.wasm).
     pub kernel: PathBuf,
     /// Refuse the file unless its sha256 is this.
     #[arg(long)]
     pub sha256: Option<String>,
+    /// Print JSON for tools instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A bound written like a value: `0.5`, `1e-12`.
@@ -46,9 +52,42 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
     let component =
         KernelComponent::load(&sandbox, &id, &args.kernel, args.sha256.as_deref()).await?;
     let info = component.info();
+    let caps: Vec<&str> = [
+        (Capabilities::PARTIAL_FIT, "partial-fit"),
+        (Capabilities::PREDICT_PROBA, "predict-proba"),
+        (Capabilities::STATELESS_TRANSFORM, "stateless-transform"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| info.capabilities.contains(*flag))
+    .map(|(_, name)| name)
+    .collect();
+    if args.json {
+        let json = serde_json::json!({
+            "name": info.name,
+            "version": info.version,
+            "kind": info.kind.to_string(),
+            "description": super::one_line(&info.description),
+            "wit": component.wit_version(),
+            "sha256": component.sha256(),
+            "frozen": component.frozen().map(|f| serde_json::json!({
+                "from": f.kernel, "source_sha256": f.source_sha256,
+                "state_bytes": f.state_bytes, "at": f.frozen_at, "params": f.params,
+            })),
+            "snapshots": component.snapshots().map_or_else(|why| format!("unavailable: {why}"), |()| "transparent".into()),
+            "capabilities": caps,
+            "parameters": info.params.iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "type": kind(&p.kind),
+                "default": p.default.to_string(),
+                "description": super::one_line(&p.description),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", super::json(&json));
+        return Ok(());
+    }
     println!("{}@{}  ({})", info.name, info.version, info.kind);
     if !info.description.is_empty() {
-        println!("  {}", info.description);
+        println!("  {}", super::one_line(&info.description));
     }
     println!(
         "wit:          kernel-host:kernel@{}",
@@ -76,15 +115,6 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
             Err(why) => format!("unavailable: {why}"),
         }
     );
-    let caps: Vec<&str> = [
-        (Capabilities::PARTIAL_FIT, "partial-fit"),
-        (Capabilities::PREDICT_PROBA, "predict-proba"),
-        (Capabilities::STATELESS_TRANSFORM, "stateless-transform"),
-    ]
-    .into_iter()
-    .filter(|(flag, _)| info.capabilities.contains(*flag))
-    .map(|(_, name)| name)
-    .collect();
     println!(
         "capabilities: {}",
         if caps.is_empty() {
@@ -99,12 +129,14 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
         println!("parameters:");
         for p in &info.params {
             println!(
-                "  {:<18} {:<36} default {:<10} {}",
+                "  {:<18} {:<36} default {}",
                 p.name,
                 kind(&p.kind),
-                p.default,
-                p.description
+                p.default
             );
+            if !p.description.trim().is_empty() {
+                println!("      {}", super::one_line(&p.description));
+            }
         }
     }
     Ok(())

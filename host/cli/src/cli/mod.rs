@@ -137,6 +137,17 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
+/// Pretty JSON for `--json` flags.
+pub fn json(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Text a kernel wrote over several lines (a doc comment), as one line:
+/// runs of whitespace become one space.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `12.3 ms`, `4.56 s`.
 pub fn format_duration(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();

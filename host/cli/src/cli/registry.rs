@@ -18,7 +18,11 @@ pub enum Action {
         kernels: Vec<PathBuf>,
     },
     /// List every registered kernel version.
-    List,
+    List {
+        /// Print JSON for tools instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the versions of one kernel.
     Show { name: String },
     /// Remove NAME@VERSION.
@@ -39,8 +43,26 @@ pub async fn registry(args: RegistryArgs) -> Result<(), kernel_host::Error> {
                 println!("{name}@{version}  {}  ({})", entry.sha256, path.display());
             }
         }
-        Action::List => {
+        Action::List { json } => {
             let all = registry.list().map_err(host)?;
+            if json {
+                let list: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|(name, version, e)| {
+                        serde_json::json!({
+                            "name": name,
+                            "version": version.to_string(),
+                            "kind": e.kind,
+                            "description": e.description,
+                            "sha256": e.sha256,
+                            "wit": e.wit,
+                            "added": e.added,
+                        })
+                    })
+                    .collect();
+                println!("{}", super::json(&serde_json::Value::Array(list)));
+                return Ok(());
+            }
             if all.is_empty() {
                 println!("the registry at {} is empty", registry.dir().display());
             }

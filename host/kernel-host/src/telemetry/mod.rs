@@ -6,11 +6,17 @@
 //! or audit problem is logged and the pipeline carries on.
 
 mod audit;
+// Prometheus and its HTTP endpoint: the `telemetry` feature (on by
+// default). Without it the audit log and in-process recording still work.
+#[cfg(feature = "telemetry")]
 mod metrics;
+#[cfg(feature = "telemetry")]
 mod serve;
 
 pub use audit::AuditLog;
+#[cfg(feature = "telemetry")]
 pub use metrics::Metrics;
+#[cfg(feature = "telemetry")]
 pub use serve::MetricsServer;
 
 pub use kernel_host_sandbox::observe::{CallContext, CallObserver, CallRecord, Outcome};
@@ -25,7 +31,7 @@ pub struct Telemetry {
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
-            .field("metrics", &self.inner.metrics.is_some())
+            .field("metrics", &self.metrics_on())
             .field("audit", &self.inner.audit.as_ref().map(AuditLog::path))
             .field("recording", &self.inner.recorded.is_some())
             .finish()
@@ -34,6 +40,7 @@ impl std::fmt::Debug for Telemetry {
 
 #[derive(Default)]
 struct Inner {
+    #[cfg(feature = "telemetry")]
     metrics: Option<Metrics>,
     audit: Option<AuditLog>,
     recorded: Option<Mutex<Vec<(CallContext, CallRecord)>>>,
@@ -49,8 +56,17 @@ impl Telemetry {
         TelemetryBuilder::default()
     }
 
+    #[cfg(feature = "telemetry")]
     pub fn metrics(&self) -> Option<&Metrics> {
         self.inner.metrics.as_ref()
+    }
+
+    /// Whether Prometheus metrics are kept.
+    pub fn metrics_on(&self) -> bool {
+        #[cfg(feature = "telemetry")]
+        return self.inner.metrics.is_some();
+        #[cfg(not(feature = "telemetry"))]
+        false
     }
 
     /// Records kept in memory (when built with [`TelemetryBuilder::record`]).
@@ -65,6 +81,7 @@ impl Telemetry {
 
 impl CallObserver for Telemetry {
     fn call(&self, context: &CallContext, record: &CallRecord) {
+        #[cfg(feature = "telemetry")]
         if let Some(metrics) = &self.inner.metrics {
             metrics.observe(context, record);
         }
@@ -79,9 +96,10 @@ impl CallObserver for Telemetry {
         }
     }
 
-    fn cache_miss(&self, context: &CallContext, operation: &str) {
+    fn cache_miss(&self, _context: &CallContext, _operation: &str) {
+        #[cfg(feature = "telemetry")]
         if let Some(metrics) = &self.inner.metrics {
-            metrics.cache_miss(context, operation);
+            metrics.cache_miss(_context, _operation);
         }
     }
 }
@@ -113,8 +131,13 @@ impl TelemetryBuilder {
     }
 
     pub fn build(self) -> anyhow::Result<Telemetry> {
+        #[cfg(not(feature = "telemetry"))]
+        if self.metrics {
+            anyhow::bail!("Prometheus metrics need kernel-host built with the `telemetry` feature");
+        }
         Ok(Telemetry {
             inner: Arc::new(Inner {
+                #[cfg(feature = "telemetry")]
                 metrics: if self.metrics {
                     Some(Metrics::new()?)
                 } else {

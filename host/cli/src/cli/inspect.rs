@@ -127,9 +127,21 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
         println!("parameters:   none");
     } else {
         println!("parameters:");
+        let name_w = info
+            .params
+            .iter()
+            .map(|p| p.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let kind_w = info
+            .params
+            .iter()
+            .map(|p| kind(&p.kind).chars().count())
+            .max()
+            .unwrap_or(0);
         for p in &info.params {
             println!(
-                "  {:<18} {:<36} default {}",
+                "  {:<name_w$}  {:<kind_w$}  default {}",
                 p.name,
                 kind(&p.kind),
                 p.default

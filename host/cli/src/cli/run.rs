@@ -42,13 +42,13 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
 
 /// The terminal summary of a job.
 pub fn print_report(report: &RunReport) {
-    let fit = if report.fit == "none" {
-        format!(
+    let fit = match report.fit.as_str() {
+        "none" => format!(
             "restored {} without refitting (no refit)",
             report.manifest.display()
-        )
-    } else {
-        format!("fitted on {} rows ({})", report.train_rows, report.fit)
+        ),
+        "fit" => format!("fitted on {} rows", report.train_rows),
+        chunked => format!("fitted on {} rows ({chunked})", report.train_rows),
     };
     println!(
         "pipeline `{}`: {fit}, predicted {} rows in {}",

@@ -134,14 +134,42 @@ impl DataOverrides {
     }
 }
 
+/// How the pipeline got its fitted state. Reports say it as text: `fit`,
+/// `partial-fit (N rows a chunk)`, `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "String")]
+pub enum FitMode {
+    /// `fit` on the whole training input.
+    Whole,
+    /// `partial-fit`, this many rows at a time.
+    Chunked(usize),
+    /// Restored from a bundle, not refitted.
+    Restored,
+}
+
+impl std::fmt::Display for FitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FitMode::Whole => f.write_str("fit"),
+            FitMode::Chunked(rows) => write!(f, "partial-fit ({rows} rows a chunk)"),
+            FitMode::Restored => f.write_str("none"),
+        }
+    }
+}
+
+impl From<FitMode> for String {
+    fn from(mode: FitMode) -> String {
+        mode.to_string()
+    }
+}
+
 /// A fitted pipeline and what it was fitted on.
 pub struct Fitted {
     pub pipeline: Pipeline,
     /// Feature columns and types, in the order the first step saw them.
     pub schema: Vec<(String, ColumnType)>,
     pub train_rows: u64,
-    /// `fit`, `partial-fit (N rows a chunk)` or `none` (a restored bundle).
-    pub fit: String,
+    pub fit: FitMode,
 }
 
 impl Fitted {
@@ -178,7 +206,7 @@ pub async fn load(
                     pipeline,
                     schema: bundle.schema().to_vec(),
                     train_rows: bundle.info().train_rows,
-                    fit: "none".into(),
+                    fit: FitMode::Restored,
                 },
                 // The test file the bundle was fitted beside, or the one
                 // `--input` put in its plan.
@@ -213,7 +241,7 @@ async fn fit_whole(sandbox: &Sandbox, plan: Plan) -> Result<(Fitted, Held), Erro
             pipeline,
             schema,
             train_rows,
-            fit: "fit".into(),
+            fit: FitMode::Whole,
         },
         held,
     ))
@@ -287,7 +315,7 @@ async fn fit_chunked(
             pipeline,
             schema,
             train_rows,
-            fit: format!("partial-fit ({chunk_rows} rows a chunk)"),
+            fit: FitMode::Chunked(chunk_rows),
         },
         Held::File(test),
     ))
@@ -508,7 +536,7 @@ pub async fn run(
         provenance: Provenance::now(sandbox),
         pipeline: fitted.plan().name.clone(),
         manifest: path,
-        fit: fitted.fit.clone(),
+        fit: fitted.fit,
         saved: options.save.clone(),
         train_rows: fitted.train_rows,
         test_rows: predicted.rows,

@@ -45,7 +45,7 @@ pub struct RunReport {
     pub manifest: PathBuf,
     /// `fit` (whole input) or `partial-fit` in chunks of this many rows;
     /// `none` for a bundle, which is not refitted.
-    pub fit: String,
+    pub fit: crate::job::FitMode,
     /// The bundle written, if any.
     pub saved: Option<PathBuf>,
     pub train_rows: u64,

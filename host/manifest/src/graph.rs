@@ -105,6 +105,18 @@ pub fn waves(ids: &[String], inputs: &[Vec<Input>]) -> Vec<Vec<usize>> {
     waves
 }
 
+impl From<Input> for String {
+    fn from(input: Input) -> String {
+        input.name().to_string()
+    }
+}
+
+impl From<String> for Input {
+    fn from(name: String) -> Input {
+        Input::parse(&name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,17 +156,5 @@ mod tests {
             vec![step("num"), step("cat")],
         ];
         assert_eq!(waves(&names, &inputs), [vec![0, 1], vec![2]]);
-    }
-}
-
-impl From<Input> for String {
-    fn from(input: Input) -> String {
-        input.name().to_string()
-    }
-}
-
-impl From<String> for Input {
-    fn from(name: String) -> Input {
-        Input::parse(&name)
     }
 }

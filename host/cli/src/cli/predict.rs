@@ -1,7 +1,7 @@
 //! `kernel-host predict model.khb --input data.csv --output predictions.csv`.
 
 use super::common::{DataArgs, TelemetryArgs, open, run_job};
-use kernel_host::job::JobOptions;
+use kernel_host::job::{FitMode, JobOptions};
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
@@ -40,10 +40,9 @@ pub async fn predict(args: PredictArgs) -> Result<(), kernel_host::Error> {
         "predicted {} rows with `{}` ({}) to {} in {}",
         report.test_rows,
         report.pipeline,
-        if report.fit == "none" {
-            "no refit".to_string()
-        } else {
-            report.fit.clone()
+        match report.fit {
+            FitMode::Restored => "no refit".to_string(),
+            mode => mode.to_string(),
         },
         args.output.display(),
         super::format_duration(report.elapsed)

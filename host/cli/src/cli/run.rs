@@ -2,7 +2,7 @@
 //! write, report.
 
 use super::common::{DataArgs, TelemetryArgs, open, run_job};
-use kernel_host::job::JobOptions;
+use kernel_host::job::{FitMode, JobOptions};
 use kernel_host::report::RunReport;
 use std::path::PathBuf;
 
@@ -42,12 +42,12 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
 
 /// The terminal summary of a job.
 pub fn print_report(report: &RunReport) {
-    let fit = match report.fit.as_str() {
-        "none" => format!(
+    let fit = match report.fit {
+        FitMode::Restored => format!(
             "restored {} without refitting (no refit)",
             report.manifest.display()
         ),
-        "fit" => format!("fitted on {} rows", report.train_rows),
+        FitMode::Whole => format!("fitted on {} rows", report.train_rows),
         chunked => format!("fitted on {} rows ({chunked})", report.train_rows),
     };
     println!(

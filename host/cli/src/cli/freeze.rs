@@ -5,6 +5,8 @@ use kernel_host::bundle::Bundle;
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host freeze penguins.khb --step model --out model.wasm")]
 pub struct FreezeArgs {
     /// A bundle written by `kernel-host fit --save`.
     pub bundle: PathBuf,

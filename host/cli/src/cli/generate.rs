@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host generate --rows 1000000 --out data/train.csv
+  kernel-host generate --rows 100000 --seed 7 --out data/test.arrows")]
 pub struct GenerateArgs {
     /// Rows to write.
     #[arg(long, value_name = "N")]

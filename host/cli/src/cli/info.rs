@@ -3,6 +3,9 @@
 use kernel_host::tensor::{self, Backend, CudaProbe, selftest};
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host info
+  kernel-host info --selftest --json")]
 pub struct InfoArgs {
     /// Also run every tensor operation on each available backend against
     /// an f64 reference, and print the table.

@@ -5,6 +5,9 @@ use kernel_host::registry::Lock;
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host lock pipeline.toml     # writes kernel-host.lock beside it
+  kernel-host upgrade pipeline.toml  # moves the pins, printing what changed")]
 pub struct LockArgs {
     /// The pipeline manifest (TOML).
     pub manifest: PathBuf,

@@ -5,6 +5,10 @@ use kernel_host::registry::Registry;
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host registry add target/guests/wasm32-wasip2/release/standard_scaler.wasm
+  kernel-host registry list --json
+  kernel-host registry remove standard-scaler@1.0.0")]
 pub struct RegistryArgs {
     #[command(subcommand)]
     pub action: Action,

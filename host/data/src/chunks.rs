@@ -132,7 +132,9 @@ impl TableWriter {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        kernel_host_types::fsutil::check_output(path, &[]).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        kernel_host_types::fsutil::remove_stale_temporaries(path);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -1,4 +1,6 @@
-//! File writes that never leave a half-written file behind.
+//! File reads that refuse special files and bound their size, and file
+//! writes that never leave a half-written file behind, never replace a
+//! device, and clean up what a killed writer left.
 
 use anyhow::Context as _;
 use std::io::Write as _;
@@ -19,7 +21,9 @@ pub fn write_atomic_with(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    check_output(path, &[]).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    remove_stale_temporaries(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -40,4 +44,146 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What a path names, in words, when it is not a regular file.
+fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let ty = meta.file_type();
+    if ty.is_file() {
+        None
+    } else if ty.is_dir() {
+        Some("a directory")
+    } else if ty.is_char_device() {
+        Some("a character device")
+    } else if ty.is_block_device() {
+        Some("a block device")
+    } else if ty.is_socket() {
+        Some("a socket")
+    } else if ty.is_fifo() {
+        Some("a pipe (FIFO)")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Opens `path` for reading, refusing anything but a regular file (and,
+/// with `allow_pipe`, a FIFO such as a shell's `<(...)`): a device such as
+/// `/dev/zero` never ends and a directory has no bytes. The error says
+/// what the path is.
+pub fn open_input(path: &Path, allow_pipe: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    match special_kind(&meta) {
+        None => Ok(file),
+        Some(_) if allow_pipe && meta.file_type().is_fifo() => Ok(file),
+        Some(kind) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is {kind}, not a regular file", path.display()),
+        )),
+    }
+}
+
+/// Reads a whole regular file of at most `max` bytes. Larger files (or a
+/// file that grows past `max` while read) are refused with the limit.
+pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = open_input(path, false)?;
+    let size = file.metadata()?.len();
+    let too_big = |size: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is {size} bytes, over the {max}-byte limit for this kind of file",
+                path.display()
+            ),
+        )
+    };
+    if size > max {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Like [`read_limited`], as UTF-8 text.
+pub fn read_limited_string(path: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_limited(path, max)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Refuses an output path that would replace something other than a
+/// regular file (`-o /dev/null` must not replace the system's device), or
+/// that names the same file as one of `inputs` (writing predictions over
+/// the training data).
+pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if let Some(kind) = special_kind(&meta) {
+        return Err(format!(
+            "{} is {kind}; outputs are written as regular files (write to a file path, or use `kernel-host stream` to write to a pipe)",
+            path.display()
+        ));
+    }
+    for input in inputs {
+        if let Ok(other) = std::fs::metadata(input)
+            && other.dev() == meta.dev()
+            && other.ino() == meta.ino()
+        {
+            return Err(format!(
+                "{} is also an input of this job ({}); writing there would destroy it: choose another output path",
+                path.display(),
+                input.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes temporary files (`.NAME.PID.*`) that a killed kernel-host left
+/// beside `path`; a temporary file of a process still alive is kept.
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !(rest.ends_with(".tmp") || rest.ends_with(".partial")) {
+            continue;
+        }
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod bundles;
 mod cli;
 mod common;
 mod dag;
+mod hardening;
 mod hostile;
 mod jobs;
 mod kernels;

@@ -24,10 +24,14 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(&args.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Messages may quote what a kernel or a data file said: nothing
+            // in them may act on the terminal.
+            let text = error.to_string();
+            eprintln!("error: {}", kernel_host::printable_lines(&text));
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                eprintln!("  caused by: {}", kernel_host::printable_lines(&text));
                 source = cause.source();
             }
             ExitCode::from(u8::try_from(args.command.exit_code(&error)).unwrap_or(1))

@@ -1,7 +1,10 @@
 //! Arrow IPC input and output (file and stream formats), using the split
 //! arrow crates. Frames map to record batches column for column: f64 ↔
 //! Float64, s64 ↔ Int64 (smaller integers are widened on input), bool ↔
-//! Boolean, string ↔ Utf8/LargeUtf8, nulls ↔ validity bitmaps.
+//! Boolean, string ↔ Utf8/LargeUtf8, nulls ↔ validity bitmaps. Input goes
+//! through [`BatchReader`], which checks every length a file claims before
+//! arrow-ipc allocates or slices it; a schema with a type frames cannot
+//! hold, or a column name twice, is refused before any batch is read.
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -9,9 +12,10 @@ use arrow_array::{
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use kernel_host_types::DataError;
 use kernel_host_types::bindings::{Column, ColumnValues, Frame};
-use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
+
+pub use super::ipc::{BatchReader, MAX_METADATA_BYTES};
 
 /// Whether `path` names an Arrow IPC file by its extension.
 pub fn is_arrow(path: &Path) -> bool {
@@ -30,12 +34,64 @@ fn error(file: &Path, row: Option<u64>, column: Option<&str>, message: String) -
     }
 }
 
+/// The Arrow types a frame column holds.
+fn supported(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Float64
+            | DataType::Float32
+            | DataType::Int64
+            | DataType::Int32
+            | DataType::Int16
+            | DataType::Int8
+            | DataType::UInt32
+            | DataType::UInt16
+            | DataType::UInt8
+            | DataType::Boolean
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+    )
+}
+
+fn unsupported(file: &Path, name: &str, ty: &DataType) -> DataError {
+    error(
+        file,
+        None,
+        Some(name),
+        format!(
+            "has Arrow type {ty}; supported: Float64/32, Int64/32/16/8, UInt32/16/8, Boolean, Utf8"
+        ),
+    )
+}
+
+/// Refuses a schema that frames cannot hold: a column type they have not,
+/// or a column name twice (as the CSV reader refuses a header).
+pub fn check_schema(schema: &Schema, file: &Path) -> Result<(), DataError> {
+    let mut seen = std::collections::HashSet::new();
+    for field in schema.fields() {
+        if !seen.insert(field.name().as_str()) {
+            return Err(error(
+                file,
+                None,
+                Some(field.name()),
+                "column name appears twice in the schema".into(),
+            ));
+        }
+        if !supported(field.data_type()) {
+            return Err(unsupported(file, field.name(), field.data_type()));
+        }
+    }
+    Ok(())
+}
+
 /// A record batch as a frame. `first_row` (0-based) locates errors.
 pub fn batch_to_frame(
     batch: &RecordBatch,
     file: &Path,
     first_row: u64,
 ) -> Result<Frame, DataError> {
+    check_schema(&batch.schema(), file)?;
     let rows = u32::try_from(batch.num_rows())
         .map_err(|_| error(file, None, None, "a batch of more than 2^32-1 rows".into()))?;
     let mut columns = Vec::with_capacity(batch.num_columns());
@@ -85,16 +141,7 @@ pub fn batch_to_frame(
                         .unwrap_or_default(),
                 )
             }
-            other => {
-                return Err(error(
-                    file,
-                    None,
-                    Some(name),
-                    format!(
-                        "has Arrow type {other}; supported: Float64/32, Int64/32/16/8, UInt32/16/8, Boolean, Utf8"
-                    ),
-                ));
-            }
+            other => return Err(unsupported(file, name, other)),
         };
         columns.push(Column {
             name: name.clone(),
@@ -227,49 +274,9 @@ pub fn frame_to_batch(frame: &Frame) -> Result<RecordBatch, ArrowError> {
     )
 }
 
-/// Record batches from an Arrow IPC file or stream (told apart by the
-/// file format's `ARROW1` magic).
-pub enum BatchReader<R: Read + Seek> {
-    File(arrow_ipc::reader::FileReader<R>),
-    Stream(arrow_ipc::reader::StreamReader<std::io::BufReader<R>>),
-}
-
-impl<R: Read + Seek> BatchReader<R> {
-    pub fn new(mut input: R) -> Result<Self, ArrowError> {
-        let mut magic = [0u8; 6];
-        let n = input.read(&mut magic)?;
-        input.seek(std::io::SeekFrom::Start(0))?;
-        if n == 6 && &magic == b"ARROW1" {
-            Ok(BatchReader::File(arrow_ipc::reader::FileReader::try_new(
-                input, None,
-            )?))
-        } else {
-            Ok(BatchReader::Stream(
-                arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(input), None)?,
-            ))
-        }
-    }
-
-    pub fn next_batch(&mut self) -> Option<Result<RecordBatch, ArrowError>> {
-        match self {
-            BatchReader::File(r) => r.next(),
-            BatchReader::Stream(r) => r.next(),
-        }
-    }
-}
-
 /// Reads a whole Arrow IPC file (or stream) into one frame.
 pub fn read_arrow(path: &Path) -> Result<Frame, DataError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| error(path, None, None, format!("cannot open: {e}")))?;
-    let mut reader = BatchReader::new(file).map_err(|e| {
-        error(
-            path,
-            None,
-            None,
-            format!("not a readable Arrow IPC file: {e}"),
-        )
-    })?;
+    let mut reader = open(path)?;
     let mut parts = Vec::new();
     let mut rows = 0u64;
     while let Some(batch) = reader.next_batch() {
@@ -287,6 +294,21 @@ pub fn read_arrow(path: &Path) -> Result<Frame, DataError> {
     }
     Frame::concat_rows(parts)
         .map_err(|m| error(path, None, None, format!("record batches disagree: {m}")))
+}
+
+/// Opens the Arrow IPC file (or stream, maybe through a pipe) at `path`,
+/// its schema checked.
+pub(crate) fn open(path: &Path) -> Result<BatchReader, DataError> {
+    let reader = BatchReader::open(super::input::open(path, true)?).map_err(|e| {
+        error(
+            path,
+            None,
+            None,
+            format!("not a readable Arrow IPC file: {e}"),
+        )
+    })?;
+    check_schema(&reader.schema(), path)?;
+    Ok(reader)
 }
 
 /// Writes `frame` as Arrow IPC (the stream format for `.arrows`, the file

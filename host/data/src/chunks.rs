@@ -16,7 +16,7 @@ pub enum Chunks {
     Csv(Box<CsvChunks>),
     Arrow {
         path: PathBuf,
-        reader: Box<BatchReader<std::fs::File>>,
+        reader: Box<BatchReader>,
         /// Rows of the current batch not yet returned.
         pending: Option<Frame>,
         rows: u64,
@@ -32,16 +32,12 @@ impl Chunks {
                 path, csv, INFER_ROWS,
             )?)));
         }
-        let error = |message: String| DataError {
-            file: path.to_path_buf(),
-            row: None,
-            column: None,
-            message,
-        };
-        let file = std::fs::File::open(path).map_err(|e| error(format!("cannot open: {e}")))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let reader = BatchReader::new(file)
-            .map_err(|e| error(format!("not a readable Arrow IPC file: {e}")))?;
+        // For progress only: a pipe has no size.
+        let size = std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
+        let reader = super::arrow::open(path)?;
         Ok(Chunks::Arrow {
             path: path.to_path_buf(),
             reader: Box::new(reader),
@@ -124,6 +120,9 @@ pub struct TableWriter {
     tmp: PathBuf,
     sink: Option<Sink>,
     header: bool,
+    /// The first frame's columns: every later frame must match them, or
+    /// the file would be a corrupt table.
+    schema: Option<Vec<(String, kernel_host_types::ColumnType)>>,
 }
 
 impl TableWriter {
@@ -155,10 +154,23 @@ impl TableWriter {
             tmp,
             sink: Some(sink),
             header: false,
+            schema: None,
         })
     }
 
     pub fn write(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        let schema = frame.schema();
+        match &self.schema {
+            None => self.schema = Some(schema),
+            Some(first) if *first != schema => anyhow::bail!(
+                "a table's batches must share one schema: the first had {} columns ({}), this one {} ({})",
+                first.len(),
+                first.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", "),
+                schema.len(),
+                schema.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
+            ),
+            Some(_) => {}
+        }
         match self.sink.as_mut() {
             Some(Sink::Csv(w)) => {
                 if !self.header {

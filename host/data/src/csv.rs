@@ -4,14 +4,37 @@
 //! Inference looks at every non-null cell of a column: all integers → s64,
 //! all numbers → f64, all `true`/`false` → bool, anything else → string.
 //! A cell equal to one of the null tokens (by default empty, `NA`, `N/A`,
-//! `NaN`, `nan`, `null`, `NULL`, `None`) is missing. With a declared type, a
-//! cell that does not parse is an error naming its row and column.
+//! `NaN`, `nan`, `null`, `NULL`, `None`) is missing, and so is any other
+//! spelling of NaN in a number column. With a declared type, a cell that
+//! does not parse is an error naming its row and column.
+//!
+//! Hostile or broken input is refused where it is found, never passed on to
+//! fail far away: a record longer than [`MAX_RECORD_BYTES`] (no newline, or
+//! a quote left open), an infinity in a number column, and a column that
+//! inference would read as strings although nearly all of its cells are
+//! numbers (a typo such as `46.1.`), unless `[data.schema]` declares it.
 
+use super::input::{RecordBound, RecordStart};
 use kernel_host_types::bindings::{Column, ColumnValues, Frame};
 use kernel_host_types::{ColumnType, DataError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The longest CSV record read: one line, or the lines inside a quoted
+/// field. Real records are far shorter (the longest line of the datasets we
+/// ship is under 100 bytes); a longer one is a file without line ends or a
+/// quote left open, which would otherwise be held in memory whole.
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// The CSV parser's read buffer: how far it reads ahead of the record it
+/// is parsing.
+const READ_BUFFER: u64 = 64 << 10;
+
+/// Inference refuses to read a column as strings when at least this share
+/// (numerator, denominator) of its non-null cells are numbers (or
+/// booleans): the others are then more likely typos than data.
+const MOSTLY: (usize, usize) = (9, 10);
 
 /// How to read a CSV file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -40,6 +63,22 @@ fn parse_bool(cell: &str) -> Option<bool> {
     }
 }
 
+/// A number cell: `Ok(None)` for a NaN (a missing value, however spelled),
+/// an error for an infinity (what `inf`, `-Infinity` or `1e999` read as).
+fn parse_f64(cell: &str) -> Result<Option<f64>, CellError> {
+    match cell.parse::<f64>() {
+        Ok(x) if x.is_nan() => Ok(None),
+        Ok(x) if x.is_infinite() => Err(CellError::Infinite),
+        Ok(x) => Ok(Some(x)),
+        Err(_) => Err(CellError::Unreadable),
+    }
+}
+
+enum CellError {
+    Unreadable,
+    Infinite,
+}
+
 fn infer(cells: &[Option<&str>]) -> ColumnType {
     let present = || cells.iter().flatten();
     if present().all(|c| c.parse::<i64>().is_ok()) {
@@ -53,10 +92,68 @@ fn infer(cells: &[Option<&str>]) -> ColumnType {
     }
 }
 
+/// What the non-null cells of a column inferred as strings would also
+/// read as, counted as they pass: a column of numbers (or booleans) but a
+/// few is refused at its first odd cell, since those are more likely typos
+/// than data. Counted over a whole file, chunked or not, so both reads
+/// refuse the same column with the same message.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    present: usize,
+    numbers: usize,
+    bools: usize,
+    /// The first (row, cell) that is not a number, and not a boolean.
+    odd_number: Option<(u64, String)>,
+    odd_bool: Option<(u64, String)>,
+}
+
+impl Tally {
+    fn add(&mut self, row: u64, cell: &str) {
+        self.present += 1;
+        if cell.parse::<f64>().is_ok() {
+            self.numbers += 1;
+        } else if self.odd_number.is_none() {
+            self.odd_number = Some((row, cell.to_string()));
+        }
+        if parse_bool(cell).is_some() {
+            self.bools += 1;
+        } else if self.odd_bool.is_none() {
+            self.odd_bool = Some((row, cell.to_string()));
+        }
+    }
+
+    /// The refusal, when nearly every cell is a number (or a boolean).
+    fn refusal(&self, source: &Source, column: &str) -> Result<(), DataError> {
+        let mostly = |n: usize| n * MOSTLY.1 >= self.present * MOSTLY.0;
+        let (looks, what, fits, odd) = if mostly(self.numbers) {
+            ("numeric", "numbers", self.numbers, &self.odd_number)
+        } else if mostly(self.bools) {
+            ("boolean", "true or false", self.bools, &self.odd_bool)
+        } else {
+            return Ok(());
+        };
+        let Some((row, cell)) = odd else {
+            return Ok(());
+        };
+        Err(source.error(
+            Some(*row),
+            Some(column),
+            format!(
+                "the column looks {looks} ({fits} of {} non-empty cells are {what}) but this cell holds `{cell}`; \
+                 fix the cell, list the value in [data] `null-values` if it marks a missing value, \
+                 or declare the column's type in [data.schema] (`{column} = \"string\"`) to read it as strings",
+                self.present
+            ),
+        ))
+    }
+}
+
 /// An open CSV file with a validated header; records are read on demand.
 struct Source {
     path: std::path::PathBuf,
-    reader: ::csv::Reader<std::fs::File>,
+    reader: ::csv::Reader<RecordBound<std::fs::File>>,
+    /// Told where each record ends, so the next one is bounded from there.
+    record_start: RecordStart,
     headers: Vec<String>,
     /// 1-based data row of the next record.
     next_row: u64,
@@ -72,17 +169,22 @@ impl Source {
         }
     }
 
-    fn open(path: &Path, options: &CsvOptions) -> Result<Source, DataError> {
+    /// Opens `path` (a regular file or a pipe), refusing records longer
+    /// than `max_record` bytes.
+    fn open(path: &Path, options: &CsvOptions, max_record: u64) -> Result<Source, DataError> {
         let error = |row: Option<u64>, column: Option<&str>, message: String| DataError {
             file: path.to_path_buf(),
             row,
             column: column.map(String::from),
             message,
         };
+        let read_ahead = READ_BUFFER.min(max_record).max(1);
+        let (input, record_start) =
+            RecordBound::new(super::input::open(path, true)?, max_record, read_ahead);
         let mut reader = ::csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_path(path)
-            .map_err(|e| error(None, None, format!("cannot open: {}", io_message(&e))))?;
+            .buffer_capacity(usize::try_from(read_ahead).unwrap_or(usize::MAX))
+            .from_reader(input);
         let headers: Vec<String> = reader
             .headers()
             .map_err(|e| error(Some(0), None, format!("cannot read the header row: {e}")))?
@@ -120,9 +222,11 @@ impl Source {
                 ));
             }
         }
+        record_start.mark(reader.position().byte());
         Ok(Source {
             path: path.to_path_buf(),
             reader,
+            record_start,
             headers,
             next_row: 1,
         })
@@ -150,11 +254,13 @@ impl Source {
                         self.headers.get(err.field()).map(String::as_str),
                         "is not valid UTF-8".into(),
                     ),
+                    ::csv::ErrorKind::Io(io) => self.error(Some(row), None, io.to_string()),
                     _ => self.error(Some(row), None, e.to_string()),
                 })?;
             if !more {
                 break;
             }
+            self.record_start.mark(self.reader.position().byte());
             records.push(record.clone());
             self.next_row += 1;
         }
@@ -175,19 +281,36 @@ impl Source {
             .collect()
     }
 
-    /// Declared types, else inferred from `records`.
-    fn types(&self, records: &[::csv::StringRecord], options: &CsvOptions) -> Vec<ColumnType> {
-        self.headers
-            .iter()
-            .enumerate()
-            .map(|(j, name)| {
-                options
-                    .schema
-                    .get(name)
-                    .copied()
-                    .unwrap_or_else(|| infer(&Self::cells(records, j, options)))
-            })
-            .collect()
+    /// Declared types, else inferred from `records` (data rows from 1).
+    /// A column inferred as strings that is nearly all numbers (or
+    /// booleans) is refused at its first odd cell (see [`Tally`]): a typo
+    /// must not turn a number column into strings that some later step
+    /// fails on.
+    fn types(
+        &self,
+        records: &[::csv::StringRecord],
+        options: &CsvOptions,
+    ) -> Result<Vec<ColumnType>, DataError> {
+        let mut types = Vec::with_capacity(self.headers.len());
+        for (j, name) in self.headers.iter().enumerate() {
+            if let Some(ty) = options.schema.get(name) {
+                types.push(*ty);
+                continue;
+            }
+            let cells = Self::cells(records, j, options);
+            let ty = infer(&cells);
+            if ty == ColumnType::String {
+                let mut tally = Tally::default();
+                for (i, cell) in cells.iter().enumerate() {
+                    if let Some(cell) = cell {
+                        tally.add(i as u64 + 1, cell);
+                    }
+                }
+                tally.refusal(self, name)?;
+            }
+            types.push(ty);
+        }
+        Ok(types)
     }
 
     /// `records` (the first being data row `first_row`) as a frame.
@@ -208,7 +331,7 @@ impl Source {
         let mut columns = Vec::with_capacity(self.headers.len());
         for (j, (name, ty)) in self.headers.iter().zip(types).enumerate() {
             let cells = Self::cells(records, j, options);
-            let nulls: Vec<u8> = cells.iter().map(|c| u8::from(c.is_none())).collect();
+            let mut nulls: Vec<u8> = cells.iter().map(|c| u8::from(c.is_none())).collect();
             let bad = |row: usize, cell: &str| {
                 let hint = if options.schema.contains_key(name) {
                     ""
@@ -226,7 +349,32 @@ impl Source {
             };
             let values = match ty {
                 ColumnType::F64 => {
-                    ColumnValues::F64(parse_all(&cells, f64::NAN, |c| c.parse().ok(), bad)?)
+                    let mut values = Vec::with_capacity(cells.len());
+                    for (row, cell) in cells.iter().enumerate() {
+                        let Some(c) = cell else {
+                            values.push(f64::NAN);
+                            continue;
+                        };
+                        match parse_f64(c) {
+                            Ok(Some(x)) => values.push(x),
+                            Ok(None) => {
+                                nulls[row] = 1;
+                                values.push(f64::NAN);
+                            }
+                            Err(CellError::Unreadable) => return Err(bad(row, c)),
+                            Err(CellError::Infinite) => {
+                                return Err(self.error(
+                                    Some(first_row + row as u64),
+                                    Some(name),
+                                    format!(
+                                        "`{c}` is infinite, and infinity is not a number kernels accept; \
+                                         replace it, or leave the cell empty for a missing value"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    ColumnValues::F64(values)
                 }
                 ColumnType::S64 => {
                     ColumnValues::S64(parse_all(&cells, 0, |c| c.parse().ok(), bad)?)
@@ -249,9 +397,17 @@ impl Source {
 /// Reads a whole CSV file with a header row into a frame, inferring types
 /// from every row.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Frame, DataError> {
-    let mut source = Source::open(path, options)?;
+    read_csv_bounded(path, options, MAX_RECORD_BYTES)
+}
+
+pub(crate) fn read_csv_bounded(
+    path: &Path,
+    options: &CsvOptions,
+    max_record: u64,
+) -> Result<Frame, DataError> {
+    let mut source = Source::open(path, options, max_record)?;
     let records = source.read(usize::MAX)?;
-    let types = source.types(&records, options);
+    let types = source.types(&records, options)?;
     source.frame(&records, &types, 1, options)
 }
 
@@ -260,6 +416,10 @@ pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Frame, DataError> {
 pub struct CsvChunks {
     source: Source,
     types: Vec<ColumnType>,
+    /// For each column inferred as strings, its cells so far: the sample
+    /// may hide that the whole column is numbers but a few, which only the
+    /// end of the file tells.
+    tallies: Vec<Option<Tally>>,
     /// Rows read for inference, not yet returned.
     pending: std::collections::VecDeque<::csv::StringRecord>,
     returned: u64,
@@ -273,12 +433,31 @@ impl CsvChunks {
         options: &CsvOptions,
         sample_rows: usize,
     ) -> Result<CsvChunks, DataError> {
-        let mut source = Source::open(path, options)?;
+        Self::open_bounded(path, options, sample_rows, MAX_RECORD_BYTES)
+    }
+
+    pub(crate) fn open_bounded(
+        path: &Path,
+        options: &CsvOptions,
+        sample_rows: usize,
+        max_record: u64,
+    ) -> Result<CsvChunks, DataError> {
+        let mut source = Source::open(path, options, max_record)?;
         let sample = source.read(sample_rows.max(1))?;
-        let types = source.types(&sample, options);
+        let types = source.types(&sample, options)?;
+        let tallies = source
+            .headers
+            .iter()
+            .zip(&types)
+            .map(|(name, ty)| {
+                (*ty == ColumnType::String && !options.schema.contains_key(name))
+                    .then(Tally::default)
+            })
+            .collect();
         Ok(CsvChunks {
             source,
             types,
+            tallies,
             pending: sample.into(),
             returned: 0,
             options: options.clone(),
@@ -293,7 +472,23 @@ impl CsvChunks {
             records.extend(self.source.read(rows - records.len())?);
         }
         if records.is_empty() {
+            // Once: the file has ended, every tally is whole.
+            for (name, tally) in self.source.headers.iter().zip(&mut self.tallies) {
+                if let Some(tally) = tally.take() {
+                    tally.refusal(&self.source, name)?;
+                }
+            }
             return Ok(None);
+        }
+        for (j, tally) in self.tallies.iter_mut().enumerate() {
+            if let Some(tally) = tally {
+                let cells = Source::cells(&records, j, &self.options);
+                for (i, cell) in cells.iter().enumerate() {
+                    if let Some(cell) = cell {
+                        tally.add(self.returned + 1 + i as u64, cell);
+                    }
+                }
+            }
         }
         let frame = self
             .source
@@ -322,13 +517,6 @@ fn parse_all<T: Copy>(
             Some(c) => parse(c).ok_or_else(|| bad(row, c)),
         })
         .collect()
-}
-
-fn io_message(e: &::csv::Error) -> String {
-    match e.kind() {
-        ::csv::ErrorKind::Io(io) => io.to_string(),
-        _ => e.to_string(),
-    }
 }
 
 /// Writes `frame` as CSV with a header row; nulls are empty cells. The file

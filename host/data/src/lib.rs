@@ -8,11 +8,15 @@ pub mod arrow;
 mod chunks;
 mod csv;
 pub mod generate;
+#[cfg(test)]
+mod hostile_input_tests;
+mod input;
+mod ipc;
 pub mod score;
 pub mod split;
 
 pub use chunks::{Chunks, INFER_ROWS, TableWriter};
-pub use csv::{CsvChunks, CsvOptions, read_csv, write_csv};
+pub use csv::{CsvChunks, CsvOptions, MAX_RECORD_BYTES, read_csv, write_csv};
 pub use kernel_host_types::{ColumnType, DataError, cell_text, column_len};
 
 use kernel_host_types::bindings::Frame;

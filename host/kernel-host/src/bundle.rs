@@ -1,11 +1,9 @@
 //! Fitted pipelines saved as one file: the plan, every kernel component,
 //! every kernel's fitted state and metadata, each part hashed.
 //!
-//! Layout: the magic `KHBUNDL1`, the index length (u64, little endian), the
-//! index (JSON: plan, metadata, and for each part its name, offset, length
-//! and sha256), the parts, then a trailer: the sha256 of everything before
-//! it. Loading checks the trailer and every part, and names what is wrong:
-//! a truncated file, a corrupted part, a modified index. Writes are atomic
+//! The file format lives in [`crate::manifest::bundle_file`], which checks
+//! the structure, the trailer and every part, and names what is wrong: a
+//! truncated file, a corrupted part, a modified index. Writes are atomic
 //! (temporary file, fsync, rename), so a killed writer leaves no bundle
 //! rather than half of one. Components compile through the on-disk cache,
 //! so loading a small pipeline the second time takes milliseconds.
@@ -13,76 +11,14 @@
 use crate::data::ColumnType;
 use crate::error::Error;
 use crate::job::Fitted;
+use crate::limits::Limits;
 use crate::manifest::Plan;
 use crate::pipeline::Pipeline;
-use crate::{KernelComponent, Sandbox, sha256_hex};
-use serde::{Deserialize, Serialize};
+use crate::{KernelComponent, Sandbox};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KHBUNDL1";
-
-/// Whether the file at `path` starts like a bundle.
-pub fn is_bundle(path: &Path) -> bool {
-    use std::io::Read as _;
-    let mut magic = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == MAGIC
-}
-/// 2: the index is a serialized plan (format 1 listed steps field by field).
-const FORMAT: u32 = 2;
-
-/// Why a bundle was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: not a kernel-host bundle (wrong magic bytes)", path.display())]
-    NotABundle { path: PathBuf },
-    #[error("{}: truncated: {detail}", path.display())]
-    Truncated { path: PathBuf, detail: String },
-    #[error("{}: part `{part}` is corrupted (sha256 {actual}, expected {expected})", path.display())]
-    CorruptPart {
-        path: PathBuf,
-        part: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("{}: the index is corrupted or was modified: {detail}", path.display())]
-    CorruptIndex { path: PathBuf, detail: String },
-    #[error("{}: written by bundle format {found}; this kernel-host reads format {FORMAT}: fit the manifest again with this kernel-host (`kernel-host fit MANIFEST --save ...`)", path.display())]
-    Format { path: PathBuf, found: u32 },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct PartRecord {
-    name: String,
-    offset: u64,
-    len: u64,
-    sha256: String,
-}
-
-/// The bundle's index.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Index {
-    format: u32,
-    created: String,
-    kernel_host: String,
-    wit: String,
-    /// The plan the pipeline was fitted from, as it ran (its `path` is the
-    /// manifest; every step pinned to the sha256 of its component part).
-    plan: Plan,
-    /// `name@version` of each step's kernel, as it described itself.
-    kernels: Vec<String>,
-    /// Feature columns and types the pipeline was fitted on.
-    schema: Vec<(String, ColumnType)>,
-    train_rows: u64,
-    parts: Vec<PartRecord>,
-}
+pub use crate::manifest::bundle_file::{BundleError, FORMAT, MAX_BUNDLE_BYTES, is_bundle};
+use crate::manifest::bundle_file::{self, Container, Index};
 
 /// Metadata of a bundle, for `inspect`-style listings.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +50,7 @@ pub async fn save(fitted: &mut Fitted, path: &Path) -> Result<(), Error> {
         // A shadow is a comparison, not part of the fitted model.
         spec.shadow = None;
     }
-    let mut index = Index {
+    let index = Index {
         format: FORMAT,
         created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         kernel_host: env!("CARGO_PKG_VERSION").into(),
@@ -125,170 +61,200 @@ pub async fn save(fitted: &mut Fitted, path: &Path) -> Result<(), Error> {
         train_rows: fitted.train_rows,
         parts: Vec::new(),
     };
-    let mut offset = 0u64;
-    for (name, bytes) in &parts {
-        index.parts.push(PartRecord {
-            name: name.clone(),
-            offset,
-            len: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-        });
-        offset += bytes.len() as u64;
-    }
-    let index_json = serde_json::to_vec(&index)
-        .map_err(|e| Error::Internal(format!("serializing the bundle index: {e}")))?;
-    let mut out = Vec::with_capacity(index_json.len() + offset as usize + 64);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(index_json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&index_json);
-    for (_, bytes) in &parts {
-        out.extend_from_slice(bytes);
-    }
-    let trailer = sha2::Sha256::digest(&out);
-    out.extend_from_slice(&trailer);
+    let out = bundle_file::encode(index, &parts).map_err(Error::Internal)?;
     crate::fsutil::write_atomic(path, &out)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-use sha2::Digest as _;
+/// One right a bundle's plan asks for beyond the sandbox's defaults: a
+/// grant, or a limit raised above [`Limits::default`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Right {
+    pub step: String,
+    /// e.g. `read /data (from /srv/data)`, `fuel 1e12 (default 1e10)`.
+    pub what: String,
+}
+
+impl std::fmt::Display for Right {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "step `{}`: {}", self.step, self.what)
+    }
+}
+
+/// The rights `spec` asks for beyond the defaults.
+fn rights_of(spec: &crate::manifest::KernelSpec) -> Vec<Right> {
+    let right = |what: String| Right {
+        step: spec.id.clone(),
+        what,
+    };
+    let mut rights = Vec::new();
+    for (guest, host) in &spec.grants.read_dirs {
+        rights.push(right(format!("read {guest} (host directory {})", host.display())));
+    }
+    if spec.grants.clocks {
+        rights.push(right("real clocks".into()));
+    }
+    if spec.grants.entropy {
+        rights.push(right("real entropy".into()));
+    }
+    let (l, d) = (spec.limits, Limits::default());
+    if l.fuel > d.fuel {
+        rights.push(right(format!("fuel {:.1e} per call (default {:.0e})", l.fuel as f64, d.fuel as f64)));
+    }
+    if l.memory_bytes > d.memory_bytes {
+        rights.push(right(format!("memory {} MiB (default {})", l.memory_bytes >> 20, d.memory_bytes >> 20)));
+    }
+    if l.timeout > d.timeout {
+        rights.push(right(format!("timeout {} ms (default {})", l.timeout.as_millis(), d.timeout.as_millis())));
+    }
+    if l.tensor_bytes > d.tensor_bytes {
+        rights.push(right(format!("tensors {} MiB (default {})", l.tensor_bytes >> 20, d.tensor_bytes >> 20)));
+    }
+    rights
+}
 
 /// A bundle read and verified, ready to load.
+///
+/// A bundle is data that may come from anywhere: the grants and raised
+/// limits its plan records are not trusted. [`Bundle::load`] refuses a
+/// bundle that asks for any until the user confirms them, with
+/// [`Bundle::trust`] (`--trust-bundle`) or by supplying them from a
+/// manifest of their own with [`Bundle::rights_from`] (`--rights-from`).
 pub struct Bundle {
     path: PathBuf,
-    index: Index,
-    bytes: Vec<u8>,
-    /// Where the parts start in `bytes`.
-    base: usize,
+    container: Container,
+    /// The user confirmed the rights the plan holds.
+    confirmed: bool,
 }
 
 impl Bundle {
-    /// Reads `path` and verifies every part.
+    /// Reads `path` and verifies its structure and every part.
     pub fn read(path: &Path) -> Result<Bundle, BundleError> {
-        let p = || path.to_path_buf();
-        let bytes =
-            std::fs::read(path).map_err(|source| BundleError::Read { path: p(), source })?;
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(BundleError::NotABundle { path: p() });
-        }
-        let index_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) as usize;
-        let base = 16usize.saturating_add(index_len);
-        if bytes.len() < base.saturating_add(32) {
-            return Err(BundleError::Truncated {
-                path: p(),
-                detail: format!(
-                    "the index needs {index_len} bytes, the file has {}",
-                    bytes.len()
-                ),
-            });
-        }
-        // The format first, so an older bundle is named as such rather than
-        // reported as corrupted.
-        #[derive(Deserialize)]
-        struct Header {
-            format: u32,
-        }
-        let header: Header =
-            serde_json::from_slice(&bytes[16..base]).map_err(|e| BundleError::CorruptIndex {
-                path: p(),
-                detail: format!("unreadable ({e})"),
-            })?;
-        if header.format != FORMAT {
-            return Err(BundleError::Format {
-                path: p(),
-                found: header.format,
-            });
-        }
-        let mut index: Index =
-            serde_json::from_slice(&bytes[16..base]).map_err(|e| BundleError::CorruptIndex {
-                path: p(),
-                detail: format!("unreadable ({e})"),
-            })?;
-        index.plan.path = p();
-        let parts_end = bytes.len() - 32;
-        for part in &index.parts {
-            let (start, end) = (
-                base as u64 + part.offset,
-                base as u64 + part.offset + part.len,
-            );
-            if end > parts_end as u64 {
-                return Err(BundleError::Truncated {
-                    path: p(),
-                    detail: format!(
-                        "part `{}` needs bytes {start}..{end}, the file has {} before its trailer",
-                        part.name, parts_end
-                    ),
-                });
-            }
-            let actual = sha256_hex(&bytes[start as usize..end as usize]);
-            if actual != part.sha256 {
-                return Err(BundleError::CorruptPart {
-                    path: p(),
-                    part: part.name.clone(),
-                    expected: part.sha256.clone(),
-                    actual,
-                });
-            }
-        }
-        let trailer = sha2::Sha256::digest(&bytes[..parts_end]);
-        if trailer.as_slice() != &bytes[parts_end..] {
-            return Err(BundleError::CorruptIndex {
-                path: p(),
-                detail: "the trailer hash does not match".into(),
-            });
+        let container = bundle_file::read(path)?;
+        for spec in &container.index.plan.steps {
+            spec.limits
+                .check()
+                .map_err(|m| BundleError::CorruptIndex {
+                    path: path.to_path_buf(),
+                    detail: format!("step `{}`: limits: {m}", spec.id),
+                })?;
         }
         Ok(Bundle {
-            path: p(),
-            index,
-            bytes,
-            base,
+            path: path.to_path_buf(),
+            container,
+            confirmed: false,
         })
     }
 
+    fn index(&self) -> &Index {
+        &self.container.index
+    }
+
+    /// What the bundle's plan asks for beyond the sandbox's defaults.
+    pub fn rights(&self) -> Vec<Right> {
+        self.index().plan.steps.iter().flat_map(rights_of).collect()
+    }
+
+    /// Accepts the rights the bundle asks for, as recorded.
+    pub fn trust(&mut self) {
+        self.confirmed = true;
+    }
+
+    /// Takes every step's grants and limits from `plan` (the user's own
+    /// manifest, steps matched by id) instead of the bundle's; a step the
+    /// manifest lacks is refused.
+    pub fn rights_from(&mut self, plan: &Plan) -> Result<(), Error> {
+        for spec in &mut self.container.index.plan.steps {
+            let Some(own) = plan.steps.iter().find(|s| s.id == spec.id) else {
+                return Err(Error::Usage(format!(
+                    "--rights-from {}: it has no step `{}`, which the bundle {} holds; the manifest given must be the one the bundle was fitted from",
+                    plan.path.display(),
+                    spec.id,
+                    self.path.display()
+                )));
+            };
+            spec.grants = own.grants.clone();
+            spec.limits = own.limits;
+        }
+        self.confirmed = true;
+        Ok(())
+    }
+
+    /// Drops every right the bundle asks for: no grants (the random seed
+    /// kept), limits no higher than the defaults. For looking at a bundle
+    /// (`validate`, `freeze`) without trusting it.
+    pub fn without_rights(&mut self) {
+        let d = Limits::default();
+        for spec in &mut self.container.index.plan.steps {
+            spec.grants = crate::Grants {
+                seed: spec.grants.seed,
+                ..crate::Grants::default()
+            };
+            let l = &mut spec.limits;
+            l.fuel = l.fuel.min(d.fuel);
+            l.memory_bytes = l.memory_bytes.min(d.memory_bytes);
+            l.timeout = l.timeout.min(d.timeout);
+            l.tensor_bytes = l.tensor_bytes.min(d.tensor_bytes);
+        }
+    }
+
+    /// Refuses to run a bundle whose plan asks for rights nobody confirmed.
+    pub fn check_rights(&self) -> Result<(), Error> {
+        let rights = self.rights();
+        if self.confirmed || rights.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = rights.iter().map(|r| format!("  - {r}")).collect();
+        Err(Error::Usage(format!(
+            "the bundle {} asks for rights beyond the sandbox's defaults:\n{}\na bundle is data and cannot grant itself rights: confirm them with --trust-bundle, or give your own manifest's grants and limits with --rights-from MANIFEST",
+            self.path.display(),
+            list.join("\n")
+        )))
+    }
     fn part(&self, name: &str) -> Option<&[u8]> {
-        let part = self.index.parts.iter().find(|x| x.name == name)?;
-        let start = self.base + part.offset as usize;
-        self.bytes.get(start..start + part.len as usize)
+        self.container.part(name)
     }
 
     pub fn info(&self) -> BundleInfo {
         BundleInfo {
-            pipeline: self.index.plan.name.clone(),
-            created: self.index.created.clone(),
-            kernel_host: self.index.kernel_host.clone(),
+            pipeline: self.index().plan.name.clone(),
+            created: self.index().created.clone(),
+            kernel_host: self.index().kernel_host.clone(),
             steps: self
-                .index
+                .index()
                 .plan
                 .steps
                 .iter()
-                .zip(&self.index.kernels)
+                .zip(&self.index().kernels)
                 .map(|(s, k)| (s.id.clone(), k.clone()))
                 .collect(),
-            schema: self.index.schema.clone(),
-            train_rows: self.index.train_rows,
-            bytes: self.bytes.len() as u64,
+            schema: self.index().schema.clone(),
+            train_rows: self.index().train_rows,
+            bytes: self.container.len(),
         }
     }
 
     /// The feature columns and types the pipeline was fitted on.
     pub fn schema(&self) -> &[(String, ColumnType)] {
-        &self.index.schema
+        &self.index().schema
     }
 
     /// The plan the pipeline was fitted from; its `path` is the bundle.
     pub fn plan(&self) -> &Plan {
-        &self.index.plan
+        &self.index().plan
     }
 
     /// The plan, to change what the bundle is run with (its output, its
     /// input rows, its limits).
     pub fn plan_mut(&mut self) -> &mut Plan {
-        &mut self.index.plan
+        &mut self.container.index.plan
     }
 
     /// Loads every kernel from the bundle, configures it and restores its
     /// fitted state: a pipeline ready to predict, without refitting.
     pub async fn load(&self, sandbox: &Sandbox) -> Result<Pipeline, Error> {
-        let plan = &self.index.plan;
+        self.check_rights()?;
+        let plan = &self.index().plan;
         let mut steps = Vec::with_capacity(plan.steps.len());
         for spec in &plan.steps {
             let sha = spec.sha256.as_deref().unwrap_or_default();
@@ -308,6 +274,7 @@ impl Bundle {
                 &self.path,
                 bytes,
                 Some(sha),
+                spec.limits,
             )
             .await?;
             let state = self

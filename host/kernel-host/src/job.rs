@@ -96,6 +96,11 @@ pub struct DataOverrides {
     pub input: Option<PathBuf>,
     /// Read (and fit) this many rows at a time.
     pub chunk_rows: Option<usize>,
+    /// Grant a bundle the rights (grants, raised limits) it records.
+    pub trust_bundle: bool,
+    /// Take a bundle's grants and limits from this plan (the user's own
+    /// manifest) instead.
+    pub rights_from: Option<Plan>,
 }
 
 impl DataOverrides {
@@ -107,6 +112,21 @@ impl DataOverrides {
                 "--train {}: a bundle is already fitted and is not refitted; give the manifest to fit on other data",
                 train.display()
             )));
+        }
+        match source {
+            Source::Bundle(bundle) => {
+                if let Some(plan) = &self.rights_from {
+                    bundle.rights_from(plan)?;
+                } else if self.trust_bundle {
+                    bundle.trust();
+                }
+            }
+            Source::Plan(_) if self.trust_bundle || self.rights_from.is_some() => {
+                return Err(Error::Usage(
+                    "--trust-bundle and --rights-from apply to bundles; a manifest grants its own rights".into(),
+                ));
+            }
+            Source::Plan(_) => {}
         }
         let plan = source.plan_mut();
         if let Some(rows) = self.chunk_rows {
@@ -343,11 +363,34 @@ pub struct Predictor<'a> {
     shadow: Score,
     rows: u64,
     writer: Option<(TableWriter, PathBuf)>,
+    /// The output columns of the first batch: every later batch must have
+    /// the same, or the output would be a corrupt table.
+    bound: Option<Vec<(String, ColumnType)>>,
+}
+
+/// The data files `plan` reads: an output must never replace one.
+pub fn input_files(plan: &Plan) -> Vec<&Path> {
+    match &plan.data.source {
+        DataSource::Files { train, test } => std::iter::once(train.as_path())
+            .chain(test.as_deref())
+            .collect(),
+        DataSource::Split { input, .. } => vec![input.as_path()],
+    }
+}
+
+/// Refuses `output` when it is a device or one of `plan`'s inputs.
+pub fn check_output(plan: &Plan, output: &Path) -> Result<(), Error> {
+    let mut inputs = input_files(plan);
+    inputs.push(&plan.path);
+    crate::fsutil::check_output(output, &inputs).map_err(Error::Usage)
 }
 
 impl<'a> Predictor<'a> {
     /// A predictor writing to `output` (CSV or Arrow by extension), if any.
     pub fn new(fitted: &'a mut Fitted, output: Option<&Path>) -> Result<Predictor<'a>, Error> {
+        if let Some(path) = output {
+            check_output(fitted.plan(), path)?;
+        }
         let writer = output
             .map(|path| {
                 TableWriter::create(path)
@@ -361,6 +404,57 @@ impl<'a> Predictor<'a> {
             shadow: Score::default(),
             rows: 0,
             writer,
+            bound: None,
+        })
+    }
+
+    /// Refuses an output batch whose columns differ from the first's.
+    fn bind(&mut self, table: &Frame, first_row: u64) -> Result<(), Error> {
+        let schema = table.schema();
+        let Some(first) = &self.bound else {
+            self.bound = Some(schema);
+            return Ok(());
+        };
+        if *first == schema {
+            return Ok(());
+        }
+        let describe = |s: &[(String, ColumnType)]| {
+            s.iter()
+                .map(|(n, t)| format!("{} {t}", crate::printable(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let what = first
+            .iter()
+            .zip(&schema)
+            .find(|(a, b)| a != b)
+            .map(|((n, t), (m, u))| {
+                if n == m {
+                    format!("column `{}` was {t} and is now {u}", crate::printable(n))
+                } else {
+                    format!(
+                        "column `{}` became `{}`",
+                        crate::printable(n),
+                        crate::printable(m)
+                    )
+                }
+            })
+            .unwrap_or_else(|| format!("{} columns became {}", first.len(), schema.len()));
+        let step = self.fitted.pipeline.steps().last();
+        Err(Error::Kernel {
+            kernel: step.map(|s| s.spec.id.clone()).unwrap_or_default(),
+            operation: step.map_or("predict", |s| {
+                if s.kind() == crate::bindings::KernelKind::Transformer {
+                    "transform"
+                } else {
+                    "predict"
+                }
+            }),
+            fault: crate::Fault::BadOutput(format!(
+                "its output changed between batches at row {first_row}: {what} (first batch: {}; this batch: {}); the output of one run must keep one schema",
+                describe(first),
+                describe(&schema)
+            )),
         })
     }
 
@@ -411,6 +505,7 @@ impl<'a> Predictor<'a> {
             }
             Output::Transformed(frame) => frame,
         };
+        self.bind(&table, first_row)?;
         if let Some((writer, path)) = self.writer.as_mut() {
             writer
                 .write(&table)
@@ -516,6 +611,15 @@ pub async fn run(
 ) -> Result<RunReport, Error> {
     let started = Instant::now();
     let path = source.plan().path.clone();
+    // Refuse a bad output path before the fit, not after it.
+    for output in options.save.iter().chain(
+        options
+            .predict
+            .then_some(source.plan().output.predictions.as_ref())
+            .flatten(),
+    ) {
+        check_output(source.plan(), output)?;
+    }
     let (mut fitted, held) = load(sandbox, source, progress).await?;
     if let Some(save) = &options.save {
         bundle::save(&mut fitted, save).await?;

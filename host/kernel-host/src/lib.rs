@@ -63,7 +63,7 @@ pub use kernel_host_sandbox::{
     Checkpoint, KernelComponent, KernelInstance, KernelStats, Metering, Sandbox, SandboxBuilder,
     sha256_hex,
 };
-pub use kernel_host_types::{Grants, Limits};
+pub use kernel_host_types::{Grants, Limits, printable, printable_lines};
 pub use pipeline::{Output, Pipeline, PipelineCheckpoint, Step};
 pub use telemetry::Telemetry;
 

@@ -410,6 +410,7 @@ impl Pipeline {
             &spec.id,
             &spec.source,
             spec.sha256.as_deref(),
+            spec.limits,
         )
         .await
         .map_err(|e| pin_error(manifest, spec, e.into()))?;
@@ -432,6 +433,7 @@ impl Pipeline {
                     &format!("{}.shadow", spec.id),
                     &shadow.source,
                     shadow.sha256.as_deref(),
+                    shadow.limits,
                 )
                 .await?;
                 let mut instance = component

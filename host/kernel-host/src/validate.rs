@@ -98,8 +98,18 @@ fn human_count(n: f64) -> String {
 /// Validates a bundle: every part's hash, and every kernel loaded,
 /// configured and restored as `predict` would. There is no data to check:
 /// a bundle is not refitted.
-pub async fn validate_bundle(bundle: &crate::bundle::Bundle) -> Validation {
+pub async fn validate_bundle(mut bundle: crate::bundle::Bundle) -> Validation {
     let mut report = Validation::default();
+    // Checked without the rights it asks for; running it needs them
+    // confirmed, which is worth saying.
+    let rights = bundle.rights();
+    if !rights.is_empty() {
+        report.notes.push(format!(
+            "the bundle asks for rights beyond the defaults ({}); `predict` needs --trust-bundle or --rights-from MANIFEST to grant them; checked here without them",
+            rights.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    bundle.without_rights();
     let sandbox = match Sandbox::builder().device(bundle.plan().device).build() {
         Ok(s) => s,
         Err(e) => {
@@ -162,22 +172,14 @@ pub async fn validate(
         }
     };
 
-    // Every kernel: file, pin, component, WIT version, imports, parameters.
-    // Instances get generous limits so the sample run can measure what the
-    // configured limits would refuse; projections are compared with those.
-    let mut measuring = manifest.clone();
-    for spec in &mut measuring.steps {
-        spec.limits = Limits {
-            fuel: spec.limits.fuel.max(1 << 50),
-            memory_bytes: 4 << 30,
-            timeout: spec.limits.timeout.max(Duration::from_secs(120)),
-            tensor_bytes: spec.limits.tensor_bytes.max(16 << 30),
-        };
-    }
+    // Every kernel: file, pin, component, WIT version, imports, parameters,
+    // each call under the manifest's own limits: validating a kernel that
+    // loops must end as running it would. A sample call that needs more
+    // than its limit fails here, which is the answer.
     let cache = Pipeline::cache_for(&manifest);
     let mut steps = Vec::new();
-    for spec in &measuring.steps {
-        match Pipeline::load_step(&sandbox, &measuring, spec, cache.as_ref()).await {
+    for spec in &manifest.steps {
+        match Pipeline::load_step(&sandbox, &manifest, spec, cache.as_ref()).await {
             Ok(step) => {
                 report.kernels.push((spec.id.clone(), step.kernel_name()));
                 steps.push(step);
@@ -236,7 +238,7 @@ pub async fn validate(
     let x = x_train.take_rows(&rows);
     let y = y_train.as_ref().map(|y| take(y, &rows));
     let before = recorder.recorded().len();
-    let mut pipeline = Pipeline::from_steps(measuring, steps);
+    let mut pipeline = Pipeline::from_steps(manifest.clone(), steps);
     // Fit, then predict (or transform) the same rows, as a run would; calls
     // of the fit phase scale to the training rows, the rest to the test rows.
     let mut predict_from = before;

@@ -75,6 +75,9 @@ struct RawCache {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPipeline {
     name: Option<String>,
+    /// Seeds every kernel's random stream (default 0).
+    #[serde(default)]
+    seed: u64,
     /// A chain: each step takes the previous one's output.
     steps: Option<Spanned<Vec<Spanned<String>>>>,
     /// A graph: `[[pipeline.step]]` tables.
@@ -217,26 +220,53 @@ impl Source<'_> {
         what: &str,
     ) -> Result<PathBuf, ManifestError> {
         let path = self.resolve(value.get_ref());
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(self.error_at(
-                Some(value.span()),
-                key,
-                format!("{what} not found: {}", path.display()),
-            ))
-        }
+        let problem = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => return Ok(path),
+            // A pipe (`<(...)`) is checked when it is read (a data file may
+            // be one); opening it here would wait for its writer.
+            Ok(meta) if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) => {
+                return Ok(path);
+            }
+            // Say what it is: a device such as /dev/zero is not "missing".
+            Ok(_) => match kernel_host_types::fsutil::open_input(&path, false) {
+                Err(e) => format!("{what} refused: {e}"),
+                Ok(_) => format!("{what} is not a regular file: {}", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{what} not found: {}", path.display())
+            }
+            Err(e) => format!("{what} unreadable: {}: {e}", path.display()),
+        };
+        Err(self.error_at(Some(value.span()), key, problem))
     }
 }
 
+/// The largest manifest read. Real ones are a few KiB (the biggest example
+/// is 1.6 KiB); the bound keeps `/dev/zero` or a huge file given by
+/// mistake from being read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 /// The manifest's text, or an error naming the file.
 fn read(path: &Path) -> Result<String, ManifestError> {
-    std::fs::read_to_string(path).map_err(|e| ManifestError {
-        file: path.to_path_buf(),
-        line: None,
-        key: None,
-        message: format!("cannot read the manifest: {e}"),
+    kernel_host_types::fsutil::read_limited_string(path, MAX_MANIFEST_BYTES).map_err(|e| {
+        ManifestError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!(
+                "cannot read the manifest: {}",
+                without_path(path, e.to_string())
+            ),
+        }
     })
+}
+
+/// `message` without a leading `path`, which the error names already.
+pub(crate) fn without_path(path: &Path, message: String) -> String {
+    match message.strip_prefix(&path.display().to_string()) {
+        Some(rest) => rest.trim_start().to_string(),
+        None => message,
+    }
 }
 
 fn param_value(value: &toml::Value) -> Option<ParamValue> {
@@ -250,16 +280,18 @@ fn param_value(value: &toml::Value) -> Option<ParamValue> {
 }
 
 fn check_limits(limits: &Limits) -> Result<(), String> {
-    if limits.fuel == 0 {
-        return Err("fuel must be greater than 0".into());
-    }
-    if limits.memory_bytes == 0 || limits.memory_bytes > 4 << 30 {
-        return Err("memory-mib must be between 1 and 4096".into());
-    }
-    if limits.timeout.is_zero() {
-        return Err("timeout-ms must be greater than 0".into());
-    }
-    Ok(())
+    limits.check()
+}
+
+/// `mib` of `key` in bytes, refused when it does not fit in 64 bits.
+fn mib_key(src: &Source, key: &str, mib: u64) -> Result<u64, ManifestError> {
+    kernel_host_types::limits::mib_to_bytes(mib).ok_or_else(|| {
+        src.error_at(
+            None,
+            key,
+            format!("{mib} MiB is more bytes than a 64-bit number holds"),
+        )
+    })
 }
 
 impl Plan {
@@ -389,10 +421,30 @@ impl Plan {
             })
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let lock = if ignore_lock {
-            None
+        // A lock that cannot be read is reported, not ignored: running
+        // unpinned kernels silently is what the lock exists to prevent.
+        let (lock, lock_error) = if ignore_lock {
+            (None, None)
         } else {
-            Lock::read(path).ok().flatten()
+            match Lock::read(path) {
+                Ok(lock) => (lock, None),
+                Err(e) => {
+                    let file = Lock::path_for(path);
+                    let cause = without_path(&file, e.root_cause().to_string());
+                    let message = format!(
+                        "cannot read the lock file: {cause}; fix it, or delete it and run `kernel-host lock` to pin the registry kernels again"
+                    );
+                    (
+                        None,
+                        Some(ManifestError {
+                            file,
+                            line: None,
+                            key: None,
+                            message,
+                        }),
+                    )
+                }
+            }
         };
         let src = Source {
             path,
@@ -415,14 +467,15 @@ impl Plan {
                 );
             }
         };
-        let mut errors = Vec::new();
+        let mut errors: Vec<ManifestError> = lock_error.into_iter().collect();
 
         let defaults = raw.defaults.limits.apply(Limits::default());
         if let Err(m) = check_limits(&defaults) {
             errors.push(src.error_at(None, "defaults.limits", m));
         }
 
-        let steps = resolve_steps(
+        let seed = raw.pipeline.seed;
+        let mut steps = resolve_steps(
             &src,
             raw.pipeline.steps,
             raw.pipeline.step,
@@ -430,6 +483,12 @@ impl Plan {
             defaults,
             &mut errors,
         );
+        // Every kernel gets its own deterministic random stream.
+        for step in &mut steps {
+            step.grants
+                .seed
+                .get_or_insert(Grants::derive_seed(seed, &step.id));
+        }
 
         let data = resolve_data(&src, raw.data)
             .map_err(|e| errors.push(e))
@@ -440,6 +499,9 @@ impl Plan {
             audit_log: raw.output.audit_log.map(|p| src.resolve(&p)),
             report: raw.output.report.map(|p| src.resolve(&p)),
         };
+        let cache_bytes = mib_key(&src, "cache.max-mib", raw.cache.max_mib.unwrap_or(256))
+            .map_err(|e| errors.push(e))
+            .unwrap_or(0);
         let plan = data.map(|data| Plan {
             path: path.to_path_buf(),
             name: raw.pipeline.name.unwrap_or_else(|| {
@@ -450,7 +512,7 @@ impl Plan {
             steps,
             data,
             output,
-            cache_bytes: raw.cache.max_mib.unwrap_or(256) << 20,
+            cache_bytes,
             device: raw.tensor.device,
         });
         (plan, errors)
@@ -910,7 +972,11 @@ fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
         chunk_rows: raw
             .chunk_rows
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        memory_budget: raw.memory_budget_mib.unwrap_or(512) << 20,
+        memory_budget: mib_key(
+            src,
+            "data.memory-budget-mib",
+            raw.memory_budget_mib.unwrap_or(512),
+        )?,
     })
 }
 
@@ -947,5 +1013,113 @@ mod tests {
                 .starts_with("/nonexistent/m.toml:6: `kernels.a.source`: kernel file not found"),
             "{e}"
         );
+    }
+
+    /// A fresh directory holding `d.csv`, `k.wasm` and a manifest `m.toml`
+    /// training on `train`; removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(train: &str) -> Scratch {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "kh-manifest-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("d.csv"), "a,b\n1,2\n").unwrap();
+            std::fs::write(dir.join("k.wasm"), "").unwrap();
+            std::fs::write(
+                dir.join("m.toml"),
+                format!(
+                    "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = {train:?}\n[kernels.k]\nsource = \"k.wasm\"\n"
+                ),
+            )
+            .unwrap();
+            Scratch(dir)
+        }
+
+        fn manifest(&self) -> PathBuf {
+            self.0.join("m.toml")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_device_or_a_huge_file_as_manifest_is_refused_with_the_reason() {
+        let e = Plan::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/dev/zero: cannot read the manifest: is a character device, not a regular file"
+        );
+        let dir = Scratch::new("d.csv");
+        let huge = dir.0.join("huge.toml");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_MANIFEST_BYTES + 1)
+            .unwrap();
+        let e = Plan::load(&huge).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "cannot read the manifest: is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit for this kind of file",
+                MAX_MANIFEST_BYTES + 1
+            )
+        );
+        assert!(Plan::load(&dir.manifest()).is_ok());
+    }
+
+    #[test]
+    fn a_device_as_data_file_is_not_called_missing_and_a_pipe_is_accepted() {
+        let e = Plan::load(&Scratch::new("/dev/zero").manifest()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("data.train"));
+        assert!(
+            e.message
+                .ends_with("/dev/zero is a character device, not a regular file"),
+            "{e}"
+        );
+        assert!(!e.message.contains("not found"), "{e}");
+        let dir = Scratch::new("pipe.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.0.join("pipe.csv"))
+            .status();
+        if made.is_ok_and(|s| s.success()) {
+            // Accepted without opening it (which would wait for a writer).
+            assert!(Plan::load(&dir.manifest()).is_ok());
+        }
+    }
+
+    #[test]
+    fn an_unreadable_lock_is_reported_not_ignored() {
+        let dir = Scratch::new("d.csv");
+        let lock = dir.0.join("kernel-host.lock");
+        std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+        let errors = Plan::load_all(&dir.manifest()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].file, lock);
+        assert!(
+            errors[0].message.starts_with(
+                "cannot read the lock file: is a character device, not a regular file; fix it, or delete it"
+            ),
+            "{}",
+            errors[0]
+        );
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::write(&lock, "[[kernel]]\nid = 1\n").unwrap();
+        let errors = Plan::load_all(&dir.manifest()).unwrap_err();
+        assert!(
+            errors[0].message.starts_with("cannot read the lock file: "),
+            "{}",
+            errors[0]
+        );
+        // `upgrade` ignores the lock, so it can replace a broken one.
+        assert!(Plan::load_unlocked(&dir.manifest(), &NoRegistry).is_ok());
     }
 }

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod builder;
+pub mod bundle_file;
 pub mod document;
 mod error;
 pub mod graph;

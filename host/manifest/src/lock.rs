@@ -74,6 +74,11 @@ pub struct Pin {
     pub sha256: String,
 }
 
+/// The largest lock file read: a pin takes about 150 bytes, so 16 MiB is
+/// over 100 000 pinned kernels; the bound keeps a device or a huge file in
+/// its place from being read into memory.
+pub const MAX_LOCK_BYTES: u64 = 16 << 20;
+
 /// `kernel-host.lock`: exact versions and hashes of a manifest's registry
 /// kernels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,10 +96,11 @@ impl Lock {
             .join("kernel-host.lock")
     }
 
-    /// Reads the lock beside `manifest`, if there is one.
+    /// Reads the lock beside `manifest`, if there is one. Anything but a
+    /// regular file of at most [`MAX_LOCK_BYTES`] is refused with what it is.
     pub fn read(manifest: &Path) -> anyhow::Result<Option<Lock>> {
         let path = Self::path_for(manifest);
-        match std::fs::read_to_string(&path) {
+        match kernel_host_types::fsutil::read_limited_string(&path, MAX_LOCK_BYTES) {
             Ok(text) => Ok(Some(
                 toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
             )),
@@ -113,5 +119,28 @@ impl Lock {
 
     pub fn pin(&self, id: &str) -> Option<&Pin> {
         self.pins.iter().find(|p| p.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_that_is_a_device_is_refused_not_read_forever() {
+        let dir = std::env::temp_dir().join(format!("kh-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join("m.toml");
+        assert_eq!(Lock::read(&manifest).unwrap(), None);
+        let lock = Lock::path_for(&manifest);
+        std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+        let e = Lock::read(&manifest).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            format!("{e:#}").ends_with("is a character device, not a regular file"),
+            "{e:#}"
+        );
+        let io = e.root_cause().downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     }
 }

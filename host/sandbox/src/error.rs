@@ -134,6 +134,7 @@ impl From<kernel_host_types::bindings::KernelError> for Fault {
             K::InvalidState(m) => (RefusalKind::InvalidState, m),
             K::Failed(m) => (RefusalKind::Failed, m),
         };
+        let message = kernel_host_types::printable(&message).into_owned();
         Fault::Refused { kind, message }
     }
 }

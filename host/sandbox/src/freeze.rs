@@ -106,6 +106,7 @@ pub async fn freeze(
         component.path(),
         &instrumented,
         None,
+        instance.limits(),
     )
     .await?;
     let mut twin = twin

@@ -97,33 +97,28 @@ impl KernelComponent {
         path: &Path,
         pinned_sha256: Option<&str>,
     ) -> Result<KernelComponent, Error> {
-        Self::load_for(sandbox, "", id, path, pinned_sha256).await
+        Self::load_for(sandbox, "", id, path, pinned_sha256, Limits::default()).await
     }
 
     /// Like [`KernelComponent::load`], labelling the load-time `describe`
-    /// call with `pipeline` in metrics and the audit log.
+    /// call with `pipeline` in metrics and the audit log, and running it
+    /// under `limits` (the step's: the manifest's limits cover loading too).
     pub async fn load_for(
         sandbox: &Sandbox,
         pipeline: &str,
         id: &str,
         path: &Path,
         pinned_sha256: Option<&str>,
+        limits: Limits,
     ) -> Result<KernelComponent, Error> {
         let refuse = |problem| Error::Load {
             kernel: id.to_string(),
             path: path.to_path_buf(),
             problem,
         };
-        let size = std::fs::metadata(path)
-            .map_err(|e| refuse(LoadProblem::Read(e)))?
-            .len();
-        if size > MAX_KERNEL_BYTES {
-            return Err(refuse(LoadProblem::NotAComponent(format!(
-                "{size} bytes is larger than the {MAX_KERNEL_BYTES}-byte limit"
-            ))));
-        }
-        let bytes = std::fs::read(path).map_err(|e| refuse(LoadProblem::Read(e)))?;
-        Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256).await
+        let bytes = kernel_host_types::fsutil::read_limited(path, MAX_KERNEL_BYTES)
+            .map_err(|e| refuse(LoadProblem::Read(e)))?;
+        Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256, limits).await
     }
 
     /// Like [`KernelComponent::load_for`], from bytes already in memory
@@ -135,6 +130,7 @@ impl KernelComponent {
         path: &Path,
         bytes: &[u8],
         pinned_sha256: Option<&str>,
+        limits: Limits,
     ) -> Result<KernelComponent, Error> {
         let refuse = |problem| Error::Load {
             kernel: id.to_string(),
@@ -180,9 +176,7 @@ impl KernelComponent {
             bytes: bytes.into(),
             frozen: crate::freeze::frozen_record(bytes),
         };
-        let mut probe = component
-            .instantiate(Limits::default(), Grants::default())
-            .await?;
+        let mut probe = component.instantiate(limits, Grants::default()).await?;
         probe.set_pipeline(pipeline);
         component.info = probe.describe().await?;
         Ok(component)
@@ -777,7 +771,9 @@ impl KernelInstance {
         let data = self.store.data_mut();
         data.log_budget = crate::imports::LOG_MESSAGES_PER_CALL;
         data.limiter.take_refusal();
-        (Instant::now(), data.stderr.mark())
+        let now = Instant::now();
+        data.deadline = now.checked_add(limits.timeout);
+        (now, data.stderr.mark())
     }
 
     fn finish<R>(
@@ -823,6 +819,7 @@ impl KernelInstance {
         let text = stderr.since(self.stderr_logged);
         self.stderr_logged = stderr.mark();
         for line in text.lines().filter(|l| !l.trim().is_empty()).take(100) {
+            let line = kernel_host_types::printable(line);
             tracing::info!(kernel = %self.shared.id, "stderr: {line}");
         }
     }
@@ -876,7 +873,8 @@ impl KernelInstance {
     }
 
     pub async fn describe(&mut self) -> Result<KernelInfo, Error> {
-        let result = guarded!(self, "describe", |k, store| k.call_describe(store));
+        let result =
+            guarded!(self, "describe", |k, store| k.call_describe(store)).map(printable_info);
         if let Ok(info) = &result
             && self.context.kernel.is_empty()
         {
@@ -1064,7 +1062,12 @@ impl KernelInstance {
 
     pub async fn explain(&mut self) -> Result<Explanation, Error> {
         let result = guarded!(self, "explain", |k, store| k.call_explain(store))
-            .and_then(|r| refused(self.id(), "explain", r));
+            .and_then(|r| refused(self.id(), "explain", r))
+            .and_then(|e| {
+                let check = check_explanation(&e);
+                self.check_output("explain", check)?;
+                Ok(printable_explanation(e))
+            });
         self.record("explain", 0, &result, |_| 0, false);
         result
     }
@@ -1076,6 +1079,66 @@ impl KernelInstance {
     ) -> Result<(), Error> {
         check.map_err(|message| self.shared.fault(operation, Fault::BadOutput(message)))
     }
+}
+
+/// What a kernel says about itself, safe to print (see
+/// [`kernel_host_types::printable`]).
+fn printable_info(mut info: KernelInfo) -> KernelInfo {
+    use kernel_host_types::make_printable as clean;
+    clean(&mut info.name);
+    clean(&mut info.version);
+    clean(&mut info.description);
+    for p in &mut info.params {
+        clean(&mut p.name);
+        clean(&mut p.description);
+        if let bindings::ParamType::Choice(choices) = &mut p.kind {
+            choices.iter_mut().for_each(clean);
+        }
+        if let bindings::ParamValue::String(v) = &mut p.default {
+            clean(v);
+        }
+    }
+    info
+}
+
+/// Tables in an explanation are frames like any output: every column as
+/// long as the table claims, names unique (the host lays them out row by
+/// row, so a claimed row count must be real).
+fn check_explanation(e: &Explanation) -> Result<(), String> {
+    for entry in &e.entries {
+        if let bindings::ExplainValue::Table(table) = &entry.value {
+            kernel_host_types::check_frame(table, None).map_err(|m| {
+                format!(
+                    "explanation table `{}`: {m}",
+                    kernel_host_types::printable(&entry.name)
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// An explanation with everything textual made safe to print.
+fn printable_explanation(mut e: Explanation) -> Explanation {
+    use kernel_host_types::make_printable as clean;
+    clean(&mut e.summary);
+    for entry in &mut e.entries {
+        clean(&mut entry.name);
+        match &mut entry.value {
+            bindings::ExplainValue::Labels(labels) => labels.iter_mut().for_each(clean),
+            bindings::ExplainValue::Text(text) => clean(text),
+            bindings::ExplainValue::Table(table) => {
+                for column in &mut table.columns {
+                    clean(&mut column.name);
+                    if let bindings::ColumnValues::String(cells) = &mut column.values {
+                        cells.iter_mut().for_each(clean);
+                    }
+                }
+            }
+            bindings::ExplainValue::Scalar(_) | bindings::ExplainValue::Vector(_) => {}
+        }
+    }
+    e
 }
 
 /// Turns an error out of wasm into a [`Fault`], using what the store saw:

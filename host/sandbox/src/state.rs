@@ -4,7 +4,8 @@
 //!
 //! A guest sees no environment variables, no arguments, no stdin, no
 //! network, no filesystem except read-only directories its manifest grants,
-//! and frozen clocks unless granted real ones. Its stdout is discarded; its
+//! frozen clocks unless granted real ones, and a seeded random stream
+//! unless granted real entropy. Its stdout is discarded; its
 //! stderr is kept (the last 64 KiB) so a panic message can be reported, and
 //! is forwarded to the host's log.
 
@@ -31,6 +32,8 @@ pub struct HostState {
     pub(crate) log_budget: u32,
     /// The kernel's host tensors: backend, exchange, byte accounts.
     pub(crate) tensors: kernel_host_tensor::StoreTensors,
+    /// When the current call's time is up (host work checks it).
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 impl HostState {
@@ -41,6 +44,12 @@ impl HostState {
 
     pub(crate) fn table_ref(&self) -> &ResourceTable {
         &self.table
+    }
+
+    /// Whether the current call's time is up.
+    pub(crate) fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
     }
 
     /// Host resources (streams, directories, tensors) the guest holds handles to.
@@ -64,6 +73,15 @@ impl HostState {
         if !grants.clocks {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
+        if !grants.entropy {
+            // A deterministic stream, so runs repeat exactly; real entropy
+            // only when granted.
+            use rand::SeedableRng as _;
+            let seed = grants.seed.unwrap_or(0);
+            wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15))
+                .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed));
+        }
         for (guest, host) in &grants.read_dirs {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
@@ -77,6 +95,7 @@ impl HostState {
             stderr,
             log_budget: 0,
             tensors,
+            deadline: None,
         })
     }
 }
@@ -200,10 +219,14 @@ pub fn panic_message(stderr: &str) -> Option<String> {
         .take_while(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
         .collect();
     let message = message.join(" ");
+    let location = kernel_host_types::printable(location.trim());
     Some(if message.trim().is_empty() {
-        format!("panicked at {}", location.trim())
+        format!("panicked at {location}")
     } else {
-        format!("panicked at {}: {}", location.trim(), message.trim())
+        format!(
+            "panicked at {location}: {}",
+            kernel_host_types::printable(message.trim())
+        )
     })
 }
 

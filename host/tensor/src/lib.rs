@@ -278,7 +278,8 @@ pub fn random(len: usize, seed: u64, normal: Option<(f32, f32)>, range: (f32, f3
 /// Tensors handed from one kernel to another (`publish` / `take`), shared
 /// by every kernel of a sandbox. What waits here is no longer counted
 /// against any kernel's cap, so the exchange has its own: at most
-/// [`Exchange::MAX_BYTES`] in at most [`Exchange::MAX_ENTRIES`] names.
+/// [`Exchange::MAX_BYTES`] in at most [`Exchange::MAX_ENTRIES`] names of at
+/// most [`Exchange::MAX_NAME_BYTES`] each (names count against the bytes).
 #[derive(Clone, Default)]
 pub struct Exchange {
     slots: Arc<Mutex<HashMap<String, Tensor>>>,
@@ -287,9 +288,17 @@ pub struct Exchange {
 impl Exchange {
     pub const MAX_BYTES: u64 = 1 << 30;
     pub const MAX_ENTRIES: usize = 256;
+    pub const MAX_NAME_BYTES: usize = 256;
 
     /// Publishes `tensor` under `name`, replacing what was there.
     pub fn publish(&self, name: &str, tensor: Tensor) -> Result<(), TensorError> {
+        if name.len() > Self::MAX_NAME_BYTES {
+            return Err(TensorError::InvalidArgument(format!(
+                "a tensor name of {} bytes; names are at most {} bytes",
+                name.len(),
+                Self::MAX_NAME_BYTES
+            )));
+        }
         let mut slots = self
             .slots
             .lock()
@@ -297,12 +306,13 @@ impl Exchange {
         let waiting: u64 = slots
             .iter()
             .filter(|(n, _)| n.as_str() != name)
-            .map(|(_, t)| t.bytes())
+            .map(|(n, t)| t.bytes() + n.len() as u64)
             .sum();
-        if waiting + tensor.bytes() > Self::MAX_BYTES {
+        let total = waiting + tensor.bytes() + name.len() as u64;
+        if total > Self::MAX_BYTES {
             return Err(TensorError::OutOfMemory(format!(
                 "published tensors would total {} MiB, over the exchange's {} MiB; take (or stop publishing) tensors first",
-                (waiting + tensor.bytes()) >> 20,
+                total >> 20,
                 Self::MAX_BYTES >> 20
             )));
         }

@@ -47,11 +47,22 @@ pub fn check_frame(frame: &Frame, expected_rows: Option<u32>) -> Result<(), Stri
             frame.rows
         ));
     }
-    for (i, column) in frame.columns.iter().enumerate() {
+    // Linear: a kernel may return 100 000 columns.
+    let mut names = std::collections::HashSet::with_capacity(frame.columns.len());
+    for column in &frame.columns {
         check_column(column, frame.rows)?;
-        if frame.columns[..i].iter().any(|c| c.name == column.name) {
-            return Err(format!("column name `{}` appears twice", column.name));
+        if !names.insert(column.name.as_str()) {
+            return Err(format!(
+                "column name `{}` appears twice",
+                crate::printable(&column.name)
+            ));
         }
+    }
+    if frame.columns.is_empty() && frame.rows > 0 && expected_rows.is_none() {
+        return Err(format!(
+            "claims {} rows but has no columns",
+            frame.rows
+        ));
     }
     Ok(())
 }
@@ -260,6 +271,18 @@ pub enum ColumnType {
     S64,
     Bool,
     String,
+}
+
+/// As a manifest writes it: `f64`, `s64`, `bool`, `string`.
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ColumnType::F64 => "f64",
+            ColumnType::S64 => "s64",
+            ColumnType::Bool => "bool",
+            ColumnType::String => "string",
+        })
+    }
 }
 
 /// Which columns of its input a step's kernel sees.

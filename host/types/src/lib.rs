@@ -11,6 +11,7 @@ pub mod frame;
 pub mod fsutil;
 mod grants;
 pub mod limits;
+pub mod text;
 
 pub use frame::{
     ColumnType, DataError, Selection, cell_text, check_column, check_frame, column_len, concat,
@@ -18,3 +19,4 @@ pub use frame::{
 };
 pub use grants::Grants;
 pub use limits::{Limits, LimitsSpec};
+pub use text::{make_printable, printable, printable_lines};

@@ -60,14 +60,59 @@ pub struct LimitsSpec {
 }
 
 impl LimitsSpec {
-    /// `self` over `base`.
+    /// `self` over `base`. A size too large for bytes in a `u64` saturates
+    /// (and is then refused by the caller's range check, never wrapped to
+    /// a small number).
     pub fn apply(&self, base: Limits) -> Limits {
         Limits {
             fuel: self.fuel.unwrap_or(base.fuel),
-            memory_bytes: self.memory_mib.map_or(base.memory_bytes, |m| m << 20),
+            memory_bytes: self.memory_mib.map_or(base.memory_bytes, mib_saturating),
             timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
-            tensor_bytes: self.tensor_mib.map_or(base.tensor_bytes, |m| m << 20),
+            tensor_bytes: self.tensor_mib.map_or(base.tensor_bytes, mib_saturating),
         }
+    }
+}
+
+/// `mib` MiB in bytes, `None` when that does not fit in a `u64`.
+pub fn mib_to_bytes(mib: u64) -> Option<u64> {
+    mib.checked_mul(1 << 20)
+}
+
+fn mib_saturating(mib: u64) -> u64 {
+    mib_to_bytes(mib).unwrap_or(u64::MAX)
+}
+
+/// The largest `timeout-ms` accepted: a week. Longer is a mistake, and a
+/// deadline that far out would overflow some clocks.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// The largest `tensor-mib` accepted: 1 TiB.
+pub const MAX_TENSOR_MIB: u64 = 1 << 20;
+
+impl Limits {
+    /// Refuses limits outside what the sandbox can enforce, naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.fuel == 0 {
+            return Err("fuel must be greater than 0".into());
+        }
+        if self.memory_bytes == 0 || self.memory_bytes > 4 << 30 {
+            return Err(format!(
+                "memory-mib must be between 1 and 4096 (a kernel's 32-bit memory holds at most 4 GiB), not {}",
+                self.memory_bytes >> 20
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_millis(MAX_TIMEOUT_MS) {
+            return Err(format!(
+                "timeout-ms must be between 1 and {MAX_TIMEOUT_MS} (a week), not {}",
+                self.timeout.as_millis()
+            ));
+        }
+        if self.tensor_bytes > MAX_TENSOR_MIB << 20 {
+            return Err(format!(
+                "tensor-mib must be at most {MAX_TENSOR_MIB} (1 TiB), not {}",
+                self.tensor_bytes >> 20
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -89,6 +134,32 @@ mod tests {
         assert_eq!(l.tensor_bytes, 3 << 20);
         assert_eq!(l.memory_bytes, base.memory_bytes);
         assert_eq!(l.timeout, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn huge_sizes_never_wrap() {
+        // 2^44 + 1 MiB is 2^64 + 2^20 bytes: wrapped, that was 1 MiB.
+        let spec = LimitsSpec {
+            memory_mib: Some(17_592_186_044_417),
+            tensor_mib: Some(1 << 44),
+            ..LimitsSpec::default()
+        };
+        let l = spec.apply(Limits::default());
+        assert_eq!(l.memory_bytes, u64::MAX);
+        assert!(l.check().unwrap_err().contains("memory-mib"));
+        let l = Limits {
+            memory_bytes: 1 << 20,
+            ..l
+        };
+        assert!(l.check().unwrap_err().contains("tensor-mib"));
+        let l = LimitsSpec {
+            timeout_ms: Some(u64::MAX),
+            ..LimitsSpec::default()
+        }
+        .apply(Limits::default());
+        assert!(l.check().unwrap_err().contains("timeout-ms"));
+        assert!(Limits::default().check().is_ok());
+        assert_eq!(mib_to_bytes(1 << 44), None);
     }
 }
 

@@ -24,17 +24,29 @@ pub struct DataArgs {
     /// Read (and fit) the data this many rows at a time, in bounded memory (overrides `data.chunk-rows`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_rows: Option<u64>,
+    /// Grant a bundle the rights it records (directories, clocks, entropy, limits above the defaults); without this a bundle asking for any is refused.
+    #[arg(long)]
+    pub trust_bundle: bool,
+    /// Run a bundle with the grants and limits of this manifest (yours, steps matched by id) instead of those it records.
+    #[arg(long, value_name = "MANIFEST", conflicts_with = "trust_bundle")]
+    pub rights_from: Option<PathBuf>,
 }
 
 impl DataArgs {
-    pub fn overrides(&self) -> DataOverrides {
-        DataOverrides {
+    pub fn overrides(&self) -> Result<DataOverrides, Error> {
+        let rights_from = match &self.rights_from {
+            Some(path) => Some(kernel_host::Plan::load_with(path, &registry())?),
+            None => None,
+        };
+        Ok(DataOverrides {
             train: self.train.clone(),
             input: self.input.clone(),
             chunk_rows: self
                 .chunk_rows
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        }
+            trust_bundle: self.trust_bundle,
+            rights_from,
+        })
     }
 }
 
@@ -70,7 +82,7 @@ pub fn registry() -> Registry {
 /// Opens `path` (a bundle or a manifest) with the data flags applied.
 pub fn open(path: &Path, data: &DataArgs) -> Result<Source, Error> {
     let mut source = Source::open(path, &registry())?;
-    data.overrides().apply(&mut source)?;
+    data.overrides()?.apply(&mut source)?;
     Ok(source)
 }
 

@@ -19,7 +19,9 @@ pub struct FreezeArgs {
 }
 
 pub async fn freeze(args: FreezeArgs) -> Result<(), kernel_host::Error> {
-    let bundle = Bundle::read(&args.bundle)?;
+    let mut bundle = Bundle::read(&args.bundle)?;
+    // A frozen component carries no grants: the bundle's are not needed.
+    bundle.without_rights();
     let sandbox = Sandbox::builder().build()?;
     let mut pipeline = bundle.load(&sandbox).await?;
     let ids: Vec<String> = pipeline.steps().iter().map(|s| s.spec.id.clone()).collect();

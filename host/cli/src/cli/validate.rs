@@ -26,7 +26,7 @@ pub async fn validate(args: ValidateArgs) -> Result<(), kernel_host::Error> {
             ));
         }
         let bundle = kernel_host::bundle::Bundle::read(&args.manifest)?;
-        kernel_host::validate::validate_bundle(&bundle).await
+        kernel_host::validate::validate_bundle(bundle).await
     } else {
         kernel_host::validate::validate(&args.manifest, &super::common::registry(), args.sample)
             .await

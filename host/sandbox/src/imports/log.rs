@@ -26,6 +26,7 @@ impl log::Host for HostState {
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
+        kernel_host_types::make_printable(&mut message);
         match level {
             log::Level::Trace => tracing::trace!(kernel, "{message}"),
             log::Level::Debug => tracing::debug!(kernel, "{message}"),

@@ -20,13 +20,17 @@ type Result<T> = std::result::Result<T, TensorError>;
 type WitResult<T> = std::result::Result<T, wit::TensorError>;
 
 fn to_wit<T>(result: Result<T>) -> WitResult<T> {
-    result.map_err(|e| match e {
+    result.map_err(wit_error)
+}
+
+fn wit_error(e: TensorError) -> wit::TensorError {
+    match e {
         TensorError::ShapeMismatch(m) => wit::TensorError::ShapeMismatch(m),
         TensorError::OutOfMemory(m) => wit::TensorError::OutOfMemory(m),
         TensorError::InvalidArgument(m) => wit::TensorError::InvalidArgument(m),
         TensorError::Backend(m) => wit::TensorError::Backend(m),
         TensorError::NotFound(m) => wit::TensorError::NotFound(m),
-    })
+    }
 }
 
 fn binary_op(op: wit::BinaryOp) -> BinaryOp {
@@ -82,6 +86,21 @@ fn gone(e: impl std::fmt::Display) -> TensorError {
 }
 
 impl HostState {
+    /// Host work a kernel asks for counts against its call's wall clock:
+    /// past the deadline, an operation waits (so the call's timer fires and
+    /// the call ends as a timeout) instead of computing. One operation
+    /// already running is not interrupted: a call overruns its timeout by
+    /// at most one operation.
+    async fn pace(&mut self) -> Result<()> {
+        if self.past_deadline() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            return Err(TensorError::Backend(
+                "the call's time limit has passed: no more tensor operations".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn tensor(&self, handle: &Resource<Tensor>) -> Result<Tensor> {
         self.table_ref().get(handle).cloned().map_err(gone)
     }
@@ -175,6 +194,7 @@ fn exact(len: usize, rows: usize, cols: usize) -> Result<()> {
 
 impl HostTensor for HostState {
     async fn from_list(&mut self, shape: Vec<u32>, data: Vec<f32>) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.create(&shape, |n| {
                 exact(data.len(), n, 1)?;
@@ -184,6 +204,7 @@ impl HostTensor for HostState {
     }
 
     async fn from_f64(&mut self, shape: Vec<u32>, data: Vec<f64>) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.create(&shape, |n| {
                 exact(data.len(), n, 1)?;
@@ -193,12 +214,14 @@ impl HostTensor for HostState {
     }
 
     async fn zeros(&mut self, shape: Vec<u32>) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.filled(&shape, 0.0)
         })())
     }
 
     async fn ones(&mut self, shape: Vec<u32>) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.filled(&shape, 1.0)
         })())
@@ -211,6 +234,7 @@ impl HostTensor for HostState {
         high: f32,
         seed: u64,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
                 || !low.is_finite()
@@ -233,6 +257,7 @@ impl HostTensor for HostState {
         std: f32,
         seed: u64,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             if std.is_nan() || std < 0.0 || !std.is_finite() {
                 return Err(TensorError::InvalidArgument(format!(
@@ -255,6 +280,7 @@ impl HostTensor for HostState {
         parts: Vec<Resource<Tensor>>,
         axis: u32,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let axis = check_axis(axis)?;
             let parts = parts
@@ -304,6 +330,7 @@ impl HostTensor for HostState {
     }
 
     async fn to_list(&mut self, handle: Resource<Tensor>) -> WitResult<Vec<f32>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Vec<f32>> {
             let t = self.tensor(&handle)?;
             self.backend()?.download(&t)
@@ -317,6 +344,7 @@ impl HostTensor for HostState {
         transpose_self: bool,
         transpose_other: bool,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let b = self.tensor(&other)?;
             self.op(
@@ -333,6 +361,7 @@ impl HostTensor for HostState {
         op: wit::BinaryOp,
         other: Resource<Tensor>,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let b = self.tensor(&other)?;
             self.op(
@@ -349,6 +378,7 @@ impl HostTensor for HostState {
         op: wit::ScalarOp,
         value: f32,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(&handle, same, |backend, a| {
                 backend.scalar(scalar_op(op), a, value)
@@ -361,6 +391,7 @@ impl HostTensor for HostState {
         handle: Resource<Tensor>,
         op: wit::UnaryOp,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(&handle, same, |backend, a| backend.unary(unary_op(op), a))
         })())
@@ -371,6 +402,7 @@ impl HostTensor for HostState {
         handle: Resource<Tensor>,
         axis: u32,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let axis = check_axis(axis)?;
             self.op(&handle, same, |backend, a| backend.softmax(a, axis))
@@ -383,6 +415,7 @@ impl HostTensor for HostState {
         op: wit::ReduceOp,
         axis: u32,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let axis = check_axis(axis)?;
             self.op(
@@ -394,6 +427,7 @@ impl HostTensor for HostState {
     }
 
     async fn transpose(&mut self, handle: Resource<Tensor>) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(
                 &handle,
@@ -409,6 +443,7 @@ impl HostTensor for HostState {
         start: u32,
         end: u32,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(
                 &handle,
@@ -431,6 +466,7 @@ impl HostTensor for HostState {
         handle: Resource<Tensor>,
         indices: Vec<u32>,
     ) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             self.op(
                 &handle,
@@ -455,6 +491,7 @@ impl HostTensor for HostState {
 
 impl Host for HostState {
     async fn publish(&mut self, name: String, value: Resource<Tensor>) -> WitResult<()> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<()> {
             let tensor = self.tensor(&value)?;
             self.tensors.tensors.exchange.publish(&name, tensor)
@@ -462,6 +499,7 @@ impl Host for HostState {
     }
 
     async fn take(&mut self, name: String) -> WitResult<Resource<Tensor>> {
+        self.pace().await.map_err(wit_error)?;
         to_wit((|| -> Result<Resource<Tensor>> {
             let tensor = self.tensors.tensors.exchange.take(&name).ok_or_else(|| {
                 TensorError::NotFound(format!("no tensor was published as `{name}`"))

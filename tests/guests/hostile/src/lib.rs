@@ -41,7 +41,25 @@ const BEHAVIOURS: &[&str] = &[
     "bad-column",
     "refuse",
     "burn",
+    "configure-loop",
+    "wide",
+    "explain-lie",
+    "drift",
+    "escape",
+    "random",
 ];
+
+thread_local! {
+    static CALLS: RefCell<u32> = const { RefCell::new(0) };
+}
+
+/// What std's hash maps draw from `wasi:random` for their keys, as a number.
+fn random_draw() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(42);
+    (hasher.finish() >> 11) as f64
+}
 
 /// Never returns: the point is to exhaust the stack.
 #[allow(unconditional_recursion)]
@@ -101,6 +119,12 @@ fn act(in_transform: bool) -> Result<Option<String>, KernelError> {
             Some(since_epoch.to_string())
         }
         "refuse" => return Err(KernelError::InvalidInput("refused on purpose".into())),
+        // Terminal escape sequences and a forged line in a refusal.
+        "escape" => {
+            return Err(KernelError::InvalidInput(
+                "\x1b[2J\x1b[Hall clear\nerror: forged line".into(),
+            ));
+        }
         // A known amount of work (`target` iterations), then normal output.
         "burn" => {
             let n: u64 = target.parse().unwrap_or(0);
@@ -123,7 +147,9 @@ impl Guest for Hostile {
             name: "hostile".into(),
             version: "0.1.0".into(),
             kind: KernelKind::Transformer,
-            description: "misbehaves on request, for sandbox tests".into(),
+            // An escape sequence that would clear a terminal, a bell, and a
+            // bidirectional override: the host must print them escaped.
+            description: "misbehaves on request, for sandbox tests\x1b[2J\x07\u{202e}".into(),
             params: vec![ParamSpec {
                 name: "behaviour".into(),
                 description: "what to do in fit and transform".into(),
@@ -145,6 +171,12 @@ impl Guest for Hostile {
                 })
         };
         let behaviour = text("behaviour").unwrap_or_else(|| "none".into());
+        if behaviour == "configure-loop" {
+            let mut i: u64 = 0;
+            loop {
+                i = black_box(i.wrapping_add(1));
+            }
+        }
         if !BEHAVIOURS.contains(&behaviour.trim_start_matches("transform-")) {
             return Err(KernelError::InvalidParams(format!(
                 "unknown behaviour `{behaviour}`"
@@ -166,7 +198,31 @@ impl Guest for Hostile {
         let loot = act(true)?;
         let behaviour = BEHAVIOUR.with_borrow(|b| b.0.trim_start_matches("transform-").to_string());
         let rows = x.rows as usize;
+        let calls = CALLS.with_borrow_mut(|c| {
+            *c += 1;
+            *c
+        });
         Ok(match behaviour.as_str() {
+            // 100 000 columns, the last named like the first.
+            "wide" => Frame {
+                rows: x.rows,
+                columns: (0..100_000)
+                    .map(|i| Column::f64(&format!("c{}", i % 99_999), vec![0.0; rows]))
+                    .collect(),
+            },
+            // The first output is numeric, every later one text.
+            "drift" if calls == 1 => Frame {
+                rows: x.rows,
+                columns: vec![Column::f64("y", vec![1.0; rows])],
+            },
+            "drift" => Frame {
+                rows: x.rows,
+                columns: vec![Column::string("y", vec!["one".into(); rows])],
+            },
+            "random" => Frame {
+                rows: x.rows,
+                columns: vec![Column::f64("r", vec![random_draw(); rows])],
+            },
             "wrong-rows" => Frame {
                 rows: x.rows + 1,
                 columns: vec![Column::f64("x", vec![0.0; rows + 1])],
@@ -202,6 +258,19 @@ impl Guest for Hostile {
     }
 
     fn explain() -> Result<Explanation, KernelError> {
+        if BEHAVIOUR.with_borrow(|b| b.0 == "explain-lie") {
+            // A table that claims 2^32 - 1 rows and holds none.
+            return Ok(Explanation {
+                summary: "lies about its table".into(),
+                entries: vec![kernel_sdk::ExplainEntry {
+                    name: "table".into(),
+                    value: kernel_sdk::ExplainValue::Table(Frame {
+                        rows: u32::MAX,
+                        columns: vec![],
+                    }),
+                }],
+            });
+        }
         Err(KernelError::Unsupported("nothing to explain".into()))
     }
 }

@@ -12,7 +12,10 @@
 //!   from another kernel;
 //! - `matmul`: `fit` makes two random `target x target` tensors and keeps
 //!   them; each `transform` multiplies them once and reads back one row
-//!   (for the benchmark).
+//!   (for the benchmark);
+//! - `matmul-loop`: `fit` multiplies two `target x target` tensors again and
+//!   again, forever (host work that must count against the time limit);
+//! - `long-names`: `fit` publishes tensors under 32 MiB names.
 
 #![allow(clippy::panic)]
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -103,6 +106,22 @@ impl Guest for Probe {
                 let values: Vec<f32> = column.iter().map(|&v| v as f32).collect();
                 let t = Tensor::from_rows(values.len(), 1, &values)?;
                 t.publish(&s.target)?;
+                Ok(())
+            }
+            "matmul-loop" => {
+                let n: usize = s.target.parse().unwrap_or(512);
+                let a = Tensor::uniform(n, n, -1.0, 1.0, 1)?;
+                let b = Tensor::uniform(n, n, -1.0, 1.0, 2)?;
+                loop {
+                    std::hint::black_box(a.matmul(&b)?);
+                }
+            }
+            "long-names" => {
+                let name = "n".repeat(32 << 20);
+                for i in 0..256 {
+                    let t = Tensor::zeros(1, 1)?;
+                    t.publish(&format!("{name}{i}"))?;
+                }
                 Ok(())
             }
             "matmul" => {

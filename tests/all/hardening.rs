@@ -48,7 +48,11 @@ fn hostile(dir: &Path, behaviour: &str, limits: &str) -> PathBuf {
 #[test]
 fn the_load_time_describe_runs_under_the_steps_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let m = manifest(dir.path(), guests::STANDARD_SCALER, "limits = { fuel = 2000 }");
+    let m = manifest(
+        dir.path(),
+        guests::STANDARD_SCALER,
+        "limits = { fuel = 2000 }",
+    );
     let o = kernel_host(&["run", m.to_str().unwrap()]);
     let err = all_text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -96,7 +100,11 @@ async fn host_tensor_work_counts_against_the_call_timeout() {
     };
     let mut looping = probe("matmul-loop", "384", limits).await;
     let started = Instant::now();
-    let (_, fault) = fault_of(looping.fit(&frame(vec![f64_column("a", vec![1.0])]), None).await);
+    let (_, fault) = fault_of(
+        looping
+            .fit(&frame(vec![f64_column("a", vec![1.0])]), None)
+            .await,
+    );
     assert!(matches!(fault, Fault::Timeout { .. }), "{fault}");
     // Matmuls back to back never yield to the timer on their own: without
     // the deadline check this ran until the fuel ran out, minutes later.
@@ -110,8 +118,15 @@ async fn host_tensor_work_counts_against_the_call_timeout() {
 #[tokio::test]
 async fn tensor_exchange_names_are_bounded() {
     let mut flood = probe("long-names", "", Limits::default()).await;
-    let (_, fault) = fault_of(flood.fit(&frame(vec![f64_column("a", vec![1.0])]), None).await);
-    assert!(fault.to_string().contains("names are at most 256 bytes"), "{fault}");
+    let (_, fault) = fault_of(
+        flood
+            .fit(&frame(vec![f64_column("a", vec![1.0])]), None)
+            .await,
+    );
+    assert!(
+        fault.to_string().contains("names are at most 256 bytes"),
+        "{fault}"
+    );
 }
 
 async fn hostile_instance(behaviour: &str) -> kernel_host::KernelInstance {
@@ -137,7 +152,10 @@ async fn an_explanation_table_must_hold_the_rows_it_claims() {
 #[tokio::test]
 async fn a_hundred_thousand_columns_are_checked_in_linear_time() {
     let mut wide = hostile_instance("wide").await;
-    let (_, fault) = fault_of(wide.transform(&frame(vec![f64_column("x", vec![1.0])])).await);
+    let (_, fault) = fault_of(
+        wide.transform(&frame(vec![f64_column("x", vec![1.0])]))
+            .await,
+    );
     assert!(
         matches!(&fault, Fault::BadOutput(m) if m.contains("column name `c0` appears twice")),
         "{fault}"
@@ -160,7 +178,14 @@ fn devices_are_refused_as_inputs_naming_what_they_are() {
         "{}",
         all_text(&o)
     );
-    let o = kernel_host(&["predict", "/dev/zero", "--input", "/dev/zero", "-o", "p.csv"]);
+    let o = kernel_host(&[
+        "predict",
+        "/dev/zero",
+        "--input",
+        "/dev/zero",
+        "-o",
+        "p.csv",
+    ]);
     assert!(
         all_text(&o).contains("is a character device"),
         "{}",
@@ -277,7 +302,9 @@ fn an_output_whose_type_changes_between_chunks_is_refused() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(
             err.contains("kernel `villain`")
-                && err.contains("changed between batches at row 3: column `y` was f64 and is now string"),
+                && err.contains(
+                    "changed between batches at row 3: column `y` was f64 and is now string"
+                ),
             "{err}"
         );
         assert!(!out.exists(), "no corrupt {output}");
@@ -327,11 +354,17 @@ fn huge_sizes_in_a_manifest_are_refused_not_wrapped() {
         "limits = { memory-mib = 17592186044417 }",
     );
     let err = kernel_host::Plan::load(&m).unwrap_err().to_string();
-    assert!(err.contains("memory-mib must be between 1 and 4096"), "{err}");
+    assert!(
+        err.contains("memory-mib must be between 1 and 4096"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(&m)
         .unwrap()
         .replace("limits = { memory-mib = 17592186044417 }", "")
-        .replace("test = \"d.csv\"", "test = \"d.csv\"\nmemory-budget-mib = 17592186044416");
+        .replace(
+            "test = \"d.csv\"",
+            "test = \"d.csv\"\nmemory-budget-mib = 17592186044416",
+        );
     std::fs::write(&m, text).unwrap();
     let err = kernel_host::Plan::load(&m).unwrap_err().to_string();
     assert!(
@@ -354,8 +387,14 @@ fn kernel_strings_reach_the_terminal_escaped() {
     let o = kernel_host(&["run", m.to_str().unwrap()]);
     let err = all_text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("\\u{1b}[2J\\u{1b}[Hall clear\\nerror: forged line"), "{err}");
-    assert!(!err.contains('\x1b') && !err.contains("\nerror: forged"), "{err}");
+    assert!(
+        err.contains("\\u{1b}[2J\\u{1b}[Hall clear\\nerror: forged line"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\x1b') && !err.contains("\nerror: forged"),
+        "{err}"
+    );
 }
 
 // 8. Determinism: a seeded random source unless entropy is granted.
@@ -397,5 +436,12 @@ async fn kernels_draw_from_a_seeded_random_source_unless_granted_entropy() {
     assert!(seeds.iter().all(Option::is_some), "{seeds:?}");
     assert_ne!(seeds[0], seeds[1]);
     let again = kernel_host::Plan::load(&penguins).unwrap();
-    assert_eq!(seeds, again.steps.iter().map(|s| s.grants.seed).collect::<Vec<_>>());
+    assert_eq!(
+        seeds,
+        again
+            .steps
+            .iter()
+            .map(|s| s.grants.seed)
+            .collect::<Vec<_>>()
+    );
 }

@@ -143,6 +143,23 @@ pub fn batch_to_frame(
             }
             other => return Err(unsupported(file, name, other)),
         };
+        // As in a CSV: an infinity is not a value kernels accept.
+        if let ColumnValues::F64(v) = &values
+            && let Some(i) = v
+                .iter()
+                .enumerate()
+                .position(|(i, x)| x.is_infinite() && !array.is_null(i))
+        {
+            return Err(error(
+                file,
+                Some(first_row + i as u64 + 1),
+                Some(name),
+                format!(
+                    "{} is an infinity, not a number kernels accept; replace it, or make the cell null for a missing value",
+                    v[i]
+                ),
+            ));
+        }
         columns.push(Column {
             name: name.clone(),
             values,

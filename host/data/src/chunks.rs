@@ -165,9 +165,17 @@ impl TableWriter {
             Some(first) if *first != schema => anyhow::bail!(
                 "a table's batches must share one schema: the first had {} columns ({}), this one {} ({})",
                 first.len(),
-                first.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", "),
+                first
+                    .iter()
+                    .map(|(n, t)| format!("{n} {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 schema.len(),
-                schema.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
+                schema
+                    .iter()
+                    .map(|(n, t)| format!("{n} {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Some(_) => {}
         }

@@ -488,3 +488,25 @@ fn arrow_columns_named_twice_are_refused() {
     let e = batch_to_frame(&batch, Path::new("<stdin>"), 0).unwrap_err();
     assert_eq!(e.column.as_deref(), Some("x"));
 }
+
+#[test]
+fn arrow_infinities_are_refused_like_csv_ones() {
+    let dir = Scratch::new();
+    let path = dir.0.join("inf.arrow");
+    let frame = Frame {
+        rows: 3,
+        columns: vec![Column {
+            name: "x".into(),
+            values: ColumnValues::F64(vec![1.0, f64::NEG_INFINITY, 2.0]),
+            nulls: None,
+        }],
+    };
+    write_arrow(&path, &frame).unwrap();
+    let err = arrow_refused_both_ways(&path);
+    assert_eq!(
+        (err.row, err.column.as_deref()),
+        (Some(2), Some("x")),
+        "{err}"
+    );
+    assert!(err.message.contains("-inf is an infinity"), "{err}");
+}

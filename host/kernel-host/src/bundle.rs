@@ -17,8 +17,8 @@ use crate::pipeline::Pipeline;
 use crate::{KernelComponent, Sandbox};
 use std::path::{Path, PathBuf};
 
-pub use crate::manifest::bundle_file::{BundleError, FORMAT, MAX_BUNDLE_BYTES, is_bundle};
 use crate::manifest::bundle_file::{self, Container, Index};
+pub use crate::manifest::bundle_file::{BundleError, FORMAT, MAX_BUNDLE_BYTES, is_bundle};
 
 /// Metadata of a bundle, for `inspect`-style listings.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,7 +89,10 @@ fn rights_of(spec: &crate::manifest::KernelSpec) -> Vec<Right> {
     };
     let mut rights = Vec::new();
     for (guest, host) in &spec.grants.read_dirs {
-        rights.push(right(format!("read {guest} (host directory {})", host.display())));
+        rights.push(right(format!(
+            "read {guest} (host directory {})",
+            host.display()
+        )));
     }
     if spec.grants.clocks {
         rights.push(right("real clocks".into()));
@@ -99,16 +102,31 @@ fn rights_of(spec: &crate::manifest::KernelSpec) -> Vec<Right> {
     }
     let (l, d) = (spec.limits, Limits::default());
     if l.fuel > d.fuel {
-        rights.push(right(format!("fuel {:.1e} per call (default {:.0e})", l.fuel as f64, d.fuel as f64)));
+        rights.push(right(format!(
+            "fuel {:.1e} per call (default {:.0e})",
+            l.fuel as f64, d.fuel as f64
+        )));
     }
     if l.memory_bytes > d.memory_bytes {
-        rights.push(right(format!("memory {} MiB (default {})", l.memory_bytes >> 20, d.memory_bytes >> 20)));
+        rights.push(right(format!(
+            "memory {} MiB (default {})",
+            l.memory_bytes >> 20,
+            d.memory_bytes >> 20
+        )));
     }
     if l.timeout > d.timeout {
-        rights.push(right(format!("timeout {} ms (default {})", l.timeout.as_millis(), d.timeout.as_millis())));
+        rights.push(right(format!(
+            "timeout {} ms (default {})",
+            l.timeout.as_millis(),
+            d.timeout.as_millis()
+        )));
     }
     if l.tensor_bytes > d.tensor_bytes {
-        rights.push(right(format!("tensors {} MiB (default {})", l.tensor_bytes >> 20, d.tensor_bytes >> 20)));
+        rights.push(right(format!(
+            "tensors {} MiB (default {})",
+            l.tensor_bytes >> 20,
+            d.tensor_bytes >> 20
+        )));
     }
     rights
 }
@@ -132,12 +150,10 @@ impl Bundle {
     pub fn read(path: &Path) -> Result<Bundle, BundleError> {
         let container = bundle_file::read(path)?;
         for spec in &container.index.plan.steps {
-            spec.limits
-                .check()
-                .map_err(|m| BundleError::CorruptIndex {
-                    path: path.to_path_buf(),
-                    detail: format!("step `{}`: limits: {m}", spec.id),
-                })?;
+            spec.limits.check().map_err(|m| BundleError::CorruptIndex {
+                path: path.to_path_buf(),
+                detail: format!("step `{}`: limits: {m}", spec.id),
+            })?;
         }
         Ok(Bundle {
             path: path.to_path_buf(),
@@ -255,6 +271,7 @@ impl Bundle {
     pub async fn load(&self, sandbox: &Sandbox) -> Result<Pipeline, Error> {
         self.check_rights()?;
         let plan = &self.index().plan;
+        let admission = sandbox.admit(Pipeline::instances(plan)).await?;
         let mut steps = Vec::with_capacity(plan.steps.len());
         for spec in &plan.steps {
             let sha = spec.sha256.as_deref().unwrap_or_default();
@@ -286,6 +303,6 @@ impl Bundle {
                 .to_vec();
             steps.push(Pipeline::restore_step(plan, spec, component, &state).await?);
         }
-        Ok(Pipeline::from_steps(plan.clone(), steps))
+        Ok(Pipeline::from_steps(plan.clone(), steps).hold(admission))
     }
 }

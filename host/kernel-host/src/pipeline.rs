@@ -359,6 +359,9 @@ pub enum Output {
 pub struct Pipeline {
     plan: Plan,
     steps: Vec<Step>,
+    /// The sandbox's instance slots this pipeline holds (see
+    /// [`Sandbox::admit`]).
+    _admission: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pipeline {
@@ -366,6 +369,7 @@ impl Pipeline {
     /// Fails before anything runs if a kernel is refused or its parameters
     /// are invalid.
     pub async fn load(sandbox: &Sandbox, manifest: Plan) -> Result<Pipeline, Error> {
+        let admission = sandbox.admit(Self::instances(&manifest)).await?;
         let cache = Self::cache_for(&manifest);
         let mut steps = Vec::with_capacity(manifest.steps.len());
         for spec in &manifest.steps {
@@ -377,7 +381,20 @@ impl Pipeline {
         Ok(Pipeline {
             plan: manifest,
             steps,
+            _admission: Some(admission),
         })
+    }
+
+    /// The most kernel instances `plan` holds at once: each step's (its
+    /// `parallel` workers, its shadow), and the one a load-time `describe`
+    /// uses.
+    pub fn instances(plan: &Plan) -> u32 {
+        let held: u32 = plan
+            .steps
+            .iter()
+            .map(|s| s.parallel.max(1) + u32::from(s.shadow.is_some()))
+            .sum();
+        held.saturating_add(1)
     }
 
     /// A pipeline from steps loaded one by one (see [`Pipeline::load_step`]).
@@ -385,7 +402,15 @@ impl Pipeline {
         Pipeline {
             plan: manifest,
             steps,
+            _admission: None,
         }
+    }
+
+    /// Keeps `admission` (slots reserved with [`Sandbox::admit`]) for as
+    /// long as the pipeline lives.
+    pub fn hold(mut self, admission: tokio::sync::OwnedSemaphorePermit) -> Pipeline {
+        self._admission = Some(admission);
+        self
     }
 
     /// The shared result cache, when any step asks for caching.

@@ -5,10 +5,9 @@
 //! bundle restored without refitting (the cluster path), or a plan fitted
 //! first, in chunks when it says so.
 
-use crate::data::arrow::{batch_to_frame, frame_to_batch};
+use crate::data::arrow::{BatchReader, batch_to_frame, frame_to_batch};
 use crate::error::{DataError, Error};
 use crate::job::{Fitted, Predicted, Predictor};
-use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::ArrowError;
 use std::io::{Read, Write};
@@ -40,13 +39,15 @@ pub async fn serve(
     input: impl Read,
     output: impl Write,
 ) -> Result<Predicted, Error> {
-    let reader = StreamReader::try_new(std::io::BufReader::new(input), None)
-        .map_err(|e| input_error(e, "not an Arrow IPC stream".into()))?;
+    // The checked reader: every length a message claims is checked before
+    // anything is allocated, so a forged stream is an error, not a crash.
+    let mut reader =
+        BatchReader::stream(input).map_err(|e| input_error(e, "not an Arrow IPC stream".into()))?;
     let mut predictor = Predictor::new(fitted, None)?;
     let mut writer: Option<StreamWriter<_>> = None;
     let mut output = Some(output);
     let mut rows = 0u64;
-    for batch in reader {
+    while let Some(batch) = reader.next_batch() {
         let batch = batch
             .map_err(|e| input_error(e, format!("unreadable record batch after {rows} rows")))?;
         let frame = batch_to_frame(&batch, Path::new(STDIN), rows)?;

@@ -237,8 +237,19 @@ pub async fn validate(
     let rows: Vec<usize> = (0..sample).collect();
     let x = x_train.take_rows(&rows);
     let y = y_train.as_ref().map(|y| take(y, &rows));
+    // The sample run measures what the limits would refuse, so it gets
+    // headroom: bounded, so that a kernel looping on the sample still ends.
+    drop(steps);
+    let mut pipeline = match Pipeline::load(&sandbox, measuring(&manifest)).await {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            report
+                .problems
+                .push(format!("loading for the sample run failed: {e}"));
+            return report;
+        }
+    };
     let before = recorder.recorded().len();
-    let mut pipeline = Pipeline::from_steps(manifest.clone(), steps);
     // Fit, then predict (or transform) the same rows, as a run would; calls
     // of the fit phase scale to the training rows, the rest to the test rows.
     let mut predict_from = before;
@@ -296,6 +307,30 @@ pub async fn validate(
         report.estimates.push(estimate);
     }
     report
+}
+
+/// How many times its limits a step gets on the sample run.
+pub const SAMPLE_HEADROOM: u32 = 10;
+
+/// `plan` with the sample run's limits: [`SAMPLE_HEADROOM`] times each
+/// step's, the wall clock at most two minutes (or the step's own, if
+/// longer), memory at most 4 GiB.
+fn measuring(plan: &Plan) -> Plan {
+    let mut plan = plan.clone();
+    for spec in &mut plan.steps {
+        let l = spec.limits;
+        let raised = l.timeout * SAMPLE_HEADROOM;
+        spec.limits = Limits {
+            fuel: l.fuel.saturating_mul(SAMPLE_HEADROOM.into()),
+            memory_bytes: l
+                .memory_bytes
+                .saturating_mul(SAMPLE_HEADROOM.into())
+                .min(4 << 30),
+            timeout: raised.min(Duration::from_secs(120).max(l.timeout)),
+            tensor_bytes: l.tensor_bytes.saturating_mul(SAMPLE_HEADROOM.into()),
+        };
+    }
+    plan
 }
 
 fn take(column: &Column, rows: &[usize]) -> Column {

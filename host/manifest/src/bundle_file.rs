@@ -136,12 +136,13 @@ pub fn encode(mut index: Index, parts: &[(String, Vec<u8>)]) -> Result<Vec<u8>, 
 /// Reads the bundle at `path` (a regular file of at most
 /// [`MAX_BUNDLE_BYTES`]) and verifies it with [`decode`].
 pub fn read(path: &Path) -> Result<Container, BundleError> {
-    let bytes = kernel_host_types::fsutil::read_limited(path, MAX_BUNDLE_BYTES).map_err(|source| {
-        BundleError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
+    let bytes =
+        kernel_host_types::fsutil::read_limited(path, MAX_BUNDLE_BYTES).map_err(|source| {
+            BundleError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     decode(path, bytes)
 }
 
@@ -189,7 +190,11 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<Container, BundleError> {
     index.plan.path = p();
     let available = (parts_end - base) as u64;
     for part in &index.parts {
-        let Some(end) = part.offset.checked_add(part.len).filter(|&e| e <= available) else {
+        let Some(end) = part
+            .offset
+            .checked_add(part.len)
+            .filter(|&e| e <= available)
+        else {
             return Err(BundleError::Truncated {
                 path: p(),
                 detail: format!(
@@ -312,7 +317,10 @@ mod tests {
     fn every_truncation_is_refused() {
         let bytes = sample();
         for len in 0..bytes.len() {
-            assert!(decode(Path::new("b"), bytes[..len].to_vec()).is_err(), "{len}");
+            assert!(
+                decode(Path::new("b"), bytes[..len].to_vec()).is_err(),
+                "{len}"
+            );
         }
     }
 }

@@ -228,10 +228,11 @@ impl Source<'_> {
                 return Ok(path);
             }
             // Say what it is: a device such as /dev/zero is not "missing".
-            Ok(_) => match kernel_host_types::fsutil::open_input(&path, false) {
-                Err(e) => format!("{what} refused: {e}"),
-                Ok(_) => format!("{what} is not a regular file: {}", path.display()),
-            },
+            Ok(meta) => format!(
+                "{what} {} is {}, not a regular file",
+                path.display(),
+                kernel_host_types::fsutil::special_kind(&meta).unwrap_or("not a regular file")
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 format!("{what} not found: {}", path.display())
             }

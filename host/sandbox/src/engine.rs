@@ -226,6 +226,7 @@ impl SandboxBuilder {
                 snapshots: self.snapshots,
                 tensors,
                 stop,
+                admission: Arc::new(tokio::sync::Semaphore::new(PIPELINE_INSTANCES as usize)),
             }),
         })
     }
@@ -240,7 +241,14 @@ struct Inner {
     snapshots: bool,
     tensors: kernel_host_tensor::Tensors,
     stop: Arc<AtomicBool>,
+    /// Instance slots pipelines reserve before loading (see [`Sandbox::admit`]).
+    admission: Arc<tokio::sync::Semaphore>,
 }
+
+/// Kernel instances pipelines may hold at once in one sandbox: the pool has
+/// 256 component instances, and the rest are kept for instances made
+/// outside pipelines (`inspect`, registry probes).
+pub const PIPELINE_INSTANCES: u32 = 224;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -262,6 +270,25 @@ impl Sandbox {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Reserves `instances` instance slots for one pipeline, all at once,
+    /// waiting (first come, first served) while other pipelines hold them.
+    /// A thousand pipelines started together then run as slots free up,
+    /// instead of failing on an exhausted pool or deadlocking halfway
+    /// loaded. The slots go back when the returned permit is dropped.
+    pub async fn admit(&self, instances: u32) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        if instances > PIPELINE_INSTANCES {
+            return Err(Error::Unavailable(format!(
+                "the pipeline needs {instances} kernel instances at once; a sandbox runs at most {PIPELINE_INSTANCES} (lower `parallel`, or split the pipeline)"
+            )));
+        }
+        self.inner
+            .admission
+            .clone()
+            .acquire_many_owned(instances)
+            .await
+            .map_err(|e| Error::Host(anyhow::anyhow!("the sandbox is shutting down: {e}")))
     }
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {

@@ -79,7 +79,9 @@ impl HostState {
             use rand::SeedableRng as _;
             let seed = grants.seed.unwrap_or(0);
             wasi.secure_random(rand::rngs::StdRng::seed_from_u64(seed))
-                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15))
+                .insecure_random(rand::rngs::StdRng::seed_from_u64(
+                    seed ^ 0x9e37_79b9_7f4a_7c15,
+                ))
                 .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed));
         }
         for (guest, host) in &grants.read_dirs {

@@ -59,10 +59,7 @@ pub fn check_frame(frame: &Frame, expected_rows: Option<u32>) -> Result<(), Stri
         }
     }
     if frame.columns.is_empty() && frame.rows > 0 && expected_rows.is_none() {
-        return Err(format!(
-            "claims {} rows but has no columns",
-            frame.rows
-        ));
+        return Err(format!("claims {} rows but has no columns", frame.rows));
     }
     Ok(())
 }

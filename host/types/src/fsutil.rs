@@ -47,7 +47,7 @@ pub fn write_atomic_with(
 }
 
 /// What a path names, in words, when it is not a regular file.
-fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+pub fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt as _;
     let ty = meta.file_type();
     if ty.is_file() {
@@ -73,16 +73,20 @@ fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
 /// what the path is.
 pub fn open_input(path: &Path, allow_pipe: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::FileTypeExt as _;
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    match special_kind(&meta) {
-        None => Ok(file),
-        Some(_) if allow_pipe && meta.file_type().is_fifo() => Ok(file),
+    let refuse = |meta: &std::fs::Metadata| match special_kind(meta) {
+        None => Ok(()),
+        Some(_) if allow_pipe && meta.file_type().is_fifo() => Ok(()),
         Some(kind) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is {kind}, not a regular file", path.display()),
         )),
-    }
+    };
+    // Before opening (opening a pipe waits for its writer), and again on
+    // what was opened (the path may have changed in between).
+    refuse(&std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    refuse(&file.metadata()?)?;
+    Ok(file)
 }
 
 /// Reads a whole regular file of at most `max` bytes. Larger files (or a

@@ -207,7 +207,7 @@ impl Guest for Hostile {
             "wide" => Frame {
                 rows: x.rows,
                 columns: (0..100_000)
-                    .map(|i| Column::f64(&format!("c{}", i % 99_999), vec![0.0; rows]))
+                    .map(|i| Column::f64(format!("c{}", i % 99_999), vec![0.0; rows]))
                     .collect(),
             },
             // The first output is numeric, every later one text.

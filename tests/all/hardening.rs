@@ -334,7 +334,7 @@ fn outputs_never_replace_devices_or_inputs_and_stale_temporaries_go() {
     assert_eq!(std::fs::read(&data).unwrap(), before, "the input is intact");
     // A temporary file of a killed writer (no such process) is removed.
     let stale = dir.path().join(".out.csv.4000000.0.tmp");
-    let stale_chunked = dir.path().join(".out.csv.4000001.partial");
+    let stale_chunked = dir.path().join(".out.csv.4000001.0.partial");
     std::fs::write(&stale, "half").unwrap();
     std::fs::write(&stale_chunked, "half").unwrap();
     let out = dir.path().join("out.csv");
@@ -444,4 +444,21 @@ async fn kernels_draw_from_a_seeded_random_source_unless_granted_entropy() {
             .map(|s| s.grants.seed)
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn writers_of_one_path_in_one_process_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.csv");
+    let frame = frame(vec![f64_column("a", vec![1.0, 2.0])]);
+    // Two writers open at once (tasks of one process): each has its own
+    // temporary file, and the last to finish wins whole.
+    let mut first = kernel_host::data::TableWriter::create(&out).unwrap();
+    let mut second = kernel_host::data::TableWriter::create(&out).unwrap();
+    first.write(&frame).unwrap();
+    second.write(&frame).unwrap();
+    first.finish().unwrap();
+    second.finish().unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n1\n2\n");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

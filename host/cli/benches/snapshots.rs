@@ -29,7 +29,11 @@ fn sandbox(snapshots: bool) -> Sandbox {
 
 /// Pooled memory kept resident between instances: the default, and enough
 /// for the 64 MiB kernel.
-const KEEP_RESIDENT: [(usize, &str); 2] = [(8 << 20, "8 MiB (default)"), (80 << 20, "80 MiB")];
+const KEEP_RESIDENT: [(usize, &str); 3] = [
+    (2 << 20, "2 MiB (default)"),
+    (8 << 20, "8 MiB"),
+    (80 << 20, "80 MiB"),
+];
 
 fn frame(rows: usize, cols: usize) -> Frame {
     common::random_frame(rows, cols, "c", 0x9E37_79B9_7F4A_7C15)

@@ -92,6 +92,18 @@ pub fn batch_to_frame(
     first_row: u64,
 ) -> Result<Frame, DataError> {
     check_schema(&batch.schema(), file)?;
+    if batch.num_columns() == 0 && batch.num_rows() > 0 {
+        // Nothing backs the count: it would only make phantom rows.
+        return Err(error(
+            file,
+            Some(first_row + 1),
+            None,
+            format!(
+                "a record batch claims {} rows but has no columns",
+                batch.num_rows()
+            ),
+        ));
+    }
     let rows = u32::try_from(batch.num_rows())
         .map_err(|_| error(file, None, None, "a batch of more than 2^32-1 rows".into()))?;
     let mut columns = Vec::with_capacity(batch.num_columns());

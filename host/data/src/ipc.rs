@@ -37,6 +37,39 @@ fn invalid(message: String) -> ArrowError {
 /// file format's `ARROW1` magic).
 pub struct BatchReader<R: Read = std::fs::File> {
     reader: StreamReader<Checked<R>>,
+    /// arrow panicked on a malformed message: nothing more is read.
+    broken: bool,
+}
+
+thread_local! {
+    /// Set while arrow decodes a message: a panic then is the file's fault
+    /// and becomes an error, so the panic hook stays quiet about it.
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs arrow's decoding in `f`, turning a panic (arrow-rs asserts on some
+/// malformed buffers, e.g. a misaligned offsets buffer) into an error.
+fn contained<T>(f: impl FnOnce() -> T) -> Result<T, ArrowError> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    DECODING.with(|d| d.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    DECODING.with(|d| d.set(false));
+    result.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        invalid(format!("a malformed record batch ({why})"))
+    })
 }
 
 impl BatchReader<std::fs::File> {
@@ -83,7 +116,8 @@ impl<R: Read> BatchReader<R> {
             ended: false,
         };
         Ok(BatchReader {
-            reader: StreamReader::try_new(checked, None)?,
+            reader: contained(|| StreamReader::try_new(checked, None))??,
+            broken: false,
         })
     }
 
@@ -93,7 +127,16 @@ impl<R: Read> BatchReader<R> {
 
     /// The next batch; `None` at the end.
     pub fn next_batch(&mut self) -> Option<Result<RecordBatch, ArrowError>> {
-        self.reader.next()
+        if self.broken {
+            return None;
+        }
+        match contained(|| self.reader.next()) {
+            Ok(next) => next,
+            Err(e) => {
+                self.broken = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -270,13 +270,18 @@ pub(crate) fn without_path(path: &Path, message: String) -> String {
     }
 }
 
-fn param_value(value: &toml::Value) -> Option<ParamValue> {
+fn param_value(value: &toml::Value) -> Result<ParamValue, &'static str> {
     match value {
-        toml::Value::Integer(i) => Some(ParamValue::S64(*i)),
-        toml::Value::Float(f) => Some(ParamValue::F64(*f)),
-        toml::Value::Boolean(b) => Some(ParamValue::Bool(*b)),
-        toml::Value::String(s) => Some(ParamValue::String(s.clone())),
-        _ => None,
+        toml::Value::Integer(i) => Ok(ParamValue::S64(*i)),
+        // TOML allows `nan` and `inf`; no kernel parameter means them, and
+        // a plan holding one could not be saved in a bundle's index.
+        toml::Value::Float(f) if !f.is_finite() => {
+            Err("parameters must be finite numbers, not nan or inf")
+        }
+        toml::Value::Float(f) => Ok(ParamValue::F64(*f)),
+        toml::Value::Boolean(b) => Ok(ParamValue::Bool(*b)),
+        toml::Value::String(s) => Ok(ParamValue::String(s.clone())),
+        _ => Err("parameters are numbers, booleans or strings"),
     }
 }
 
@@ -800,12 +805,8 @@ fn resolve_kernel(
     };
     let mut params = Vec::with_capacity(raw.params.len());
     for (name, value) in &raw.params {
-        let value = param_value(value.get_ref()).ok_or_else(|| {
-            src.error_at(
-                Some(value.span()),
-                key(&format!("params.{name}")),
-                "parameters are numbers, booleans or strings",
-            )
+        let value = param_value(value.get_ref()).map_err(|why| {
+            src.error_at(Some(value.span()), key(&format!("params.{name}")), why)
         })?;
         params.push(Param {
             name: name.clone(),

@@ -66,8 +66,12 @@ pub struct SandboxBuilder {
 /// than returned to the kernel) when an instance goes. A rollback writes
 /// the snapshot into a fresh instance: within this size the pages are
 /// already mapped. Measured (benches/snapshots.rs): restoring a 2 MiB image
-/// took 455 µs with 1 MiB kept resident, 130 µs with 8 MiB.
-const KEEP_RESIDENT: usize = 8 << 20;
+/// took 455 µs with 1 MiB kept resident, 130 µs with 8 MiB; a small
+/// kernel's memory is ~2 MiB (1.1 MiB of it the Rust runtime's). But every
+/// slot a long-running host has used keeps this much: 1000 pipelines a
+/// round (benches/soak.rs) grew to 2.5 GiB with 8 MiB and levelled off at
+/// ~830 MiB with 2 MiB.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 impl Default for SandboxBuilder {
     fn default() -> Self {
@@ -122,7 +126,7 @@ impl SandboxBuilder {
     }
 
     /// Bytes of each pooled linear memory kept mapped between instances
-    /// (default 8 MiB): more makes re-instantiation and rollback of larger
+    /// (default 2 MiB): more makes re-instantiation and rollback of larger
     /// kernels faster, at the cost of that much resident memory per slot
     /// ever used.
     pub fn keep_resident(mut self, bytes: usize) -> Self {

@@ -14,7 +14,7 @@ fn text(o: &Output) -> String {
 }
 
 /// Fits the penguins pipeline into `dir/model.khb`.
-fn fitted(dir: &tempfile::TempDir) -> std::path::PathBuf {
+pub fn fitted(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let bundle = dir.path().join("model.khb");
     let o = kernel_host(&[
         "fit",

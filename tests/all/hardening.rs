@@ -67,7 +67,11 @@ fn the_load_time_describe_runs_under_the_steps_limits() {
 #[test]
 fn validate_stays_within_the_manifests_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let m = hostile(dir.path(), "configure-loop", "timeout-ms = 300");
+    let m = hostile(
+        dir.path(),
+        "configure-loop",
+        "timeout-ms = 300, fuel = 1_000_000_000_000_000",
+    );
     let started = Instant::now();
     let o = kernel_host(&["validate", m.to_str().unwrap()]);
     let err = all_text(&o);
@@ -81,15 +85,7 @@ fn validate_stays_within_the_manifests_limits() {
 }
 
 async fn probe(behaviour: &str, target: &str, limits: Limits) -> kernel_host::KernelInstance {
-    instance_with(
-        &sandbox(),
-        behaviour,
-        guests::TENSOR_PROBE,
-        &[("behaviour", text(behaviour)), ("target", text(target))],
-        limits,
-        Grants::default(),
-    )
-    .await
+    crate::tensors::probe(&sandbox(), behaviour, target, limits).await
 }
 
 #[tokio::test]
@@ -195,18 +191,6 @@ fn devices_are_refused_as_inputs_naming_what_they_are() {
 
 // 3. Bundles carry no rights of their own.
 
-fn fitted(dir: &Path) -> PathBuf {
-    let bundle = dir.join("model.khb");
-    let o = kernel_host(&[
-        "fit",
-        "examples/penguins/pipeline.toml",
-        "--save",
-        bundle.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", all_text(&o));
-    bundle
-}
-
 /// Rewrites a bundle's index with `edit` and recomputes the length and the
 /// trailer, as someone editing a bundle would.
 fn edit_bundle(bundle: &Path, out: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -241,7 +225,7 @@ fn predict(bundle: &Path, out: &Path, extra: &[&str]) -> Output {
 #[test]
 fn a_bundle_cannot_grant_itself_rights() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = fitted(dir.path());
+    let bundle = crate::bundles::fitted(&dir);
     let out = dir.path().join("p.csv");
     let granted = dir.path().join("granted.khb");
     edit_bundle(&bundle, &granted, |index| {

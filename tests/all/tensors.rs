@@ -36,7 +36,7 @@ fn cuda_operations_match_a_float64_reference() {
     }
 }
 
-async fn probe(
+pub async fn probe(
     sandbox: &kernel_host::Sandbox,
     behaviour: &str,
     target: &str,

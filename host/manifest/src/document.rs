@@ -805,9 +805,8 @@ fn resolve_kernel(
     };
     let mut params = Vec::with_capacity(raw.params.len());
     for (name, value) in &raw.params {
-        let value = param_value(value.get_ref()).map_err(|why| {
-            src.error_at(Some(value.span()), key(&format!("params.{name}")), why)
-        })?;
+        let value = param_value(value.get_ref())
+            .map_err(|why| src.error_at(Some(value.span()), key(&format!("params.{name}")), why))?;
         params.push(Param {
             name: name.clone(),
             value,

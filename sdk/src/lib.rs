@@ -71,7 +71,9 @@ pub mod __bindings {
     // see these modules directly: the SDK re-exports the types and implements
     // the exported trait through `export_kernel!`.
     wit_bindgen::generate!({
-        path: "../wit",
+        // The SDK's own copy of the contract (identical to the repository's
+        // `wit/`, checked by a test), so a copied `sdk/` builds on its own.
+        path: "wit",
         world: "kernel-host:kernel/ml-kernel",
         default_bindings_module: "kernel_sdk::__bindings",
         pub_export_macro: true,
@@ -146,6 +148,17 @@ pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
 
     /// Name, version, kind and capabilities.
     fn meta() -> Meta;
+
+    /// Checks that go beyond each parameter's own range (`min < max`, a
+    /// choice that needs another parameter...), run by `configure` before
+    /// [`Kernel::new`]. An `Err(reason)` refuses the parameters as
+    /// `invalid-params`, so the host reports it at configure time with the
+    /// manifest's line (and `kernel-host validate` finds it) instead of as a
+    /// fault in `fit`. By default every combination is accepted.
+    fn check(params: &Self::Params) -> Result<(), String> {
+        let _ = params;
+        Ok(())
+    }
 
     /// A fresh, unfitted kernel with validated parameters.
     fn new(params: Self::Params) -> Self;

@@ -57,6 +57,7 @@ impl<K: Kernel> Runtime<K> {
 
     pub fn configure(&mut self, params: &[Param]) -> Result<(), KernelError> {
         let params = K::Params::from_params(params)?;
+        K::check(&params).map_err(KernelError::InvalidParams)?;
         self.kernel = K::new(params);
         self.fitted = false;
         Ok(())

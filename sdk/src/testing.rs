@@ -107,3 +107,54 @@ impl From<&str> for ParamValue {
         ParamValue::String(v.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Local;
+    use crate::{Column, Frame, Kernel, KernelError, KernelKind, Meta, ParamValue};
+
+    crate::params! {
+        pub struct ClipParams {
+            low: f64 = 0.0;
+            high: f64 = 1.0;
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Clip {
+        params: ClipParams,
+    }
+
+    impl Kernel for Clip {
+        type Params = ClipParams;
+        fn meta() -> Meta {
+            Meta::new("clip", "0.1.0", KernelKind::Transformer)
+        }
+        fn check(p: &ClipParams) -> Result<(), String> {
+            if p.low < p.high {
+                Ok(())
+            } else {
+                Err(format!("low ({}) must be below high ({})", p.low, p.high))
+            }
+        }
+        fn new(params: ClipParams) -> Self {
+            Clip { params }
+        }
+        fn fit(&mut self, _: &Frame, _: Option<&Column>) -> Result<(), KernelError> {
+            Ok(())
+        }
+    }
+
+    /// A cross-parameter mistake is an `invalid-params` refusal at
+    /// configure time, not a fault later in `fit`.
+    #[test]
+    fn check_refuses_parameters_that_disagree() {
+        assert!(Local::<Clip>::with_params(&[("low", ParamValue::F64(0.5))]).is_ok());
+        let refused = Local::<Clip>::with_params(&[("low", ParamValue::F64(2.0))]);
+        assert!(
+            matches!(&refused, Err(KernelError::InvalidParams(m)) if m == "low (2) must be below high (1)"),
+            "{:?}",
+            refused.err()
+        );
+    }
+}

@@ -62,7 +62,7 @@ pub enum LoadProblem {
     NotAComponent(String),
     #[error(
         "does not export the kernel interface (it exports: {exports}); a kernel must export \
-         {}@{}",
+         {}@{}: did you call `kernel_sdk::export_kernel!(YourKernel);` in the crate's lib.rs?",
         kernel_host_types::bindings::KERNEL_INTERFACE,
         kernel_host_types::bindings::WIT_VERSION
     )]

@@ -322,7 +322,10 @@ fn kernel_export_version(
                 })
             };
         }
-        names.push(name.to_string());
+        // The host's own snapshot instrumentation is not the author's.
+        if name != crate::snapshot::ACCESS {
+            names.push(name.to_string());
+        }
     }
     Err(LoadProblem::WrongWorld {
         exports: if names.is_empty() {

@@ -115,3 +115,17 @@ pub mod params_serde {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The SDK builds from its own copy of the contract (so it builds
+    /// outside this repository): it must be the host's, byte for byte.
+    #[test]
+    fn the_sdk_carries_the_hosts_wit() {
+        assert_eq!(
+            include_str!("../../../sdk/wit/kernel.wit"),
+            include_str!("../../../wit/kernel.wit"),
+            "sdk/wit/kernel.wit differs from wit/kernel.wit: copy wit/ into sdk/wit/"
+        );
+    }
+}

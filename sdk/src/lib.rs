@@ -52,6 +52,49 @@
 //!
 //! kernel_sdk::export_kernel!(Shift);
 //! ```
+//!
+//! ## The contract, in practice
+//!
+//! What the WIT (`wit/kernel.wit`, carried in this crate) leaves to the
+//! host, as kernel-host does it:
+//!
+//! - **Calls**: `describe` (at load, under the step's limits), `configure`
+//!   (parameters: unknown names, wrong types, out-of-range values and
+//!   [`Kernel::check`] refusals are `invalid-params`, reported with the
+//!   manifest's line), then `fit` or `partial-fit`, then `transform`,
+//!   `predict`, `predict-proba`, `explain`. A call before any fit gets
+//!   `not-fitted` (the SDK answers it for you). Every call runs under the
+//!   step's fuel, memory and wall-clock limits; a trap or a limit rolls the
+//!   kernel back to its last good state.
+//! - **Which columns a kernel sees**: the columns its step selects
+//!   (`columns = [...]` or `column-types = [...]` in the manifest; all of its
+//!   input otherwise). With `passthrough = true` the host re-joins the
+//!   columns it did not select after the kernel's output. A transformer
+//!   given columns it does not handle (e.g. strings for a scaler) should
+//!   return them unchanged, as the kernels in `kernels/` do; `transform`
+//!   must keep the row count, and column names must stay unique.
+//! - **The target** (`y`) is passed to every step's `fit` and `partial-fit`
+//!   when the manifest names one, transformers included (they may ignore
+//!   it); it never reaches `transform` or `predict`.
+//! - **Predictions**: `predict` returns one column of one value per row;
+//!   the host names it `prediction` in the output (beside `<target>_true`),
+//!   whatever the kernel called it. `predict-proba` returns one column per
+//!   class, named by the class label (the host writes `proba_<label>`), in
+//!   the order of the kernel's classes.
+//! - **`partial-fit`** is called once per chunk of a chunked run (only when
+//!   the kernel declares the `partial-fit` capability); the first call
+//!   starts from the configured, unfitted kernel. A chunk may hold a single
+//!   class, or rows of classes never seen before: keep a growing class list
+//!   (see `kernels/sgd-classifier`) rather than `LabelType::encode`, which
+//!   refuses fewer than two classes and is meant for a whole `fit`.
+//! - **Randomness and time**: `wasi:random` is a seeded stream (the same on
+//!   every run, per step) unless the manifest grants `entropy`; clocks read
+//!   zero unless it grants `clocks`. Seed your own generators from a
+//!   parameter for results that do not depend on the host.
+//! - **Errors**: return [`KernelError`] for what the input or parameters
+//!   make impossible (`invalid-input`, `invalid-params`, `unsupported`);
+//!   a panic is reported as a trap with its message, and strings a kernel
+//!   returns are shown escaped (control characters cannot reach a terminal).
 
 #[doc(hidden)]
 #[path = "params.rs"]

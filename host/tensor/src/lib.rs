@@ -15,6 +15,7 @@ mod cuda;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_off.rs"]
 mod cuda;
+pub mod deadline;
 pub mod selftest;
 
 /// Where a tensor's data lives (the WIT `device`).

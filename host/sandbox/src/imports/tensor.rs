@@ -88,10 +88,13 @@ fn gone(e: impl std::fmt::Display) -> TensorError {
 impl HostState {
     /// Host work a kernel asks for counts against its call's wall clock:
     /// past the deadline, an operation waits (so the call's timer fires and
-    /// the call ends as a timeout) instead of computing. One operation
-    /// already running is not interrupted: a call overruns its timeout by
-    /// at most one operation.
+    /// the call ends as a timeout) instead of computing. A CPU matrix
+    /// product checks the deadline between blocks of rows (~25 ms of work
+    /// each); other operations are linear in their operands and are not
+    /// interrupted.
     async fn pace(&mut self) -> Result<()> {
+        // Long CPU operations check it between blocks of work.
+        kernel_host_tensor::deadline::set(self.deadline);
         if self.past_deadline() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             return Err(TensorError::Backend(

@@ -9,6 +9,7 @@ use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use kernel_host_types::bindings::{Column, ColumnValues, Frame};
 use kernel_host_types::{ColumnType, DataError};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,24 +131,33 @@ fn a_record_without_end_is_refused_at_the_bound() {
     assert_eq!(read_csv_bounded(&fine, &options, 1024).unwrap().rows, 300);
 }
 
+/// Makes a FIFO at `path` and a thread that opens it for writing and hands
+/// it to `feed`; `None` (test skipped) where `mkfifo` is missing.
+fn fifo_fed_by(
+    path: &Path,
+    feed: impl FnOnce(std::fs::File) + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no mkfifo");
+        return None;
+    }
+    let path = path.to_path_buf();
+    Some(std::thread::spawn(move || {
+        feed(std::fs::OpenOptions::new().write(true).open(path).unwrap());
+    }))
+}
+
 #[test]
 fn zeros_through_a_pipe_are_refused_at_the_bound() {
     let dir = Scratch::new();
     let fifo = dir.0.join("zeros.csv");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !made.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: no mkfifo");
+    let Some(writer) = fifo_fed_by(&fifo, |mut pipe| {
+        let zeros = vec![0u8; 1 << 16];
+        // Ends when the reader gives up (a broken pipe).
+        while pipe.write_all(&zeros).is_ok() {}
+    }) else {
         return;
-    }
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            use std::io::Write as _;
-            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-            let zeros = vec![0u8; 1 << 16];
-            // Ends when the reader gives up (a broken pipe).
-            while pipe.write_all(&zeros).is_ok() {}
-        })
     };
     let e = read_csv_bounded(&fifo, &CsvOptions::default(), 1 << 20).unwrap_err();
     writer.join().unwrap();
@@ -425,18 +435,10 @@ fn arrow_streams_read_through_a_pipe() {
     for (name, ok) in [("p.arrows", true), ("p.arrow", false)] {
         let bytes = arrow_bytes(&dir, &format!("src-{name}"), &frame);
         let fifo = dir.0.join(name);
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        if !made.is_ok_and(|s| s.success()) {
-            eprintln!("skipped: no mkfifo");
+        let Some(writer) = fifo_fed_by(&fifo, move |mut pipe| {
+            let _ = pipe.write_all(&bytes);
+        }) else {
             return;
-        }
-        let writer = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || {
-                use std::io::Write as _;
-                let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-                let _ = pipe.write_all(&bytes);
-            })
         };
         let read = read_arrow(&fifo);
         writer.join().unwrap();

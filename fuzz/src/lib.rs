@@ -220,6 +220,33 @@ pub fn arrow(data: &[u8]) {
         }
         Ok::<_, kernel_host_types::DataError>(parts)
     })();
+    // As `kernel-host stream` reads standard input: the stream format, size
+    // unknown (a body is believed only as its bytes arrive).
+    let streamed = (|| {
+        let mut reader = kernel_host_data::arrow::BatchReader::stream(std::io::Cursor::new(data))
+            .map_err(|e| e.to_string())?;
+        let mut rows = 0u64;
+        let mut parts = Vec::new();
+        while let Some(batch) = reader.next_batch() {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let frame =
+                batch_to_frame(&batch, Path::new("<stdin>"), rows).map_err(|e| e.to_string())?;
+            check_frame(&frame, None).expect("a streamed batch is an inconsistent frame");
+            rows += u64::from(frame.rows);
+            parts.push(frame);
+        }
+        Ok::<_, String>(parts)
+    })();
+    if let (Ok(whole), Ok(parts)) = (&whole, &streamed)
+        && !parts.is_empty()
+        && !data.starts_with(b"ARROW1")
+    {
+        let joined = Frame::concat_rows(parts.clone()).expect("streamed batches concatenate");
+        assert!(
+            same_frame(&joined, whole),
+            "streamed and whole reads differ:\n{joined:?}\n{whole:?}"
+        );
+    }
     // Whole reads also check that batches agree on their columns, chunked
     // reads do not; compare when both succeed.
     if let (Ok(whole), Ok(parts)) = (whole, chunked)

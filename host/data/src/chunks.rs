@@ -127,21 +127,7 @@ pub struct TableWriter {
 
 impl TableWriter {
     pub fn create(path: &Path) -> anyhow::Result<TableWriter> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        kernel_host_types::fsutil::check_output(path, &[]).map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        kernel_host_types::fsutil::remove_stale_temporaries(path);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // Unique per process and writer: tasks may write the same path at once.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}.{n}.partial", std::process::id()));
+        let tmp = kernel_host_types::fsutil::temporary_beside(path, "partial")?;
         let file =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let writer = std::io::BufWriter::new(file);

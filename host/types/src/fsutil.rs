@@ -12,11 +12,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes).map_err(Into::into))
 }
 
-/// Like [`write_atomic`], with the content produced by `fill`.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+/// Where to write `path`'s content before renaming it into place:
+/// `.NAME.PID.N.SUFFIX` in the same directory (created if missing), unique
+/// per process and call since tasks may write one path at once. Refuses a
+/// `path` that names a device (see [`check_output`]) and removes what
+/// killed writers left beside it.
+pub fn temporary_beside(path: &Path, suffix: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -28,10 +29,17 @@ pub fn write_atomic_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // Unique per process and call: threads may write the same path at once.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    Ok(dir.join(format!(".{name}.{}.{n}.{suffix}", std::process::id())))
+}
+
+/// Like [`write_atomic`], with the content produced by `fill`.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let tmp = temporary_beside(path, "tmp")?;
     let result = (|| {
         let mut file =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

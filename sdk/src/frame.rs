@@ -281,4 +281,20 @@ impl Matrix {
     pub fn rows(&self) -> impl Iterator<Item = &[f64]> {
         self.data.chunks_exact(self.cols.max(1)).take(self.rows)
     }
+
+    /// Refuses NaN and ±infinity with `invalid-input`, naming the first
+    /// cell: for models whose training cannot survive them (an optimizer
+    /// would diverge instead of saying why).
+    pub fn require_finite(&self) -> Result<(), KernelError> {
+        match self.data.iter().position(|v| !v.is_finite()) {
+            None => Ok(()),
+            Some(at) => Err(KernelError::invalid_input(format!(
+                "column `{}` holds {} in row {}; this kernel needs finite values \
+                 (impute or drop them first)",
+                self.names.get(at % self.cols.max(1)).map_or("?", String::as_str),
+                self.data[at],
+                at / self.cols.max(1)
+            ))),
+        }
+    }
 }

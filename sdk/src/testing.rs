@@ -3,11 +3,35 @@
 //! [`Local`] drives a [`Kernel`] through the same dispatch code as the
 //! exported component: parameters are validated from a WIT-style list,
 //! `fit` marks the kernel fitted, state goes through `postcard`. Use it to
-//! test numerics quickly with `cargo test`; use kernel-host's conformance
-//! tests for the sandboxed component.
+//! test numerics quickly with `cargo test`.
+//!
+//! [`conformance`] runs the contract's properties on a kernel type — the
+//! same properties, generated frames and messages as `kernel-host test
+//! KERNEL.wasm` runs on the built component (both come from
+//! [`crate::conformance`]). Natively nothing is metered (no fuel, no memory
+//! growth) and host tensors are not available: run `kernel-host test` on
+//! the component before you ship it.
+//!
+//! ```no_run
+//! # use kernel_sdk::prelude::*;
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct MyKernel;
+//! # kernel_sdk::params! { pub struct P {} }
+//! # impl Kernel for MyKernel { type Params = P;
+//! #   fn meta() -> Meta { Meta::new("k", "0.1.0", KernelKind::Transformer) }
+//! #   fn new(_: P) -> Self { MyKernel }
+//! #   fn fit(&mut self, _: &Frame, _: Option<&Column>) -> Result<(), KernelError> { Ok(()) } }
+//! #[test]
+//! fn keeps_the_contract() {
+//!     kernel_sdk::testing::conformance::<MyKernel>();
+//! }
+//! ```
 
+use crate::conformance::{self as props, Cells, Col, Failure, Outcome, Refusal, Table, Value};
 use crate::runtime::Runtime;
-use crate::{Column, Explanation, Frame, Kernel, KernelError, KernelInfo, Param, ParamValue};
+use crate::{
+    Capabilities, Column, ColumnValues, Explanation, Frame, Kernel, KernelError, KernelInfo,
+    KernelKind, Param, ParamType, ParamValue,
+};
 
 /// A kernel instance running in the test process.
 pub struct Local<K: Kernel> {
@@ -105,6 +129,255 @@ impl From<bool> for ParamValue {
 impl From<&str> for ParamValue {
     fn from(v: &str) -> Self {
         ParamValue::String(v.to_string())
+    }
+}
+
+/// Runs every conformance property on `K` with default parameters and
+/// panics with the report's table if any fails: call it from a `#[test]`.
+#[allow(clippy::panic)]
+pub fn conformance<K: Kernel>() {
+    let report = check::<K>(&props::Options::default());
+    if !report.passed() {
+        panic!("{}", report.table());
+    }
+}
+
+/// Runs every conformance property on `K` and returns the report (to use
+/// your own parameters or data: see [`props::Options`] and
+/// [`frame_to_table`]).
+pub fn check<K: Kernel>(options: &props::Options) -> props::Report {
+    props::run(&mut Native::<K>::default(), options)
+}
+
+/// Asserts the `state` property on your own input: fitted on `x`/`y` with
+/// `params`, then saved and loaded into a fresh instance, the kernel gives
+/// bit-identical outputs, and corrupt state is refused.
+#[allow(clippy::panic)]
+pub fn assert_state_round_trip<K: Kernel>(
+    params: &[(&str, ParamValue)],
+    x: &Frame,
+    y: Option<&Column>,
+) {
+    let verdict = props::state_round_trip(
+        &mut Native::<K>::default(),
+        &values(params),
+        &frame_to_table(x),
+        y.map(column_to_col).as_ref(),
+    );
+    if let props::Verdict::Fail(why) = verdict {
+        panic!("state round trip: {why}");
+    }
+}
+
+/// Asserts the `partial-fit` property on your own input: chunks of 1 and 7
+/// rows give the outputs of one `partial-fit` of all rows, within
+/// [`props::TOLERANCE`].
+#[allow(clippy::panic)]
+pub fn assert_chunk_invariance<K: Kernel>(
+    params: &[(&str, ParamValue)],
+    x: &Frame,
+    y: Option<&Column>,
+) {
+    let verdict = props::chunk_invariance(
+        &mut Native::<K>::default(),
+        &values(params),
+        &frame_to_table(x),
+        y.map(column_to_col).as_ref(),
+    );
+    if let props::Verdict::Fail(why) = verdict {
+        panic!("chunk invariance: {why}");
+    }
+}
+
+fn values(params: &[(&str, ParamValue)]) -> Vec<(String, Value)> {
+    params
+        .iter()
+        .map(|(n, v)| (n.to_string(), param_to_value(v)))
+        .collect()
+}
+
+/// The kernel type as a conformance [`props::Subject`].
+struct Native<K: Kernel>(std::marker::PhantomData<K>);
+
+impl<K: Kernel> Default for Native<K> {
+    fn default() -> Self {
+        Native(std::marker::PhantomData)
+    }
+}
+
+impl<K: Kernel> props::Subject for Native<K> {
+    type Instance = Local<K>;
+
+    fn describe(&mut self) -> Outcome<props::Info> {
+        Ok(info_of(&Runtime::<K>::describe()))
+    }
+
+    fn instance(&mut self) -> Outcome<Local<K>> {
+        Ok(Local::new())
+    }
+}
+
+/// Runs `f`, turning a kernel error into a refusal and a panic into a
+/// fault.
+fn guarded<T>(f: impl FnOnce() -> Result<T, KernelError>) -> Outcome<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(refusal(e)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Failure::Fault(format!("panicked: {message}")))
+        }
+    }
+}
+
+fn refusal(e: KernelError) -> Failure {
+    let (kind, m) = match e {
+        KernelError::InvalidParams(m) => (Refusal::InvalidParams, m),
+        KernelError::InvalidInput(m) => (Refusal::InvalidInput, m),
+        KernelError::NotFitted(m) => (Refusal::NotFitted, m),
+        KernelError::Unsupported(m) => (Refusal::Unsupported, m),
+        KernelError::InvalidState(m) => (Refusal::InvalidState, m),
+        KernelError::Failed(m) => (Refusal::Failed, m),
+    };
+    Failure::Refused(kind, m)
+}
+
+impl<K: Kernel> props::Instance for Local<K> {
+    fn configure(&mut self, params: &[(String, Value)]) -> Outcome<()> {
+        let params: Vec<Param> = params
+            .iter()
+            .map(|(name, v)| Param {
+                name: name.clone(),
+                value: value_to_param(v),
+            })
+            .collect();
+        guarded(|| self.runtime.configure(&params))
+    }
+    fn fit(&mut self, x: &Table, y: Option<&Col>) -> Outcome<()> {
+        let (x, y) = (table_to_frame(x), y.map(col_to_column));
+        guarded(|| self.runtime.fit(&x, y.as_ref()))
+    }
+    fn partial_fit(&mut self, x: &Table, y: Option<&Col>) -> Outcome<()> {
+        let (x, y) = (table_to_frame(x), y.map(col_to_column));
+        guarded(|| self.runtime.partial_fit(&x, y.as_ref()))
+    }
+    fn transform(&mut self, x: &Table) -> Outcome<Table> {
+        let x = table_to_frame(x);
+        guarded(|| self.runtime.transform(x)).map(|f| frame_to_table(&f))
+    }
+    fn predict(&mut self, x: &Table) -> Outcome<Col> {
+        let x = table_to_frame(x);
+        guarded(|| self.runtime.predict(&x)).map(|c| column_to_col(&c))
+    }
+    fn predict_proba(&mut self, x: &Table) -> Outcome<Table> {
+        let x = table_to_frame(x);
+        guarded(|| self.runtime.predict_proba(&x)).map(|f| frame_to_table(&f))
+    }
+    fn save_state(&mut self) -> Outcome<Vec<u8>> {
+        guarded(|| self.runtime.save_state())
+    }
+    fn load_state(&mut self, state: &[u8]) -> Outcome<()> {
+        guarded(|| self.runtime.load_state(state))
+    }
+    fn explain(&mut self) -> Outcome<()> {
+        guarded(|| self.runtime.explain()).map(|_| ())
+    }
+}
+
+fn info_of(info: &KernelInfo) -> props::Info {
+    props::Info {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        kind: match info.kind {
+            KernelKind::Transformer => props::Kind::Transformer,
+            KernelKind::Classifier => props::Kind::Classifier,
+            KernelKind::Regressor => props::Kind::Regressor,
+            KernelKind::Clusterer => props::Kind::Clusterer,
+        },
+        params: info
+            .params
+            .iter()
+            .map(|p| props::Spec {
+                name: p.name.clone(),
+                range: match &p.kind {
+                    ParamType::F64((lo, hi)) => props::Range::F64(*lo, *hi),
+                    ParamType::S64((lo, hi)) => props::Range::S64(*lo, *hi),
+                    ParamType::Bool => props::Range::Bool,
+                    ParamType::Choice(c) => props::Range::Choice(c.clone()),
+                    ParamType::Text => props::Range::Text,
+                },
+                default: param_to_value(&p.default),
+            })
+            .collect(),
+        partial_fit: info.capabilities.contains(Capabilities::PARTIAL_FIT),
+        predict_proba: info.capabilities.contains(Capabilities::PREDICT_PROBA),
+        stateless_transform: info
+            .capabilities
+            .contains(Capabilities::STATELESS_TRANSFORM),
+    }
+}
+
+fn param_to_value(v: &ParamValue) -> Value {
+    match v {
+        ParamValue::F64(x) => Value::F64(*x),
+        ParamValue::S64(x) => Value::S64(*x),
+        ParamValue::Bool(x) => Value::Bool(*x),
+        ParamValue::String(x) => Value::Text(x.clone()),
+    }
+}
+
+fn value_to_param(v: &Value) -> ParamValue {
+    match v {
+        Value::F64(x) => ParamValue::F64(*x),
+        Value::S64(x) => ParamValue::S64(*x),
+        Value::Bool(x) => ParamValue::Bool(*x),
+        Value::Text(x) => ParamValue::String(x.clone()),
+    }
+}
+
+/// A frame as the conformance module's plain table.
+pub fn frame_to_table(frame: &Frame) -> Table {
+    Table {
+        rows: frame.rows,
+        columns: frame.columns.iter().map(column_to_col).collect(),
+    }
+}
+
+/// A column as the conformance module's plain column.
+pub fn column_to_col(c: &Column) -> Col {
+    Col {
+        name: c.name.clone(),
+        cells: match &c.values {
+            ColumnValues::F64(v) => Cells::F64(v.clone()),
+            ColumnValues::S64(v) => Cells::S64(v.clone()),
+            ColumnValues::Bool(v) => Cells::Bool(v.clone()),
+            ColumnValues::String(v) => Cells::Text(v.clone()),
+        },
+        nulls: c.nulls.clone(),
+    }
+}
+
+fn table_to_frame(t: &Table) -> Frame {
+    Frame {
+        rows: t.rows,
+        columns: t.columns.iter().map(col_to_column).collect(),
+    }
+}
+
+fn col_to_column(c: &Col) -> Column {
+    Column {
+        name: c.name.clone(),
+        values: match &c.cells {
+            Cells::F64(v) => ColumnValues::F64(v.clone()),
+            Cells::S64(v) => ColumnValues::S64(v.clone()),
+            Cells::Bool(v) => ColumnValues::Bool(v.clone()),
+            Cells::Text(v) => ColumnValues::String(v.clone()),
+        },
+        nulls: c.nulls.clone(),
     }
 }
 

@@ -52,6 +52,14 @@ pub enum Error {
         operation: &'static str,
         fault: Fault,
     },
+    /// A kernel broke properties of the contract (`kernel-host test`).
+    #[error(
+        "kernel `{kernel}` failed {} conformance propert{}: {}; the report above says what to fix",
+        failed.len(),
+        if failed.len() == 1 { "y" } else { "ies" },
+        failed.join(", ")
+    )]
+    Conformance { kernel: String, failed: Vec<String> },
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -105,7 +113,7 @@ impl Error {
                 fault: Fault::Timeout { .. },
                 ..
             } => Blame::Transient,
-            Error::Load { .. } | Error::Kernel { .. } => Blame::Kernel,
+            Error::Load { .. } | Error::Kernel { .. } | Error::Conformance { .. } => Blame::Kernel,
             Error::Io { source, .. } => io_blame(source),
             Error::Internal(_) => Blame::Internal,
             Error::Host(_) => Blame::Transient,

@@ -36,6 +36,7 @@
 
 pub mod blocking;
 pub mod bundle;
+pub mod conformance;
 mod error;
 pub mod explain;
 pub mod job;

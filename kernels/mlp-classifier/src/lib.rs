@@ -175,6 +175,7 @@ impl Kernel for MlpClassifier {
             y.ok_or_else(|| KernelError::invalid_input("an MLP classifier needs a target column"))?;
         let (classes, label_type, targets) = LabelType::encode(y)?;
         let matrix = x.to_matrix()?;
+        matrix.require_finite()?;
         let (n, d, k) = (matrix.rows, matrix.cols, classes.len());
         let h = self.params.hidden as usize;
         let mut one_hot = vec![0f32; n * k];

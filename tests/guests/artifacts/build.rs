@@ -67,6 +67,8 @@ fn main() {
     for (package, _) in GUESTS {
         cmd.args(["-p", package]);
     }
+    // Each faulty kernel is an example of the `faulty` package.
+    cmd.args(["-p", "faulty", "--lib", "--examples"]);
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -105,6 +107,28 @@ fn main() {
             file.display().to_string()
         ));
     }
+    consts.push_str(
+        "/// The faulty kernels (`tests/guests/faulty/examples`): (name, component).\npub const FAULTY: &[(&str, &str)] = &[\n",
+    );
+    let examples = root.join("tests/guests/faulty/examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .expect("listing the faulty kernels")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+        .collect();
+    names.sort();
+    for name in names {
+        let file = target_dir
+            .join("wasm32-wasip2/release/examples")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(
+            file.is_file(),
+            "expected {} after the guest build",
+            file.display()
+        );
+        consts.push_str(&format!("    ({name:?}, {:?}),\n", file.display().to_string()));
+    }
+    consts.push_str("];\n");
     std::fs::write(out.join("guests.rs"), consts).expect("writing guests.rs");
 }
 

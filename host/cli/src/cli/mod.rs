@@ -13,6 +13,7 @@ mod progress;
 mod registry;
 mod run;
 mod stream;
+mod test;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
+    /// Check that a kernel component keeps the contract: properties run through the sandbox (exit 0 all pass, 1 a property failed, 2 not a kernel or could not run).
+    Test(test::TestArgs),
     /// Manage the local registry of kernels by name@version.
     Registry(registry::RegistryArgs),
     /// Pin the manifest's registry kernels in kernel-host.lock (keeps pins its ranges still allow).
@@ -82,6 +85,7 @@ impl Command {
     pub fn exit_code(&self, error: &kernel_host::Error) -> i32 {
         match self {
             Command::Stream(_) => error.stream_exit_code(),
+            Command::Test(_) => test::exit_code(error),
             _ => error.exit_code(),
         }
     }
@@ -91,6 +95,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
     match command.clone() {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
+        Command::Test(args) => test::test(args).await,
         Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
         Command::Lock(args) => lock::lock(args).await,

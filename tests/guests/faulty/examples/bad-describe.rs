@@ -1,0 +1,2 @@
+//! Describe: a default outside its declared range.
+faulty::export_faulty!(faulty::Fault::BadDescribe);

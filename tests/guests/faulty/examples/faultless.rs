@@ -1,0 +1,2 @@
+//! No fault: the control, which passes every property.
+faulty::export_faulty!(faulty::Fault::None);

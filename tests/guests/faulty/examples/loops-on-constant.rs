@@ -1,0 +1,2 @@
+//! Frames: loops forever on a constant column.
+faulty::export_faulty!(faulty::Fault::LoopsOnConstant);

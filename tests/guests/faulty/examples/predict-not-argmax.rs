@@ -1,0 +1,2 @@
+//! Probabilities: predict picks the least probable class.
+faulty::export_faulty!(faulty::Fault::PredictNotArgmax);

@@ -1,0 +1,2 @@
+//! Parameters: panics on a name it does not know.
+faulty::export_faulty!(faulty::Fault::TrapsOnUnknownParam);

@@ -251,10 +251,7 @@ pub const PROPERTIES: &[(&str, &str)] = &[
         "probabilities",
         "classifiers: probabilities in [0, 1] summing to 1 (±1e-6) per row, predict = arg-max, classes consistent",
     ),
-    (
-        "resources",
-        "memory stays flat over repeated calls",
-    ),
+    ("resources", "memory stays flat over repeated calls"),
 ];
 
 /// The result of one property.
@@ -311,6 +308,8 @@ pub struct Report {
     pub kernel: String,
     pub version: String,
     pub checks: Vec<Check>,
+    /// What the author should know that is not a failure.
+    pub notes: Vec<String>,
     pub usage: BTreeMap<&'static str, Usage>,
     pub elapsed_ms: f64,
 }
@@ -348,6 +347,9 @@ impl Report {
                 out.push_str(&format!("{:22}{line}\n", ""));
             }
         }
+        for note in &self.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
         if !self.usage.is_empty() {
             out.push_str(&format!(
                 "\n  {:<14} {:>6} {:>11} {:>14} {:>12}\n",
@@ -361,8 +363,10 @@ impl Report {
                     u.calls,
                     format!("{mean:.1?}"),
                     u.fuel.map_or("-".to_string(), |f| f.to_string()),
-                    u.peak_memory
-                        .map_or("-".to_string(), |m| format!("{:.1} MiB", m as f64 / 1048576.0)),
+                    u.peak_memory.map_or("-".to_string(), |m| format!(
+                        "{:.1} MiB",
+                        m as f64 / 1048576.0
+                    )),
                 ));
             }
         }
@@ -375,6 +379,118 @@ impl Report {
         ));
         out
     }
+}
+
+/// The conversions between a runner's WIT types and this module's plain
+/// ones, written once: the SDK and kernel-host expand it where their own
+/// `Frame`, `Column`, `ColumnValues`, `ParamValue`, `ParamType`,
+/// `KernelInfo`, `KernelKind` and `Capabilities` are in scope, passing the
+/// path of this module.
+macro_rules! plain_conversions {
+    ($p:ident) => {
+        /// A frame as the conformance module's plain table.
+        pub fn frame_to_table(frame: &Frame) -> $p::Table {
+            $p::Table {
+                rows: frame.rows,
+                columns: frame.columns.iter().map(column_to_col).collect(),
+            }
+        }
+
+        /// A column as the conformance module's plain column.
+        pub fn column_to_col(c: &Column) -> $p::Col {
+            $p::Col {
+                name: c.name.clone(),
+                cells: match &c.values {
+                    ColumnValues::F64(v) => $p::Cells::F64(v.clone()),
+                    ColumnValues::S64(v) => $p::Cells::S64(v.clone()),
+                    ColumnValues::Bool(v) => $p::Cells::Bool(v.clone()),
+                    ColumnValues::String(v) => $p::Cells::Text(v.clone()),
+                },
+                nulls: c.nulls.clone(),
+            }
+        }
+
+        fn table_to_frame(t: &$p::Table) -> Frame {
+            Frame {
+                rows: t.rows,
+                columns: t.columns.iter().map(col_to_column).collect(),
+            }
+        }
+
+        fn col_to_column(c: &$p::Col) -> Column {
+            Column {
+                name: c.name.clone(),
+                values: match &c.cells {
+                    $p::Cells::F64(v) => ColumnValues::F64(v.clone()),
+                    $p::Cells::S64(v) => ColumnValues::S64(v.clone()),
+                    $p::Cells::Bool(v) => ColumnValues::Bool(v.clone()),
+                    $p::Cells::Text(v) => ColumnValues::String(v.clone()),
+                },
+                nulls: c.nulls.clone(),
+            }
+        }
+
+        fn param_to_value(v: &ParamValue) -> $p::Value {
+            match v {
+                ParamValue::F64(x) => $p::Value::F64(*x),
+                ParamValue::S64(x) => $p::Value::S64(*x),
+                ParamValue::Bool(x) => $p::Value::Bool(*x),
+                ParamValue::String(x) => $p::Value::Text(x.clone()),
+            }
+        }
+
+        fn value_to_param(v: &$p::Value) -> ParamValue {
+            match v {
+                $p::Value::F64(x) => ParamValue::F64(*x),
+                $p::Value::S64(x) => ParamValue::S64(*x),
+                $p::Value::Bool(x) => ParamValue::Bool(*x),
+                $p::Value::Text(x) => ParamValue::String(x.clone()),
+            }
+        }
+
+        fn params_of(params: &[(String, $p::Value)]) -> Vec<Param> {
+            params
+                .iter()
+                .map(|(name, v)| Param {
+                    name: name.clone(),
+                    value: value_to_param(v),
+                })
+                .collect()
+        }
+
+        fn info_of(info: &KernelInfo) -> $p::Info {
+            $p::Info {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                kind: match info.kind {
+                    KernelKind::Transformer => $p::Kind::Transformer,
+                    KernelKind::Classifier => $p::Kind::Classifier,
+                    KernelKind::Regressor => $p::Kind::Regressor,
+                    KernelKind::Clusterer => $p::Kind::Clusterer,
+                },
+                params: info
+                    .params
+                    .iter()
+                    .map(|p| $p::Spec {
+                        name: p.name.clone(),
+                        range: match &p.kind {
+                            ParamType::F64((lo, hi)) => $p::Range::F64(*lo, *hi),
+                            ParamType::S64((lo, hi)) => $p::Range::S64(*lo, *hi),
+                            ParamType::Bool => $p::Range::Bool,
+                            ParamType::Choice(c) => $p::Range::Choice(c.clone()),
+                            ParamType::Text => $p::Range::Text,
+                        },
+                        default: param_to_value(&p.default),
+                    })
+                    .collect(),
+                partial_fit: info.capabilities.contains(Capabilities::PARTIAL_FIT),
+                predict_proba: info.capabilities.contains(Capabilities::PREDICT_PROBA),
+                stateless_transform: info
+                    .capabilities
+                    .contains(Capabilities::STATELESS_TRANSFORM),
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -596,12 +712,18 @@ pub fn samples(kind: Kind) -> Vec<Sample> {
     ));
 
     let empty: [Vec<f64>; 3] = Default::default();
-    out.push(sample("empty", f64_table(&abc, empty.to_vec()), &empty, true));
+    out.push(sample(
+        "empty",
+        f64_table(&abc, empty.to_vec()),
+        &empty,
+        true,
+    ));
 
     let one = features(1, 2);
     out.push(sample("one-row", f64_table(&abc, one.to_vec()), &one, true));
 
-    let ints: [Vec<f64>; 3] = features(60, 3).map(|c| c.iter().map(|v| (v * 10.0).round()).collect());
+    let ints: [Vec<f64>; 3] =
+        features(60, 3).map(|c| c.iter().map(|v| (v * 10.0).round()).collect());
     out.push(sample(
         "integers",
         Table {
@@ -620,7 +742,8 @@ pub fn samples(kind: Kind) -> Vec<Sample> {
         true,
     ));
 
-    let bools: [Vec<f64>; 3] = features(60, 4).map(|c| c.iter().map(|v| f64::from(u8::from(*v > 0.0))).collect());
+    let bools: [Vec<f64>; 3] =
+        features(60, 4).map(|c| c.iter().map(|v| f64::from(u8::from(*v > 0.0))).collect());
     out.push(sample(
         "booleans",
         Table {
@@ -660,13 +783,19 @@ pub fn samples(kind: Kind) -> Vec<Sample> {
     out.push(sample("nulls", x, &holes, false));
 
     let mut nan = features(60, 7);
-    (0..60).filter(|i| i % 6 == 1).for_each(|i| nan[1][i] = f64::NAN);
+    (0..60)
+        .filter(|i| i % 6 == 1)
+        .for_each(|i| nan[1][i] = f64::NAN);
     out.push(sample("nan", f64_table(&abc, nan.to_vec()), &nan, false));
 
     let mut inf = features(60, 8);
-    (0..60)
-        .filter(|i| i % 9 == 4)
-        .for_each(|i| inf[2][i] = if i % 2 == 0 { f64::INFINITY } else { -f64::INFINITY });
+    (0..60).filter(|i| i % 9 == 4).for_each(|i| {
+        inf[2][i] = if i % 2 == 0 {
+            f64::INFINITY
+        } else {
+            -f64::INFINITY
+        }
+    });
     out.push(sample(
         "infinite",
         f64_table(&abc, inf.to_vec()),
@@ -813,6 +942,7 @@ pub fn run<S: Subject>(subject: &mut S, options: &Options) -> Report {
                 kernel: "?".into(),
                 version: "?".into(),
                 checks,
+                notes: Vec::new(),
                 usage: runner.usage,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
             };
@@ -841,30 +971,48 @@ pub fn run<S: Subject>(subject: &mut S, options: &Options) -> Report {
     };
     push("not-fitted", check_not_fitted(&mut runner, subject, &ctx));
 
-    // The instance every later property starts from: fitted on `numeric`
-    // (or the author's data when given).
-    let base = samples
+    // The instance every later property starts from: fitted on the
+    // author's data when given and usable, on `numeric` otherwise.
+    let mut notes = Vec::new();
+    let mut fitted = None;
+    for base in samples
         .iter()
-        .find(|s| s.name == "data")
-        .or_else(|| samples.iter().find(|s| s.name == "numeric"));
-    let Some(base) = base else {
-        return finish(info, checks, runner, started);
-    };
-    let fitted = runner
-        .configured(subject, ctx.params)
-        .and_then(|mut i| runner.fit(&mut i, base).map(|()| i));
-    let mut fitted = match fitted {
-        Ok(i) => i,
-        Err(e) => {
-            let why = format!(
-                "configure + fit on {} failed: {e}; every other property needs a fitted kernel",
-                base.describe()
-            );
-            for (property, _) in &PROPERTIES[3..] {
-                push(property, Verdict::Fail(why.clone()));
+        .filter(|s| s.name == "data" || s.name == "numeric")
+        .rev()
+    {
+        let attempt = runner
+            .configured(subject, ctx.params)
+            .and_then(|mut i| runner.fit(&mut i, base).map(|()| i));
+        match attempt {
+            Ok(i) => {
+                fitted = Some((i, base));
+                break;
             }
-            return finish(info, checks, runner, started);
+            Err(Failure::Refused(Refusal::InvalidInput, m)) if base.name == "data" => {
+                notes.push(format!(
+                    "the kernel refused your data ({}): {m}; the properties used the generated \
+                     frames only",
+                    base.describe()
+                ));
+            }
+            Err(e) => {
+                let why = format!(
+                    "configure + fit on {} failed: {e}; the other properties need a fitted kernel",
+                    base.describe()
+                );
+                push("frames", Verdict::Fail(why));
+                for (property, _) in &PROPERTIES[4..] {
+                    push(
+                        property,
+                        Verdict::Skip("needs a fitted kernel (see frames)".into()),
+                    );
+                }
+                return finish(info, checks, runner, started, notes);
+            }
         }
+    }
+    let Some((mut fitted, base)) = fitted else {
+        return finish(info, checks, runner, started, notes);
     };
     let ops = match discover_ops(&mut runner, &mut fitted, &ctx, base) {
         Ok(ops) => ops,
@@ -895,7 +1043,7 @@ pub fn run<S: Subject>(subject: &mut S, options: &Options) -> Report {
             check_resources(&mut runner, &mut fitted, &ops, &samples, options.repeat),
         );
     }
-    finish(info, checks, runner, started)
+    finish(info, checks, runner, started, notes)
 }
 
 /// The `state` property alone, on an input of the caller's choosing.
@@ -960,11 +1108,18 @@ fn on_given<S: Subject>(
     }
 }
 
-fn finish(info: Info, checks: Vec<Check>, runner: Runner, started: Instant) -> Report {
+fn finish(
+    info: Info,
+    checks: Vec<Check>,
+    runner: Runner,
+    started: Instant,
+    notes: Vec<String>,
+) -> Report {
     Report {
         kernel: info.name,
         version: info.version,
         checks,
+        notes,
         usage: runner.usage,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     }
@@ -1053,10 +1208,7 @@ pub fn check_describe(info: &Info) -> Verdict {
                     && lo > hi
                 {
                     Some(format!("has an empty range [{lo}, {hi}]"))
-                } else if v.is_nan()
-                    || min.is_some_and(|m| *v < m)
-                    || max.is_some_and(|m| *v > m)
-                {
+                } else if v.is_nan() || min.is_some_and(|m| *v < m) || max.is_some_and(|m| *v > m) {
                     Some(format!(
                         "default {v} lies outside its declared range [{}, {}]",
                         min.map_or("-∞".into(), |m| m.to_string()),
@@ -1402,28 +1554,35 @@ fn check_frames<S: Subject>(
     let mut problems: Vec<String> = Vec::new();
     let mut bad_outputs: Vec<String> = Vec::new();
     let mut calls = 0;
-    let mut judge = |what: String, result: &Outcome<Output>, x: &Table, problems: &mut Vec<String>| {
-        if !polite(result) {
-            let hint = match result {
-                Err(Failure::Refused(..)) => {
-                    "; refuse input you cannot use with invalid-input".to_string()
-                }
-                _ => "; a plausible frame must never trap: check the input and refuse it with \
+    let mut judge =
+        |what: String, result: &Outcome<Output>, x: &Table, problems: &mut Vec<String>| {
+            if !polite(result) {
+                let hint = match result {
+                    Err(Failure::Refused(..)) => {
+                        "; refuse input you cannot use with invalid-input".to_string()
+                    }
+                    _ => "; a plausible frame must never trap: check the input and refuse it with \
                       invalid-input"
-                    .to_string(),
-            };
-            problems.push(format!("{what}: {}{hint}", result.as_ref().err().map_or(String::new(), ToString::to_string)));
-        }
-        match result {
-            Err(Failure::BadOutput(m)) => bad_outputs.push(format!("{what}: {m}")),
-            Ok(out) => {
-                if let Err(m) = well_formed(out, x.rows) {
-                    bad_outputs.push(format!("{what}: {m}"));
-                }
+                        .to_string(),
+                };
+                problems.push(format!(
+                    "{what}: {}{hint}",
+                    result
+                        .as_ref()
+                        .err()
+                        .map_or(String::new(), ToString::to_string)
+                ));
             }
-            Err(_) => {}
-        }
-    };
+            match result {
+                Err(Failure::BadOutput(m)) => bad_outputs.push(format!("{what}: {m}")),
+                Ok(out) => {
+                    if let Err(m) = well_formed(out, x.rows) {
+                        bad_outputs.push(format!("{what}: {m}"));
+                    }
+                }
+                Err(_) => {}
+            }
+        };
     for sample in ctx.samples {
         let about = sample.describe();
         // Fit on the sample, then apply to it.
@@ -1448,7 +1607,9 @@ fn check_frames<S: Subject>(
                 } else {
                     problems.push(format!(
                         "fit on {about}: {}{}",
-                        fit.as_ref().err().map_or(String::new(), ToString::to_string),
+                        fit.as_ref()
+                            .err()
+                            .map_or(String::new(), ToString::to_string),
                         if matches!(fit, Err(Failure::Refused(..))) {
                             "; refuse input you cannot use with invalid-input"
                         } else {
@@ -1469,7 +1630,9 @@ fn check_frames<S: Subject>(
                         problems.push(format!(
                             "partial-fit on {about}: {}; refuse input you cannot use with \
                              invalid-input, never trap",
-                            fit.as_ref().err().map_or(String::new(), ToString::to_string)
+                            fit.as_ref()
+                                .err()
+                                .map_or(String::new(), ToString::to_string)
                         ));
                     }
                 }
@@ -1600,11 +1763,9 @@ fn col_difference(a: &Col, b: &Col, tolerance: f64) -> Option<String> {
         && (a.nulls.as_ref().is_some_and(|n| n.iter().any(|v| *v != 0))
             || b.nulls.as_ref().is_some_and(|n| n.iter().any(|v| *v != 0)))
     {
-        return first(
-            a.len(),
-            &|i| a.is_null(i) == b.is_null(i),
-            &|i| format!("null {}, then null {}", a.is_null(i), b.is_null(i)),
-        );
+        return first(a.len(), &|i| a.is_null(i) == b.is_null(i), &|i| {
+            format!("null {}, then null {}", a.is_null(i), b.is_null(i))
+        });
     }
     match (&a.cells, &b.cells) {
         (Cells::F64(x), Cells::F64(y)) => first(
@@ -1613,26 +1774,23 @@ fn col_difference(a: &Col, b: &Col, tolerance: f64) -> Option<String> {
                 a.is_null(i)
                     || x[i].to_bits() == y[i].to_bits()
                     || (tolerance > 0.0
-                        && (x[i] - y[i]).abs()
-                            <= tolerance * 1f64.max(x[i].abs()).max(y[i].abs()))
+                        && (x[i] - y[i]).abs() <= tolerance * 1f64.max(x[i].abs()).max(y[i].abs()))
             },
             &|i| format!("{:?}, then {:?}", x[i], y[i]),
         ),
-        (Cells::S64(x), Cells::S64(y)) => first(
-            x.len(),
-            &|i| a.is_null(i) || x[i] == y[i],
-            &|i| format!("{}, then {}", x[i], y[i]),
-        ),
-        (Cells::Bool(x), Cells::Bool(y)) => first(
-            x.len(),
-            &|i| a.is_null(i) || x[i] == y[i],
-            &|i| format!("{}, then {}", x[i], y[i]),
-        ),
-        (Cells::Text(x), Cells::Text(y)) => first(
-            x.len(),
-            &|i| a.is_null(i) || x[i] == y[i],
-            &|i| format!("{:?}, then {:?}", x[i], y[i]),
-        ),
+        (Cells::S64(x), Cells::S64(y)) => first(x.len(), &|i| a.is_null(i) || x[i] == y[i], &|i| {
+            format!("{}, then {}", x[i], y[i])
+        }),
+        (Cells::Bool(x), Cells::Bool(y)) => {
+            first(x.len(), &|i| a.is_null(i) || x[i] == y[i], &|i| {
+                format!("{}, then {}", x[i], y[i])
+            })
+        }
+        (Cells::Text(x), Cells::Text(y)) => {
+            first(x.len(), &|i| a.is_null(i) || x[i] == y[i], &|i| {
+                format!("{:?}, then {:?}", x[i], y[i])
+            })
+        }
         _ => Some(format!(
             "column `{name}`: {} values, then {}",
             a.type_name(),
@@ -1666,15 +1824,19 @@ fn compare(
     b: &[(String, Result<Output, String>)],
     tolerance: f64,
 ) -> Option<String> {
-    a.iter().zip(b).find_map(|((what, x), (_, y))| match (x, y) {
-        (Ok(x), Ok(y)) => difference(x, y, tolerance).map(|d| format!("{what}: {d}")),
-        (Err(x), Err(y)) if x == y => None,
-        (x, y) => Some(format!(
-            "{what}: {}, then {}",
-            x.as_ref().map_or_else(|e| e.clone(), |_| "an output".into()),
-            y.as_ref().map_or_else(|e| e.clone(), |_| "an output".into())
-        )),
-    })
+    a.iter()
+        .zip(b)
+        .find_map(|((what, x), (_, y))| match (x, y) {
+            (Ok(x), Ok(y)) => difference(x, y, tolerance).map(|d| format!("{what}: {d}")),
+            (Err(x), Err(y)) if x == y => None,
+            (x, y) => Some(format!(
+                "{what}: {}, then {}",
+                x.as_ref()
+                    .map_or_else(|e| e.clone(), |_| "an output".into()),
+                y.as_ref()
+                    .map_or_else(|e| e.clone(), |_| "an output".into())
+            )),
+        })
 }
 
 /// The samples outputs are compared on: the base, plus `long` when the
@@ -1915,7 +2077,9 @@ fn check_probabilities<I: Instance>(
     let on: Vec<&Sample> = ctx
         .samples
         .iter()
-        .filter(|s| s.clean && s.x.rows > 0 && ["numeric", "one-row", "long"].contains(&s.name.as_str()))
+        .filter(|s| {
+            s.clean && s.x.rows > 0 && ["numeric", "one-row", "long"].contains(&s.name.as_str())
+        })
         .chain(std::iter::once(base))
         .collect();
     for sample in on {
@@ -1968,11 +2132,7 @@ fn check_probabilities<I: Instance>(
     }
 }
 
-fn proba_problem(
-    proba: &Table,
-    labels: &Col,
-    known: &dyn Fn(&str) -> bool,
-) -> Result<(), String> {
+fn proba_problem(proba: &Table, labels: &Col, known: &dyn Fn(&str) -> bool) -> Result<(), String> {
     if proba.columns.is_empty() {
         return Err("no class columns".into());
     }
@@ -1999,10 +2159,7 @@ fn proba_problem(
     }
     for row in 0..proba.rows as usize {
         let p: Vec<f64> = columns.iter().map(|c| c[row]).collect();
-        if let Some(v) = p
-            .iter()
-            .find(|v| !(-1e-12..=1.0 + 1e-12).contains(*v))
-        {
+        if let Some(v) = p.iter().find(|v| !(-1e-12..=1.0 + 1e-12).contains(*v)) {
             return Err(format!(
                 "row {row}: probability {v} is outside [0, 1] (row: {p:?})"
             ));
@@ -2066,7 +2223,11 @@ fn check_resources<I: Instance>(
         let warm = 20.min(repeat);
         for _ in 0..warm {
             if let Err(e) = runner.apply(fitted, op, &sample.x) {
-                return Verdict::Skip(format!("{} on {} failed: {e}", op.name(), sample.describe()));
+                return Verdict::Skip(format!(
+                    "{} on {} failed: {e}",
+                    op.name(),
+                    sample.describe()
+                ));
             }
         }
         let before = fitted.meter().memory.unwrap_or(0);
@@ -2115,9 +2276,14 @@ mod tests {
         }
         assert_eq!(a[0].name, "empty");
         assert!(a.windows(2).all(|w| w[0].size() <= w[1].size()));
-        let y = a.iter().find(|s| s.name == "numeric").and_then(|s| s.y.clone());
-        let classes: std::collections::BTreeSet<_> =
-            y.iter().flat_map(|y| (0..y.len()).filter_map(|i| y.label(i))).collect();
+        let y = a
+            .iter()
+            .find(|s| s.name == "numeric")
+            .and_then(|s| s.y.clone());
+        let classes: std::collections::BTreeSet<_> = y
+            .iter()
+            .flat_map(|y| (0..y.len()).filter_map(|i| y.label(i)))
+            .collect();
         assert_eq!(classes.len(), 3, "{classes:?}");
     }
 

@@ -291,7 +291,9 @@ impl Matrix {
             Some(at) => Err(KernelError::invalid_input(format!(
                 "column `{}` holds {} in row {}; this kernel needs finite values \
                  (impute or drop them first)",
-                self.names.get(at % self.cols.max(1)).map_or("?", String::as_str),
+                self.names
+                    .get(at % self.cols.max(1))
+                    .map_or("?", String::as_str),
                 self.data[at],
                 at / self.cols.max(1)
             ))),

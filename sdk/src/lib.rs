@@ -99,6 +99,7 @@
 #[doc(hidden)]
 #[path = "params.rs"]
 pub mod __params;
+#[macro_use]
 pub mod conformance;
 mod error;
 mod frame;

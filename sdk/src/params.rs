@@ -276,6 +276,8 @@ macro_rules! params {
 
         impl $crate::Params for $name {
             fn specs() -> ::std::vec::Vec<$crate::ParamSpec> {
+                // Unused by a kernel without parameters.
+                #[allow(unused_variables)]
                 let defaults = <Self as ::core::default::Default>::default();
                 ::std::vec![$(
                     $crate::ParamSpec {

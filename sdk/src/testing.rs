@@ -26,7 +26,7 @@
 //! }
 //! ```
 
-use crate::conformance::{self as props, Cells, Col, Failure, Outcome, Refusal, Table, Value};
+use crate::conformance::{self as props, Col, Failure, Outcome, Refusal, Table, Value};
 use crate::runtime::Runtime;
 use crate::{
     Capabilities, Column, ColumnValues, Explanation, Frame, Kernel, KernelError, KernelInfo,
@@ -248,13 +248,7 @@ fn refusal(e: KernelError) -> Failure {
 
 impl<K: Kernel> props::Instance for Local<K> {
     fn configure(&mut self, params: &[(String, Value)]) -> Outcome<()> {
-        let params: Vec<Param> = params
-            .iter()
-            .map(|(name, v)| Param {
-                name: name.clone(),
-                value: value_to_param(v),
-            })
-            .collect();
+        let params = params_of(params);
         guarded(|| self.runtime.configure(&params))
     }
     fn fit(&mut self, x: &Table, y: Option<&Col>) -> Outcome<()> {
@@ -288,98 +282,7 @@ impl<K: Kernel> props::Instance for Local<K> {
     }
 }
 
-fn info_of(info: &KernelInfo) -> props::Info {
-    props::Info {
-        name: info.name.clone(),
-        version: info.version.clone(),
-        kind: match info.kind {
-            KernelKind::Transformer => props::Kind::Transformer,
-            KernelKind::Classifier => props::Kind::Classifier,
-            KernelKind::Regressor => props::Kind::Regressor,
-            KernelKind::Clusterer => props::Kind::Clusterer,
-        },
-        params: info
-            .params
-            .iter()
-            .map(|p| props::Spec {
-                name: p.name.clone(),
-                range: match &p.kind {
-                    ParamType::F64((lo, hi)) => props::Range::F64(*lo, *hi),
-                    ParamType::S64((lo, hi)) => props::Range::S64(*lo, *hi),
-                    ParamType::Bool => props::Range::Bool,
-                    ParamType::Choice(c) => props::Range::Choice(c.clone()),
-                    ParamType::Text => props::Range::Text,
-                },
-                default: param_to_value(&p.default),
-            })
-            .collect(),
-        partial_fit: info.capabilities.contains(Capabilities::PARTIAL_FIT),
-        predict_proba: info.capabilities.contains(Capabilities::PREDICT_PROBA),
-        stateless_transform: info
-            .capabilities
-            .contains(Capabilities::STATELESS_TRANSFORM),
-    }
-}
-
-fn param_to_value(v: &ParamValue) -> Value {
-    match v {
-        ParamValue::F64(x) => Value::F64(*x),
-        ParamValue::S64(x) => Value::S64(*x),
-        ParamValue::Bool(x) => Value::Bool(*x),
-        ParamValue::String(x) => Value::Text(x.clone()),
-    }
-}
-
-fn value_to_param(v: &Value) -> ParamValue {
-    match v {
-        Value::F64(x) => ParamValue::F64(*x),
-        Value::S64(x) => ParamValue::S64(*x),
-        Value::Bool(x) => ParamValue::Bool(*x),
-        Value::Text(x) => ParamValue::String(x.clone()),
-    }
-}
-
-/// A frame as the conformance module's plain table.
-pub fn frame_to_table(frame: &Frame) -> Table {
-    Table {
-        rows: frame.rows,
-        columns: frame.columns.iter().map(column_to_col).collect(),
-    }
-}
-
-/// A column as the conformance module's plain column.
-pub fn column_to_col(c: &Column) -> Col {
-    Col {
-        name: c.name.clone(),
-        cells: match &c.values {
-            ColumnValues::F64(v) => Cells::F64(v.clone()),
-            ColumnValues::S64(v) => Cells::S64(v.clone()),
-            ColumnValues::Bool(v) => Cells::Bool(v.clone()),
-            ColumnValues::String(v) => Cells::Text(v.clone()),
-        },
-        nulls: c.nulls.clone(),
-    }
-}
-
-fn table_to_frame(t: &Table) -> Frame {
-    Frame {
-        rows: t.rows,
-        columns: t.columns.iter().map(col_to_column).collect(),
-    }
-}
-
-fn col_to_column(c: &Col) -> Column {
-    Column {
-        name: c.name.clone(),
-        values: match &c.cells {
-            Cells::F64(v) => ColumnValues::F64(v.clone()),
-            Cells::S64(v) => ColumnValues::S64(v.clone()),
-            Cells::Bool(v) => ColumnValues::Bool(v.clone()),
-            Cells::Text(v) => ColumnValues::String(v.clone()),
-        },
-        nulls: c.nulls.clone(),
-    }
-}
+plain_conversions!(props);
 
 #[cfg(test)]
 mod tests {
@@ -429,5 +332,95 @@ mod tests {
             "{:?}",
             refused.err()
         );
+    }
+
+    /// Centres numeric columns on the mean it learned; `partial_fit`
+    /// forgets earlier chunks, which the native runner must catch.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Forgetful {
+        mean: Vec<f64>,
+    }
+
+    crate::params! {
+        pub struct NoParams {}
+    }
+
+    impl Kernel for Forgetful {
+        type Params = NoParams;
+        fn meta() -> Meta {
+            Meta::new("forgetful", "0.1.0", KernelKind::Transformer)
+                .capabilities(crate::Capabilities::PARTIAL_FIT)
+        }
+        fn new(_: NoParams) -> Self {
+            Forgetful { mean: Vec::new() }
+        }
+        fn fit(&mut self, x: &Frame, _: Option<&Column>) -> Result<(), KernelError> {
+            let m = x.to_matrix()?;
+            let n = m.rows.max(1) as f64;
+            self.mean = (0..m.cols)
+                .map(|j| m.rows().map(|r| r[j]).sum::<f64>() / n)
+                .collect();
+            Ok(())
+        }
+        fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+            self.fit(x, y)
+        }
+        fn transform(&self, x: Frame) -> Result<Frame, KernelError> {
+            let m = x.to_matrix()?;
+            if m.cols != self.mean.len() {
+                return Err(KernelError::invalid_input("wrong number of columns"));
+            }
+            Frame::new(
+                (0..m.cols)
+                    .map(|j| {
+                        Column::f64(
+                            m.names[j].clone(),
+                            m.rows().map(|r| r[j] - self.mean[j]).collect(),
+                        )
+                    })
+                    .collect(),
+            )
+            .map(|mut f| {
+                f.rows = x.rows;
+                f
+            })
+        }
+    }
+
+    /// The native runner finds the fault, names it and says what to fix;
+    /// the properties the kernel keeps pass.
+    #[test]
+    fn native_conformance_catches_a_forgetful_partial_fit() {
+        let report = super::check::<Forgetful>(&crate::conformance::Options::default());
+        let failed: Vec<&str> = report.failures().map(|c| c.property).collect();
+        assert_eq!(failed, ["partial-fit"], "{}", report.table());
+        let why = report
+            .verdict("partial-fit")
+            .map(|v| v.reason().to_string());
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("must add to what was learned")),
+            "{why:?}"
+        );
+        assert!(
+            matches!(
+                report.verdict("resources"),
+                Some(crate::conformance::Verdict::Skip(_))
+            ),
+            "memory is not measured natively"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "chunk invariance")]
+    fn chunk_invariance_assertion_panics_with_the_reason() {
+        let x = Frame::new(vec![Column::f64("a", (0..20).map(f64::from).collect())]).unwrap();
+        super::assert_chunk_invariance::<Forgetful>(&[], &x, None);
+    }
+
+    #[test]
+    fn state_round_trip_assertion_passes_on_a_kernel_that_saves_everything() {
+        let x = Frame::new(vec![Column::f64("a", vec![1.0, 2.0, 4.0])]).unwrap();
+        super::assert_state_round_trip::<Forgetful>(&[], &x, None);
     }
 }

@@ -8,6 +8,7 @@
 mod bundles;
 mod cli;
 mod common;
+mod conformance;
 mod dag;
 mod hardening;
 mod hostile;

@@ -7,14 +7,15 @@
 //! `kernel_sdk::testing::conformance` in an author's `cargo test` and this
 //! kit check exactly the same things with the same messages.
 
+#[macro_use]
 #[path = "../../../sdk/src/conformance.rs"]
 pub mod properties;
 
 use crate::bindings::{
-    Capabilities, Column, ColumnValues, Frame, KernelKind, Param, ParamType, ParamValue,
+    Capabilities, Column, ColumnValues, Frame, KernelInfo, KernelKind, Param, ParamType, ParamValue,
 };
 use crate::{Error, Grants, KernelComponent, KernelInstance, Limits};
-use properties::{Cells, Col, Failure, Meter, Outcome, Refusal, Table, Value};
+use properties::{Col, Failure, Meter, Outcome, Refusal, Table, Value};
 pub use properties::{Options, PROPERTIES, Report, Verdict};
 use std::sync::Arc;
 
@@ -109,37 +110,7 @@ impl properties::Subject for Sandboxed {
     type Instance = Sandboxed1;
 
     fn describe(&mut self) -> Outcome<properties::Info> {
-        let info = self.component.info();
-        Ok(properties::Info {
-            name: info.name.clone(),
-            version: info.version.clone(),
-            kind: match info.kind {
-                KernelKind::Transformer => properties::Kind::Transformer,
-                KernelKind::Classifier => properties::Kind::Classifier,
-                KernelKind::Regressor => properties::Kind::Regressor,
-                KernelKind::Clusterer => properties::Kind::Clusterer,
-            },
-            params: info
-                .params
-                .iter()
-                .map(|p| properties::Spec {
-                    name: p.name.clone(),
-                    range: match &p.kind {
-                        ParamType::F64((lo, hi)) => properties::Range::F64(*lo, *hi),
-                        ParamType::S64((lo, hi)) => properties::Range::S64(*lo, *hi),
-                        ParamType::Bool => properties::Range::Bool,
-                        ParamType::Choice(c) => properties::Range::Choice(c.clone()),
-                        ParamType::Text => properties::Range::Text,
-                    },
-                    default: param_to_value(&p.default),
-                })
-                .collect(),
-            partial_fit: info.capabilities.contains(Capabilities::PARTIAL_FIT),
-            predict_proba: info.capabilities.contains(Capabilities::PREDICT_PROBA),
-            stateless_transform: info
-                .capabilities
-                .contains(Capabilities::STATELESS_TRANSFORM),
-        })
+        Ok(info_of(self.component.info()))
     }
 
     fn instance(&mut self) -> Outcome<Sandboxed1> {
@@ -192,13 +163,7 @@ fn failure(e: kernel_host_sandbox::Error) -> Failure {
 
 impl properties::Instance for Sandboxed1 {
     fn configure(&mut self, params: &[(String, Value)]) -> Outcome<()> {
-        let params: Vec<Param> = params
-            .iter()
-            .map(|(name, v)| Param {
-                name: name.clone(),
-                value: value_to_param(v),
-            })
-            .collect();
+        let params = params_of(params);
         self.handle
             .block_on(self.instance.configure(&params))
             .map_err(failure)
@@ -261,60 +226,4 @@ impl properties::Instance for Sandboxed1 {
     }
 }
 
-fn param_to_value(v: &ParamValue) -> Value {
-    match v {
-        ParamValue::F64(x) => Value::F64(*x),
-        ParamValue::S64(x) => Value::S64(*x),
-        ParamValue::Bool(x) => Value::Bool(*x),
-        ParamValue::String(x) => Value::Text(x.clone()),
-    }
-}
-
-fn value_to_param(v: &Value) -> ParamValue {
-    match v {
-        Value::F64(x) => ParamValue::F64(*x),
-        Value::S64(x) => ParamValue::S64(*x),
-        Value::Bool(x) => ParamValue::Bool(*x),
-        Value::Text(x) => ParamValue::String(x.clone()),
-    }
-}
-
-fn frame_to_table(frame: &Frame) -> Table {
-    Table {
-        rows: frame.rows,
-        columns: frame.columns.iter().map(column_to_col).collect(),
-    }
-}
-
-fn column_to_col(c: &Column) -> Col {
-    Col {
-        name: c.name.clone(),
-        cells: match &c.values {
-            ColumnValues::F64(v) => Cells::F64(v.clone()),
-            ColumnValues::S64(v) => Cells::S64(v.clone()),
-            ColumnValues::Bool(v) => Cells::Bool(v.clone()),
-            ColumnValues::String(v) => Cells::Text(v.clone()),
-        },
-        nulls: c.nulls.clone(),
-    }
-}
-
-fn table_to_frame(t: &Table) -> Frame {
-    Frame {
-        rows: t.rows,
-        columns: t.columns.iter().map(col_to_column).collect(),
-    }
-}
-
-fn col_to_column(c: &Col) -> Column {
-    Column {
-        name: c.name.clone(),
-        values: match &c.cells {
-            Cells::F64(v) => ColumnValues::F64(v.clone()),
-            Cells::S64(v) => ColumnValues::S64(v.clone()),
-            Cells::Bool(v) => ColumnValues::Bool(v.clone()),
-            Cells::Text(v) => ColumnValues::String(v.clone()),
-        },
-        nulls: c.nulls.clone(),
-    }
-}
+plain_conversions!(properties);

@@ -222,6 +222,13 @@ kernel_sdk::export_kernel!(RidgeRegression);
 
 #[cfg(test)]
 mod tests {
+    /// The contract's properties, natively: the same checks as
+    /// `kernel-host test` runs on the component.
+    #[test]
+    fn keeps_the_contract() {
+        kernel_sdk::testing::conformance::<super::RidgeRegression>();
+    }
+
     use super::*;
     use kernel_sdk::testing::Local;
 

@@ -241,6 +241,13 @@ kernel_sdk::export_kernel!(SgdClassifier);
 
 #[cfg(test)]
 mod tests {
+    /// The contract's properties, natively: the same checks as
+    /// `kernel-host test` runs on the component.
+    #[test]
+    fn keeps_the_contract() {
+        kernel_sdk::testing::conformance::<super::SgdClassifier>();
+    }
+
     use super::*;
     use kernel_sdk::testing::Local;
 

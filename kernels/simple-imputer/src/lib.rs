@@ -390,6 +390,13 @@ kernel_sdk::export_kernel!(SimpleImputer);
 
 #[cfg(test)]
 mod tests {
+    /// The contract's properties, natively: the same checks as
+    /// `kernel-host test` runs on the component.
+    #[test]
+    fn keeps_the_contract() {
+        kernel_sdk::testing::conformance::<super::SimpleImputer>();
+    }
+
     use super::*;
     use kernel_sdk::testing::Local;
 

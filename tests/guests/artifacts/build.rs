@@ -126,7 +126,10 @@ fn main() {
             "expected {} after the guest build",
             file.display()
         );
-        consts.push_str(&format!("    ({name:?}, {:?}),\n", file.display().to_string()));
+        consts.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
+            file.display().to_string()
+        ));
     }
     consts.push_str("];\n");
     std::fs::write(out.join("guests.rs"), consts).expect("writing guests.rs");

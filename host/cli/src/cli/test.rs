@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Clone, clap::Args)]
-#[command(after_help = "Properties: describe, parameters, not-fitted, frames, outputs, determinism, state, partial-fit, probabilities, resources (see the README).
+#[command(
+    after_help = "Properties: describe, parameters, not-fitted, frames, outputs, determinism, state, partial-fit, probabilities, resources (see the README).
 
 Exit status: 0 every property passed, 1 a property failed, 2 the file is not a kernel or the kit could not run.
 
 Examples:
   kernel-host test target/wasm32-wasip2/release/my_kernel.wasm
   kernel-host test scaler.wasm --data examples/penguins/train.csv --target species --params with-std=false
-  kernel-host test scaler.wasm --json > conformance.json")]
+  kernel-host test scaler.wasm --json > conformance.json"
+)]
 pub struct TestArgs {
     /// The kernel component (.wasm).
     pub kernel: PathBuf,

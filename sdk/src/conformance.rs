@@ -221,7 +221,7 @@ pub const PROPERTIES: &[(&str, &str)] = &[
     ),
     (
         "parameters",
-        "defaults, range ends and choices are accepted; out-of-range values, wrong types and unknown names are refused with invalid-params",
+        "defaults, range ends and choices are accepted (a range end may be refused by a check naming another parameter); out-of-range values, wrong types and unknown names are refused with invalid-params",
     ),
     (
         "not-fitted",
@@ -1367,6 +1367,7 @@ fn check_parameters<S: Subject>(
 ) -> Verdict {
     let mut problems = Vec::new();
     let mut tried = 0;
+    let mut crossed = 0;
     let mut instance = match subject.instance() {
         Ok(i) => i,
         Err(e) => return Verdict::Fail(format!("cannot make an instance: {e}")),
@@ -1398,9 +1399,18 @@ fn check_parameters<S: Subject>(
         let result = runner.call("configure", &mut instance, |i| i.configure(&params));
         match (accept, result) {
             (true, Ok(())) | (false, Err(Failure::Refused(Refusal::InvalidParams, _))) => {}
+            // A range end may fall to a check between parameters (`low <
+            // high`): allowed when the refusal names the other parameter.
+            (true, Err(Failure::Refused(Refusal::InvalidParams, m)))
+                if why.contains("range") && names_another(&m, &name, info) =>
+            {
+                crossed += 1;
+            }
             (true, Err(Failure::Refused(kind, m))) => problems.push(format!(
                 "{call} ({why}) was refused ({kind}: {m}); a value inside the declared range \
-                 must be accepted: accept it or narrow the declared range"
+                 must be accepted with the other parameters at their defaults: accept it, \
+                 narrow the declared range, or (for a check between parameters) name the \
+                 other parameter in the refusal"
             )),
             (false, Ok(())) => problems.push(format!(
                 "{call} ({why}) was accepted; refuse it with invalid-params \
@@ -1426,7 +1436,14 @@ fn check_parameters<S: Subject>(
         }
     }
     if problems.is_empty() {
-        Verdict::Pass(format!("{tried} configure calls behaved"))
+        Verdict::Pass(if crossed == 0 {
+            format!("{tried} configure calls behaved")
+        } else {
+            format!(
+                "{tried} configure calls behaved ({crossed} range end(s) refused by a check \
+                 naming another parameter)"
+            )
+        })
     } else {
         Verdict::Fail(listed(&problems, 4))
     }
@@ -1491,6 +1508,19 @@ fn check_not_fitted<S: Subject>(runner: &mut Runner, subject: &mut S, ctx: &Cont
     } else {
         Verdict::Fail(listed(&problems, 3))
     }
+}
+
+/// Whether `message` names a declared parameter other than `name` (as a
+/// whole word).
+fn names_another(message: &str, name: &str, info: &Info) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    info.params.iter().filter(|p| p.name != name).any(|p| {
+        message.match_indices(p.name.as_str()).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + p.name.len()..].chars().next();
+            !before.is_some_and(word) && !after.is_some_and(word)
+        })
+    })
 }
 
 /// Whether the kernel's kind and capabilities promise `op`.

@@ -58,7 +58,7 @@ fn expected(fault: &str) -> &'static [&'static str] {
         "faultless" => &[],
         // The default outside its range is also refused by configure.
         "bad-describe" => &["describe", "parameters"],
-        "accepts-out-of-range" | "traps-on-unknown-param" => &["parameters"],
+        "accepts-out-of-range" | "refuses-range-end" | "traps-on-unknown-param" => &["parameters"],
         "no-not-fitted" => &["not-fitted"],
         "panics-on-empty" | "loops-on-constant" => &["frames"],
         "nondeterministic" => &["determinism"],
@@ -77,6 +77,11 @@ fn hint(fault: &str) -> &'static [&'static str] {
         "bad-describe" => &["default 2000 lies outside its declared range"],
         "accepts-out-of-range" => &["was accepted", "refuse it with invalid-params"],
         "traps-on-unknown-param" => &["no-such-parameter", "never trap"],
+        "refuses-range-end" => &[
+            "temperature = 1000.0",
+            "the top of its range",
+            "was refused",
+        ],
         "no-not-fitted" => &["before any fit", "refuse with not-fitted"],
         "panics-on-empty" => &["`empty` (0 rows", "index out of bounds", "invalid-input"],
         "loops-on-constant" => &["`constant`", "out of fuel"],
@@ -93,7 +98,7 @@ fn hint(fault: &str) -> &'static [&'static str] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_faulty_kernel_is_caught_by_the_property_it_breaks() {
-    assert!(kernel_host_guests::FAULTY.len() >= 14);
+    assert!(kernel_host_guests::FAULTY.len() >= 15);
     for (name, path) in kernel_host_guests::FAULTY {
         let report = report(path, Options::default()).await;
         let failed: Vec<&str> = report.failures().map(|c| c.property).collect();
@@ -222,4 +227,98 @@ fn the_authors_data_and_parameters_are_checked_too() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no target column `no-such-column`"));
+}
+
+/// `cargo` in `dir` as an author runs it: none of the outer build's flags,
+/// one target directory shared by the test's crates (and kept between runs).
+fn cargo(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", workspace().join("target/scaffold"));
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        command.env_remove(var);
+    }
+    command.output().unwrap()
+}
+
+/// `kernel-host new` makes, for every kind, a crate outside this repository
+/// that builds to a component at once, passes its own `cargo test` (which
+/// includes the SDK's conformance) and passes `kernel-host test`.
+#[test]
+fn new_kernels_build_and_keep_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["classifier", "transformer", "regressor", "clusterer"] {
+        let name = format!("my-{kind}");
+        let crate_dir = dir.path().join(&name);
+        let out = kernel_host(&[
+            "new",
+            &name,
+            "--kind",
+            kind,
+            "--path",
+            crate_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(crate_dir.join("vendor/kernel-sdk/wit/kernel.wit").is_file());
+        let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
+        assert!(readme.contains(&format!(
+            "kernel-host test target/wasm32-wasip2/release/my_{kind}.wasm"
+        )));
+
+        let out = cargo(
+            &crate_dir,
+            &["build", "--release", "--target", "wasm32-wasip2"],
+        );
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("warning"), "{kind}: {stderr}");
+        let out = cargo(&crate_dir, &["test", "--release"]);
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+
+        let component = workspace().join(format!(
+            "target/scaffold/wasm32-wasip2/release/my_{kind}.wasm"
+        ));
+        let out = kernel_host(&["test", component.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // The name is checked, and an existing crate is never overwritten.
+    let out = kernel_host(&["new", "Bad_Name", "--kind", "classifier"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kebab-case"));
+    let existing = dir.path().join("my-classifier");
+    let out = kernel_host(&[
+        "new",
+        "my-classifier",
+        "--kind",
+        "classifier",
+        "--path",
+        existing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }

@@ -43,6 +43,7 @@ pub mod job;
 mod pipeline;
 pub mod registry;
 pub mod report;
+pub mod scaffold;
 pub mod stream;
 pub mod telemetry;
 pub mod validate;

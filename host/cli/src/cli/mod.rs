@@ -8,6 +8,7 @@ mod generate;
 mod info;
 mod inspect;
 mod lock;
+mod new;
 mod predict;
 mod progress;
 mod registry;
@@ -54,6 +55,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Verify a kernel component and print what it says about itself.
     Inspect(inspect::InspectArgs),
+    /// Create a kernel crate (transformer, classifier, regressor or clusterer) that builds to a component and passes `kernel-host test`.
+    New(new::NewArgs),
     /// Check that a kernel component keeps the contract: properties run through the sandbox (exit 0 all pass, 1 a property failed, 2 not a kernel or could not run).
     Test(test::TestArgs),
     /// Manage the local registry of kernels by name@version.
@@ -96,6 +99,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Run(args) => run::run(args).await,
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Test(args) => test::test(args).await,
+        Command::New(args) => new::new(args),
         Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
         Command::Lock(args) => lock::lock(args).await,

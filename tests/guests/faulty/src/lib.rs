@@ -197,6 +197,7 @@ pub enum Fault {
     None,
     BadDescribe,
     AcceptsOutOfRange,
+    RefusesRangeEnd,
     TrapsOnUnknownParam,
     NoNotFitted,
     PanicsOnEmpty,
@@ -235,6 +236,16 @@ pub mod glue {
                     if let ParamValue::F64(v) = &mut p.value {
                         *v = if v.is_nan() { 1.0 } else { v.clamp(1e-3, 1e3) };
                     }
+                }
+            }
+            Fault::RefusesRangeEnd => {
+                // An off-by-one: the declared range includes 1000.
+                if let Some(p) = params.iter().find(|p| p.name == "temperature")
+                    && p.value == ParamValue::F64(1e3)
+                {
+                    return Err(KernelError::invalid_params(
+                        "temperature must be below 1000",
+                    ));
                 }
             }
             Fault::TrapsOnUnknownParam => {

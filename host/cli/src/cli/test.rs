@@ -70,7 +70,34 @@ pub async fn test(args: TestArgs) -> Result<(), Error> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let component =
-        KernelComponent::load_for(&sandbox, "", &id, &args.kernel, None, limits).await?;
+        match KernelComponent::load_for(&sandbox, "", &id, &args.kernel, None, limits).await {
+            Ok(component) => component,
+            // A component whose `describe` fails at load is a kernel that
+            // breaks the first property, not a file that is not a kernel.
+            Err(error) if error.fault().is_some() => {
+                let reason = format!("`describe` failed at load: {error}");
+                if args.json {
+                    let value = serde_json::json!({
+                        "kernel": args.kernel,
+                        "passed": false,
+                        "report": {"kernel": id, "checks": [
+                            {"property": "describe", "result": "fail", "reason": reason}
+                        ]},
+                    });
+                    println!("{}", super::json(&value));
+                } else {
+                    println!(
+                        "conformance of {id}\n  FAIL  describe       {}",
+                        kernel_host::printable(&reason)
+                    );
+                }
+                return Err(Error::Conformance {
+                    kernel: id,
+                    failed: vec!["describe".into()],
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
     let mut options = Options::default();
     for text in args.params.iter().filter(|p| !p.trim().is_empty()) {
         options

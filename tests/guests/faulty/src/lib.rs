@@ -196,6 +196,7 @@ impl Kernel for Centroids {
 pub enum Fault {
     None,
     BadDescribe,
+    DescribeTraps,
     AcceptsOutOfRange,
     RefusesRangeEnd,
     TrapsOnUnknownParam,
@@ -223,6 +224,9 @@ pub mod glue {
 
     pub fn describe(fault: Fault) -> KernelInfo {
         let mut info = Runtime::<Centroids>::describe();
+        if fault == Fault::DescribeTraps {
+            panic!("describe is not ready");
+        }
         if fault == Fault::BadDescribe {
             info.params[0].default = ParamValue::F64(2e3);
         }

@@ -14,7 +14,10 @@
 //! ranges before your code sees them, and the generated WIT bindings stay
 //! hidden. The same kernel runs natively in unit tests through
 //! [`testing::Local`], which goes through exactly the same dispatch code as
-//! the exported component.
+//! the exported component, and [`testing::conformance`] checks the
+//! contract's properties on it (the same ones, with the same messages, as
+//! `kernel-host test` checks on the built component: see [`conformance`]).
+//! `kernel-host new NAME --kind KIND` writes a crate to start from.
 //!
 //! ```no_run
 //! use kernel_sdk::prelude::*;

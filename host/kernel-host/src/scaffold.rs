@@ -94,13 +94,76 @@ pub fn check_name(name: &str) -> Result<(), String> {
              `-`, starting with a letter, at most 64), e.g. `naive-bayes`"
         ));
     }
-    if ["kernel-sdk", "test", "core", "std", "alloc", "serde"].contains(&name) {
+    if [
+        "kernel-sdk",
+        "test",
+        "core",
+        "std",
+        "alloc",
+        "serde",
+        "proc-macro",
+    ]
+    .contains(&name)
+    {
         return Err(format!(
             "`{name}` would clash with a crate the kernel depends on; choose another name"
         ));
     }
+    if KEYWORDS.contains(&name.replace('-', "_").as_str()) {
+        return Err(format!(
+            "`{name}` is a Rust keyword and cannot name a crate; choose another name"
+        ));
+    }
+    let ty = type_name(name);
+    if TAKEN.contains(&ty.as_str()) {
+        return Err(format!(
+            "`{name}` would make the kernel type `{ty}`, which the SDK's prelude or Rust's \
+             already uses; choose another name (e.g. `my-{name}`)"
+        ));
+    }
     Ok(())
 }
+
+/// Rust keywords, which cannot name a crate.
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "try", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "typeof", "unsized", "virtual", "yield",
+];
+
+/// Type names the skeletons see already: the SDK's prelude and Rust's.
+const TAKEN: &[&str] = &[
+    "Capabilities",
+    "Column",
+    "ColumnValues",
+    "ExplainEntry",
+    "ExplainValue",
+    "Explanation",
+    "Frame",
+    "Kernel",
+    "KernelError",
+    "KernelKind",
+    "LabelType",
+    "Matrix",
+    "Meta",
+    "NumericColumn",
+    "ParamValue",
+    "Params",
+    "Serialize",
+    "Deserialize",
+    "Vec",
+    "String",
+    "Option",
+    "Result",
+    "Box",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+    "Self",
+];
 
 /// `naive-bayes` → `NaiveBayes`.
 fn type_name(name: &str) -> String {

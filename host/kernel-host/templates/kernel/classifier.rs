@@ -29,7 +29,7 @@ kernel_sdk::params! {
 
 /// What `fit` learned.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Model {
+pub struct __TYPE__Model {
     /// The feature columns, in order (new data is read by these names).
     features: Vec<String>,
     /// The classes, sorted (probability columns come in this order).
@@ -44,11 +44,11 @@ pub struct Model {
 #[derive(Serialize, Deserialize)]
 pub struct __TYPE__ {
     params: __TYPE__Params,
-    model: Option<Model>,
+    model: Option<__TYPE__Model>,
 }
 
 impl __TYPE__ {
-    fn model(&self) -> Result<&Model, KernelError> {
+    fn model(&self) -> Result<&__TYPE__Model, KernelError> {
         self.model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("call fit first"))
@@ -119,7 +119,7 @@ impl Kernel for __TYPE__ {
             .zip(&counts)
             .map(|(s, &n)| s.into_iter().map(|v| v / n as f64).collect())
             .collect();
-        self.model = Some(Model {
+        self.model = Some(__TYPE__Model {
             features: m.names,
             classes,
             centroids,

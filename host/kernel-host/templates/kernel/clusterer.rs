@@ -32,7 +32,7 @@ kernel_sdk::params! {
 
 /// What `fit` learned.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Model {
+pub struct __TYPE__Model {
     features: Vec<String>,
     centres: Vec<Vec<f64>>,
 }
@@ -40,7 +40,7 @@ pub struct Model {
 #[derive(Serialize, Deserialize)]
 pub struct __TYPE__ {
     params: __TYPE__Params,
-    model: Option<Model>,
+    model: Option<__TYPE__Model>,
 }
 
 /// The index of the centre nearest to `row`.
@@ -101,7 +101,7 @@ impl Kernel for __TYPE__ {
                 break;
             }
         }
-        self.model = Some(Model {
+        self.model = Some(__TYPE__Model {
             features: m.names,
             centres,
         });

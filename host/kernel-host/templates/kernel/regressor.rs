@@ -28,7 +28,7 @@ kernel_sdk::params! {
 
 /// What `fit` learned.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Model {
+pub struct __TYPE__Model {
     features: Vec<String>,
     weights: Vec<f64>,
     intercept: f64,
@@ -38,7 +38,7 @@ pub struct Model {
 #[derive(Serialize, Deserialize)]
 pub struct __TYPE__ {
     params: __TYPE__Params,
-    model: Option<Model>,
+    model: Option<__TYPE__Model>,
 }
 
 /// Solves `a · w = b` (a is n×n, row-major) by Gaussian elimination with
@@ -126,7 +126,7 @@ impl Kernel for __TYPE__ {
             )
         })?;
         let intercept = y_mean - weights.iter().zip(&means).map(|(w, m)| w * m).sum::<f64>();
-        self.model = Some(Model {
+        self.model = Some(__TYPE__Model {
             features: m.names,
             weights,
             intercept,

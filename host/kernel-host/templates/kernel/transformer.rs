@@ -32,7 +32,7 @@ kernel_sdk::params! {
 
 /// The range of one column, as learned so far.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Range {
+struct __TYPE__Range {
     name: String,
     min: f64,
     max: f64,
@@ -42,7 +42,7 @@ struct Range {
 pub struct __TYPE__ {
     params: __TYPE__Params,
     /// Empty until the first fit.
-    ranges: Vec<Range>,
+    ranges: Vec<__TYPE__Range>,
 }
 
 impl Kernel for __TYPE__ {
@@ -93,7 +93,7 @@ impl Kernel for __TYPE__ {
                     r.min = r.min.min(min);
                     r.max = r.max.max(max);
                 }
-                None => self.ranges.push(Range {
+                None => self.ranges.push(__TYPE__Range {
                     name: column.name.clone(),
                     min,
                     max,

@@ -75,6 +75,13 @@ pub struct TelemetryArgs {
 
 /// The registry `registry = "name@range"` kernels come from:
 /// `$KERNEL_HOST_REGISTRY` or the default directory.
+/// The id a lone kernel file is known by in messages: its file stem.
+pub fn kernel_id(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 pub fn registry() -> Registry {
     Registry::open(Registry::default_dir())
 }

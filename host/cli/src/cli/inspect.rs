@@ -44,11 +44,7 @@ fn kind(t: &ParamType) -> String {
 
 pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
     let sandbox = Sandbox::builder().build()?;
-    let id = args
-        .kernel
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let id = super::common::kernel_id(&args.kernel);
     let component =
         KernelComponent::load(&sandbox, &id, &args.kernel, args.sha256.as_deref()).await?;
     let info = component.info();

@@ -64,11 +64,7 @@ pub async fn test(args: TestArgs) -> Result<(), Error> {
     }
     limits.check().map_err(Error::Usage)?;
     let sandbox = Sandbox::builder().build()?;
-    let id = args
-        .kernel
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let id = super::common::kernel_id(&args.kernel);
     let component =
         match KernelComponent::load_for(&sandbox, "", &id, &args.kernel, None, limits).await {
             Ok(component) => component,

@@ -10,7 +10,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     kernel_host::tune_process_allocator();
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose, args.quiet);
+    // Model selection runs hundreds of fits: kernels' warnings (a solver
+    // stopping early on a poor candidate) would bury the table.
+    let searching = matches!(
+        args.command,
+        cli::Command::Tune(_) | cli::Command::Compare(_)
+    );
+    cli::init_logging(args.verbose, args.quiet || (searching && args.verbose == 0));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,6 +24,7 @@ const CHUNK: u64 = 65_536;
 
 /// SplitMix64: small, fast and deterministic; good enough for sampling and
 /// shuffling. The one RNG of the host (the generator and row splits).
+#[derive(Clone, Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -35,12 +36,13 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn unit(&mut self) -> f64 {
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Roughly normal (Irwin–Hall with 4 terms), mean 0, sd 1.
-    fn normal(&mut self) -> f64 {
+    pub fn normal(&mut self) -> f64 {
         ((0..4).map(|_| self.unit()).sum::<f64>() - 2.0) * 3f64.sqrt()
     }
 }

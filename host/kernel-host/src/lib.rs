@@ -44,6 +44,7 @@ mod pipeline;
 pub mod registry;
 pub mod report;
 pub mod scaffold;
+pub mod select;
 pub mod stream;
 pub mod telemetry;
 pub mod validate;

@@ -13,6 +13,7 @@ mod predict;
 mod progress;
 mod registry;
 mod run;
+mod select;
 mod stream;
 mod test;
 mod validate;
@@ -57,6 +58,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Create a kernel crate (transformer, classifier, regressor or clusterer) that builds to a component and passes `kernel-host test`.
     New(new::NewArgs),
+    /// Score candidate pipelines on the same folds (manifests, or one manifest --vary STEP.PARAM=V1,V2) and recommend one.
+    Compare(select::CompareArgs),
+    /// Search the kernels' declared parameters with TPE and cross-validation, within a time budget.
+    Tune(select::TuneArgs),
     /// Check that a kernel component keeps the contract: properties run through the sandbox (exit 0 all pass, 1 a property failed, 2 not a kernel or could not run).
     Test(test::TestArgs),
     /// Manage the local registry of kernels by name@version.
@@ -100,6 +105,8 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Inspect(args) => inspect::inspect(args).await,
         Command::Test(args) => test::test(args).await,
         Command::New(args) => new::new(args),
+        Command::Compare(args) => select::compare(args).await,
+        Command::Tune(args) => select::tune(args).await,
         Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
         Command::Lock(args) => lock::lock(args).await,

@@ -21,9 +21,26 @@ pub struct RunArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// Cross-validate instead: K folds of the training rows (stratified for classifiers), each fitted in fresh sandboxes; prints per-fold scores, mean and standard deviation.
+    #[arg(long, value_name = "K")]
+    pub cv: Option<usize>,
+    /// With --cv: the seed of the folds.
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "cv")]
+    pub cv_seed: u64,
+    /// With --cv: print JSON.
+    #[arg(long, requires = "cv")]
+    pub json: bool,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
+    if let Some(k) = args.cv {
+        let cv = super::select::CvArgs {
+            cv: k,
+            seed: args.cv_seed,
+            metric: None,
+        };
+        return super::select::run_cv(&args.manifest, &cv, args.json).await;
+    }
     let source = open(&args.manifest, &args.data)?;
     if source.is_bundle() && args.data.input.is_none() {
         return Err(kernel_host::Error::Usage(format!(

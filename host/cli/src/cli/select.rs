@@ -1,0 +1,438 @@
+//! Model selection on the command line: `run --cv K`, `compare`, `tune`.
+
+use kernel_host::job::Source;
+use kernel_host::select::compare::{self, Candidate, Comparison, Outcome};
+use kernel_host::select::tune::{self, TuneOptions, Tuned};
+use kernel_host::select::{self, CvResult, show};
+use kernel_host::{Error, Plan, Sandbox};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cross-validation flags shared by `run`, `compare` and `tune`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CvArgs {
+    /// Folds of the training rows (stratified by the target for classifiers).
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub cv: usize,
+    /// Seed of the fold assignment (the same seed gives the same folds).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// The metric to rank by (accuracy, balanced_accuracy, macro_f1, log_loss; r2, rmse, mae; silhouette, inertia).
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
+}
+
+fn plan_of(path: &Path) -> Result<Plan, Error> {
+    match Source::open(path, &super::common::registry())? {
+        Source::Plan(plan) => Ok(plan),
+        _ => Err(Error::Usage(format!(
+            "{} is a bundle: cross-validation refits, so it needs a manifest",
+            path.display()
+        ))),
+    }
+}
+
+fn sandbox() -> Result<Sandbox, Error> {
+    Ok(Sandbox::builder().build()?)
+}
+
+fn check_metric(metric: Option<&str>) -> Result<(), Error> {
+    const KNOWN: &[&str] = &[
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "log_loss",
+        "r2",
+        "rmse",
+        "mae",
+        "silhouette",
+        "inertia",
+    ];
+    match metric {
+        Some(m) if !KNOWN.contains(&m) => Err(Error::Usage(format!(
+            "--metric {m}: not a metric (known: {})",
+            KNOWN.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `kernel-host run MANIFEST --cv K`: per-fold scores, mean and spread.
+pub async fn run_cv(manifest: &Path, cv: &CvArgs, json: bool) -> Result<(), Error> {
+    check_metric(cv.metric.as_deref())?;
+    let plan = plan_of(manifest)?;
+    let sandbox = sandbox()?;
+    let data = select::prepare(&sandbox, &plan, cv.cv, cv.seed).await?;
+    let result = select::cross_validate(&sandbox, &plan, &data).await?;
+    if json {
+        let summaries: serde_json::Map<String, serde_json::Value> = result
+            .summaries()
+            .into_iter()
+            .map(|(m, (mean, std))| (m.to_string(), serde_json::json!({"mean": mean, "std": std})))
+            .collect();
+        println!(
+            "{}",
+            super::json(&serde_json::json!({
+                "pipeline": plan.name, "folds": cv.cv, "seed": cv.seed,
+                "summary": summaries, "result": result,
+            }))
+        );
+        return Ok(());
+    }
+    println!(
+        "pipeline `{}`: {}-fold cross-validation of {} rows (seed {})",
+        plan.name, cv.cv, data.x.rows, cv.seed
+    );
+    print_cv(&result);
+    Ok(())
+}
+
+fn print_cv(result: &CvResult) {
+    let metrics: Vec<&str> = result.summaries().keys().copied().collect();
+    print!("{:<6}", "fold");
+    for m in &metrics {
+        print!(" {m:>18}");
+    }
+    println!(" {:>10} {:>10}", "fit", "predict");
+    for (i, f) in result.folds.iter().enumerate() {
+        print!("{:<6}", i + 1);
+        for m in &metrics {
+            print!(" {:>18.4}", f.scores.get(m).copied().unwrap_or(f64::NAN));
+        }
+        println!(
+            " {:>10} {:>10}",
+            super::format_duration(f.fit_time),
+            super::format_duration(f.predict_time)
+        );
+    }
+    print!("{:<6}", "mean");
+    for m in &metrics {
+        let (mean, std) = result.summary(m).unwrap_or((f64::NAN, f64::NAN));
+        print!(" {:>18}", show(mean, std));
+    }
+    println!();
+}
+
+#[derive(Clone, clap::Args)]
+#[command(after_help = "Examples:
+  kernel-host compare examples/penguins/pipeline.toml examples/penguins/mlp.toml --cv 5
+  kernel-host compare examples/penguins/pipeline.toml --vary model.c=0.001,0.1,10 --json")]
+pub struct CompareArgs {
+    /// Manifests to compare (the first one's data is used for all); with --vary, one manifest.
+    #[arg(required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// One candidate per value: STEP.PARAM=V1,V2,...
+    #[arg(long, value_name = "STEP.PARAM=V1,V2,...")]
+    pub vary: Option<String>,
+    #[command(flatten)]
+    pub cv: CvArgs,
+    /// Print JSON for tools instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn compare(args: CompareArgs) -> Result<(), Error> {
+    check_metric(args.cv.metric.as_deref())?;
+    let plans: Vec<Plan> = args
+        .manifests
+        .iter()
+        .map(|m| plan_of(m))
+        .collect::<Result<_, _>>()?;
+    let candidates: Vec<Candidate> = match &args.vary {
+        Some(spec) => {
+            if plans.len() != 1 {
+                return Err(Error::Usage("--vary takes exactly one manifest".into()));
+            }
+            compare::vary(&plans[0], spec)?
+        }
+        None => {
+            if plans.len() < 2 {
+                return Err(Error::Usage(
+                    "compare needs two manifests or more, or one with --vary STEP.PARAM=V1,V2,..."
+                        .into(),
+                ));
+            }
+            args.manifests
+                .iter()
+                .zip(plans)
+                .map(|(path, plan)| Candidate {
+                    name: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    plan,
+                })
+                .collect()
+        }
+    };
+    let sandbox = sandbox()?;
+    let data = select::prepare(&sandbox, &candidates[0].plan, args.cv.cv, args.cv.seed).await?;
+    let quiet = args.json;
+    let comparison = compare::compare(
+        &sandbox,
+        &candidates,
+        &data,
+        args.cv.metric.as_deref(),
+        &|row| {
+            if !quiet {
+                eprintln!("  scored {}", row.name);
+            }
+        },
+    )
+    .await;
+    if args.json {
+        println!(
+            "{}",
+            super::json(&serde_json::to_value(&comparison).unwrap_or_default())
+        );
+    } else {
+        print_comparison(&comparison, data.x.rows);
+    }
+    if comparison.recommended.is_none() {
+        return Err(Error::Usage(comparison.recommendation));
+    }
+    Ok(())
+}
+
+fn print_comparison(c: &Comparison, rows: u32) {
+    println!(
+        "{} candidates, {}-fold cross-validation on the same {rows} rows and folds; quality: {}\n",
+        c.rows.len(),
+        c.folds,
+        c.metric
+    );
+    let width = c
+        .rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    println!(
+        "  {:<width$} {:>18} {:>10} {:>10} {:>15} {:>10} {:>10}",
+        "candidate", c.metric, "fit", "predict", "fuel/fold", "peak mem", "kernels"
+    );
+    for (i, row) in c.rows.iter().enumerate() {
+        let mark = if Some(i) == c.recommended { "*" } else { " " };
+        match &row.outcome {
+            Outcome::Scored(cv) => {
+                let (mean, std) = cv.summary(&c.metric).unwrap_or((f64::NAN, f64::NAN));
+                println!(
+                    "{mark} {:<width$} {:>18} {:>10} {:>10} {:>15} {:>6.1} MiB {:>6} KiB",
+                    row.name,
+                    show(mean, std),
+                    super::format_duration(cv.fit_time()),
+                    super::format_duration(cv.predict_time()),
+                    cv.fuel(),
+                    cv.peak_memory() as f64 / 1048576.0,
+                    row.kernel_bytes / 1024
+                );
+            }
+            Outcome::Failed(e) => println!(
+                "  {:<width$} failed: {}",
+                row.name,
+                e.lines().next().unwrap_or("")
+            ),
+        }
+    }
+    println!("\n{}", c.recommendation);
+}
+
+#[derive(Clone, clap::Args)]
+#[command(
+    after_help = "The search space is every bounded parameter the final step's kernel declares (seeds excepted), on a log scale where the range spans decades; --param narrows or adds (any step). Trial 0 is the manifest as written.
+
+Examples:
+  kernel-host tune examples/penguins/pipeline.toml --budget 60s
+  kernel-host tune pipeline.toml --param model.c=log(1e-3,1e3) --trials 40 --jobs 2 --out best.toml --save best.khb"
+)]
+pub struct TuneArgs {
+    /// The pipeline manifest.
+    pub manifest: PathBuf,
+    /// Stop starting trials after this long; running ones are cancelled at it (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub budget: Duration,
+    /// Stop after this many trials.
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Trials at once, each in its own sandboxes (1: reproducible for a seed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Search STEP.NAME over log(a,b) | float(a,b) | int(a,b) | logint(a,b) | choice(x,y,...), inside its declared range.
+    #[arg(long = "param", value_name = "STEP.NAME=RANGE")]
+    pub params: Vec<String>,
+    /// Random search instead of TPE.
+    #[arg(long)]
+    pub random: bool,
+    /// Write the best manifest here (beside the original: its paths are relative to it).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Refit the best manifest on all training rows and save the bundle here.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub cv: CvArgs,
+    /// Print JSON for tools instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn tune(args: TuneArgs) -> Result<(), Error> {
+    check_metric(args.cv.metric.as_deref())?;
+    let plan = plan_of(&args.manifest)?;
+    if let Some(out) = &args.out {
+        let dir = |p: &Path| {
+            std::fs::canonicalize(
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
+            .ok()
+        };
+        if dir(out) != dir(&args.manifest) {
+            return Err(Error::Usage(format!(
+                "--out {}: write the tuned manifest beside {} (the paths in it are relative to its folder)",
+                out.display(),
+                args.manifest.display()
+            )));
+        }
+    }
+    let sandbox = sandbox()?;
+    let space = tune::space(&sandbox, &plan, &args.params).await?;
+    let data = Arc::new(select::prepare(&sandbox, &plan, args.cv.cv, args.cv.seed).await?);
+    let options = TuneOptions {
+        budget: args.budget,
+        trials: args.trials,
+        jobs: args.jobs,
+        seed: args.cv.seed,
+        metric: args.cv.metric.clone(),
+        random: args.random,
+        startup: 8,
+    };
+    let bar = (!args.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let best_so_far = std::sync::Mutex::new(None::<f64>);
+    let tuned = tune::tune(&sandbox, &plan, data, space, &options, &|trial| {
+        if let Some(bar) = &bar {
+            if let Some(score) = trial.score {
+                let mut best = best_so_far.lock().unwrap_or_else(|p| p.into_inner());
+                if best.is_none_or(|b| score > b) {
+                    *best = Some(score);
+                }
+            }
+            bar.set_message(format!(
+                "trial {} done ({:.0}s of the budget), best so far {:.4}",
+                trial.number,
+                trial.at,
+                best_so_far
+                    .lock()
+                    .map(|b| b.unwrap_or(f64::NAN))
+                    .unwrap_or(f64::NAN)
+            ));
+        }
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(out) = &args.out {
+        let text = tune::tuned_manifest(&args.manifest, &plan, &tuned)?;
+        kernel_host::fsutil::write_atomic(out, text.as_bytes())
+            .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+    }
+    if let (Some(save), Some(best)) = (&args.save, &tuned.best_plan) {
+        let options = kernel_host::job::JobOptions {
+            save: Some(save.clone()),
+            predict: false,
+        };
+        kernel_host::job::run(
+            &sandbox,
+            Source::Plan(best.clone()),
+            &options,
+            &kernel_host::job::Quiet,
+        )
+        .await?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            super::json(&serde_json::to_value(&tuned).unwrap_or_default())
+        );
+    } else {
+        print_tuned(&tuned, &args);
+    }
+    if tuned.best.is_none() {
+        return Err(Error::Usage(
+            "no trial finished with a score within the budget; raise --budget or narrow the space"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn print_tuned(t: &Tuned, args: &TuneArgs) {
+    println!(
+        "{} over {} parameter(s), {}-fold cross-validation, seed {}: {} trials{}",
+        if args.random { "random search" } else { "TPE" },
+        t.space.len(),
+        args.cv.cv,
+        args.cv.seed,
+        t.trials.len(),
+        if t.cancelled > 0 {
+            format!(" ({} cancelled at the budget)", t.cancelled)
+        } else {
+            String::new()
+        }
+    );
+    for s in &t.space {
+        println!("  {}.{} ~ {}", s.step, s.param, s.range);
+    }
+    println!();
+    println!("  {:>5} {:>18} {:>8}  params", "trial", t.metric, "time");
+    for trial in &t.trials {
+        let mark = if Some(trial.number) == t.best {
+            "*"
+        } else {
+            " "
+        };
+        let score = match (trial.score, trial.std) {
+            (Some(m), Some(s)) => show(m, s),
+            _ => "failed".into(),
+        };
+        let params: Vec<String> = trial
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "{mark} {:>5} {:>18} {:>7.2}s  {}",
+            trial.number,
+            score,
+            trial.seconds,
+            params.join(" ")
+        );
+        if let Some(e) = &trial.error {
+            println!("          {}", e.lines().next().unwrap_or(""));
+        }
+    }
+    if let Some(best) = t.best.and_then(|b| t.trials.iter().find(|x| x.number == b)) {
+        println!(
+            "\nbest: trial {} with {} {:.4}{}{}",
+            best.number,
+            t.metric,
+            best.score.unwrap_or(f64::NAN),
+            args.out.as_ref().map_or(String::new(), |o| format!(
+                "; manifest written to {}",
+                o.display()
+            )),
+            args.save.as_ref().map_or(String::new(), |s| format!(
+                "; bundle saved to {}",
+                s.display()
+            ))
+        );
+    }
+}

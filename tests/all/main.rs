@@ -18,6 +18,7 @@ mod manifests;
 mod operations;
 mod penguins;
 mod registry;
+mod select;
 mod snapshots;
 mod streaming;
 mod tensors;

@@ -296,3 +296,174 @@ fn compare_on_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("two manifests or more"));
 }
+
+/// Chromium for the HTML checks: the test setup installs Debian's package
+/// (scripts/test); `None`, with the reason printed, where there is none.
+fn chromium() -> Option<&'static str> {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = std::process::Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(candidate);
+        }
+    }
+    eprintln!(
+        "SKIPPED the browser check: no chromium here (scripts/test installs it with apt-get; \
+         install `chromium` to run it)"
+    );
+    None
+}
+
+/// Loads `page` in headless Chromium: the DOM it built, and what the page
+/// logged to the console.
+fn load_in_browser(browser: &str, page: &Path) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn graph_shows_the_parallel_branches_in_one_wave() {
+    let out = kernel_host(&["graph", "examples/penguins/dag.toml", "--format", "mermaid"]);
+    assert!(out.status.success(), "{out:?}");
+    let mermaid = String::from_utf8_lossy(&out.stdout);
+    // Wave 1 holds both imputers, wave 2 the scaler and the encoder.
+    let wave = |n: usize| {
+        let start = mermaid.find(&format!("subgraph wave{n}[")).unwrap();
+        let end = start + mermaid[start..].find("  end").unwrap();
+        mermaid[start..end].to_string()
+    };
+    assert!(wave(1).contains("2 steps in parallel"), "{mermaid}");
+    assert!(
+        wave(1).contains("numeric<br/>simple-imputer@1.0.0"),
+        "{mermaid}"
+    );
+    assert!(
+        wave(1).contains("categorical<br/>simple-imputer@1.0.0"),
+        "{mermaid}"
+    );
+    assert!(
+        wave(2).contains("scale<br/>") && wave(2).contains("encode<br/>"),
+        "{mermaid}"
+    );
+    assert!(
+        wave(3).contains("model<br/>logistic-regression@1.0.0"),
+        "{mermaid}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("run.json");
+    let out = kernel_host(&[
+        "run",
+        "examples/penguins/dag.toml",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = kernel_host(&[
+        "graph",
+        "examples/penguins/dag.toml",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dot.contains("subgraph cluster_wave1") && dot.contains("(258 rows)"),
+        "{dot}"
+    );
+    assert_eq!(dot.matches("slowest").count(), 1, "{dot}");
+    assert!(dot.contains("fuel"), "{dot}");
+
+    let page = dir.path().join("dag.html");
+    let out = kernel_host(&[
+        "graph",
+        "examples/penguins/dag.toml",
+        "--report",
+        report.to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: no scripts, no address but the SVG namespace.
+    assert!(!html.contains("<script"), "{html}");
+    assert_eq!(
+        html.matches("http").count(),
+        html.matches("http://www.w3.org/2000/svg").count()
+    );
+    if let Some(browser) = chromium() {
+        let (dom, console) = load_in_browser(browser, &page);
+        for step in ["numeric", "scale", "categorical", "encode", "model"] {
+            assert!(
+                dom.contains(&format!("id=\"step-{step}\"")),
+                "{step} missing:\n{dom}"
+            );
+        }
+        assert!(dom.contains("<svg"), "{dom}");
+        assert!(
+            !console.contains("Uncaught") && !console.contains("ERROR:CONSOLE"),
+            "{console}"
+        );
+    }
+}
+
+#[test]
+fn compare_and_tune_write_pages_that_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let compare_page = dir.path().join("compare.html");
+    let out = kernel_host(&[
+        "compare",
+        "examples/penguins/pipeline.toml",
+        "--vary",
+        "model.c=0.0001,1",
+        "--cv",
+        "3",
+        "--html",
+        compare_page.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let manifest = penguins_in(dir.path());
+    let tune_page = dir.path().join("tune.html");
+    let out = kernel_host(&[
+        "tune",
+        manifest.to_str().unwrap(),
+        "--trials",
+        "6",
+        "--cv",
+        "3",
+        "--html",
+        tune_page.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    if let Some(browser) = chromium() {
+        let (dom, console) = load_in_browser(browser, &compare_page);
+        assert!(
+            dom.contains("model.c=0.0001") && dom.contains("<svg"),
+            "{dom}"
+        );
+        assert!(!console.contains("Uncaught"), "{console}");
+        let (dom, console) = load_in_browser(browser, &tune_page);
+        assert!(dom.contains("<circle") && dom.contains("model.c="), "{dom}");
+        assert!(!console.contains("Uncaught"), "{console}");
+    }
+}

@@ -48,6 +48,7 @@ pub mod select;
 pub mod stream;
 pub mod telemetry;
 pub mod validate;
+pub mod viz;
 
 // The crates below, re-exported under the names their parts had when they
 // were modules of this one: `kernel_host::data::read_table` and

@@ -5,6 +5,7 @@ mod explain;
 mod fit;
 mod freeze;
 mod generate;
+mod graph;
 mod info;
 mod inspect;
 mod lock;
@@ -62,6 +63,8 @@ pub enum Command {
     Compare(select::CompareArgs),
     /// Search the kernels' declared parameters with TPE and cross-validation, within a time budget.
     Tune(select::TuneArgs),
+    /// Draw a pipeline: steps, kernels, data flow, parallel waves and (with --report) where the time went, as DOT, Mermaid, SVG or HTML.
+    Graph(graph::GraphArgs),
     /// Check that a kernel component keeps the contract: properties run through the sandbox (exit 0 all pass, 1 a property failed, 2 not a kernel or could not run).
     Test(test::TestArgs),
     /// Manage the local registry of kernels by name@version.
@@ -107,6 +110,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::New(args) => new::new(args),
         Command::Compare(args) => select::compare(args).await,
         Command::Tune(args) => select::tune(args).await,
+        Command::Graph(args) => graph::graph(args).await,
         Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
         Command::Lock(args) => lock::lock(args).await,
@@ -151,6 +155,18 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// Writes `text` to `path` atomically, or to stdout.
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<(), kernel_host::Error> {
+    match path {
+        Some(path) => kernel_host::fsutil::write_atomic(path, text.as_bytes())
+            .map_err(|e| kernel_host::Error::io(format!("writing {}", path.display()), e)),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 /// Pretty JSON for `--json` flags.

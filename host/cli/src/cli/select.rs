@@ -130,6 +130,9 @@ pub struct CompareArgs {
     /// Print JSON for tools instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML page: the table and a chart of the candidates.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 pub async fn compare(args: CompareArgs) -> Result<(), Error> {
@@ -181,6 +184,9 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
         },
     )
     .await;
+    if let Some(path) = &args.html {
+        super::write_output(Some(path), &comparison_page(&comparison))?;
+    }
     if args.json {
         println!(
             "{}",
@@ -193,6 +199,59 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
         return Err(Error::Usage(comparison.recommendation));
     }
     Ok(())
+}
+
+fn comparison_page(c: &Comparison) -> String {
+    use kernel_host::viz::{bar_chart, escape, page};
+    let bars: Vec<(String, Option<(f64, f64)>)> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let value = match &r.outcome {
+                Outcome::Scored(cv) => cv.summary(&c.metric),
+                Outcome::Failed(_) => None,
+            };
+            (r.name.clone(), value)
+        })
+        .collect();
+    let mut body = format!(
+        "<h1>compare: {} candidates</h1>\n<p>{}-fold cross-validation on the same rows and folds.</p>\n<p><b>{}</b></p>\n{}",
+        c.rows.len(),
+        c.folds,
+        escape(&c.recommendation),
+        bar_chart(&c.metric, &bars, c.recommended)
+    );
+    body.push_str("<table>\n<tr><th>candidate</th><th>");
+    body.push_str(&escape(&c.metric));
+    body.push_str("</th><th>fit</th><th>predict</th><th>fuel/fold</th><th>peak memory</th><th>error</th></tr>\n");
+    for (i, row) in c.rows.iter().enumerate() {
+        let class = if Some(i) == c.recommended {
+            " class=\"best\""
+        } else {
+            ""
+        };
+        match &row.outcome {
+            Outcome::Scored(cv) => {
+                let (m, s) = cv.summary(&c.metric).unwrap_or((f64::NAN, f64::NAN));
+                body.push_str(&format!(
+                    "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} MiB</td><td></td></tr>\n",
+                    escape(&row.name),
+                    show(m, s),
+                    super::format_duration(cv.fit_time()),
+                    super::format_duration(cv.predict_time()),
+                    cv.fuel(),
+                    cv.peak_memory() as f64 / 1048576.0
+                ));
+            }
+            Outcome::Failed(e) => body.push_str(&format!(
+                "<tr><td>{}</td><td>failed</td><td></td><td></td><td></td><td></td><td>{}</td></tr>\n",
+                escape(&row.name),
+                escape(e)
+            )),
+        }
+    }
+    body.push_str("</table>\n");
+    page("kernel-host compare", &body)
 }
 
 fn print_comparison(c: &Comparison, rows: u32) {
@@ -276,6 +335,9 @@ pub struct TuneArgs {
     /// Print JSON for tools instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML page: the trials over time and their table.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 pub async fn tune(args: TuneArgs) -> Result<(), Error> {
@@ -357,6 +419,9 @@ pub async fn tune(args: TuneArgs) -> Result<(), Error> {
         )
         .await?;
     }
+    if let Some(path) = &args.html {
+        super::write_output(Some(path), &tuned_page(&tuned))?;
+    }
     if args.json {
         println!(
             "{}",
@@ -372,6 +437,52 @@ pub async fn tune(args: TuneArgs) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+fn tuned_page(t: &Tuned) -> String {
+    use kernel_host::viz::{escape, page, trials_chart};
+    let points: Vec<(f64, f64)> = t
+        .trials
+        .iter()
+        .filter_map(|x| Some((x.at, x.score?)))
+        .collect();
+    let mut body = format!(
+        "<h1>tune: {} trials</h1>\n{}",
+        t.trials.len(),
+        trials_chart(
+            &t.metric,
+            &points,
+            kernel_host::select::metrics::higher_is_better(&t.metric)
+        )
+    );
+    body.push_str("<table>\n<tr><th>trial</th><th>");
+    body.push_str(&escape(&t.metric));
+    body.push_str("</th><th>seconds</th><th>params</th></tr>\n");
+    for trial in &t.trials {
+        let class = if Some(trial.number) == t.best {
+            " class=\"best\""
+        } else {
+            ""
+        };
+        let score = match (trial.score, trial.std) {
+            (Some(m), Some(s)) => show(m, s),
+            _ => format!("failed: {}", trial.error.as_deref().unwrap_or("")),
+        };
+        let params: Vec<String> = trial
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        body.push_str(&format!(
+            "<tr{class}><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td></tr>\n",
+            trial.number,
+            escape(&score),
+            trial.seconds,
+            escape(&params.join(" "))
+        ));
+    }
+    body.push_str("</table>\n");
+    page("kernel-host tune", &body)
 }
 
 fn print_tuned(t: &Tuned, args: &TuneArgs) {

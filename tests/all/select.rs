@@ -467,3 +467,36 @@ fn compare_and_tune_write_pages_that_load() {
         assert!(!console.contains("Uncaught"), "{console}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permutation_importance_finds_the_features_the_model_uses() {
+    let sandbox = sandbox();
+    let mut plan = penguins();
+    // `year` says nothing about the species.
+    plan.data.features.as_mut().unwrap().push("year".into());
+    let data = select::prepare(&sandbox, &plan, 5, 0).await.unwrap();
+    let (metric, importances) = select::importance::importance(&sandbox, &plan, &data, 3, None)
+        .await
+        .unwrap();
+    assert_eq!(metric, "accuracy");
+    let of = |name: &str| importances.iter().find(|i| i.feature == name).unwrap();
+    assert!(of("bill_length_mm").mean > 0.1, "{importances:?}");
+    assert!(of("year").mean.abs() < 0.03, "{importances:?}");
+    assert_eq!(importances[0].feature, "bill_length_mm", "{importances:?}");
+
+    let out = kernel_host(&[
+        "explain",
+        "examples/penguins/pipeline.toml",
+        "--importance",
+        "--cv",
+        "3",
+        "--repeats",
+        "2",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("permutation importance") && stdout.contains("bill_length_mm"),
+        "{stdout}"
+    );
+}

@@ -17,6 +17,15 @@ pub struct ExplainArgs {
     /// Print JSON for tools instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also measure permutation feature importance from outside (any kernel): the drop of the held-out score when a feature is shuffled, over the folds of --cv.
+    #[arg(long)]
+    pub importance: bool,
+    /// With --importance: folds (stratified for classifiers).
+    #[arg(long, value_name = "K", default_value_t = 5, requires = "importance")]
+    pub cv: usize,
+    /// With --importance: shuffles per feature and fold.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "importance")]
+    pub repeats: usize,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -100,6 +109,23 @@ pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
         ));
     }
     let source = open(&args.manifest, &args.data)?;
+    let importance = if args.importance {
+        if source.is_bundle() {
+            return Err(super::common::refuse(
+                "--importance",
+                "it refits the pipeline on folds of the training data, so it needs a manifest",
+            ));
+        }
+        let sandbox = kernel_host::Sandbox::builder().build()?;
+        let plan = source.plan().clone();
+        let data = kernel_host::select::prepare(&sandbox, &plan, args.cv, 0).await?;
+        Some(
+            kernel_host::select::importance::importance(&sandbox, &plan, &data, args.repeats, None)
+                .await?,
+        )
+    } else {
+        None
+    };
     let session = args.telemetry.start(&source).await?;
     let result = kernel_host::explain::explain(
         &session.sandbox,
@@ -122,7 +148,14 @@ pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
         )
         .await?;
     if args.json {
-        let json = serde_json::to_string_pretty(&kernel_host::explain::to_json(&steps))
+        let mut value = kernel_host::explain::to_json(&steps);
+        if let Some((metric, importances)) = &importance {
+            value = serde_json::json!({
+                "steps": value,
+                "importance": {"metric": metric, "folds": args.cv, "repeats": args.repeats, "features": importances},
+            });
+        }
+        let json = serde_json::to_string_pretty(&value)
             .map_err(|e| kernel_host::Error::Internal(e.to_string()))?;
         println!("{json}");
         return Ok(());
@@ -156,6 +189,21 @@ pub async fn explain(args: ExplainArgs) -> Result<(), kernel_host::Error> {
             o.restarts,
             o.cache_hits
         );
+    }
+    if let Some((metric, importances)) = &importance {
+        println!(
+            "permutation importance (drop of held-out {metric} when a feature is shuffled; {} folds × {} shuffles):",
+            args.cv, args.repeats
+        );
+        let width = importances
+            .iter()
+            .map(|i| i.feature.chars().count())
+            .max()
+            .unwrap_or(7)
+            .max(7);
+        for i in importances {
+            println!("  {:<width$} {:>8.4} ± {:.4}", i.feature, i.mean, i.std);
+        }
     }
     Ok(())
 }

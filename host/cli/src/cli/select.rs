@@ -185,7 +185,25 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
     )
     .await;
     if let Some(path) = &args.html {
-        super::write_output(Some(path), &comparison_page(&comparison))?;
+        // The recommended candidate's permutation importance, measured on
+        // the same folds.
+        let importance = match comparison.recommended {
+            Some(i) => select::importance::importance(
+                &sandbox,
+                &candidates[i].plan,
+                &data,
+                3,
+                Some(&comparison.metric),
+            )
+            .await
+            .ok()
+            .map(|(_, imp)| (candidates[i].name.clone(), imp)),
+            None => None,
+        };
+        super::write_output(
+            Some(path),
+            &comparison_page(&comparison, importance.as_ref()),
+        )?;
     }
     if args.json {
         println!(
@@ -201,7 +219,10 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn comparison_page(c: &Comparison) -> String {
+fn comparison_page(
+    c: &Comparison,
+    importance: Option<&(String, Vec<select::importance::Importance>)>,
+) -> String {
     use kernel_host::viz::{bar_chart, escape, page};
     let bars: Vec<(String, Option<(f64, f64)>)> = c
         .rows
@@ -251,6 +272,18 @@ fn comparison_page(c: &Comparison) -> String {
         }
     }
     body.push_str("</table>\n");
+    if let Some((name, importances)) = importance {
+        let bars: Vec<(String, Option<(f64, f64)>)> = importances
+            .iter()
+            .map(|i| (i.feature.clone(), Some((i.mean.max(0.0), i.std))))
+            .collect();
+        body.push_str(&format!(
+            "<h2>permutation importance of {}</h2>\n<p>The drop of held-out {} when one feature is shuffled (3 shuffles per fold).</p>\n{}",
+            escape(name),
+            escape(&c.metric),
+            kernel_host::viz::bar_chart("importance", &bars, None)
+        ));
+    }
     page("kernel-host compare", &body)
 }
 

@@ -7,6 +7,7 @@
 //! classifiers.
 
 pub mod compare;
+pub mod importance;
 pub mod metrics;
 pub mod tpe;
 pub mod tune;

@@ -22,7 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Case {
@@ -36,7 +39,10 @@ struct Case {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn cases() -> Vec<Case> {
@@ -45,7 +51,14 @@ fn cases() -> Vec<Case> {
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("synthetic.csv");
     if !data.exists() {
-        kernel_host::data::generate::generate(&data, 2000, 7, kernel_host::data::generate::Task::Classification, |_| {}).unwrap();
+        kernel_host::data::generate::generate(
+            &data,
+            2000,
+            7,
+            kernel_host::data::generate::Task::Classification,
+            |_| {},
+        )
+        .unwrap();
     }
     let guests = root.join("target/guests/wasm32-wasip2/release");
     let manifest = dir.join("synthetic.toml");
@@ -108,12 +121,17 @@ source = "{g}/sgd_classifier.wasm"
 fn main() {
     let trials = env_or("KERNEL_HOST_TUNE_TRIALS", 20);
     let seeds = env_or("KERNEL_HOST_TUNE_SEEDS", 5) as u64;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let sandbox = Sandbox::builder()
         .cache_dir(Some(workspace().join("target/test-cache")))
         .build()
         .unwrap();
-    println!("{trials} trials, 3-fold CV, {seeds} seeds; best cross-validated accuracy (mean over seeds)\n");
+    println!(
+        "{trials} trials, 3-fold CV, {seeds} seeds; best cross-validated accuracy (mean over seeds)\n"
+    );
     println!(
         "{:<38} {:>10} {:>10} {:>9} {:>12} {:>14} {:>10}",
         "data set", "TPE", "random", "TPE-rand", "TPE time", "scikit-learn", "sk trials"
@@ -126,7 +144,8 @@ fn main() {
             let mut random = Vec::new();
             let mut seconds = Vec::new();
             for seed in 0..seeds {
-                let data: Arc<Dataset> = Arc::new(select::prepare(&sandbox, &plan, 3, seed).await.unwrap());
+                let data: Arc<Dataset> =
+                    Arc::new(select::prepare(&sandbox, &plan, 3, seed).await.unwrap());
                 for use_random in [false, true] {
                     let options = TuneOptions {
                         budget: Duration::from_secs(3600),
@@ -138,10 +157,21 @@ fn main() {
                         startup: 8,
                     };
                     let started = Instant::now();
-                    let t = tune::tune(&sandbox, &plan, data.clone(), space.clone(), &options, &|_| {})
-                        .await
-                        .unwrap();
-                    let best = t.trials.iter().filter_map(|x| x.score).fold(f64::NEG_INFINITY, f64::max);
+                    let t = tune::tune(
+                        &sandbox,
+                        &plan,
+                        data.clone(),
+                        space.clone(),
+                        &options,
+                        &|_| {},
+                    )
+                    .await
+                    .unwrap();
+                    let best = t
+                        .trials
+                        .iter()
+                        .filter_map(|x| x.score)
+                        .fold(f64::NEG_INFINITY, f64::max);
                     if use_random {
                         random.push(best);
                     } else {
@@ -156,7 +186,13 @@ fn main() {
         let (sk, sk_trials) = sklearn(&case, seconds, seeds);
         println!(
             "{:<38} {:>10.4} {:>10.4} {:>+9.4} {:>11.2}s {:>14} {:>10}",
-            case.name, tpe, random, tpe - random, seconds, sk, sk_trials
+            case.name,
+            tpe,
+            random,
+            tpe - random,
+            seconds,
+            sk,
+            sk_trials
         );
     }
 }
@@ -184,7 +220,16 @@ fn sklearn(case: &Case, budget: f64, seeds: u64) -> (String, String) {
                 parts.next().unwrap_or("?").to_string(),
             )
         }
-        Ok(o) => (format!("failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")), String::new()),
+        Ok(o) => (
+            format!(
+                "failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ),
+            String::new(),
+        ),
         Err(e) => (format!("failed: {e}"), String::new()),
     }
 }

@@ -1,0 +1,179 @@
+"""kernel-host from Python: sandboxed machine-learning pipelines.
+
+    import kernel_host
+    pipe = kernel_host.Pipeline.from_manifest("examples/penguins/pipeline.toml")
+    pipe.fit(X, y)                 # pandas DataFrame / pyarrow Table / numpy array
+    pipe.predict(X)                # numpy array of predictions
+
+Every kernel runs in its own WebAssembly sandbox under the manifest's fuel,
+memory and time limits; frames cross as Arrow through the C data interface;
+the GIL is released while kernels run. Errors are typed (see the exception
+classes below), never a bare RuntimeError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import pyarrow as pa
+
+from . import _native
+from ._native import (  # noqa: F401  (re-exported)
+    BundleError,
+    DataError,
+    HostError,
+    InvalidInput,
+    InvalidParams,
+    KernelError,
+    KernelHostError,
+    KernelTimeout,
+    KernelTrap,
+    ManifestError,
+    MemoryLimit,
+    OutOfFuel,
+    UsageError,
+)
+
+__all__ = [
+    "Pipeline",
+    "read_table",
+    "version",
+    "KernelHostError",
+    "ManifestError",
+    "DataError",
+    "BundleError",
+    "UsageError",
+    "KernelError",
+    "OutOfFuel",
+    "MemoryLimit",
+    "KernelTimeout",
+    "KernelTrap",
+    "InvalidInput",
+    "InvalidParams",
+    "HostError",
+]
+
+
+def version() -> str:
+    """The host's version and the kernel contract it implements."""
+    return _native.version()
+
+
+def read_table(path: str) -> pa.Table:
+    """A CSV or Arrow file read exactly as the `kernel-host` CLI reads it."""
+    return pa.Table.from_batches([_native.read_table(str(path))])
+
+
+def _batch(x: Any, default_name: str = "x") -> pa.RecordBatch:
+    """X as one Arrow record batch: pandas, pyarrow or numpy."""
+    if isinstance(x, pa.RecordBatch):
+        return x
+    if isinstance(x, pa.Table):
+        x = x.combine_chunks()
+        batches = x.to_batches()
+        if not batches:
+            return pa.RecordBatch.from_pylist([], schema=x.schema)
+        return batches[0]
+    module = type(x).__module__
+    if module.startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(x, pd.Series):
+            x = x.to_frame(name=x.name if x.name is not None else default_name)
+        return pa.RecordBatch.from_pandas(x, preserve_index=False)
+    if module.startswith("numpy"):
+        import numpy as np
+
+        arr = np.asarray(x)
+        if arr.ndim == 1:
+            return pa.RecordBatch.from_arrays([pa.array(arr)], names=[default_name])
+        if arr.ndim == 2:
+            return pa.RecordBatch.from_arrays(
+                [pa.array(arr[:, j]) for j in range(arr.shape[1])],
+                names=[f"x{j}" for j in range(arr.shape[1])],
+            )
+        raise UsageError(f"a numpy array of {arr.ndim} dimensions cannot be a table")
+    if isinstance(x, (pa.Array, pa.ChunkedArray)):
+        return pa.RecordBatch.from_arrays([pa.concat_arrays(x.chunks) if isinstance(x, pa.ChunkedArray) else x], names=[default_name])
+    if isinstance(x, (list, tuple)):
+        return pa.RecordBatch.from_arrays([pa.array(x)], names=[default_name])
+    raise UsageError(f"cannot use a {type(x).__name__} as a table: give a pandas DataFrame, a pyarrow Table or RecordBatch, or a numpy array")
+
+
+def _output(batch: pa.RecordBatch, as_: str):
+    if as_ == "pyarrow":
+        return pa.Table.from_batches([batch])
+    if as_ == "pandas":
+        return batch.to_pandas()
+    if as_ == "numpy":
+        if batch.num_columns == 1:
+            return batch.column(0).to_numpy(zero_copy_only=False)
+        import numpy as np
+
+        return np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns])
+    raise UsageError(f"output {as_!r}: use 'numpy', 'pandas' or 'pyarrow'")
+
+
+class Pipeline:
+    """A pipeline of sandboxed kernels, from a manifest or a saved bundle."""
+
+    def __init__(self, native: "_native.Pipeline"):
+        self._native = native
+
+    @classmethod
+    def from_manifest(cls, path: str) -> "Pipeline":
+        """The pipeline a manifest describes, not fitted yet."""
+        return cls(_native.Pipeline.from_manifest(str(path)))
+
+    @classmethod
+    def load(cls, path: str) -> "Pipeline":
+        """A bundle (from `save()` or `kernel-host fit --save`), as fitted."""
+        return cls(_native.Pipeline.load(str(path)))
+
+    @property
+    def target(self) -> Optional[str]:
+        return self._native.target
+
+    @property
+    def features(self) -> Optional[list]:
+        return self._native.features
+
+    def fit(self, X: Any = None, y: Any = None) -> "Pipeline":
+        """Fits on X (and the target y); with no X, on the manifest's own data."""
+        if X is None:
+            self._native.fit()
+            return self
+        xb = _batch(X)
+        yb = None if y is None else _batch(y, self.target or "target")
+        self._native.fit(xb, yb)
+        return self
+
+    def predict(self, X: Any, output: str = "numpy"):
+        """One prediction per row (numpy by default; 'pandas' or 'pyarrow')."""
+        values, _ = self._native.predict(_batch(X), False)
+        return _output(values, output)
+
+    def predict_proba(self, X: Any, output: str = "numpy"):
+        """One probability column per class, named by the class."""
+        _, proba = self._native.predict(_batch(X), True)
+        if proba is None:
+            raise UsageError("the final kernel gives no probabilities")
+        return _output(proba, output)
+
+    def transform(self, X: Any, output: str = "pyarrow"):
+        """The output of a pipeline that ends in a transformer."""
+        values, _ = self._native.predict(_batch(X), False)
+        return _output(values, output)
+
+    async def predict_async(self, X: Any, output: str = "numpy"):
+        """`predict` in a worker thread: `asyncio.gather` runs pipelines at once."""
+        return await asyncio.to_thread(self.predict, X, output)
+
+    def save(self, path: str) -> None:
+        """Saves kernels, fitted state and plan as one bundle file."""
+        self._native.save(str(path))
+
+    def report(self) -> list:
+        """Per step: kernel, calls, busy seconds, fuel, peak memory, faults, rollbacks, cache hits."""
+        return self._native.report()

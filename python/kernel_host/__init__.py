@@ -81,7 +81,7 @@ def _batch(x: Any, default_name: str = "x") -> pa.RecordBatch:
 
         if isinstance(x, pd.Series):
             x = x.to_frame(name=x.name if x.name is not None else default_name)
-        return pa.RecordBatch.from_pandas(x, preserve_index=False)
+        return _batch(pa.Table.from_pandas(x, preserve_index=False))
     if module.startswith("numpy"):
         import numpy as np
 

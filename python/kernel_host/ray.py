@@ -53,4 +53,7 @@ def predict(dataset, bundle, features: Optional[Sequence[str]] = None, name: str
         batch_format="pyarrow",
         batch_size=batch_size,
         concurrency=concurrency,
+        # A worker that dies is restarted and its batches retried.
+        max_restarts=-1,
+        max_task_retries=-1,
     )

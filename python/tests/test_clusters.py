@@ -104,3 +104,39 @@ def test_spark_map_in_arrow_gives_identical_predictions(bundle, rows):
         assert "DataError" in str(e.value) and "batch 0 of this partition" in str(e.value), str(e.value)
     finally:
         spark.stop()
+
+
+def test_a_killed_ray_worker_is_retried_and_the_result_is_the_same(bundle, rows, tmp_path):
+    ray = pytest.importorskip("ray")
+    from kernel_host import ray as khr
+
+    marker = tmp_path / "killed"
+
+    class Flaky(khr._Predictor):
+        """Kills its own worker process in the middle of its second batch, once."""
+
+        def __call__(self, batch):
+            if self.batches == 1 and not marker.exists():
+                marker.write_text("killed")
+                os._exit(1)
+            return super().__call__(batch)
+
+    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        data = open(bundle, "rb").read()
+        ds = ray.data.from_pandas(rows).repartition(8)
+        out = ds.map_batches(
+            Flaky,
+            fn_constructor_args=(data, FEATURES, "prediction"),
+            batch_format="pyarrow",
+            batch_size=500,
+            concurrency=2,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
+        predicted = out.to_pandas()["prediction"].tolist()
+        assert marker.exists(), "the worker was never killed"
+        assert predicted == single_process(bundle, rows)
+    finally:
+        ray.shutdown()

@@ -77,17 +77,7 @@ pub fn parse_param(component: &KernelComponent, text: &str) -> Result<(String, V
     })?;
     let (name, raw) = (name.trim(), raw.trim());
     let info = component.info();
-    let spec = info.params.iter().find(|p| p.name == name).ok_or_else(|| {
-        Error::Usage(format!(
-            "`{}` has no parameter `{name}`; it accepts: {}",
-            info.name,
-            info.params
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let spec = info.param(name).map_err(Error::Usage)?;
     let bad = |what: &str| Error::Usage(format!("parameter `{name}` = `{raw}`: expected {what}"));
     let value = match &spec.kind {
         ParamType::F64(_) => Value::F64(raw.parse().map_err(|_| bad("a number"))?),

@@ -38,6 +38,25 @@ pub const WIT_VERSION: &str = wit_version!();
 
 /// A parameter value as a manifest would write it: `0.5`, `1e-12`, `3`,
 /// `true`, `"mean"`.
+impl KernelInfo {
+    /// The declared parameter `name`, or a message naming the kernel and
+    /// the parameters it does declare.
+    pub fn param(&self, name: &str) -> Result<&ParamSpec, String> {
+        self.params.iter().find(|p| p.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "`{}` has no parameter `{name}` (it accepts: {})",
+                self.name,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
+}
+
 impl std::fmt::Display for ParamValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

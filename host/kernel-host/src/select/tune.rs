@@ -273,17 +273,7 @@ pub async fn space(
                 ))
             })?;
         let info = step.component.info();
-        let spec = info.params.iter().find(|p| p.name == name).ok_or_else(|| {
-            usage(format!(
-                "`{}` has no parameter `{name}` (it has: {})",
-                info.name,
-                info.params
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+        let spec = info.param(name).map_err(usage)?;
         let (dimension, choices) = parse_range(range.trim(), &spec.kind).map_err(usage)?;
         out.retain(|s| !(s.step == step_id && s.param == name));
         out.push(Searched {

@@ -170,6 +170,12 @@ class Pipeline:
         """`predict` in a worker thread: `asyncio.gather` runs pipelines at once."""
         return await asyncio.to_thread(self.predict, X, output)
 
+    def explain(self) -> list:
+        """What each step learned, in its own words, with what the host observed."""
+        import json
+
+        return json.loads(self._native.explain())
+
     def save(self, path: str) -> None:
         """Saves kernels, fitted state and plan as one bundle file."""
         self._native.save(str(path))

@@ -42,10 +42,9 @@ class _Predictor:
 def predict(dataset, bundle, features: Optional[Sequence[str]] = None, name: str = "prediction",
             concurrency: int = 2, batch_size: int = 4096):
     """`dataset` with a `name` column of predictions, rows in input order
-    (this turns on Ray Data's `preserve_order` for the current context)."""
-    import ray
-
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    (this turns on Ray Data's `preserve_order` for `dataset`: a dataset
+    keeps the context it was made with)."""
+    dataset.context.execution_options.preserve_order = True
     data = bundle_bytes(bundle)
     return dataset.map_batches(
         _Predictor,

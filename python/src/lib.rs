@@ -363,6 +363,15 @@ impl Pipeline {
         Ok((batch_of(py, &values)?, proba))
     }
 
+    /// What each step learned, in its own words, as JSON text (the same
+    /// document as `kernel-host explain --json`).
+    fn explain(&self, py: Python<'_>) -> PyResult<String> {
+        self.with_fitted(py, async move |fitted: &mut Fitted| {
+            let steps = kernel_host::explain::explain_fitted(fitted, None).await;
+            Ok(kernel_host::explain::to_json(&steps).to_string())
+        })
+    }
+
     /// Saves the fitted pipeline (kernels, state, plan) as one bundle.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         self.with_fitted(py, async move |fitted: &mut Fitted| {

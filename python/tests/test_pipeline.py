@@ -49,6 +49,9 @@ def test_pandas_in_numpy_and_pandas_out(tmp_path):
     proba = pipe.predict_proba(test[FEATURES], output="pandas")
     assert list(proba.columns) == ["Adelie", "Chinstrap", "Gentoo"]
     assert np.allclose(proba.sum(axis=1), 1.0)
+    explained = pipe.explain()
+    model = [s for s in explained if s["step"] == "model"][0]
+    assert model["kernel"].startswith("logistic-regression@") and "summary" in model["learned"]
     report = pipe.report()
     assert [r["step"] for r in report] == ["impute", "encode", "scale", "model"]
     assert all(r["fuel"] > 0 for r in report)

@@ -45,6 +45,14 @@ pub async fn explain(
         .into());
     }
     let (mut fitted, _) = crate::job::load(sandbox, source, progress).await?;
+    Ok(explain_fitted(&mut fitted, step).await)
+}
+
+/// Asks each step of a fitted pipeline (or only `step`) to explain itself.
+pub async fn explain_fitted(
+    fitted: &mut crate::job::Fitted,
+    step: Option<&str>,
+) -> Vec<StepExplanation> {
     let mut out = Vec::new();
     for s in fitted.pipeline.steps_mut() {
         if step.is_some_and(|wanted| wanted != s.spec.id) {
@@ -59,7 +67,7 @@ pub async fn explain(
             observed: s.stats(),
         });
     }
-    Ok(out)
+    out
 }
 
 fn frame_json(frame: &Frame) -> Value {

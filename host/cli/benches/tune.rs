@@ -8,7 +8,7 @@
 //! - scikit-learn's RandomizedSearchCV-style search (ParameterSampler +
 //!   cross_val_score, same space) given the wall-clock time TPE took, when
 //!   `KERNEL_HOST_SKLEARN_PYTHON` names a Python with scikit-learn and
-//!   pandas (scripts/bench-venv makes one).
+//!   pandas (`eval "$(scripts/bench-venv)"` makes one and sets it).
 //!
 //! Env: KERNEL_HOST_TUNE_TRIALS (default 20), KERNEL_HOST_TUNE_SEEDS (5).
 

@@ -115,6 +115,11 @@ def _output(batch: pa.RecordBatch, as_: str):
     raise UsageError(f"output {as_!r}: use 'numpy', 'pandas' or 'pyarrow'")
 
 
+#: Rows per kernel call: a larger input is predicted slice by slice (zero-copy
+#: slices of the batch), so a guest's memory holds one slice, not the table.
+BATCH_ROWS = 65536
+
+
 class Pipeline:
     """A pipeline of sandboxed kernels, from a manifest or a saved bundle."""
 
@@ -149,21 +154,33 @@ class Pipeline:
         self._native.fit(xb, yb)
         return self
 
+    def _run(self, X: Any, probabilities: bool):
+        """(values, probabilities) for every row of X, BATCH_ROWS at a time."""
+        batch = _batch(X)
+        parts = [batch.slice(start, BATCH_ROWS) for start in range(0, batch.num_rows, BATCH_ROWS)] or [batch]
+        values, proba = [], []
+        for part in parts:
+            v, p = self._native.predict(part, probabilities)
+            values.append(v)
+            proba.append(p)
+        join = lambda batches: pa.Table.from_batches(batches).combine_chunks().to_batches()[0] if len(batches) > 1 else batches[0]
+        return join(values), (None if any(p is None for p in proba) else join(proba))
+
     def predict(self, X: Any, output: str = "numpy"):
         """One prediction per row (numpy by default; 'pandas' or 'pyarrow')."""
-        values, _ = self._native.predict(_batch(X), False)
+        values, _ = self._run(X, False)
         return _output(values, output)
 
     def predict_proba(self, X: Any, output: str = "numpy"):
         """One probability column per class, named by the class."""
-        _, proba = self._native.predict(_batch(X), True)
+        _, proba = self._run(X, True)
         if proba is None:
             raise UsageError("the final kernel gives no probabilities")
         return _output(proba, output)
 
     def transform(self, X: Any, output: str = "pyarrow"):
         """The output of a pipeline that ends in a transformer."""
-        values, _ = self._native.predict(_batch(X), False)
+        values, _ = self._run(X, False)
         return _output(values, output)
 
     async def predict_async(self, X: Any, output: str = "numpy"):

@@ -57,6 +57,15 @@ def test_pandas_in_numpy_and_pandas_out(tmp_path):
     assert all(r["fuel"] > 0 for r in report)
 
 
+def test_large_inputs_are_predicted_slice_by_slice(monkeypatch):
+    pipe = kernel_host.Pipeline.from_manifest(MANIFEST).fit()
+    test = kernel_host.read_table(TEST).select(FEATURES)
+    whole = list(pipe.predict(test))
+    monkeypatch.setattr(kernel_host, "BATCH_ROWS", 10)
+    assert list(pipe.predict(test)) == whole
+    assert pipe.predict_proba(test).shape == (test.num_rows, 3)
+
+
 def test_save_and_load_a_bundle(tmp_path):
     pipe = kernel_host.Pipeline.from_manifest(MANIFEST).fit()
     bundle = tmp_path / "penguins.khb"

@@ -77,9 +77,9 @@ source = "{GUESTS}/sgd_classifier.wasm"
         ray.init(num_cpus=workers + 2, include_dashboard=False, log_to_driver=False)
         ds = ray.data.from_arrow(x).repartition(max(8, workers * 4)).materialize()
         started = time.perf_counter()
-        out = khr.predict(ds, bundle, concurrency=workers, batch_size=65536).to_arrow()
+        out = khr.predict(ds, bundle, concurrency=workers, batch_size=65536).to_pandas()
         results.append((f"Ray, {workers} worker(s) (kernel-host)", time.perf_counter() - started))
-        assert out.column("prediction").to_pylist() == list(single)
+        assert out["prediction"].tolist() == list(single)
         ray.shutdown()
 
     os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -5,7 +5,6 @@ use super::tpe::{Dimension, Tpe, Value, spans_decades};
 use super::{Dataset, compare::set_param, cross_validate, metrics};
 use crate::bindings::{ParamType, ParamValue};
 use crate::{Error, Pipeline, Plan, Sandbox};
-use std::future::Future as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -337,8 +336,6 @@ pub struct Tuned {
     pub cancelled: usize,
 }
 
-type Running = tokio::task::JoinHandle<(usize, Result<super::CvResult, Error>, Duration)>;
-
 /// Runs the search.
 pub async fn tune(
     sandbox: &Sandbox,
@@ -360,7 +357,7 @@ pub async fn tune(
     let mut trials: Vec<Trial> = Vec::new();
     let mut plans: Vec<Plan> = Vec::new();
     let mut points: Vec<Option<Vec<Value>>> = Vec::new();
-    let mut running: Vec<Running> = Vec::new();
+    let mut running = tokio::task::JoinSet::new();
     let mut metric = options.metric.clone();
     let limit = options.trials.unwrap_or(usize::MAX);
     let jobs = options.jobs.max(1);
@@ -414,11 +411,11 @@ pub async fn tune(
             plans.push(trial_plan.clone());
             points.push(point);
             let (sandbox, data) = (sandbox.clone(), data.clone());
-            running.push(tokio::spawn(async move {
+            running.spawn(async move {
                 let t = Instant::now();
                 let result = cross_validate(&sandbox, &trial_plan, &data).await;
                 (number, result, t.elapsed())
-            }));
+            });
             if jobs == 1 {
                 break;
             }
@@ -427,19 +424,26 @@ pub async fn tune(
             break;
         }
         // Wait for the next trial to finish, or the budget to run out.
-        let next = futures_first(&mut running);
         let done = tokio::select! {
-            done = next => Some(done),
+            done = running.join_next() => done,
             () = tokio::time::sleep_until(deadline) => None,
         };
-        let Some((number, result, took)) = done else {
-            for task in running.drain(..) {
-                task.abort();
-                let _ = task.await;
+        let Some(done) = done else {
+            running.abort_all();
+            while running.join_next().await.is_some() {
                 cancelled += 1;
             }
             break;
         };
+        let (number, result, took) = done.unwrap_or_else(|e| {
+            (
+                usize::MAX,
+                Err(Error::Internal(format!(
+                    "a trial stopped unexpectedly: {e}"
+                ))),
+                Duration::ZERO,
+            )
+        });
         if number >= trials.len() {
             continue;
         }
@@ -502,32 +506,6 @@ pub async fn tune(
         best,
         best_plan,
         cancelled,
-    })
-}
-
-/// The first of `running` to finish (removed from the list).
-async fn futures_first(
-    running: &mut Vec<Running>,
-) -> (usize, Result<super::CvResult, Error>, Duration) {
-    let finished = std::future::poll_fn(|cx| {
-        for (i, task) in running.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = std::pin::Pin::new(task).poll(cx) {
-                return std::task::Poll::Ready((i, out));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await;
-    let (i, out) = finished;
-    drop(running.remove(i));
-    out.unwrap_or_else(|e| {
-        (
-            usize::MAX,
-            Err(Error::Internal(format!(
-                "a trial stopped unexpectedly: {e}"
-            ))),
-            Duration::ZERO,
-        )
     })
 }
 

@@ -37,6 +37,7 @@ from ._native import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "Pipeline",
+    "Kernel",
     "read_table",
     "version",
     "KernelHostError",
@@ -200,3 +201,76 @@ class Pipeline:
     def report(self) -> list:
         """Per step: kernel, calls, busy seconds, fuel, peak memory, faults, rollbacks, cache hits."""
         return self._native.report()
+
+
+class Kernel:
+    """One kernel component in its own sandbox, called directly.
+
+        k = kernel_host.Kernel.load("standard_scaler.wasm",
+                                    params={"with-mean": False},
+                                    limits={"fuel": 10**9, "memory_mib": 64})
+        k.fit(X)
+        k.transform(X, output="pandas")
+
+    Nothing is granted (no files, frozen clocks, seeded randomness). A call
+    that faults (out of fuel, over memory, past its timeout, a trap) raises
+    its typed exception and the kernel is rolled back to its state before
+    the call, so it can be used again.
+    """
+
+    def __init__(self, native: "_native.Kernel"):
+        self._native = native
+
+    @classmethod
+    def load(cls, path: str, params: Optional[dict] = None, limits: Optional[dict] = None) -> "Kernel":
+        """Loads, verifies and compiles the component at `path`, configured
+        with `params` (typed by what it declares) under `limits`
+        (`fuel`, `memory_mib`, `timeout_ms`, `tensor_mib`; defaults otherwise)."""
+        return cls(_native.Kernel.load(str(path), params, limits))
+
+    def info(self) -> dict:
+        """Name, version, kind, capabilities, parameters, sha256 (as `kernel-host inspect --json`)."""
+        import json
+
+        return json.loads(self._native.info())
+
+    @property
+    def limits(self) -> dict:
+        return self._native.limits()
+
+    def fit(self, X: Any, y: Any = None) -> "Kernel":
+        self._native.fit(_batch(X), None if y is None else _batch(y, "target"))
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None) -> "Kernel":
+        self._native.partial_fit(_batch(X), None if y is None else _batch(y, "target"))
+        return self
+
+    def transform(self, X: Any, output: str = "pyarrow"):
+        return _output(self._native.transform(_batch(X)), output)
+
+    def predict(self, X: Any, output: str = "numpy"):
+        return _output(self._native.predict(_batch(X)), output)
+
+    def predict_proba(self, X: Any, output: str = "numpy"):
+        return _output(self._native.predict_proba(_batch(X)), output)
+
+    def save_state(self) -> bytes:
+        """The fitted state, as the kernel saves it."""
+        return bytes(self._native.save_state())
+
+    def load_state(self, state: bytes) -> "Kernel":
+        self._native.load_state(bytes(state))
+        return self
+
+    def explain(self) -> dict:
+        """What the kernel says it learned: a summary and named entries."""
+        import json
+
+        return json.loads(self._native.explain())
+
+    def stats(self) -> dict:
+        """Calls, busy seconds, fuel, peak memory, faults, restarts, rollbacks, cache hits."""
+        import json
+
+        return json.loads(self._native.stats())

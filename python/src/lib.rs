@@ -17,6 +17,9 @@ use pyo3::types::PyDict;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+mod kernel;
+mod select;
+
 create_exception!(
     kernel_host,
     KernelHostError,
@@ -96,7 +99,7 @@ create_exception!(
     "The host could not do its part (a bug, or a transient failure)."
 );
 
-fn to_py(error: Error) -> PyErr {
+pub(crate) fn to_py(error: Error) -> PyErr {
     let message = kernel_host::printable_lines(&error.to_string()).into_owned();
     match &error {
         Error::Manifest(_) | Error::Invalid { .. } => ManifestError::new_err(message),
@@ -123,7 +126,7 @@ fn to_py(error: Error) -> PyErr {
     }
 }
 
-fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
@@ -136,7 +139,7 @@ fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
         .map_err(|e| HostError::new_err(format!("cannot start the async runtime: {e}")))
 }
 
-fn sandbox() -> PyResult<Sandbox> {
+pub(crate) fn sandbox() -> PyResult<Sandbox> {
     static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
     SANDBOX
         .get_or_init(|| {
@@ -148,13 +151,13 @@ fn sandbox() -> PyResult<Sandbox> {
 }
 
 /// A pyarrow RecordBatch (or anything exporting one) as a frame.
-fn frame_of(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Frame> {
+pub(crate) fn frame_of(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Frame> {
     let batch = RecordBatch::from_pyarrow_bound(value)?;
     kernel_host::data::arrow::batch_to_frame(&batch, Path::new(what), 0)
         .map_err(|e| to_py(e.into()))
 }
 
-fn batch_of(py: Python<'_>, frame: &Frame) -> PyResult<Py<PyAny>> {
+pub(crate) fn batch_of(py: Python<'_>, frame: &Frame) -> PyResult<Py<PyAny>> {
     let batch = kernel_host::data::arrow::frame_to_batch(frame)
         .map_err(|e| HostError::new_err(format!("cannot convert the result to Arrow: {e}")))?;
     Ok(batch.to_pyarrow(py)?.unbind())
@@ -433,6 +436,10 @@ fn version() -> String {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Pipeline>()?;
+    m.add_class::<kernel::Kernel>()?;
+    m.add_class::<select::Study>()?;
+    m.add_class::<select::Candidates>()?;
+    m.add_function(wrap_pyfunction!(select::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(read_table, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     for (name, ty) in [

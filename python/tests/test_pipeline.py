@@ -126,3 +126,56 @@ params = {{ behaviour = "panic" }}
     with pytest.raises(kernel_host.KernelTrap) as e:
         kernel_host.Pipeline.from_manifest(manifest).fit()
     assert "panicked on purpose" in str(e.value)
+
+
+GUESTS = ROOT / "target/guests/wasm32-wasip2/release"
+
+
+def test_one_kernel_from_python_with_params_limits_and_state():
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [10.0, 20.0, 40.0, 80.0]})
+    k = kernel_host.Kernel.load(GUESTS / "standard_scaler.wasm", params={"with_mean": False}, limits={"fuel": 10**9, "memory_mib": 64})
+    assert k.info()["name"] == "standard-scaler" and k.info()["kind"] == "transformer"
+    assert k.limits["fuel"] == 10**9 and k.limits["memory_mib"] == 64
+    out = k.fit(X).transform(X, output="numpy")
+    # with_mean=False: scaled by the (population) standard deviation only.
+    np.testing.assert_allclose(out[:, 0], X["a"] / X["a"].std(ddof=0))
+    assert k.explain()["entries"]["columns"] == ["a", "b"]
+    assert k.stats()["calls"] >= 3 and k.stats()["fuel"] > 0
+    # The fitted state moves to a fresh instance and gives the same output.
+    fresh = kernel_host.Kernel.load(GUESTS / "standard_scaler.wasm", params={"with_mean": False})
+    np.testing.assert_array_equal(fresh.load_state(k.save_state()).transform(X, output="numpy"), out)
+    # A refused fit leaves the fitted model as it was.
+    ridge = kernel_host.Kernel.load(GUESTS / "ridge_regression.wasm")
+    before = ridge.fit(X[["a"]], X["b"]).predict(X[["a"]])
+    with pytest.raises(kernel_host.KernelError):
+        ridge.fit(X[["a"]])  # no target
+    np.testing.assert_array_equal(ridge.predict(X[["a"]]), before)
+
+
+def test_one_kernel_refuses_bad_params_and_limits_with_typed_errors():
+    path = GUESTS / "standard_scaler.wasm"
+    with pytest.raises(kernel_host.InvalidParams) as e:
+        kernel_host.Kernel.load(path, params={"with_mean": 3})
+    assert "with_mean" in str(e.value) and "True or False" in str(e.value)
+    with pytest.raises(kernel_host.InvalidParams) as e:
+        kernel_host.Kernel.load(path, params={"center": True})
+    assert "with_mean" in str(e.value)  # names what it does accept
+    with pytest.raises(kernel_host.UsageError):
+        kernel_host.Kernel.load(path, limits={"fuell": 5})
+    with pytest.raises(kernel_host.UsageError):
+        kernel_host.Kernel.load(path, limits={"memory_mib": 0})
+    with pytest.raises(kernel_host.KernelError):
+        kernel_host.Kernel.load(ROOT / "README.md")
+
+
+@pytest.mark.parametrize(
+    "behaviour, error",
+    [("loop", kernel_host.OutOfFuel), ("memory-bomb", kernel_host.MemoryLimit), ("panic", kernel_host.KernelTrap)],
+)
+def test_one_hostile_kernel_raises_typed_errors_and_is_rolled_back(behaviour, error):
+    X = pd.DataFrame({"a": [1.0, 2.0]})
+    k = kernel_host.Kernel.load(GUESTS / "hostile.wasm", params={"behaviour": behaviour}, limits={"fuel": 10**8, "memory_mib": 32})
+    with pytest.raises(error):
+        k.fit(X)
+    stats = k.stats()
+    assert stats["faults"] == 1 and stats["restarts"] == 1, stats

@@ -2,11 +2,72 @@
 //! export), next to what the host observed of it (calls, time, fuel,
 //! memory, faults, restarts, cache hits).
 
-use crate::bindings::{ColumnValues, ExplainValue, Explanation, Frame};
+use crate::bindings::{
+    Capabilities, ColumnValues, ExplainValue, Explanation, Frame, KernelInfo, ParamType, ParamValue,
+};
 use crate::error::{Error, ManifestError};
 use crate::job::{Progress, Source};
-use crate::{KernelStats, Sandbox};
+use crate::{KernelComponent, KernelStats, Sandbox};
 use serde_json::{Value, json};
+
+/// A parameter type as `inspect` shows it: `f64 in [0, 1]`, `one of a | b`.
+pub fn param_type_text(t: &ParamType) -> String {
+    let number = |x: f64| ParamValue::F64(x).to_string();
+    let bound = |b: &Option<i64>| b.map_or("..".into(), |b| b.to_string());
+    match t {
+        ParamType::F64((lo, hi)) => format!(
+            "f64 in [{}, {}]",
+            lo.map_or("..".into(), number),
+            hi.map_or("..".into(), number)
+        ),
+        ParamType::S64((lo, hi)) => format!("s64 in [{}, {}]", bound(lo), bound(hi)),
+        ParamType::Bool => "bool".into(),
+        ParamType::Choice(c) => format!("one of {}", c.join(" | ")),
+        ParamType::Text => "string".into(),
+    }
+}
+
+/// The capabilities a kernel declares, by their WIT names.
+pub fn capability_names(info: &KernelInfo) -> Vec<&'static str> {
+    [
+        (Capabilities::PARTIAL_FIT, "partial-fit"),
+        (Capabilities::PREDICT_PROBA, "predict-proba"),
+        (Capabilities::STATELESS_TRANSFORM, "stateless-transform"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| info.capabilities.contains(*flag))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// What a component says it is, and what the host knows of it: the
+/// document of `kernel-host inspect --json` and Python's `Kernel.info()`.
+pub fn component_json(component: &KernelComponent) -> Value {
+    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let info = component.info();
+    json!({
+        "name": info.name,
+        "version": info.version,
+        "kind": info.kind.to_string(),
+        "description": one_line(&info.description),
+        "wit": component.wit_version(),
+        "sha256": component.sha256(),
+        "frozen": component.frozen().map(|f| json!({
+            "from": f.kernel, "source_sha256": f.source_sha256,
+            "state_bytes": f.state_bytes, "at": f.frozen_at, "params": f.params,
+        })),
+        "snapshots": component
+            .snapshots()
+            .map_or_else(|why| format!("unavailable: {why}"), |()| "transparent".into()),
+        "capabilities": capability_names(info),
+        "parameters": info.params.iter().map(|p| json!({
+            "name": p.name,
+            "type": param_type_text(&p.kind),
+            "default": p.default.to_string(),
+            "description": one_line(&p.description),
+        })).collect::<Vec<_>>(),
+    })
+}
 
 /// One step's explanation.
 pub struct StepExplanation {
@@ -102,6 +163,28 @@ pub fn value_json(value: &ExplainValue) -> Value {
     }
 }
 
+/// A kernel's own explanation: its summary and named entries.
+pub fn explanation_json(e: &Explanation) -> Value {
+    json!({
+        "summary": e.summary,
+        "entries": e.entries.iter().map(|x| (x.name.clone(), value_json(&x.value))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// What the host observed of a kernel: calls, time, fuel, memory, faults.
+pub fn stats_json(s: &KernelStats) -> Value {
+    json!({
+        "calls": s.calls,
+        "busy_seconds": s.busy.as_secs_f64(),
+        "fuel": s.fuel,
+        "peak_memory": s.peak_memory,
+        "faults": s.faults,
+        "restarts": s.restarts,
+        "rollbacks": s.rollbacks,
+        "cache_hits": s.cache_hits,
+    })
+}
+
 /// Every step's explanation as one JSON document.
 pub fn to_json(steps: &[StepExplanation]) -> Value {
     Value::Array(
@@ -109,10 +192,7 @@ pub fn to_json(steps: &[StepExplanation]) -> Value {
             .iter()
             .map(|s| {
                 let learned = match &s.explanation {
-                    Ok(e) => json!({
-                        "summary": e.summary,
-                        "entries": e.entries.iter().map(|x| (x.name.clone(), value_json(&x.value))).collect::<serde_json::Map<_, _>>(),
-                    }),
+                    Ok(e) => explanation_json(e),
                     Err(error) => json!({ "error": error }),
                 };
                 json!({
@@ -120,15 +200,7 @@ pub fn to_json(steps: &[StepExplanation]) -> Value {
                     "kernel": s.kernel,
                     "kind": s.kind,
                     "learned": learned,
-                    "observed": {
-                        "calls": s.observed.calls,
-                        "busy_seconds": s.observed.busy.as_secs_f64(),
-                        "fuel": s.observed.fuel,
-                        "peak_memory": s.observed.peak_memory,
-                        "faults": s.observed.faults,
-                        "restarts": s.observed.restarts,
-                        "cache_hits": s.observed.cache_hits,
-                    },
+                    "observed": stats_json(&s.observed),
                 })
             })
             .collect(),

@@ -63,6 +63,9 @@ pub use kernel_host_types::{bindings, frame, fsutil, limits, wit_version};
 
 pub use error::{Blame, DataError, Error, Fault, LoadProblem, ManifestError, RefusalKind, Result};
 pub use kernel_host_manifest::Plan;
+/// The sandbox's own error (what a [`KernelInstance`] call returns);
+/// converts into [`Error`].
+pub use kernel_host_sandbox::Error as SandboxError;
 pub use kernel_host_sandbox::{
     Checkpoint, KernelComponent, KernelInstance, KernelStats, Metering, Sandbox, SandboxBuilder,
     sha256_hex,

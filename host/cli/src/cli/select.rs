@@ -1,7 +1,7 @@
 //! Model selection on the command line: `run --cv K`, `compare`, `tune`.
 
 use kernel_host::job::Source;
-use kernel_host::select::compare::{self, Candidate, Comparison, Outcome};
+use kernel_host::select::compare::{self, Comparison, Outcome};
 use kernel_host::select::tune::{self, TuneOptions, Tuned};
 use kernel_host::select::{self, CvResult, show};
 use kernel_host::{Error, Plan, Sandbox};
@@ -38,17 +38,7 @@ fn sandbox() -> Result<Sandbox, Error> {
 }
 
 fn check_metric(metric: Option<&str>) -> Result<(), Error> {
-    const KNOWN: &[&str] = &[
-        "accuracy",
-        "balanced_accuracy",
-        "macro_f1",
-        "log_loss",
-        "r2",
-        "rmse",
-        "mae",
-        "silhouette",
-        "inertia",
-    ];
+    const KNOWN: &[&str] = kernel_host::select::metrics::NAMES;
     match metric {
         Some(m) if !KNOWN.contains(&m) => Err(Error::Usage(format!(
             "--metric {m}: not a metric (known: {})",
@@ -142,33 +132,7 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
         .iter()
         .map(|m| plan_of(m))
         .collect::<Result<_, _>>()?;
-    let candidates: Vec<Candidate> = match &args.vary {
-        Some(spec) => {
-            if plans.len() != 1 {
-                return Err(Error::Usage("--vary takes exactly one manifest".into()));
-            }
-            compare::vary(&plans[0], spec)?
-        }
-        None => {
-            if plans.len() < 2 {
-                return Err(Error::Usage(
-                    "compare needs two manifests or more, or one with --vary STEP.PARAM=V1,V2,..."
-                        .into(),
-                ));
-            }
-            args.manifests
-                .iter()
-                .zip(plans)
-                .map(|(path, plan)| Candidate {
-                    name: path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    plan,
-                })
-                .collect()
-        }
-    };
+    let candidates = compare::candidates(&args.manifests, plans, args.vary.as_deref())?;
     let sandbox = sandbox()?;
     let data = select::prepare(&sandbox, &candidates[0].plan, args.cv.cv, args.cv.seed).await?;
     let quiet = args.json;

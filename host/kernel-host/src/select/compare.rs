@@ -40,6 +40,42 @@ pub struct Comparison {
     pub recommendation: String,
 }
 
+/// The candidates of `compare`: one per manifest (named by its file stem),
+/// or, with `vary`, one per value of a parameter of the single manifest.
+pub fn candidates(
+    manifests: &[std::path::PathBuf],
+    plans: Vec<Plan>,
+    vary: Option<&str>,
+) -> Result<Vec<Candidate>, Error> {
+    match vary {
+        Some(spec) => {
+            if plans.len() != 1 {
+                return Err(Error::Usage("--vary takes exactly one manifest".into()));
+            }
+            self::vary(&plans[0], spec)
+        }
+        None => {
+            if plans.len() < 2 {
+                return Err(Error::Usage(
+                    "compare needs two manifests or more, or one with --vary STEP.PARAM=V1,V2,..."
+                        .into(),
+                ));
+            }
+            Ok(manifests
+                .iter()
+                .zip(plans)
+                .map(|(path, plan)| Candidate {
+                    name: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    plan,
+                })
+                .collect())
+        }
+    }
+}
+
 /// `step.param=v1,v2,...` → one candidate per value.
 pub fn vary(plan: &Plan, spec: &str) -> Result<Vec<Candidate>, Error> {
     let bad = || {
@@ -113,6 +149,18 @@ fn kernel_bytes(plan: &Plan) -> u64 {
         .sum()
 }
 
+/// A candidate's row from its result (scored here or elsewhere).
+pub fn row(candidate: &Candidate, result: Result<CvResult, String>) -> Row {
+    Row {
+        name: candidate.name.clone(),
+        outcome: match result {
+            Ok(cv) => Outcome::Scored(cv),
+            Err(e) => Outcome::Failed(e),
+        },
+        kernel_bytes: kernel_bytes(&candidate.plan),
+    }
+}
+
 /// Scores every candidate on `data` (a failing candidate is a row with its
 /// error; the others go on) and recommends one.
 pub async fn compare(
@@ -124,18 +172,19 @@ pub async fn compare(
 ) -> Comparison {
     let mut rows = Vec::new();
     for candidate in candidates {
-        let outcome = match cross_validate(sandbox, &candidate.plan, data).await {
-            Ok(result) => Outcome::Scored(result),
-            Err(e) => Outcome::Failed(crate::printable_lines(&e.to_string()).into_owned()),
-        };
-        let row = Row {
-            name: candidate.name.clone(),
-            outcome,
-            kernel_bytes: kernel_bytes(&candidate.plan),
-        };
+        let result = cross_validate(sandbox, &candidate.plan, data)
+            .await
+            .map_err(|e| crate::printable_lines(&e.to_string()).into_owned());
+        let row = row(candidate, result);
         progress(&row);
         rows.push(row);
     }
+    comparison(rows, data.folds.len(), metric)
+}
+
+/// The rows ranked by `metric` (by default the first scored row's kind's
+/// primary metric), with the recommendation.
+pub fn comparison(rows: Vec<Row>, folds: usize, metric: Option<&str>) -> Comparison {
     let metric = metric
         .map(str::to_string)
         .or_else(|| {
@@ -148,7 +197,7 @@ pub async fn compare(
     let (recommended, recommendation) = recommend(&rows, &metric);
     Comparison {
         metric,
-        folds: data.folds.len(),
+        folds,
         rows,
         recommended,
         recommendation,

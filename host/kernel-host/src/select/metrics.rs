@@ -5,6 +5,24 @@ use crate::bindings::{Column, ColumnValues, Frame, KernelKind};
 use crate::data::cell_text;
 use std::collections::BTreeMap;
 
+/// Every metric the host computes.
+pub const NAMES: &[&str] = &[
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "log_loss",
+    "r2",
+    "rmse",
+    "mae",
+    "silhouette",
+    "inertia",
+];
+
+/// `name` as the host's own metric name, if it is one.
+pub fn known(name: &str) -> Option<&'static str> {
+    NAMES.iter().copied().find(|n| *n == name)
+}
+
 /// The metric a kind is judged by unless `--metric` says otherwise.
 pub fn primary(kind: KernelKind) -> Option<&'static str> {
     match kind {

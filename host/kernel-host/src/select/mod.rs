@@ -9,6 +9,7 @@
 pub mod compare;
 pub mod importance;
 pub mod metrics;
+pub mod remote;
 pub mod tpe;
 pub mod tune;
 
@@ -129,8 +130,9 @@ pub fn take_column(column: &Column, rows: &[usize]) -> Column {
 }
 
 /// One fold's result.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Fold {
+    #[serde(deserialize_with = "known_scores")]
     pub scores: BTreeMap<&'static str, f64>,
     pub fit_time: Duration,
     pub predict_time: Duration,
@@ -140,12 +142,37 @@ pub struct Fold {
     pub peak_memory: u64,
 }
 
-/// A candidate's cross-validated result.
-#[derive(Clone, Debug, serde::Serialize)]
+/// A candidate's cross-validated result. It reads back from its own JSON
+/// (a result scored on another machine).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CvResult {
-    #[serde(serialize_with = "kind_name")]
+    #[serde(serialize_with = "kind_name", deserialize_with = "kind_of_name")]
     pub kind: KernelKind,
     pub folds: Vec<Fold>,
+}
+
+/// Scores read back: the host's own metric names (others are dropped).
+fn known_scores<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<&'static str, f64>, D::Error> {
+    let read: BTreeMap<String, f64> = serde::Deserialize::deserialize(d)?;
+    Ok(read
+        .into_iter()
+        .filter_map(|(name, value)| Some((metrics::known(&name)?, value)))
+        .collect())
+}
+
+fn kind_of_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KernelKind, D::Error> {
+    let name: String = serde::Deserialize::deserialize(d)?;
+    [
+        KernelKind::Transformer,
+        KernelKind::Classifier,
+        KernelKind::Regressor,
+        KernelKind::Clusterer,
+    ]
+    .into_iter()
+    .find(|k| k.to_string() == name)
+    .ok_or_else(|| serde::de::Error::custom(format!("`{name}` is not a kernel kind")))
 }
 
 fn kind_name<S: serde::Serializer>(kind: &KernelKind, s: S) -> Result<S::Ok, S::Error> {

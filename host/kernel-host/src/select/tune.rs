@@ -2,7 +2,7 @@
 //! trial cross-validated in fresh sandboxes, within a time budget.
 
 use super::tpe::{Dimension, Tpe, Value, spans_decades};
-use super::{Dataset, compare::set_param, cross_validate, metrics};
+use super::{CvResult, Dataset, compare::set_param, cross_validate, metrics};
 use crate::bindings::{ParamType, ParamValue};
 use crate::{Error, Pipeline, Plan, Sandbox};
 use std::sync::Arc;
@@ -336,123 +336,133 @@ pub struct Tuned {
     pub cancelled: usize,
 }
 
-/// Runs the search.
-pub async fn tune(
-    sandbox: &Sandbox,
-    plan: &Plan,
-    data: Arc<Dataset>,
+/// The search as ask and tell: [`Search::ask`] gives the next trial's plan,
+/// [`Search::tell`] its result, whoever ran it (this process's sandbox in
+/// [`tune`], or a Ray task through the Python package).
+pub struct Search {
+    plan: Plan,
     space: Vec<Searched>,
-    options: &TuneOptions,
-    progress: &(dyn Fn(&Trial) + Sync),
-) -> Result<Tuned, Error> {
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + options.budget;
-    let dims: Vec<Dimension> = space.iter().map(|s| s.dimension.clone()).collect();
-    let mut sampler = if options.random {
-        Tpe::random(options.seed)
-    } else {
-        Tpe::new(options.seed, options.startup)
-    };
-    let mut history: Vec<(Vec<Value>, f64)> = Vec::new();
-    let mut trials: Vec<Trial> = Vec::new();
-    let mut plans: Vec<Plan> = Vec::new();
-    let mut points: Vec<Option<Vec<Value>>> = Vec::new();
-    let mut running = tokio::task::JoinSet::new();
-    let mut metric = options.metric.clone();
-    let limit = options.trials.unwrap_or(usize::MAX);
-    let jobs = options.jobs.max(1);
-    let mut cancelled = 0;
-    loop {
-        // Start trials while there are free slots, budget and trials left.
-        while running.len() < jobs && plans.len() < limit && tokio::time::Instant::now() < deadline
-        {
-            let number = plans.len();
-            let (trial_plan, point, shown) = if number == 0 {
-                // The manifest as written: the search never reports worse,
-                // and TPE learns from it.
-                let values: Vec<ParamValue> = space
-                    .iter()
-                    .map(|s| {
-                        plan.steps
-                            .iter()
-                            .find(|k| k.id == s.step)
-                            .and_then(|k| k.params.iter().find(|p| p.name == s.param))
-                            .map_or_else(|| s.default.clone(), |p| p.value.clone())
-                    })
-                    .collect();
-                let shown = space
-                    .iter()
-                    .zip(&values)
-                    .map(|(s, v)| (format!("{}.{}", s.step, s.param), v.to_string()))
-                    .collect();
-                let point: Option<Vec<Value>> =
-                    space.iter().zip(&values).map(|(s, v)| s.point(v)).collect();
-                (plan.clone(), point, shown)
+    dims: Vec<Dimension>,
+    sampler: Tpe,
+    history: Vec<(Vec<Value>, f64)>,
+    trials: Vec<Trial>,
+    plans: Vec<Plan>,
+    points: Vec<Option<Vec<Value>>>,
+    metric: Option<String>,
+    limit: usize,
+    started: Instant,
+}
+
+impl Search {
+    pub fn new(plan: &Plan, space: Vec<Searched>, options: &TuneOptions) -> Search {
+        Search {
+            plan: plan.clone(),
+            dims: space.iter().map(|s| s.dimension.clone()).collect(),
+            space,
+            sampler: if options.random {
+                Tpe::random(options.seed)
             } else {
-                let point = sampler.suggest(&dims, &history);
-                let mut p = plan.clone();
-                let mut shown = Vec::new();
-                for (s, v) in space.iter().zip(&point) {
-                    let value = s.value(v);
-                    shown.push((format!("{}.{}", s.step, s.param), value.to_string()));
-                    set_param(&mut p, &s.step, &s.param, value)?;
-                }
-                (p, Some(point), shown)
-            };
-            trials.push(Trial {
-                number,
-                params: shown,
-                score: None,
-                std: None,
-                error: None,
-                seconds: 0.0,
-                at: 0.0,
-            });
-            plans.push(trial_plan.clone());
-            points.push(point);
-            let (sandbox, data) = (sandbox.clone(), data.clone());
-            running.spawn(async move {
-                let t = Instant::now();
-                let result = cross_validate(&sandbox, &trial_plan, &data).await;
-                (number, result, t.elapsed())
-            });
-            if jobs == 1 {
-                break;
-            }
+                Tpe::new(options.seed, options.startup)
+            },
+            history: Vec::new(),
+            trials: Vec::new(),
+            plans: Vec::new(),
+            points: Vec::new(),
+            metric: options.metric.clone(),
+            limit: options.trials.unwrap_or(usize::MAX),
+            started: Instant::now(),
         }
-        if running.is_empty() {
-            break;
+    }
+
+    /// The searched parameters.
+    pub fn space(&self) -> &[Searched] {
+        &self.space
+    }
+
+    /// Trials asked for so far (told or not).
+    pub fn asked(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// The next trial: its number, plan and `step.param` → value, or `None`
+    /// once the trial limit is reached. Trial 0 is the manifest as written
+    /// (so the search never reports worse than it, and TPE learns from it);
+    /// the sampler sees every trial told so far.
+    pub fn ask(&mut self) -> Result<Option<(usize, Plan, Vec<(String, String)>)>, Error> {
+        let number = self.plans.len();
+        if number >= self.limit {
+            return Ok(None);
         }
-        // Wait for the next trial to finish, or the budget to run out.
-        let done = tokio::select! {
-            done = running.join_next() => done,
-            () = tokio::time::sleep_until(deadline) => None,
-        };
-        let Some(done) = done else {
-            running.abort_all();
-            while running.join_next().await.is_some() {
-                cancelled += 1;
+        let (trial_plan, point, shown) = if number == 0 {
+            let values: Vec<ParamValue> = self
+                .space
+                .iter()
+                .map(|s| {
+                    self.plan
+                        .steps
+                        .iter()
+                        .find(|k| k.id == s.step)
+                        .and_then(|k| k.params.iter().find(|p| p.name == s.param))
+                        .map_or_else(|| s.default.clone(), |p| p.value.clone())
+                })
+                .collect();
+            let shown = self
+                .space
+                .iter()
+                .zip(&values)
+                .map(|(s, v)| (format!("{}.{}", s.step, s.param), v.to_string()))
+                .collect();
+            let point: Option<Vec<Value>> = self
+                .space
+                .iter()
+                .zip(&values)
+                .map(|(s, v)| s.point(v))
+                .collect();
+            (self.plan.clone(), point, shown)
+        } else {
+            let point = self.sampler.suggest(&self.dims, &self.history);
+            let mut p = self.plan.clone();
+            let mut shown = Vec::new();
+            for (s, v) in self.space.iter().zip(&point) {
+                let value = s.value(v);
+                shown.push((format!("{}.{}", s.step, s.param), value.to_string()));
+                set_param(&mut p, &s.step, &s.param, value)?;
             }
-            break;
+            (p, Some(point), shown)
         };
-        let (number, result, took) = done.unwrap_or_else(|e| {
-            (
-                usize::MAX,
-                Err(Error::Internal(format!(
-                    "a trial stopped unexpectedly: {e}"
-                ))),
-                Duration::ZERO,
-            )
+        self.trials.push(Trial {
+            number,
+            params: shown.clone(),
+            score: None,
+            std: None,
+            error: None,
+            seconds: 0.0,
+            at: 0.0,
         });
-        if number >= trials.len() {
-            continue;
+        self.plans.push(trial_plan.clone());
+        self.points.push(point);
+        Ok(Some((number, trial_plan, shown)))
+    }
+
+    /// Records trial `number`'s cross-validated result (or why it failed)
+    /// and what it took; the next [`Search::ask`] learns from it. A number
+    /// never asked for, or told twice, is ignored (`None`).
+    pub fn tell(
+        &mut self,
+        number: usize,
+        result: Result<CvResult, String>,
+        took: Duration,
+    ) -> Option<&Trial> {
+        let trial = self.trials.get_mut(number)?;
+        if trial.score.is_some() || trial.error.is_some() {
+            return None;
         }
-        let trial = &mut trials[number];
         trial.seconds = took.as_secs_f64();
-        trial.at = started.elapsed().as_secs_f64();
+        trial.at = self.started.elapsed().as_secs_f64();
         let loss = match result {
             Ok(cv) => {
-                let name = metric
+                let name = self
+                    .metric
                     .get_or_insert_with(|| {
                         metrics::primary(cv.kind).unwrap_or("accuracy").to_string()
                     })
@@ -474,39 +484,103 @@ pub async fn tune(
                 }
             }
             Err(e) => {
-                trial.error = Some(crate::printable_lines(&e.to_string()).into_owned());
+                trial.error = Some(e);
                 f64::INFINITY
             }
         };
-        if let Some(point) = points[number].clone() {
-            history.push((point, loss));
+        if let Some(point) = self.points[number].clone() {
+            self.history.push((point, loss));
         }
-        progress(trial);
+        Some(&self.trials[number])
     }
-    trials.retain(|t| t.score.is_some() || t.error.is_some());
-    let metric = metric.unwrap_or_else(|| "accuracy".into());
-    let higher = metrics::higher_is_better(&metric);
-    let best = trials
-        .iter()
-        .filter(|t| t.score.is_some())
-        .reduce(|a, b| {
-            let (x, y) = (a.score.unwrap_or(f64::NAN), b.score.unwrap_or(f64::NAN));
-            if (higher && y > x) || (!higher && y < x) {
-                b
-            } else {
-                a
+
+    /// What the search found; trials asked but never told count as
+    /// `cancelled`.
+    pub fn finish(mut self) -> Tuned {
+        let before = self.trials.len();
+        self.trials
+            .retain(|t| t.score.is_some() || t.error.is_some());
+        let cancelled = before - self.trials.len();
+        let metric = self.metric.unwrap_or_else(|| "accuracy".into());
+        let higher = metrics::higher_is_better(&metric);
+        let best = self
+            .trials
+            .iter()
+            .filter(|t| t.score.is_some())
+            .reduce(|a, b| {
+                let (x, y) = (a.score.unwrap_or(f64::NAN), b.score.unwrap_or(f64::NAN));
+                if (higher && y > x) || (!higher && y < x) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .map(|t| t.number);
+        let best_plan = best.map(|n| self.plans[n].clone());
+        Tuned {
+            metric,
+            space: self.space,
+            trials: self.trials,
+            best,
+            best_plan,
+            cancelled,
+        }
+    }
+}
+
+/// Runs the search in this process: `options.jobs` trials at a time, each
+/// cross-validated in fresh sandboxes, until the trial limit or the budget
+/// (trials still running then are cancelled).
+pub async fn tune(
+    sandbox: &Sandbox,
+    plan: &Plan,
+    data: Arc<Dataset>,
+    space: Vec<Searched>,
+    options: &TuneOptions,
+    progress: &(dyn Fn(&Trial) + Sync),
+) -> Result<Tuned, Error> {
+    let deadline = tokio::time::Instant::now() + options.budget;
+    let mut search = Search::new(plan, space, options);
+    let mut running = tokio::task::JoinSet::new();
+    let jobs = options.jobs.max(1);
+    loop {
+        // Start trials while there are free slots, budget and trials left.
+        while running.len() < jobs && tokio::time::Instant::now() < deadline {
+            let Some((number, trial_plan, _)) = search.ask()? else {
+                break;
+            };
+            let (sandbox, data) = (sandbox.clone(), data.clone());
+            running.spawn(async move {
+                let t = Instant::now();
+                let result = cross_validate(&sandbox, &trial_plan, &data).await;
+                (number, result, t.elapsed())
+            });
+            if jobs == 1 {
+                break;
             }
-        })
-        .map(|t| t.number);
-    let best_plan = best.map(|n| plans[n].clone());
-    Ok(Tuned {
-        metric,
-        space,
-        trials,
-        best,
-        best_plan,
-        cancelled,
-    })
+        }
+        if running.is_empty() {
+            break;
+        }
+        // Wait for the next trial to finish, or the budget to run out.
+        let done = tokio::select! {
+            done = running.join_next() => done,
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(done) = done else {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            break;
+        };
+        let Ok((number, result, took)) = done else {
+            return Err(Error::Internal("a trial stopped unexpectedly".into()));
+        };
+        let result = result.map_err(|e| crate::printable_lines(&e.to_string()).into_owned());
+        if let Some(trial) = search.tell(number, result, took) {
+            progress(trial);
+        }
+    }
+    Ok(search.finish())
 }
 
 /// The manifest at `manifest` with the best trial's values written into

@@ -500,3 +500,105 @@ async fn permutation_importance_finds_the_features_the_model_uses() {
         "{stdout}"
     );
 }
+
+/// A trial scored elsewhere: the plan as JSON pinned to its kernels, the
+/// kernels by sha256 written to another folder, the result as JSON — the
+/// same score, bit for bit; the search told that result asks the same next
+/// trial; a kernel swapped in the worker's folder is refused by its pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_scored_elsewhere_is_the_same_trial() {
+    use kernel_host::select::{CvResult, remote};
+    let sandbox = sandbox();
+    let plan = penguins();
+    let data = select::prepare(&sandbox, &plan, 3, 5).await.unwrap();
+    let here = select::cross_validate(&sandbox, &plan, &data)
+        .await
+        .unwrap();
+
+    let mut shipped = vec![plan.clone()];
+    let kernels = remote::kernels(&mut shipped).unwrap();
+    assert_eq!(kernels.len(), 4, "one entry per distinct component");
+    assert!(shipped[0].steps.iter().all(|s| s.sha256.is_some()));
+    let json = remote::plan_json(&shipped[0]).unwrap();
+    let worker = tempfile::tempdir().unwrap();
+    let there_plan =
+        remote::localize(remote::plan_of(&json).unwrap(), &kernels, worker.path()).unwrap();
+    assert!(
+        there_plan
+            .steps
+            .iter()
+            .all(|s| s.source.starts_with(worker.path()))
+    );
+    let there = select::cross_validate(&sandbox, &there_plan, &data)
+        .await
+        .unwrap();
+    let back: CvResult = serde_json::from_str(&serde_json::to_string(&there).unwrap()).unwrap();
+    for (a, b) in here.folds.iter().zip(&back.folds) {
+        assert_eq!(a.scores, b.scores);
+    }
+    assert_eq!(back.kind, here.kind);
+
+    // ask/tell with results that travelled gives the same trials as tune.
+    let space = tune::space(&sandbox, &plan, &[]).await.unwrap();
+    let local = tune::tune(
+        &sandbox,
+        &plan,
+        Arc::new(data.clone()),
+        space.clone(),
+        &options(3, 4),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let mut search = tune::Search::new(&plan, space, &options(3, 4));
+    while let Some((number, trial_plan, _)) = search.ask().unwrap() {
+        let cv = select::cross_validate(&sandbox, &trial_plan, &data)
+            .await
+            .unwrap();
+        let travelled: CvResult =
+            serde_json::from_str(&serde_json::to_string(&cv).unwrap()).unwrap();
+        search.tell(number, Ok(travelled), Duration::ZERO).unwrap();
+    }
+    assert!(
+        search
+            .tell(0, Err("again".into()), Duration::ZERO)
+            .is_none(),
+        "told twice"
+    );
+    let remote_tuned = search.finish();
+    let scores = |t: &tune::Tuned| {
+        t.trials
+            .iter()
+            .map(|t| (t.params.clone(), t.score))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scores(&remote_tuned), scores(&local));
+    assert_eq!(remote_tuned.best, local.best);
+
+    // A different file of the same size under the kernel's name: refused.
+    let (sha, bytes) = kernels.iter().next().unwrap();
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(worker.path().join(format!("{sha}.wasm")), &tampered).unwrap();
+    let again = remote::localize(remote::plan_of(&json).unwrap(), &kernels, worker.path()).unwrap();
+    let err = kernel_host::Pipeline::load(&sandbox, again)
+        .await
+        .err()
+        .expect("a swapped kernel must be refused");
+    assert!(err.to_string().contains("sha256"), "{err}");
+    // Kernels the driver did not send, or a name that is not a sha256.
+    assert!(
+        remote::localize(
+            remote::plan_of(&json).unwrap(),
+            &Default::default(),
+            worker.path()
+        )
+        .is_err()
+    );
+    let mut odd = remote::plan_of(&json).unwrap();
+    odd.steps[0].sha256 = Some("../../etc/passwd".into());
+    let mut sent = kernels.clone();
+    sent.insert("../../etc/passwd".into(), bytes.clone());
+    assert!(remote::localize(odd, &sent, worker.path()).is_err());
+}

@@ -118,6 +118,9 @@ pub fn evaluate(
     .map_err(to_py)
 }
 
+/// `(number, plan_json, {step.param: value})`.
+type AskedTrial = (usize, String, BTreeMap<String, String>);
+
 struct StudyState {
     search: Option<Search>,
     tuned: Option<Tuned>,
@@ -137,6 +140,7 @@ pub struct Study {
 #[pymethods]
 impl Study {
     #[new]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     #[pyo3(signature = (manifest, params=Vec::new(), cv=5, seed=0, metric=None, trials=None, random=false))]
     fn new(
         py: Python<'_>,
@@ -206,17 +210,21 @@ impl Study {
 
     /// The next trial as `(number, plan_json, {step.param: value})`, or
     /// None once `trials` were asked for.
-    fn ask(&self) -> PyResult<Option<(usize, String, BTreeMap<String, String>)>> {
+    fn ask(&self) -> PyResult<Option<AskedTrial>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let search = state
             .search
             .as_mut()
             .ok_or_else(|| UsageError::new_err("the study is finished"))?;
-        let Some((number, plan, shown)) = search.ask().map_err(to_py)? else {
+        let Some(asked) = search.ask().map_err(to_py)? else {
             return Ok(None);
         };
-        let json = remote::plan_json(&plan).map_err(to_py)?;
-        Ok(Some((number, json, shown.into_iter().collect())))
+        let json = remote::plan_json(&asked.plan).map_err(to_py)?;
+        Ok(Some((
+            asked.number,
+            json,
+            asked.params.into_iter().collect(),
+        )))
     }
 
     /// Trial `number`'s result (JSON text from `evaluate`) or its error,

@@ -551,7 +551,12 @@ async fn a_trial_scored_elsewhere_is_the_same_trial() {
     .await
     .unwrap();
     let mut search = tune::Search::new(&plan, space, &options(3, 4));
-    while let Some((number, trial_plan, _)) = search.ask().unwrap() {
+    while let Some(tune::Asked {
+        number,
+        plan: trial_plan,
+        ..
+    }) = search.ask().unwrap()
+    {
         let cv = select::cross_validate(&sandbox, &trial_plan, &data)
             .await
             .unwrap();

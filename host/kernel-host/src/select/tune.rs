@@ -336,6 +336,13 @@ pub struct Tuned {
     pub cancelled: usize,
 }
 
+/// A trial to run: its number, its plan and `step.param` → value.
+pub struct Asked {
+    pub number: usize,
+    pub plan: Plan,
+    pub params: Vec<(String, String)>,
+}
+
 /// The search as ask and tell: [`Search::ask`] gives the next trial's plan,
 /// [`Search::tell`] its result, whoever ran it (this process's sandbox in
 /// [`tune`], or a Ray task through the Python package).
@@ -388,7 +395,7 @@ impl Search {
     /// once the trial limit is reached. Trial 0 is the manifest as written
     /// (so the search never reports worse than it, and TPE learns from it);
     /// the sampler sees every trial told so far.
-    pub fn ask(&mut self) -> Result<Option<(usize, Plan, Vec<(String, String)>)>, Error> {
+    pub fn ask(&mut self) -> Result<Option<Asked>, Error> {
         let number = self.plans.len();
         if number >= self.limit {
             return Ok(None);
@@ -441,7 +448,11 @@ impl Search {
         });
         self.plans.push(trial_plan.clone());
         self.points.push(point);
-        Ok(Some((number, trial_plan, shown)))
+        Ok(Some(Asked {
+            number,
+            plan: trial_plan,
+            params: shown,
+        }))
     }
 
     /// Records trial `number`'s cross-validated result (or why it failed)
@@ -546,7 +557,12 @@ pub async fn tune(
     loop {
         // Start trials while there are free slots, budget and trials left.
         while running.len() < jobs && tokio::time::Instant::now() < deadline {
-            let Some((number, trial_plan, _)) = search.ask()? else {
+            let Some(Asked {
+                number,
+                plan: trial_plan,
+                ..
+            }) = search.ask()?
+            else {
                 break;
             };
             let (sandbox, data) = (sandbox.clone(), data.clone());

@@ -141,7 +141,7 @@ pub use labels::LabelType;
 pub use postcard as __postcard;
 
 /// The WIT package version this SDK builds kernels against.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// Everything a kernel author needs, in one `use`.
 pub mod prelude {

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::observe::{CallObserver, Unobserved};
 use crate::state::HostState;
 use anyhow::Context as _;
-use kernel_host_types::bindings::MlKernel;
+use kernel_host_types::bindings::MlKernelRef;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -192,7 +192,7 @@ impl SandboxBuilder {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
-        MlKernel::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        MlKernelRef::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the kernel-host imports")?;
 

@@ -21,9 +21,10 @@ use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
 use crate::snapshot::{self, Access, Image, Snapshot};
 use crate::state::{HostState, panic_message};
 use kernel_host_types::Grants;
-use kernel_host_types::bindings::{
-    self, Column, Explanation, Frame, KernelInfo, MlKernel, MlKernelPre, Param,
-};
+use kernel_host_types::bindings::exports::kernel_host::kernel::{kernel as plain, kernel_ref};
+use kernel_host_types::bindings::{self, Column, Explanation, Frame, KernelInfo, Param};
+use kernel_host_types::frame::SharedColumn;
+use wasmtime::component::Resource;
 use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub struct KernelComponent {
     sha256: String,
     wit_version: String,
     info: KernelInfo,
-    pre: MlKernelPre<HostState>,
+    pre: KernelPre,
     sandbox: Sandbox,
     /// The snapshot accessors, or why the kernel has none.
     access: Result<Arc<Access>, String>,
@@ -51,6 +52,8 @@ pub struct KernelComponent {
     bytes: Arc<[u8]>,
     /// Set when the component is a frozen kernel.
     frozen: Option<Frozen>,
+    /// The operations it takes frames by reference for (`kernel-ref`).
+    by_reference: Arc<[String]>,
 }
 
 /// Bump when the instrumentation changes: compiled instrumented kernels are
@@ -162,7 +165,7 @@ impl KernelComponent {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
-        let pre = MlKernelPre::new(instance_pre)
+        let pre = KernelPre::new(instance_pre)
             .map_err(|e| refuse(LoadProblem::Link(format!("{e:#}"))))?;
         let mut component = KernelComponent {
             id: id.to_string(),
@@ -175,10 +178,14 @@ impl KernelComponent {
             access,
             bytes: bytes.into(),
             frozen: crate::freeze::frozen_record(bytes),
+            by_reference: Arc::from([]),
         };
         let mut probe = component.instantiate(limits, Grants::default()).await?;
         probe.set_pipeline(pipeline);
         component.info = probe.describe().await?;
+        if probe.bindings.by_ref.is_some() {
+            component.by_reference = probe.by_reference_operations().await?.into();
+        }
         Ok(component)
     }
 
@@ -188,6 +195,12 @@ impl KernelComponent {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The operations (`fit`, `partial-fit`, `transform`) this kernel takes
+    /// frames by reference for; empty for a plain kernel.
+    pub fn by_reference(&self) -> &[String] {
+        &self.by_reference
     }
 
     /// Lowercase hex sha256 of the component file.
@@ -240,6 +253,7 @@ impl KernelComponent {
             grants,
             access: self.access.as_ref().ok().cloned(),
             frozen: self.frozen.is_some(),
+            by_reference: self.by_reference.clone(),
         });
         let (store, bindings, instance) = shared.fresh().await?;
         let context = CallContext {
@@ -365,21 +379,64 @@ fn hostcall_budget(memory_bytes: u64) -> usize {
     usize::try_from(memory_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
 }
 
+/// A linked component and where its exports are: `kernel` always,
+/// `kernel-ref` when the component takes frames by reference.
+#[derive(Clone)]
+struct KernelPre {
+    instance: wasmtime::component::InstancePre<HostState>,
+    kernel: plain::GuestIndices,
+    by_ref: Option<kernel_ref::GuestIndices>,
+}
+
+impl KernelPre {
+    fn new(instance: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<KernelPre> {
+        let kernel = plain::GuestIndices::new(&instance)?;
+        let by_ref = kernel_ref::GuestIndices::new(&instance).ok();
+        Ok(KernelPre {
+            instance,
+            kernel,
+            by_ref,
+        })
+    }
+
+    fn exports(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Exports> {
+        Ok(Exports {
+            kernel: self.kernel.load(&mut *store, instance)?,
+            by_ref: match &self.by_ref {
+                Some(indices) => Some(indices.load(&mut *store, instance)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// One instance's exports.
+struct Exports {
+    kernel: plain::Guest,
+    by_ref: Option<kernel_ref::Guest>,
+}
+
 /// What an instance needs to rebuild its store.
 struct Shared {
     id: Arc<str>,
-    pre: MlKernelPre<HostState>,
+    pre: KernelPre,
     sandbox: Sandbox,
     limits: Limits,
     grants: Grants,
     access: Option<Arc<Access>>,
     /// A frozen kernel: `configure` would reset its baked-in state.
     frozen: bool,
+    /// The operations it takes frames by reference for.
+    by_reference: Arc<[String]>,
 }
 
 impl Shared {
     /// A new store and instance.
-    async fn fresh(&self) -> Result<(Store<HostState>, MlKernel, Instance), Error> {
+    async fn fresh(&self) -> Result<(Store<HostState>, Exports, Instance), Error> {
         let tensors = kernel_host_tensor::StoreTensors::new(
             self.sandbox.tensors().clone(),
             self.limits.tensor_bytes,
@@ -409,7 +466,7 @@ impl Shared {
                 .fuel_async_yield_interval(Some(YIELD_INTERVAL_FUEL))
                 .map_err(|e| Error::Host(e.into()))?;
         }
-        let instantiate = self.pre.instance_pre().instantiate_async(&mut store);
+        let instantiate = self.pre.instance.instantiate_async(&mut store);
         let instance = match tokio::time::timeout(self.limits.timeout, instantiate).await {
             Ok(Ok(i)) => i,
             Ok(Err(e)) => {
@@ -425,7 +482,7 @@ impl Shared {
                 ));
             }
         };
-        let bindings = MlKernel::new(&mut store, &instance).map_err(|e| {
+        let bindings = self.pre.exports(&mut store, &instance).map_err(|e| {
             self.fault(
                 "instantiate",
                 Fault::Trap {
@@ -475,7 +532,7 @@ pub struct KernelStats {
 pub struct KernelInstance {
     shared: Arc<Shared>,
     store: Store<HostState>,
-    bindings: MlKernel,
+    bindings: Exports,
     instance: Instance,
     /// The whole instance after its last successful state-changing call
     /// (`None` before the first one, or without snapshot support).
@@ -516,6 +573,26 @@ pub enum Checkpoint {
 
 /// Runs one export call under the instance's limits.
 macro_rules! guarded {
+    ($self:ident, $op:literal, by_ref |$exports:ident, $store:ident| $call:expr) => {{
+        match $self.revive().await {
+            Err(e) => Err(e),
+            Ok(()) if $self.bindings.by_ref.is_none() => Err(Error::Host(anyhow::anyhow!(
+                "`{}` was called by reference but the kernel does not export kernel-ref",
+                $op
+            ))),
+            Ok(()) => {
+                let started = $self.begin();
+                let outcome = match $self.bindings.by_ref.as_ref() {
+                    Some($exports) => {
+                        let $store = &mut $self.store;
+                        tokio::time::timeout($self.shared.limits.timeout, $call).await
+                    }
+                    None => Ok(Err(wasmtime::format_err!("no kernel-ref export"))),
+                };
+                $self.finish($op, started, outcome)
+            }
+        }
+    }};
     ($self:ident, $op:literal, |$exports:ident, $store:ident| $call:expr) => {{
         match $self.revive().await {
             Err(e) => Err(e),
@@ -523,7 +600,7 @@ macro_rules! guarded {
                 let started = $self.begin();
                 let outcome = {
                     let $store = &mut $self.store;
-                    let $exports = $self.bindings.kernel_host_kernel_kernel();
+                    let $exports = &$self.bindings.kernel;
                     tokio::time::timeout($self.shared.limits.timeout, $call).await
                 };
                 $self.finish($op, started, outcome)
@@ -613,7 +690,7 @@ impl KernelInstance {
             // Not through `configure`, which would revive again on failure.
             let started = self.begin();
             let outcome = {
-                let exports = self.bindings.kernel_host_kernel_kernel();
+                let exports = &self.bindings.kernel;
                 tokio::time::timeout(
                     self.shared.limits.timeout,
                     exports.call_configure(&mut self.store, &self.params),
@@ -923,8 +1000,12 @@ impl KernelInstance {
 
     pub async fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
         self.state_hash = None;
-        let result = guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
-            .and_then(|r| refused(self.id(), "fit", r));
+        let result = if self.takes_by_reference("fit") {
+            self.fit_by_reference(x, y, false).await
+        } else {
+            guarded!(self, "fit", |k, store| k.call_fit(store, x, y))
+                .and_then(|r| refused(self.id(), "fit", r))
+        };
         let result = self.settle("fit", result).await;
         self.record("fit", x.rows, &result, |_| 0, false);
         result
@@ -932,12 +1013,116 @@ impl KernelInstance {
 
     pub async fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
         self.state_hash = None;
-        let result = guarded!(self, "partial-fit", |k, store| k
-            .call_partial_fit(store, x, y))
-        .and_then(|r| refused(self.id(), "partial-fit", r));
+        let result = if self.takes_by_reference("partial-fit") {
+            self.fit_by_reference(x, y, true).await
+        } else {
+            guarded!(self, "partial-fit", |k, store| k
+                .call_partial_fit(store, x, y))
+            .and_then(|r| refused(self.id(), "partial-fit", r))
+        };
         let result = self.settle("partial-fit", result).await;
         self.record("partial-fit", x.rows, &result, |_| 0, false);
         result
+    }
+
+    /// Whether `operation` goes through `kernel-ref` (frames by reference).
+    fn takes_by_reference(&self, operation: &str) -> bool {
+        self.bindings.by_ref.is_some() && self.shared.by_reference.iter().any(|o| o == operation)
+    }
+
+    /// Asks a `kernel-ref` kernel which operations it takes by reference;
+    /// names it does not know are ignored.
+    async fn by_reference_operations(&mut self) -> Result<Vec<String>, Error> {
+        let said = guarded!(self, "by-reference", by_ref |k, store| k.call_by_reference(store))?;
+        let mut ops: Vec<String> = said
+            .into_iter()
+            .filter(|o| matches!(o.as_str(), "fit" | "partial-fit" | "transform"))
+            .collect();
+        ops.sort();
+        ops.dedup();
+        Ok(ops)
+    }
+
+    /// Lends `x`'s columns to the kernel: each a handle in its table (the
+    /// host keeps the values; they are not charged to the kernel).
+    fn lend(&mut self, x: &Frame) -> Result<Vec<Resource<SharedColumn>>, Error> {
+        let state = self.store.data_mut();
+        let mut lent = Vec::with_capacity(x.columns.len());
+        for column in &x.columns {
+            match state.keep_column(column.name.clone(), Arc::new(column.clone()), false) {
+                Ok(handle) => lent.push(handle),
+                Err(e) => {
+                    self.reclaim(lent);
+                    return Err(Error::Host(anyhow::anyhow!(
+                        "cannot lend column `{}` to the kernel: {e:?}",
+                        column.name
+                    )));
+                }
+            }
+        }
+        Ok(lent)
+    }
+
+    /// Takes handles back out of the kernel's table.
+    fn reclaim(&mut self, handles: Vec<Resource<SharedColumn>>) -> Vec<SharedColumn> {
+        let state = self.store.data_mut();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                let column = state.table().delete(h).ok()?;
+                state.forget_column(&column);
+                Some(column)
+            })
+            .collect()
+    }
+
+    async fn fit_by_reference(
+        &mut self,
+        x: &Frame,
+        y: Option<&Column>,
+        partial: bool,
+    ) -> Result<(), Error> {
+        self.revive().await?;
+        let lent = self.lend(x)?;
+        let borrowed: Vec<Resource<SharedColumn>> =
+            lent.iter().map(|h| Resource::new_borrow(h.rep())).collect();
+        let rows = x.rows;
+        let result = if partial {
+            guarded!(self, "partial-fit", by_ref |k, store| k
+                .call_partial_fit_ref(store, &borrowed, rows, y))
+        } else {
+            guarded!(self, "fit", by_ref |k, store| k.call_fit_ref(store, &borrowed, rows, y))
+        };
+        if !self.poisoned {
+            self.reclaim(lent);
+        }
+        result.and_then(|r| refused(self.id(), if partial { "partial-fit" } else { "fit" }, r))
+    }
+
+    async fn transform_by_reference(&mut self, x: &Frame) -> Result<Frame, Error> {
+        self.revive().await?;
+        let lent = self.lend(x)?;
+        let borrowed: Vec<Resource<SharedColumn>> =
+            lent.iter().map(|h| Resource::new_borrow(h.rep())).collect();
+        let rows = x.rows;
+        let result = guarded!(self, "transform", by_ref |k, store| k
+            .call_transform_ref(store, &borrowed, rows));
+        if self.poisoned {
+            return result.and_then(|r| refused(self.id(), "transform", r).map(|_| Frame {
+                rows: 0,
+                columns: Vec::new(),
+            }));
+        }
+        // The lent columns first, so an output that shares their values
+        // is the last holder and moves out without a copy.
+        self.reclaim(lent);
+        let out = refused(self.id(), "transform", result?)?;
+        let columns = self
+            .reclaim(out)
+            .into_iter()
+            .map(SharedColumn::into_column)
+            .collect();
+        Ok(Frame { rows, columns })
     }
 
     /// The cache key of `operation` on `x` when caching is on, hashing the
@@ -983,9 +1168,13 @@ impl KernelInstance {
             self.record("transform", x.rows, &result, |f| f.rows.into(), true);
             return result;
         }
-        let result = guarded!(self, "transform", |k, store| k.call_transform(store, x))
-            .and_then(|r| refused(self.id(), "transform", r))
-            .and_then(|out| {
+        let result = if self.takes_by_reference("transform") {
+            self.transform_by_reference(x).await
+        } else {
+            guarded!(self, "transform", |k, store| k.call_transform(store, x))
+                .and_then(|r| refused(self.id(), "transform", r))
+        };
+        let result = result.and_then(|out| {
                 self.check_output(
                     "transform",
                     kernel_host_types::check_frame(&out, Some(x.rows)),

@@ -34,6 +34,9 @@ pub struct HostState {
     pub(crate) tensors: kernel_host_tensor::StoreTensors,
     /// When the current call's time is up (host work checks it).
     pub(crate) deadline: Option<std::time::Instant>,
+    /// Values of the host columns the kernel holds handles to: handles and
+    /// bytes charged, by the values' address (see `imports/columns.rs`).
+    pub(crate) columns: std::collections::HashMap<usize, (u32, u64)>,
 }
 
 impl HostState {
@@ -98,6 +101,7 @@ impl HostState {
             log_budget: 0,
             tensors,
             deadline: None,
+            columns: std::collections::HashMap::new(),
         })
     }
 }

@@ -4,7 +4,12 @@
 
 wasmtime::component::bindgen!({
     path: "../../wit",
-    world: "kernel-host:kernel/ml-kernel",
+    // The larger world: its imports (log, tensor, columns) link every
+    // kernel; its exports are looked up per interface, so a component that
+    // exports only `kernel` (world `ml-kernel`, contracts 0.1.0 to 0.1.2)
+    // runs too, and one that also exports `kernel-ref` takes frames by
+    // reference.
+    world: "kernel-host:kernel/ml-kernel-ref",
     // Every export is called asynchronously so that fuel-driven yields let
     // a timer cancel a runaway kernel without blocking the runtime.
     imports: { default: async },
@@ -12,10 +17,12 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
     with: {
         "kernel-host:kernel/tensor.tensor": kernel_host_tensor::Tensor,
+        "kernel-host:kernel/columns.host-column": crate::frame::SharedColumn,
     },
 });
 
 pub use self::exports::kernel_host::kernel::kernel::Guest as KernelExports;
+pub use self::exports::kernel_host::kernel::kernel_ref::Guest as KernelRefExports;
 pub use self::kernel_host::kernel::types::{
     Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
@@ -29,7 +36,7 @@ pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
 #[macro_export]
 macro_rules! wit_version {
     () => {
-        "0.1.1"
+        "0.1.2"
     };
 }
 

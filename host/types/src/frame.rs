@@ -6,6 +6,38 @@ use crate::bindings::{Column, ColumnValues, Frame};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// A column held by the host and handed to a kernel by reference
+/// (`kernel-host:kernel/columns.host-column`): shared values under a name
+/// of its own, so sharing and renaming copy nothing.
+#[derive(Clone, Debug)]
+pub struct SharedColumn {
+    pub name: String,
+    pub data: std::sync::Arc<Column>,
+}
+
+impl SharedColumn {
+    /// The column under this handle's name: the values are moved out when
+    /// no other handle shares them, copied otherwise.
+    pub fn into_column(self) -> Column {
+        let mut column =
+            std::sync::Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone());
+        column.name = self.name;
+        column
+    }
+}
+
+/// Bytes a column holds in memory (values, null mask, strings' bytes and
+/// headers).
+pub fn column_bytes(column: &Column) -> u64 {
+    let values = match &column.values {
+        ColumnValues::F64(v) => v.len() * 8,
+        ColumnValues::S64(v) => v.len() * 8,
+        ColumnValues::Bool(v) => v.len(),
+        ColumnValues::String(v) => v.iter().map(|s| s.len() + 24).sum(),
+    };
+    (values + column.nulls.as_ref().map_or(0, Vec::len) + column.name.len() + 64) as u64
+}
+
 pub fn column_len(column: &Column) -> usize {
     match &column.values {
         ColumnValues::F64(v) => v.len(),

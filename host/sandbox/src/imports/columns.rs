@@ -1,0 +1,229 @@
+//! `kernel-host:kernel/columns` for kernels: frames by reference. A kernel
+//! holds handles to columns the host keeps; the host computes for it
+//! (statistics, element-wise maps, fills) and copies values into the
+//! kernel only when it reads them. Handles index the kernel's own resource
+//! table, so another kernel's handle means nothing here; every column a
+//! kernel makes is charged to its host-memory account (`limits.tensor-mib`,
+//! shared with tensors).
+//!
+//! The arithmetic is `sdk/src/column_ops.rs`, the same file the SDK runs
+//! natively: by reference and by copy give bit-identical results.
+
+use crate::state::HostState;
+use kernel_host_types::bindings::kernel_host::kernel::columns::{
+    self as wit, ColumnError, ColumnType, HostHostColumn,
+};
+use kernel_host_types::bindings::{Column, ColumnValues};
+use kernel_host_types::frame::{SharedColumn, column_bytes};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+#[path = "../../../../sdk/src/column_ops.rs"]
+#[allow(dead_code)]
+mod ops;
+
+type Result<T> = std::result::Result<T, ColumnError>;
+
+fn gone(e: impl std::fmt::Display) -> ColumnError {
+    ColumnError::InvalidArgument(format!("not a live column of this kernel: {e}"))
+}
+
+impl HostState {
+    fn shared(&self, handle: &Resource<SharedColumn>) -> Result<SharedColumn> {
+        self.table_ref().get(handle).cloned().map_err(gone)
+    }
+
+    /// Stores a handle to `data`. Values are charged to the kernel's
+    /// host-memory account once, when the first handle to them is kept
+    /// (`charge`: the kernel made them; inputs the host lends are not
+    /// charged), and released when the last handle goes.
+    pub(crate) fn keep_column(
+        &mut self,
+        name: String,
+        data: Arc<Column>,
+        charge: bool,
+    ) -> Result<Resource<SharedColumn>> {
+        let key = Arc::as_ptr(&data) as usize;
+        let fresh = !self.columns.contains_key(&key);
+        let bytes = if fresh && charge {
+            column_bytes(&data)
+        } else {
+            0
+        };
+        self.tensors
+            .accounts
+            .charge(bytes)
+            .map_err(|e| ColumnError::OutOfMemory(e.to_string()))?;
+        match self.table().push(SharedColumn { name, data }) {
+            Ok(handle) => {
+                self.columns.entry(key).or_insert((0, bytes)).0 += 1;
+                Ok(handle)
+            }
+            Err(e) => {
+                self.tensors.accounts.release(bytes);
+                Err(ColumnError::OutOfMemory(format!(
+                    "too many live columns: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Forgets a handle taken out of the table, releasing its values'
+    /// charge with the last handle to them.
+    pub(crate) fn forget_column(&mut self, column: &SharedColumn) {
+        let key = Arc::as_ptr(&column.data) as usize;
+        if let Some(entry) = self.columns.get_mut(&key) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                let bytes = entry.1;
+                self.columns.remove(&key);
+                self.tensors.accounts.release(bytes);
+            }
+        }
+    }
+
+    /// A new column computed by `f` from `handle`'s, charged in full.
+    fn derive(
+        &mut self,
+        handle: &Resource<SharedColumn>,
+        f: impl FnOnce(&Column) -> std::result::Result<Column, String>,
+    ) -> Result<Resource<SharedColumn>> {
+        self.check_time()?;
+        let shared = self.shared(handle)?;
+        let made = f(&shared.data).map_err(ColumnError::WrongType)?;
+        self.keep_column(shared.name, Arc::new(made), true)
+    }
+
+    fn check_time(&self) -> Result<()> {
+        if self.past_deadline() {
+            return Err(ColumnError::InvalidArgument(
+                "the call's time limit has passed: no more column operations".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HostHostColumn for HostState {
+    async fn from_column(&mut self, values: Column) -> Result<Resource<SharedColumn>> {
+        self.check_time()?;
+        let rows = kernel_host_types::frame::column_len(&values);
+        kernel_host_types::frame::check_column(&values, rows as u32)
+            .map_err(ColumnError::InvalidArgument)?;
+        let name = kernel_host_types::printable(&values.name).into_owned();
+        self.keep_column(name, Arc::new(values), true)
+    }
+
+    // A handle the guest passes was checked by the component runtime
+    // against the guest's own handle table (another kernel's handle, or a
+    // made-up one, traps there); the host table always has it.
+    async fn name(&mut self, handle: Resource<SharedColumn>) -> String {
+        self.shared(&handle).map(|c| c.name).unwrap_or_default()
+    }
+
+    async fn len(&mut self, handle: Resource<SharedColumn>) -> u32 {
+        self.shared(&handle)
+            .map_or(0, |c| kernel_host_types::frame::column_len(&c.data) as u32)
+    }
+
+    async fn kind(&mut self, handle: Resource<SharedColumn>) -> ColumnType {
+        match self.shared(&handle).map(|c| c.data) {
+            Ok(c) => match c.values {
+                ColumnValues::F64(_) => ColumnType::F64,
+                ColumnValues::S64(_) => ColumnType::S64,
+                ColumnValues::Bool(_) => ColumnType::Bool,
+                ColumnValues::String(_) => ColumnType::String,
+            },
+            Err(_) => ColumnType::F64,
+        }
+    }
+
+    async fn null_count(&mut self, handle: Resource<SharedColumn>) -> u32 {
+        self.shared(&handle)
+            .map_or(0, |c| ops::null_count(&c.data) as u32)
+    }
+
+    async fn read(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        start: u32,
+        end: u32,
+    ) -> Result<Column> {
+        self.check_time()?;
+        let shared = self.shared(&handle)?;
+        let mut out = ops::rows(&shared.data, start as usize, end as usize)
+            .map_err(ColumnError::InvalidArgument)?;
+        out.name = shared.name;
+        Ok(out)
+    }
+
+    async fn share(&mut self, handle: Resource<SharedColumn>) -> Result<Resource<SharedColumn>> {
+        let shared = self.shared(&handle)?;
+        self.keep_column(shared.name, shared.data, true)
+    }
+
+    async fn renamed(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        name: String,
+    ) -> Result<Resource<SharedColumn>> {
+        let shared = self.shared(&handle)?;
+        let name = kernel_host_types::printable(&name).into_owned();
+        self.keep_column(name, shared.data, true)
+    }
+
+    async fn moments(&mut self, handle: Resource<SharedColumn>) -> Result<wit::Moments> {
+        self.check_time()?;
+        let shared = self.shared(&handle)?;
+        let m = ops::moments(&shared.data).map_err(ColumnError::WrongType)?;
+        Ok(wit::Moments {
+            count: m.count,
+            mean: m.mean,
+            m2: m.m2,
+            min: m.min,
+            max: m.max,
+        })
+    }
+
+    async fn affine(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        shift: f64,
+        divisor: f64,
+    ) -> Result<Resource<SharedColumn>> {
+        self.derive(&handle, |c| ops::affine(c, shift, divisor))
+    }
+
+    async fn fill_nulls(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        value: f64,
+    ) -> Result<Resource<SharedColumn>> {
+        self.derive(&handle, |c| ops::fill_nulls(c, value))
+    }
+
+    async fn fill_nulls_text(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        value: String,
+    ) -> Result<Resource<SharedColumn>> {
+        self.derive(&handle, |c| ops::fill_nulls_text(c, &value))
+    }
+
+    async fn value_counts(
+        &mut self,
+        handle: Resource<SharedColumn>,
+    ) -> Result<Vec<(String, u64)>> {
+        self.check_time()?;
+        let shared = self.shared(&handle)?;
+        ops::value_counts(&shared.data).map_err(ColumnError::WrongType)
+    }
+
+    async fn drop(&mut self, handle: Resource<SharedColumn>) -> wasmtime::Result<()> {
+        let column = self.table().delete(handle)?;
+        self.forget_column(&column);
+        Ok(())
+    }
+}
+
+impl wit::Host for HostState {}

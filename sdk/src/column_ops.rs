@@ -1,0 +1,211 @@
+//! The arithmetic of the host column operations (`kernel-host:kernel/columns`),
+//! on plain columns. One definition: the host includes this file (it runs
+//! the operations kernels ask for), and the SDK runs it natively so that a
+//! kernel's by-reference path can be unit-tested without a host. Every sum
+//! runs in row order in f64, as a kernel's own loop would, so by reference
+//! and by copy give bit-identical results.
+//!
+//! Standard library only; the parent module provides `Column` and
+//! `ColumnValues` (the WIT types, host or guest side).
+
+use super::{Column, ColumnValues};
+
+/// Statistics of a numeric column's present values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub count: u64,
+    /// Sum in row order / count; 0 when there is no present value.
+    pub mean: f64,
+    /// Sum in row order of squared deviations from `mean`.
+    pub m2: f64,
+    /// NaN when there is no present value.
+    pub min: f64,
+    pub max: f64,
+}
+
+fn null(nulls: Option<&[u8]>, row: usize) -> bool {
+    nulls.is_some_and(|n| n.get(row).is_some_and(|b| *b != 0))
+}
+
+/// The numeric value at `row` (s64 and bool as f64), `None` when the row is
+/// null or (for f64) NaN; `Err` for a string column.
+fn present(values: &ColumnValues, nulls: Option<&[u8]>, row: usize) -> Option<f64> {
+    if null(nulls, row) {
+        return None;
+    }
+    match values {
+        ColumnValues::F64(v) => v.get(row).copied().filter(|x| !x.is_nan()),
+        ColumnValues::S64(v) => v.get(row).map(|x| *x as f64),
+        ColumnValues::Bool(v) => v.get(row).map(|x| f64::from(u8::from(*x))),
+        ColumnValues::String(_) => None,
+    }
+}
+
+fn len(values: &ColumnValues) -> usize {
+    match values {
+        ColumnValues::F64(v) => v.len(),
+        ColumnValues::S64(v) => v.len(),
+        ColumnValues::Bool(v) => v.len(),
+        ColumnValues::String(v) => v.len(),
+    }
+}
+
+fn numeric(column: &Column) -> Result<(), String> {
+    match column.values {
+        ColumnValues::String(_) => Err(format!(
+            "column `{}` holds strings; the operation needs a numeric column",
+            column.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Count, mean, m2, min and max of the present values.
+pub fn moments(column: &Column) -> Result<Stats, String> {
+    numeric(column)?;
+    let nulls = column.nulls.as_deref();
+    let rows = len(&column.values);
+    let (mut count, mut sum) = (0u64, 0.0f64);
+    let (mut min, mut max) = (f64::NAN, f64::NAN);
+    for row in 0..rows {
+        if let Some(v) = present(&column.values, nulls, row) {
+            count += 1;
+            sum += v;
+            if min.is_nan() || v < min {
+                min = v;
+            }
+            if max.is_nan() || v > max {
+                max = v;
+            }
+        }
+    }
+    let mean = if count > 0 { sum / count as f64 } else { 0.0 };
+    let mut m2 = 0.0;
+    for row in 0..rows {
+        if let Some(v) = present(&column.values, nulls, row) {
+            m2 += (v - mean) * (v - mean);
+        }
+    }
+    Ok(Stats {
+        count,
+        mean,
+        m2,
+        min,
+        max,
+    })
+}
+
+/// `(x - shift) / divisor` over every slot of a numeric column (null slots
+/// hold placeholders and stay null), as f64.
+pub fn affine(column: &Column, shift: f64, divisor: f64) -> Result<Column, String> {
+    numeric(column)?;
+    let values = match &column.values {
+        ColumnValues::F64(v) => v.iter().map(|x| (*x - shift) / divisor).collect(),
+        ColumnValues::S64(v) => v.iter().map(|x| (*x as f64 - shift) / divisor).collect(),
+        ColumnValues::Bool(v) => v
+            .iter()
+            .map(|x| (f64::from(u8::from(*x)) - shift) / divisor)
+            .collect(),
+        ColumnValues::String(_) => return Err(format!("column `{}` holds strings", column.name)),
+    };
+    Ok(Column {
+        name: column.name.clone(),
+        values: ColumnValues::F64(values),
+        nulls: column.nulls.clone(),
+    })
+}
+
+/// A numeric column as f64 with every null and NaN replaced by `value`.
+pub fn fill_nulls(column: &Column, value: f64) -> Result<Column, String> {
+    numeric(column)?;
+    let nulls = column.nulls.as_deref();
+    let values = (0..len(&column.values))
+        .map(|row| present(&column.values, nulls, row).unwrap_or(value))
+        .collect();
+    Ok(Column {
+        name: column.name.clone(),
+        values: ColumnValues::F64(values),
+        nulls: None,
+    })
+}
+
+/// A string column with every null replaced by `value`.
+pub fn fill_nulls_text(column: &Column, value: &str) -> Result<Column, String> {
+    let ColumnValues::String(v) = &column.values else {
+        return Err(format!(
+            "column `{}` is not a string column",
+            column.name
+        ));
+    };
+    let nulls = column.nulls.as_deref();
+    let values = v
+        .iter()
+        .enumerate()
+        .map(|(row, s)| if null(nulls, row) { value.to_string() } else { s.clone() })
+        .collect();
+    Ok(Column {
+        name: column.name.clone(),
+        values: ColumnValues::String(values),
+        nulls: None,
+    })
+}
+
+/// A string column's distinct present values and their counts, in order of
+/// first occurrence.
+pub fn value_counts(column: &Column) -> Result<Vec<(String, u64)>, String> {
+    let ColumnValues::String(v) = &column.values else {
+        return Err(format!(
+            "column `{}` is not a string column",
+            column.name
+        ));
+    };
+    let nulls = column.nulls.as_deref();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (row, s) in v.iter().enumerate() {
+        if null(nulls, row) {
+            continue;
+        }
+        match index.get(s.as_str()) {
+            Some(&i) => out[i].1 += 1,
+            None => {
+                index.insert(s.as_str(), out.len());
+                out.push((s.clone(), 1));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rows `start..end` of `column`.
+pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String> {
+    let n = len(&column.values);
+    if start > end || end > n {
+        return Err(format!(
+            "rows {start}..{end} of column `{}`, which has {n}",
+            column.name
+        ));
+    }
+    let values = match &column.values {
+        ColumnValues::F64(v) => ColumnValues::F64(v[start..end].to_vec()),
+        ColumnValues::S64(v) => ColumnValues::S64(v[start..end].to_vec()),
+        ColumnValues::Bool(v) => ColumnValues::Bool(v[start..end].to_vec()),
+        ColumnValues::String(v) => ColumnValues::String(v[start..end].to_vec()),
+    };
+    Ok(Column {
+        name: column.name.clone(),
+        values,
+        nulls: column
+            .nulls
+            .as_ref()
+            .map(|n| n.get(start..end).map_or_else(|| vec![0; end - start], <[u8]>::to_vec)),
+    })
+}
+
+/// Rows that are null.
+pub fn null_count(column: &Column) -> usize {
+    column
+        .nulls
+        .as_ref()
+        .map_or(0, |n| n.iter().filter(|b| **b != 0).count())
+}

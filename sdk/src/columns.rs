@@ -1,0 +1,337 @@
+//! Frames by reference: columns that stay in the host.
+//!
+//! A kernel that implements [`Kernel::transform_ref`] (and/or
+//! [`Kernel::fit_ref`]) gets its input as [`HostColumn`]s: handles to
+//! columns kernel-host holds. It asks the host to compute
+//! ([`HostColumn::moments`], [`HostColumn::affine`],
+//! [`HostColumn::fill_nulls`], [`HostColumn::value_counts`]), copies values
+//! into its own memory only when it needs them ([`HostColumn::read`]), and
+//! returns handles: an input unchanged ([`HostColumn::share`], no copy), what
+//! the host computed, or a column it built ([`HostColumn::from_column`]).
+//! Nothing crosses the sandbox boundary that the kernel does not ask for.
+//!
+//! Natively (unit tests, [`crate::testing::Local`]) the same handles hold
+//! the column in the test process and run the same arithmetic as the host
+//! (one definition, `column_ops.rs`), so a by-reference path is tested
+//! without a host and gives bit-identical results to the plain path.
+//!
+//! [`Kernel::transform_ref`]: crate::Kernel::transform_ref
+//! [`Kernel::fit_ref`]: crate::Kernel::fit_ref
+
+use crate::column_ops;
+use crate::{Column, ColumnValues, KernelError};
+use std::rc::Rc;
+
+#[cfg(target_arch = "wasm32")]
+use crate::__bindings::kernel_host::kernel::columns as wit;
+
+/// The type of a column's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    F64,
+    S64,
+    Bool,
+    String,
+}
+
+impl ColumnType {
+    pub fn is_numeric(self) -> bool {
+        self != ColumnType::String
+    }
+}
+
+/// Statistics of a numeric column's present values (nulls and NaN skipped).
+pub use column_ops::Stats as Moments;
+
+enum Inner {
+    #[cfg(target_arch = "wasm32")]
+    Host(wit::HostColumn),
+    /// Natively: the column itself (a name, shared values).
+    Local(String, Rc<Column>),
+}
+
+/// A handle to a column kernel-host holds (natively, the column itself).
+pub struct HostColumn {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for HostColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostColumn({}, {} rows)", self.name(), self.len())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn host_error(e: wit::ColumnError) -> KernelError {
+    match e {
+        wit::ColumnError::WrongType(m) => KernelError::InvalidInput(m),
+        wit::ColumnError::InvalidArgument(m) => KernelError::Failed(format!("host column: {m}")),
+        wit::ColumnError::OutOfMemory(m) => {
+            KernelError::Failed(format!("out of host memory for columns: {m}"))
+        }
+    }
+}
+
+impl HostColumn {
+    /// A handle to `column` (on the host: one copy out of the kernel).
+    pub fn from_column(column: Column) -> Result<HostColumn, KernelError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            return wit::HostColumn::from_column(&column)
+                .map(|h| HostColumn {
+                    inner: Inner::Host(h),
+                })
+                .map_err(host_error);
+        }
+        #[allow(unreachable_code)]
+        Ok(HostColumn {
+            inner: Inner::Local(column.name.clone(), Rc::new(column)),
+        })
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    #[doc(hidden)]
+    pub fn from_host(handle: wit::HostColumn) -> HostColumn {
+        HostColumn {
+            inner: Inner::Host(handle),
+        }
+    }
+
+    /// Back into the WIT handle the host gets (on the host) — the SDK's
+    /// export code uses it.
+    #[cfg(target_arch = "wasm32")]
+    #[doc(hidden)]
+    pub fn into_host(self) -> Result<wit::HostColumn, KernelError> {
+        match self.inner {
+            Inner::Host(h) => Ok(h),
+            Inner::Local(name, column) => {
+                let mut column = Rc::try_unwrap(column).unwrap_or_else(|c| (*c).clone());
+                column.name = name;
+                wit::HostColumn::from_column(&column).map_err(host_error)
+            }
+        }
+    }
+
+    /// The column with its values (natively, or after reading it all).
+    #[doc(hidden)]
+    pub fn into_column(self) -> Result<Column, KernelError> {
+        match self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(_) => self.read(),
+            Inner::Local(name, column) => {
+                let mut column = Rc::try_unwrap(column).unwrap_or_else(|c| (*c).clone());
+                column.name = name;
+                Ok(column)
+            }
+        }
+    }
+
+    fn local(&self, f: impl FnOnce(&Column) -> Result<Column, String>) -> Result<HostColumn, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(_) => unreachable!("host columns compute on the host"),
+            Inner::Local(name, column) => {
+                let made = f(column).map_err(KernelError::InvalidInput)?;
+                Ok(HostColumn {
+                    inner: Inner::Local(name.clone(), Rc::new(made)),
+                })
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.name(),
+            Inner::Local(name, _) => name.clone(),
+        }
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.len() as usize,
+            Inner::Local(_, c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn kind(&self) -> ColumnType {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => match h.kind() {
+                wit::ColumnType::F64 => ColumnType::F64,
+                wit::ColumnType::S64 => ColumnType::S64,
+                wit::ColumnType::Bool => ColumnType::Bool,
+                wit::ColumnType::String => ColumnType::String,
+            },
+            Inner::Local(_, c) => match c.values {
+                ColumnValues::F64(_) => ColumnType::F64,
+                ColumnValues::S64(_) => ColumnType::S64,
+                ColumnValues::Bool(_) => ColumnType::Bool,
+                ColumnValues::String(_) => ColumnType::String,
+            },
+        }
+    }
+
+    /// Rows that are null.
+    pub fn null_count(&self) -> usize {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.null_count() as usize,
+            Inner::Local(_, c) => column_ops::null_count(c),
+        }
+    }
+
+    /// The whole column, copied into the kernel's memory.
+    pub fn read(&self) -> Result<Column, KernelError> {
+        self.read_rows(0, self.len())
+    }
+
+    /// Rows `start..end`, copied into the kernel's memory.
+    pub fn read_rows(&self, start: usize, end: usize) -> Result<Column, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => {
+                let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+                h.read(narrow(start), narrow(end)).map_err(host_error)
+            }
+            Inner::Local(name, c) => {
+                let mut out = column_ops::rows(c, start, end).map_err(KernelError::failed)?;
+                out.name = name.clone();
+                Ok(out)
+            }
+        }
+    }
+
+    /// Another handle to the same column (no copy): return an input as is.
+    pub fn share(&self) -> HostColumn {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => HostColumn::from_host(h.share()),
+            Inner::Local(name, c) => HostColumn {
+                inner: Inner::Local(name.clone(), c.clone()),
+            },
+        }
+    }
+
+    /// The same values under another name (no copy).
+    pub fn renamed(&self, name: &str) -> HostColumn {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => HostColumn::from_host(h.renamed(name)),
+            Inner::Local(_, c) => HostColumn {
+                inner: Inner::Local(name.to_string(), c.clone()),
+            },
+        }
+    }
+
+    /// Count, mean, m2, min, max of a numeric column's present values,
+    /// summed in row order (as a loop over [`crate::NumericColumn::present`]).
+    pub fn moments(&self) -> Result<Moments, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h
+                .moments()
+                .map(|m| Moments {
+                    count: m.count,
+                    mean: m.mean,
+                    m2: m.m2,
+                    min: m.min,
+                    max: m.max,
+                })
+                .map_err(host_error),
+            Inner::Local(_, c) => column_ops::moments(c).map_err(KernelError::InvalidInput),
+        }
+    }
+
+    /// `(x - shift) / divisor` over a numeric column, as f64; nulls stay null.
+    pub fn affine(&self, shift: f64, divisor: f64) -> Result<HostColumn, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.affine(shift, divisor).map(HostColumn::from_host).map_err(host_error),
+            Inner::Local(..) => self.local(|c| column_ops::affine(c, shift, divisor)),
+        }
+    }
+
+    /// A numeric column as f64, nulls and NaN replaced by `value`.
+    pub fn fill_nulls(&self, value: f64) -> Result<HostColumn, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.fill_nulls(value).map(HostColumn::from_host).map_err(host_error),
+            Inner::Local(..) => self.local(|c| column_ops::fill_nulls(c, value)),
+        }
+    }
+
+    /// A string column, nulls replaced by `value`.
+    pub fn fill_nulls_text(&self, value: &str) -> Result<HostColumn, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h
+                .fill_nulls_text(value)
+                .map(HostColumn::from_host)
+                .map_err(host_error),
+            Inner::Local(..) => self.local(|c| column_ops::fill_nulls_text(c, value)),
+        }
+    }
+
+    /// A string column's distinct present values and their counts, in
+    /// order of first occurrence.
+    pub fn value_counts(&self) -> Result<Vec<(String, u64)>, KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => h.value_counts().map_err(host_error),
+            Inner::Local(_, c) => column_ops::value_counts(c).map_err(KernelError::InvalidInput),
+        }
+    }
+}
+
+/// A frame by reference: its columns, in order, and its height.
+#[derive(Debug)]
+pub struct FrameRef {
+    pub rows: u32,
+    pub columns: Vec<HostColumn>,
+}
+
+impl FrameRef {
+    /// A frame's columns as handles (natively: the columns themselves).
+    pub fn of(frame: crate::Frame) -> Result<FrameRef, KernelError> {
+        Ok(FrameRef {
+            rows: frame.rows,
+            columns: frame
+                .columns
+                .into_iter()
+                .map(HostColumn::from_column)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn column(&self, name: &str) -> Option<&HostColumn> {
+        self.columns.iter().find(|c| c.name() == name)
+    }
+
+    /// Every column read into the kernel's memory: the plain frame.
+    pub fn read(&self) -> Result<crate::Frame, KernelError> {
+        Ok(crate::Frame {
+            rows: self.rows,
+            columns: self.columns.iter().map(HostColumn::read).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The plain frame, without a copy natively.
+    #[doc(hidden)]
+    pub fn into_frame(self) -> Result<crate::Frame, KernelError> {
+        Ok(crate::Frame {
+            rows: self.rows,
+            columns: self
+                .columns
+                .into_iter()
+                .map(HostColumn::into_column)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

@@ -209,24 +209,24 @@ impl HostColumn {
     }
 
     /// Another handle to the same column (no copy): return an input as is.
-    pub fn share(&self) -> HostColumn {
+    pub fn share(&self) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
-            Inner::Host(h) => HostColumn::from_host(h.share()),
-            Inner::Local(name, c) => HostColumn {
+            Inner::Host(h) => h.share().map(HostColumn::from_host).map_err(host_error),
+            Inner::Local(name, c) => Ok(HostColumn {
                 inner: Inner::Local(name.clone(), c.clone()),
-            },
+            }),
         }
     }
 
     /// The same values under another name (no copy).
-    pub fn renamed(&self, name: &str) -> HostColumn {
+    pub fn renamed(&self, name: &str) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
-            Inner::Host(h) => HostColumn::from_host(h.renamed(name)),
-            Inner::Local(_, c) => HostColumn {
+            Inner::Host(h) => h.renamed(name).map(HostColumn::from_host).map_err(host_error),
+            Inner::Local(_, c) => Ok(HostColumn {
                 inner: Inner::Local(name.to_string(), c.clone()),
-            },
+            }),
         }
     }
 
@@ -308,6 +308,24 @@ impl FrameRef {
                 .map(HostColumn::from_column)
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// The columns the host lent for one call, as handles the kernel owns
+    /// (the SDK's export code calls this).
+    #[cfg(target_arch = "wasm32")]
+    #[doc(hidden)]
+    pub fn lent(x: Vec<wit::HostColumn>, rows: u32) -> Result<FrameRef, KernelError> {
+        Ok(FrameRef {
+            rows,
+            columns: x.into_iter().map(HostColumn::from_host).collect(),
+        })
+    }
+
+    /// The handles to give back to the host (the SDK's export code).
+    #[cfg(target_arch = "wasm32")]
+    #[doc(hidden)]
+    pub fn into_host(self) -> Result<Vec<wit::HostColumn>, KernelError> {
+        self.columns.into_iter().map(HostColumn::into_host).collect()
     }
 
     pub fn column(&self, name: &str) -> Option<&HostColumn> {

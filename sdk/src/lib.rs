@@ -102,6 +102,8 @@
 #[doc(hidden)]
 #[path = "params.rs"]
 pub mod __params;
+mod column_ops;
+pub mod columns;
 #[macro_use]
 pub mod conformance;
 mod error;
@@ -122,7 +124,7 @@ pub mod __bindings {
         // The SDK's own copy of the contract (identical to the repository's
         // `wit/`, checked by a test), so a copied `sdk/` builds on its own.
         path: "wit",
-        world: "kernel-host:kernel/ml-kernel",
+        world: "kernel-host:kernel/ml-kernel-ref",
         default_bindings_module: "kernel_sdk::__bindings",
         pub_export_macro: true,
         export_macro_name: "__export_ml_kernel",
@@ -135,6 +137,7 @@ pub use __bindings::kernel_host::kernel::types::{
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
 };
 pub use __params::{ParamField, Params};
+pub use columns::{ColumnType, FrameRef, HostColumn, Moments};
 pub use frame::{Matrix, NumericColumn};
 pub use labels::LabelType;
 #[doc(hidden)]
@@ -146,8 +149,9 @@ pub const WIT_VERSION: &str = "0.1.2";
 /// Everything a kernel author needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame, Kernel,
-        KernelError, KernelKind, LabelType, Matrix, Meta, NumericColumn, ParamValue, Params,
+        Capabilities, Column, ColumnType, ColumnValues, ExplainEntry, ExplainValue, Explanation,
+        Frame, FrameRef, HostColumn, Kernel, KernelError, KernelKind, LabelType, Matrix, Meta,
+        NumericColumn, ParamValue, Params,
     };
 }
 
@@ -159,6 +163,11 @@ pub struct Meta {
     pub kind: KernelKind,
     pub description: &'static str,
     pub capabilities: Capabilities,
+    /// The operations the kernel implements on frames by reference
+    /// (`"fit"`, `"partial-fit"`, `"transform"`): the host calls
+    /// [`Kernel::fit_ref`], [`Kernel::partial_fit_ref`],
+    /// [`Kernel::transform_ref`] for these and the plain methods otherwise.
+    pub by_reference: &'static [&'static str],
 }
 
 impl Meta {
@@ -170,7 +179,15 @@ impl Meta {
             kind,
             description: "",
             capabilities: Capabilities::empty(),
+            by_reference: &[],
         }
+    }
+
+    /// Declares the operations implemented by reference (see
+    /// [`Meta::by_reference`]).
+    pub fn by_reference(mut self, operations: &'static [&'static str]) -> Self {
+        self.by_reference = operations;
+        self
     }
 
     pub fn description(mut self, description: &'static str) -> Self {
@@ -240,6 +257,72 @@ pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
     fn explain(&self) -> Result<Explanation, KernelError> {
         Err(error::unsupported("explain"))
     }
+
+    /// [`Kernel::fit`] on a frame by reference: its columns stay in the
+    /// host (see [`columns`]). Implement it, and name `"fit"` in
+    /// [`Meta::by_reference`], to fit without copying the frame into the
+    /// kernel; the result must be the one `fit` gives. By default the
+    /// columns are read and `fit` is called.
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        self.fit(&x.read()?, y)
+    }
+
+    /// [`Kernel::partial_fit`] by reference (`"partial-fit"`).
+    fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        self.partial_fit(&x.read()?, y)
+    }
+
+    /// [`Kernel::transform`] by reference (`"transform"`): return handles —
+    /// inputs unchanged with [`HostColumn::share`], what the host computed,
+    /// or columns built with [`HostColumn::from_column`].
+    fn transform_ref(&self, x: FrameRef) -> Result<FrameRef, KernelError> {
+        FrameRef::of(self.transform(x.into_frame()?)?)
+    }
+}
+
+/// For components that implement the WIT `kernel` exports by hand (test
+/// guests): the `kernel-ref` export of a kernel that takes nothing by
+/// reference, so the host always calls its plain functions.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plain_kernel_ref {
+    ($export:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__bindings::exports::kernel_host::kernel::kernel_ref as wit_ref;
+            use $crate::__bindings::kernel_host::kernel::columns::HostColumn;
+
+            fn unsupported(op: &str) -> $crate::KernelError {
+                $crate::KernelError::Unsupported(format!("`{op}` by reference"))
+            }
+
+            impl wit_ref::Guest for $export {
+                fn by_reference() -> Vec<String> {
+                    Vec::new()
+                }
+                fn fit_ref(
+                    _x: Vec<HostColumn>,
+                    _rows: u32,
+                    _y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    Err(unsupported("fit"))
+                }
+                fn partial_fit_ref(
+                    _x: Vec<HostColumn>,
+                    _rows: u32,
+                    _y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    Err(unsupported("partial-fit"))
+                }
+                fn transform_ref(
+                    _x: Vec<HostColumn>,
+                    _rows: u32,
+                ) -> Result<Vec<HostColumn>, $crate::KernelError> {
+                    Err(unsupported("transform"))
+                }
+            }
+        };
+    };
 }
 
 /// Exports a [`Kernel`] type as the component's `kernel` interface.
@@ -253,6 +336,7 @@ macro_rules! export_kernel {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__bindings::exports::kernel_host::kernel::kernel as wit;
+            use $crate::__bindings::exports::kernel_host::kernel::kernel_ref as wit_ref;
             use $crate::runtime::Runtime;
 
             ::std::thread_local! {
@@ -298,6 +382,38 @@ macro_rules! export_kernel {
                 }
                 fn explain() -> Result<$crate::Explanation, $crate::KernelError> {
                     RUNTIME.with_borrow(|rt| rt.explain())
+                }
+            }
+
+            impl wit_ref::Guest for Export {
+                fn by_reference() -> Vec<String> {
+                    Runtime::<$kernel>::by_reference()
+                }
+                fn fit_ref(
+                    x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
+                    rows: u32,
+                    y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    let x = $crate::FrameRef::lent(x, rows)?;
+                    RUNTIME.with_borrow_mut(|rt| rt.fit_ref(&x, y.as_ref()))
+                }
+                fn partial_fit_ref(
+                    x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
+                    rows: u32,
+                    y: Option<$crate::Column>,
+                ) -> Result<(), $crate::KernelError> {
+                    let x = $crate::FrameRef::lent(x, rows)?;
+                    RUNTIME.with_borrow_mut(|rt| rt.partial_fit_ref(&x, y.as_ref()))
+                }
+                fn transform_ref(
+                    x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
+                    rows: u32,
+                ) -> Result<
+                    Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
+                    $crate::KernelError,
+                > {
+                    let x = $crate::FrameRef::lent(x, rows)?;
+                    RUNTIME.with_borrow(|rt| rt.transform_ref(x))?.into_host()
                 }
             }
 

@@ -4,7 +4,8 @@
 //! test sees is what the host sees.
 
 use crate::{
-    Capabilities, Column, Explanation, Frame, Kernel, KernelError, KernelInfo, Param, Params, error,
+    Capabilities, Column, Explanation, Frame, FrameRef, Kernel, KernelError, KernelInfo, Param,
+    Params, error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,64 @@ impl<K: Kernel> Runtime<K> {
         Ok(out)
     }
 
+    /// The operations the kernel declares by reference.
+    pub fn by_reference() -> Vec<String> {
+        K::meta()
+            .by_reference
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    pub fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        check_ref(x, y)?;
+        self.fitted = false;
+        self.kernel.fit_ref(x, y)?;
+        self.fitted = true;
+        Ok(())
+    }
+
+    pub fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        check_ref(x, y)?;
+        self.kernel.partial_fit_ref(x, y)?;
+        self.fitted = true;
+        Ok(())
+    }
+
+    pub fn transform_ref(&self, x: FrameRef) -> Result<FrameRef, KernelError> {
+        if !K::meta()
+            .capabilities
+            .contains(Capabilities::STATELESS_TRANSFORM)
+        {
+            self.require_fitted()?;
+        }
+        check_ref(&x, None)?;
+        let rows = x.rows;
+        let out = self.kernel.transform_ref(x)?;
+        if out.rows != rows {
+            return Err(KernelError::failed(format!(
+                "transform returned {} rows for {rows} input rows",
+                out.rows
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for column in &out.columns {
+            let name = column.name();
+            if column.len() != rows as usize {
+                return Err(KernelError::failed(format!(
+                    "transform returned column `{name}` of {} rows for {rows} input rows",
+                    column.len()
+                )));
+            }
+            if !names.insert(name.clone()) {
+                return Err(KernelError::failed(format!(
+                    "transform returned two columns named `{name}`"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
         self.require_fitted()?;
         check_input(x, None)?;
@@ -171,6 +230,27 @@ fn major(version: &str) -> &str {
         (Some(m), _) => m,
         _ => version,
     }
+}
+
+fn check_ref(x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+    if let Some(bad) = x.columns.iter().find(|c| c.len() != x.rows as usize) {
+        return Err(KernelError::invalid_input(format!(
+            "column `{}` does not have the frame's {} rows",
+            bad.name(),
+            x.rows
+        )));
+    }
+    if let Some(y) = y
+        && y.len() != x.rows as usize
+    {
+        return Err(KernelError::invalid_input(format!(
+            "target column `{}` has {} rows but the input has {}",
+            y.name,
+            y.len(),
+            x.rows
+        )));
+    }
+    Ok(())
 }
 
 fn check_input(x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {

@@ -103,6 +103,23 @@ impl<K: Kernel> Local<K> {
         self.runtime.save_state()
     }
 
+    /// `fit` by reference, as the host calls it for a kernel that declares
+    /// `"fit"` in [`crate::Meta::by_reference`] (natively, the handles hold
+    /// the columns).
+    pub fn fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+        self.runtime.fit_ref(&crate::FrameRef::of(x.clone())?, y)
+    }
+
+    pub fn partial_fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+        self.runtime.partial_fit_ref(&crate::FrameRef::of(x.clone())?, y)
+    }
+
+    pub fn transform_ref(&self, x: Frame) -> Result<Frame, KernelError> {
+        self.runtime
+            .transform_ref(crate::FrameRef::of(x)?)?
+            .into_frame()
+    }
+
     pub fn load_state(&mut self, state: &[u8]) -> Result<(), KernelError> {
         self.runtime.load_state(state)
     }
@@ -186,6 +203,76 @@ pub fn assert_chunk_invariance<K: Kernel>(
     );
     if let props::Verdict::Fail(why) = verdict {
         panic!("chunk invariance: {why}");
+    }
+}
+
+/// Asserts that the operations `K` declares by reference
+/// ([`crate::Meta::by_reference`]) give what the plain ones give, bit for
+/// bit, on your input: the fitted state (`fit` and `partial-fit`) and the
+/// transformed frame. The host calls whichever the kernel declares, so the
+/// two paths must agree.
+#[allow(clippy::panic)]
+pub fn assert_by_reference_matches<K: Kernel>(
+    params: &[(&str, ParamValue)],
+    x: &Frame,
+    y: Option<&Column>,
+) {
+    let declared = K::meta().by_reference;
+    let fresh = || {
+        Local::<K>::with_params(params).unwrap_or_else(|e| panic!("parameters refused: {e:?}"))
+    };
+    let (mut plain, mut by_ref) = (fresh(), fresh());
+    let fitted = |r: Result<(), KernelError>, how: &str| {
+        r.unwrap_or_else(|e| panic!("{how} refused the input: {e:?}"))
+    };
+    fitted(plain.fit(x, y), "fit");
+    if declared.contains(&"fit") {
+        fitted(by_ref.fit_ref(x, y), "fit by reference");
+    } else {
+        fitted(by_ref.fit(x, y), "fit");
+    }
+    let state = |k: &Local<K>| k.save_state().unwrap_or_else(|e| panic!("save-state: {e:?}"));
+    assert!(
+        state(&plain) == state(&by_ref),
+        "fit by reference learned something else than fit"
+    );
+    if declared.contains(&"partial-fit") {
+        let (mut a, mut b) = (fresh(), fresh());
+        fitted(a.partial_fit(x, y), "partial-fit");
+        fitted(b.partial_fit_ref(x, y), "partial-fit by reference");
+        fitted(a.partial_fit(x, y), "partial-fit");
+        fitted(b.partial_fit_ref(x, y), "partial-fit by reference");
+        assert!(
+            state(&a) == state(&b),
+            "partial-fit by reference learned something else than partial-fit"
+        );
+    }
+    if declared.contains(&"transform") {
+        let want = plain.transform(x.clone());
+        let got = by_ref.transform_ref(x.clone());
+        match (want, got) {
+            (Ok(want), Ok(got)) => {
+                assert_eq!(got.rows, want.rows, "rows by reference");
+                assert_eq!(got.columns.len(), want.columns.len(), "columns by reference");
+                for (g, w) in got.columns.iter().zip(&want.columns) {
+                    assert_eq!(g.name, w.name, "column names by reference");
+                    assert_eq!(g.nulls, w.nulls, "null masks of `{}` by reference", w.name);
+                    let bits = |c: &Column| match &c.values {
+                        crate::ColumnValues::F64(v) => {
+                            format!("{:?}", v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    assert!(bits(g) == bits(w), "values of `{}` differ by reference", w.name);
+                }
+            }
+            (Err(_), Err(_)) => {}
+            (want, got) => panic!(
+                "transform and transform by reference disagree: {:?} vs {:?}",
+                want.map(|f| f.rows),
+                got.map(|f| f.rows)
+            ),
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub fn component_json(component: &KernelComponent) -> Value {
             .snapshots()
             .map_or_else(|why| format!("unavailable: {why}"), |()| "transparent".into()),
         "capabilities": capability_names(info),
+        "by_reference": component.by_reference(),
         "parameters": info.params.iter().map(|p| json!({
             "name": p.name,
             "type": param_type_text(&p.kind),

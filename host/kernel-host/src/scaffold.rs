@@ -44,6 +44,14 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ),
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     (
+        "src/column_ops.rs",
+        include_str!("../../../sdk/src/column_ops.rs"),
+    ),
+    (
+        "src/columns.rs",
+        include_str!("../../../sdk/src/columns.rs"),
+    ),
+    (
         "src/conformance.rs",
         include_str!("../../../sdk/src/conformance.rs"),
     ),

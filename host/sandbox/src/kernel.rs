@@ -1043,16 +1043,20 @@ impl KernelInstance {
         Ok(ops)
     }
 
-    /// Lends `x`'s columns to the kernel: each a handle in its table (the
-    /// host keeps the values; they are not charged to the kernel).
-    fn lend(&mut self, x: &Frame) -> Result<Vec<Resource<SharedColumn>>, Error> {
+    /// Lends `x`'s columns to the kernel for one call: each a handle
+    /// passed to it (the host keeps the values, which are not charged to
+    /// the kernel). Returns the handles and the rows they occupy in the
+    /// kernel's table, for [`KernelInstance::revoke`].
+    fn lend(&mut self, x: &Frame) -> Result<(Vec<Resource<SharedColumn>>, Vec<u32>), Error> {
         let state = self.store.data_mut();
         let mut lent = Vec::with_capacity(x.columns.len());
         for column in &x.columns {
-            match state.keep_column(column.name.clone(), Arc::new(column.clone()), false) {
+            match state.keep_column_as(column.name.clone(), Arc::new(column.clone()), false, true)
+            {
                 Ok(handle) => lent.push(handle),
                 Err(e) => {
-                    self.reclaim(lent);
+                    let reps: Vec<u32> = lent.iter().map(Resource::rep).collect();
+                    self.revoke(&reps);
                     return Err(Error::Host(anyhow::anyhow!(
                         "cannot lend column `{}` to the kernel: {e:?}",
                         column.name
@@ -1060,20 +1064,36 @@ impl KernelInstance {
                 }
             }
         }
-        Ok(lent)
+        let reps: Vec<u32> = lent.iter().map(Resource::rep).collect();
+        Ok((lent, reps))
     }
 
-    /// Takes handles back out of the kernel's table.
-    fn reclaim(&mut self, handles: Vec<Resource<SharedColumn>>) -> Vec<SharedColumn> {
+    /// Ends a loan: the lent handles the kernel did not drop are taken
+    /// back, so a handle it kept means nothing in its next call.
+    fn revoke(&mut self, reps: &[u32]) {
         let state = self.store.data_mut();
-        handles
-            .into_iter()
-            .filter_map(|h| {
-                let column = state.table().delete(h).ok()?;
+        for &rep in reps {
+            let handle = Resource::<SharedColumn>::new_own(rep);
+            if state.table_ref().get(&handle).is_ok_and(|c| c.lent)
+                && let Ok(column) = state.table().delete(handle)
+            {
                 state.forget_column(&column);
-                Some(column)
-            })
-            .collect()
+            }
+        }
+    }
+
+    /// Takes the handles a kernel returned out of its table.
+    fn take_back(&mut self, handles: Vec<Resource<SharedColumn>>) -> Result<Vec<SharedColumn>, Error> {
+        let state = self.store.data_mut();
+        let mut out = Vec::with_capacity(handles.len());
+        for handle in handles {
+            let column = state.table().delete(handle).map_err(|e| {
+                Error::Host(anyhow::anyhow!("a returned column handle is not live: {e}"))
+            })?;
+            state.forget_column(&column);
+            out.push(column);
+        }
+        Ok(out)
     }
 
     async fn fit_by_reference(
@@ -1083,45 +1103,46 @@ impl KernelInstance {
         partial: bool,
     ) -> Result<(), Error> {
         self.revive().await?;
-        let lent = self.lend(x)?;
-        let borrowed: Vec<Resource<SharedColumn>> =
-            lent.iter().map(|h| Resource::new_borrow(h.rep())).collect();
+        let (lent, reps) = self.lend(x)?;
         let rows = x.rows;
         let result = if partial {
             guarded!(self, "partial-fit", by_ref |k, store| k
-                .call_partial_fit_ref(store, &borrowed, rows, y))
+                .call_partial_fit_ref(store, &lent, rows, y))
         } else {
-            guarded!(self, "fit", by_ref |k, store| k.call_fit_ref(store, &borrowed, rows, y))
+            guarded!(self, "fit", by_ref |k, store| k.call_fit_ref(store, &lent, rows, y))
         };
         if !self.poisoned {
-            self.reclaim(lent);
+            self.revoke(&reps);
         }
         result.and_then(|r| refused(self.id(), if partial { "partial-fit" } else { "fit" }, r))
     }
 
     async fn transform_by_reference(&mut self, x: &Frame) -> Result<Frame, Error> {
         self.revive().await?;
-        let lent = self.lend(x)?;
-        let borrowed: Vec<Resource<SharedColumn>> =
-            lent.iter().map(|h| Resource::new_borrow(h.rep())).collect();
+        let (lent, reps) = self.lend(x)?;
         let rows = x.rows;
         let result = guarded!(self, "transform", by_ref |k, store| k
-            .call_transform_ref(store, &borrowed, rows));
+            .call_transform_ref(store, &lent, rows));
         if self.poisoned {
-            return result.and_then(|r| refused(self.id(), "transform", r).map(|_| Frame {
-                rows: 0,
-                columns: Vec::new(),
-            }));
+            // The store goes, and every handle with it.
+            return Err(match result {
+                Err(e) => e,
+                Ok(_) => Error::Host(anyhow::anyhow!("a failed store returned a result")),
+            });
         }
-        // The lent columns first, so an output that shares their values
-        // is the last holder and moves out without a copy.
-        self.reclaim(lent);
-        let out = refused(self.id(), "transform", result?)?;
-        let columns = self
-            .reclaim(out)
-            .into_iter()
-            .map(SharedColumn::into_column)
-            .collect();
+        let out = match result.and_then(|r| refused(self.id(), "transform", r)) {
+            Ok(out) => out,
+            Err(e) => {
+                self.revoke(&reps);
+                return Err(e);
+            }
+        };
+        // The outputs out of the table first, then the loan ended, so an
+        // output that shares a lent column's values is their last holder
+        // and moves out without a copy.
+        let taken = self.take_back(out);
+        self.revoke(&reps);
+        let columns = taken?.into_iter().map(SharedColumn::into_column).collect();
         Ok(Frame { rows, columns })
     }
 

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct SharedColumn {
     pub name: String,
     pub data: std::sync::Arc<Column>,
+    /// Lent to the kernel for one call (revoked when the call returns).
+    pub lent: bool,
 }
 
 impl SharedColumn {

@@ -6,6 +6,9 @@
 //! - String and bool columns pass through untouched.
 //! - `partial_fit` merges chunk statistics exactly (Chan et al.), so fitting
 //!   in chunks gives the same means and scales as one pass, up to rounding.
+//! - Frames by reference: fit, partial-fit and transform also run on host
+//!   columns (the statistics and the scaling are host operations, the same
+//!   arithmetic as the loops below), so the frame never enters the sandbox.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -97,6 +100,7 @@ impl Kernel for StandardScaler {
         )
         .description("standardizes numeric columns to zero mean and unit variance")
         .capabilities(Capabilities::PARTIAL_FIT)
+        .by_reference(&["fit", "partial-fit", "transform"])
     }
 
     fn new(params: ScalerParams) -> Self {
@@ -179,6 +183,64 @@ impl Kernel for StandardScaler {
         Ok(x)
     }
 
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        self.stats.clear();
+        self.partial_fit_ref(x, y)
+    }
+
+    fn partial_fit_ref(&mut self, x: &FrameRef, _y: Option<&Column>) -> Result<(), KernelError> {
+        for column in &x.columns {
+            if !column.kind().is_numeric() {
+                continue;
+            }
+            let m = column.moments()?;
+            let (count, mean, m2) = (m.count as f64, m.mean, m.m2);
+            let name = column.name();
+            match self.stats.iter_mut().find(|s| s.name == name) {
+                Some(stats) => stats.merge(count, mean, m2),
+                None => self.stats.push(ColumnStats {
+                    name,
+                    count,
+                    mean,
+                    m2,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn transform_ref(&self, x: FrameRef) -> Result<FrameRef, KernelError> {
+        for stats in &self.stats {
+            if x.column(&stats.name).is_none() {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{}` was seen in fit but is missing",
+                    stats.name
+                )));
+            }
+        }
+        let columns = x
+            .columns
+            .iter()
+            .map(|column| {
+                let name = column.name();
+                match self.stats.iter().find(|s| s.name == name) {
+                    None => column.share(),
+                    Some(_) if !column.kind().is_numeric() => Err(KernelError::invalid_input(
+                        format!("column `{name}` was numeric in fit but is a string column now"),
+                    )),
+                    Some(stats) => {
+                        let (mean, scale) = self.center_and_scale(stats);
+                        column.affine(mean, scale)
+                    }
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FrameRef {
+            rows: x.rows,
+            columns,
+        })
+    }
+
     fn explain(&self) -> Result<Explanation, KernelError> {
         let names = self.stats.iter().map(|s| s.name.clone()).collect();
         let means = self.stats.iter().map(|s| s.mean).collect();
@@ -212,6 +274,33 @@ mod tests {
     #[test]
     fn keeps_the_contract() {
         kernel_sdk::testing::conformance::<super::StandardScaler>();
+    }
+
+    /// By reference (host operations) and by copy give the same bits:
+    /// f64 with NaN and nulls, s64, bool, a constant column, a string
+    /// column passed through, with and without centring.
+    #[test]
+    fn by_reference_matches_the_plain_path() {
+        use kernel_sdk::prelude::*;
+        let x = Frame::new(vec![
+            Column::f64("a", vec![1.5, f64::NAN, 3.25, -7.0, 1e9]),
+            Column {
+                nulls: Some(vec![0, 1, 0, 0, 0]),
+                ..Column::f64("b", vec![0.1, 99.0, 0.3, 0.7, 0.2])
+            },
+            Column::s64("c", vec![1, 2, 3, 4, 5]),
+            Column::bool("d", vec![true, false, true, true, false]),
+            Column::f64("e", vec![2.0; 5]),
+            Column::string("s", vec!["x".into(), "y".into(), "x".into(), "z".into(), "y".into()]),
+        ])
+        .unwrap();
+        for params in [
+            vec![],
+            vec![("with_mean", ParamValue::Bool(false))],
+            vec![("with_std", ParamValue::Bool(false))],
+        ] {
+            kernel_sdk::testing::assert_by_reference_matches::<super::StandardScaler>(&params, &x, None);
+        }
     }
 
     use super::*;

@@ -54,6 +54,17 @@ pub async fn inspect(args: InspectArgs) -> Result<(), kernel_host::Error> {
         );
     }
     println!(
+        "by reference: {}",
+        if component.by_reference().is_empty() {
+            "nothing (frames are copied into the kernel)".to_string()
+        } else {
+            format!(
+                "{} (frames stay in the host)",
+                component.by_reference().join(", ")
+            )
+        }
+    );
+    println!(
         "snapshots:    {}",
         match component.snapshots() {
             Ok(()) => "transparent (memories and globals)".to_string(),

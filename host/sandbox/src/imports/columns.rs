@@ -43,6 +43,17 @@ impl HostState {
         data: Arc<Column>,
         charge: bool,
     ) -> Result<Resource<SharedColumn>> {
+        self.keep_column_as(name, data, charge, false)
+    }
+
+    /// [`HostState::keep_column`], marking the handle as lent for one call.
+    pub(crate) fn keep_column_as(
+        &mut self,
+        name: String,
+        data: Arc<Column>,
+        charge: bool,
+        lent: bool,
+    ) -> Result<Resource<SharedColumn>> {
         let key = Arc::as_ptr(&data) as usize;
         let fresh = !self.columns.contains_key(&key);
         let bytes = if fresh && charge {
@@ -54,7 +65,7 @@ impl HostState {
             .accounts
             .charge(bytes)
             .map_err(|e| ColumnError::OutOfMemory(e.to_string()))?;
-        match self.table().push(SharedColumn { name, data }) {
+        match self.table().push(SharedColumn { name, data, lent }) {
             Ok(handle) => {
                 self.columns.entry(key).or_insert((0, bytes)).0 += 1;
                 Ok(handle)

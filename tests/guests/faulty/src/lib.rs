@@ -423,6 +423,7 @@ macro_rules! export_faulty {
                 }
             }
 
+            kernel_sdk::__plain_kernel_ref!(Export);
             kernel_sdk::__bindings::__export_ml_kernel!(Export);
         };
     };

@@ -218,4 +218,5 @@ impl Guest for Opaque {
 }
 
 #[cfg(target_arch = "wasm32")]
+kernel_sdk::__plain_kernel_ref!(Opaque);
 kernel_sdk::__bindings::__export_ml_kernel!(Opaque);

@@ -115,6 +115,18 @@ pub fn affine(column: &Column, shift: f64, divisor: f64) -> Result<Column, Strin
     })
 }
 
+/// [`affine`] rewriting an f64 column's values in place (other types are
+/// converted into a new buffer).
+pub fn affine_into(mut column: Column, shift: f64, divisor: f64) -> Result<Column, String> {
+    if let ColumnValues::F64(values) = &mut column.values {
+        for v in values.iter_mut() {
+            *v = (*v - shift) / divisor;
+        }
+        return Ok(column);
+    }
+    affine(&column, shift, divisor)
+}
+
 /// A numeric column as f64 with every null and NaN replaced by `value`.
 pub fn fill_nulls(column: &Column, value: f64) -> Result<Column, String> {
     numeric(column)?;
@@ -132,16 +144,19 @@ pub fn fill_nulls(column: &Column, value: f64) -> Result<Column, String> {
 /// A string column with every null replaced by `value`.
 pub fn fill_nulls_text(column: &Column, value: &str) -> Result<Column, String> {
     let ColumnValues::String(v) = &column.values else {
-        return Err(format!(
-            "column `{}` is not a string column",
-            column.name
-        ));
+        return Err(format!("column `{}` is not a string column", column.name));
     };
     let nulls = column.nulls.as_deref();
     let values = v
         .iter()
         .enumerate()
-        .map(|(row, s)| if null(nulls, row) { value.to_string() } else { s.clone() })
+        .map(|(row, s)| {
+            if null(nulls, row) {
+                value.to_string()
+            } else {
+                s.clone()
+            }
+        })
         .collect();
     Ok(Column {
         name: column.name.clone(),
@@ -154,10 +169,7 @@ pub fn fill_nulls_text(column: &Column, value: &str) -> Result<Column, String> {
 /// first occurrence.
 pub fn value_counts(column: &Column) -> Result<Vec<(String, u64)>, String> {
     let ColumnValues::String(v) = &column.values else {
-        return Err(format!(
-            "column `{}` is not a string column",
-            column.name
-        ));
+        return Err(format!("column `{}` is not a string column", column.name));
     };
     let nulls = column.nulls.as_deref();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -195,10 +207,10 @@ pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String>
     Ok(Column {
         name: column.name.clone(),
         values,
-        nulls: column
-            .nulls
-            .as_ref()
-            .map(|n| n.get(start..end).map_or_else(|| vec![0; end - start], <[u8]>::to_vec)),
+        nulls: column.nulls.as_ref().map(|n| {
+            n.get(start..end)
+                .map_or_else(|| vec![0; end - start], <[u8]>::to_vec)
+        }),
     })
 }
 

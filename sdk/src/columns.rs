@@ -126,7 +126,10 @@ impl HostColumn {
         }
     }
 
-    fn local(&self, f: impl FnOnce(&Column) -> Result<Column, String>) -> Result<HostColumn, KernelError> {
+    fn local(
+        &self,
+        f: impl FnOnce(&Column) -> Result<Column, String>,
+    ) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
             Inner::Host(_) => unreachable!("host columns compute on the host"),
@@ -223,7 +226,10 @@ impl HostColumn {
     pub fn renamed(&self, name: &str) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
-            Inner::Host(h) => h.renamed(name).map(HostColumn::from_host).map_err(host_error),
+            Inner::Host(h) => h
+                .renamed(name)
+                .map(HostColumn::from_host)
+                .map_err(host_error),
             Inner::Local(_, c) => Ok(HostColumn {
                 inner: Inner::Local(name.to_string(), c.clone()),
             }),
@@ -253,8 +259,30 @@ impl HostColumn {
     pub fn affine(&self, shift: f64, divisor: f64) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
-            Inner::Host(h) => h.affine(shift, divisor).map(HostColumn::from_host).map_err(host_error),
+            Inner::Host(h) => h
+                .affine(shift, divisor)
+                .map(HostColumn::from_host)
+                .map_err(host_error),
             Inner::Local(..) => self.local(|c| column_ops::affine(c, shift, divisor)),
+        }
+    }
+
+    /// [`HostColumn::affine`] of a column handed over: rewritten in place
+    /// when nothing else shares its values (a column the host moved in).
+    pub fn affine_into(self, shift: f64, divisor: f64) -> Result<HostColumn, KernelError> {
+        match self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => wit::HostColumn::affine_into(h, shift, divisor)
+                .map(HostColumn::from_host)
+                .map_err(host_error),
+            Inner::Local(name, column) => {
+                let column = Rc::try_unwrap(column).unwrap_or_else(|c| (*c).clone());
+                let made = column_ops::affine_into(column, shift, divisor)
+                    .map_err(KernelError::InvalidInput)?;
+                Ok(HostColumn {
+                    inner: Inner::Local(name, Rc::new(made)),
+                })
+            }
         }
     }
 
@@ -262,7 +290,10 @@ impl HostColumn {
     pub fn fill_nulls(&self, value: f64) -> Result<HostColumn, KernelError> {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
-            Inner::Host(h) => h.fill_nulls(value).map(HostColumn::from_host).map_err(host_error),
+            Inner::Host(h) => h
+                .fill_nulls(value)
+                .map(HostColumn::from_host)
+                .map_err(host_error),
             Inner::Local(..) => self.local(|c| column_ops::fill_nulls(c, value)),
         }
     }
@@ -325,7 +356,10 @@ impl FrameRef {
     #[cfg(target_arch = "wasm32")]
     #[doc(hidden)]
     pub fn into_host(self) -> Result<Vec<wit::HostColumn>, KernelError> {
-        self.columns.into_iter().map(HostColumn::into_host).collect()
+        self.columns
+            .into_iter()
+            .map(HostColumn::into_host)
+            .collect()
     }
 
     pub fn column(&self, name: &str) -> Option<&HostColumn> {
@@ -336,7 +370,11 @@ impl FrameRef {
     pub fn read(&self) -> Result<crate::Frame, KernelError> {
         Ok(crate::Frame {
             rows: self.rows,
-            columns: self.columns.iter().map(HostColumn::read).collect::<Result<_, _>>()?,
+            columns: self
+                .columns
+                .iter()
+                .map(HostColumn::read)
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -111,7 +111,8 @@ impl<K: Kernel> Local<K> {
     }
 
     pub fn partial_fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
-        self.runtime.partial_fit_ref(&crate::FrameRef::of(x.clone())?, y)
+        self.runtime
+            .partial_fit_ref(&crate::FrameRef::of(x.clone())?, y)
     }
 
     pub fn transform_ref(&self, x: Frame) -> Result<Frame, KernelError> {
@@ -218,9 +219,8 @@ pub fn assert_by_reference_matches<K: Kernel>(
     y: Option<&Column>,
 ) {
     let declared = K::meta().by_reference;
-    let fresh = || {
-        Local::<K>::with_params(params).unwrap_or_else(|e| panic!("parameters refused: {e:?}"))
-    };
+    let fresh =
+        || Local::<K>::with_params(params).unwrap_or_else(|e| panic!("parameters refused: {e:?}"));
     let (mut plain, mut by_ref) = (fresh(), fresh());
     let fitted = |r: Result<(), KernelError>, how: &str| {
         r.unwrap_or_else(|e| panic!("{how} refused the input: {e:?}"))
@@ -231,7 +231,10 @@ pub fn assert_by_reference_matches<K: Kernel>(
     } else {
         fitted(by_ref.fit(x, y), "fit");
     }
-    let state = |k: &Local<K>| k.save_state().unwrap_or_else(|e| panic!("save-state: {e:?}"));
+    let state = |k: &Local<K>| {
+        k.save_state()
+            .unwrap_or_else(|e| panic!("save-state: {e:?}"))
+    };
     assert!(
         state(&plain) == state(&by_ref),
         "fit by reference learned something else than fit"
@@ -253,7 +256,11 @@ pub fn assert_by_reference_matches<K: Kernel>(
         match (want, got) {
             (Ok(want), Ok(got)) => {
                 assert_eq!(got.rows, want.rows, "rows by reference");
-                assert_eq!(got.columns.len(), want.columns.len(), "columns by reference");
+                assert_eq!(
+                    got.columns.len(),
+                    want.columns.len(),
+                    "columns by reference"
+                );
                 for (g, w) in got.columns.iter().zip(&want.columns) {
                     assert_eq!(g.name, w.name, "column names by reference");
                     assert_eq!(g.nulls, w.nulls, "null masks of `{}` by reference", w.name);
@@ -263,7 +270,11 @@ pub fn assert_by_reference_matches<K: Kernel>(
                         }
                         other => format!("{other:?}"),
                     };
-                    assert!(bits(g) == bits(w), "values of `{}` differ by reference", w.name);
+                    assert!(
+                        bits(g) == bits(w),
+                        "values of `{}` differ by reference",
+                        w.name
+                    );
                 }
             }
             (Err(_), Err(_)) => {}

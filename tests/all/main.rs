@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bundles;
+mod by_reference;
 mod cli;
 mod common;
 mod conformance;

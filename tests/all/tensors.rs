@@ -170,6 +170,23 @@ async fn a_kernel_built_for_the_previous_contract_still_runs() {
     assert_eq!(f64s(&out.columns[0]), [-2.0, -1.0, 3.0]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_built_for_contract_0_1_1_still_runs() {
+    let sandbox = sandbox();
+    let component = load(&sandbox, "contract", guests::CONTRACT_0_1_1).await;
+    assert_eq!(component.wit_version(), "0.1.1");
+    assert!(component.by_reference().is_empty());
+    let mut kernel = component
+        .instantiate(Limits::default(), Grants::default())
+        .await
+        .unwrap();
+    let x = frame(vec![f64_column("a", vec![1.0, 2.0, 6.0])]);
+    kernel.fit(&x, None).await.unwrap();
+    // The mean (3) came from the host's tensor API (f32).
+    let out = kernel.transform(&x).await.unwrap();
+    assert_eq!(f64s(&out.columns[0]), [-2.0, -1.0, 3.0]);
+}
+
 /// Two interleaving half circles with noise, seeded (scikit-learn's
 /// `make_moons`).
 fn moons(n: usize, noise: f64, seed: u64) -> (Frame, Column) {

@@ -246,13 +246,18 @@ impl Step {
             }
             Pass::Predict { .. } => {}
         }
-        let out = self.transform(&selected).await?;
-        if let Some(shadow) = &mut self.shadow {
-            match shadow.instance.transform(&selected).await {
-                Ok(theirs) => shadow.agreement.compare(&out, &theirs),
-                Err(e) => shadow.agreement.failed(e.into()),
+        let out = if self.shadow.is_some() {
+            let out = self.transform(&selected).await?;
+            if let Some(shadow) = &mut self.shadow {
+                match shadow.instance.transform(&selected).await {
+                    Ok(theirs) => shadow.agreement.compare(&out, &theirs),
+                    Err(e) => shadow.agreement.failed(e.into()),
+                }
             }
-        }
+            out
+        } else {
+            self.transform_owned(selected).await?
+        };
         if self.spec.passthrough && !rest.columns.is_empty() {
             let joined = kernel_host_types::concat(vec![
                 (self.spec.id.clone(), out),
@@ -283,6 +288,16 @@ impl Step {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Step::transform`] of a frame nothing needs afterwards: a kernel
+    /// that takes frames by reference gets its columns without a copy.
+    pub async fn transform_owned(&mut self, x: Frame) -> Result<Frame, Error> {
+        let n = self.spec.parallel as usize;
+        if n <= 1 || (x.rows as usize) < n * MIN_ROWS_PER_WORKER {
+            return Ok(self.instance.transform_owned(x).await?);
+        }
+        self.transform(&x).await
     }
 
     /// Transforms `x`, split across `parallel` instances when it is large

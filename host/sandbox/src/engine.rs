@@ -60,6 +60,7 @@ pub struct SandboxBuilder {
     snapshots: bool,
     keep_resident: usize,
     device: kernel_host_tensor::DeviceChoice,
+    by_reference: bool,
 }
 
 /// Bytes of each pooled memory slot kept resident (zeroed in place rather
@@ -83,6 +84,7 @@ impl Default for SandboxBuilder {
             snapshots: true,
             keep_resident: KEEP_RESIDENT,
             device: kernel_host_tensor::DeviceChoice::Auto,
+            by_reference: true,
         }
     }
 }
@@ -122,6 +124,14 @@ impl SandboxBuilder {
     /// roll back (default). Off, a failed call costs a kernel its state.
     pub fn snapshots(mut self, on: bool) -> Self {
         self.snapshots = on;
+        self
+    }
+
+    /// Hand frames by reference to kernels that take them (default), or
+    /// always copy them in through the plain `kernel` functions (to compare
+    /// the two paths).
+    pub fn frames_by_reference(mut self, on: bool) -> Self {
+        self.by_reference = on;
         self
     }
 
@@ -235,6 +245,7 @@ impl SandboxBuilder {
                 cache_dir: self.cache_dir,
                 observer: self.observer,
                 snapshots: self.snapshots,
+                by_reference: self.by_reference,
                 tensors,
                 stop,
                 admission: Arc::new(tokio::sync::Semaphore::new(PIPELINE_INSTANCES as usize)),
@@ -250,6 +261,7 @@ struct Inner {
     cache_dir: Option<PathBuf>,
     observer: Arc<dyn CallObserver>,
     snapshots: bool,
+    by_reference: bool,
     tensors: kernel_host_tensor::Tensors,
     stop: Arc<AtomicBool>,
     /// Instance slots pipelines reserve before loading (see [`Sandbox::admit`]).
@@ -317,6 +329,12 @@ impl Sandbox {
     /// The tensor backend and exchange of this sandbox's kernels.
     pub fn tensors(&self) -> &kernel_host_tensor::Tensors {
         &self.inner.tensors
+    }
+
+    /// Whether frames go by reference to kernels that take them (see
+    /// [`SandboxBuilder::frames_by_reference`]).
+    pub fn frames_by_reference(&self) -> bool {
+        self.inner.by_reference
     }
 
     /// Whether kernels loaded here are snapshotted (see

@@ -24,13 +24,13 @@ use kernel_host_types::Grants;
 use kernel_host_types::bindings::exports::kernel_host::kernel::{kernel as plain, kernel_ref};
 use kernel_host_types::bindings::{self, Column, Explanation, Frame, KernelInfo, Param};
 use kernel_host_types::frame::SharedColumn;
-use wasmtime::component::Resource;
 use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::Instance;
+use wasmtime::component::Resource;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
@@ -1027,13 +1027,20 @@ impl KernelInstance {
 
     /// Whether `operation` goes through `kernel-ref` (frames by reference).
     fn takes_by_reference(&self, operation: &str) -> bool {
-        self.bindings.by_ref.is_some() && self.shared.by_reference.iter().any(|o| o == operation)
+        self.bindings.by_ref.is_some()
+            && self.shared.sandbox.frames_by_reference()
+            && self.shared.by_reference.iter().any(|o| o == operation)
     }
 
     /// Asks a `kernel-ref` kernel which operations it takes by reference;
     /// names it does not know are ignored.
     async fn by_reference_operations(&mut self) -> Result<Vec<String>, Error> {
-        let said = guarded!(self, "by-reference", by_ref |k, store| k.call_by_reference(store))?;
+        let said = guarded!(
+            self,
+            "by-reference",
+            by_ref | k,
+            store | k.call_by_reference(store)
+        )?;
         let mut ops: Vec<String> = said
             .into_iter()
             .filter(|o| matches!(o.as_str(), "fit" | "partial-fit" | "transform"))
@@ -1047,19 +1054,21 @@ impl KernelInstance {
     /// passed to it (the host keeps the values, which are not charged to
     /// the kernel). Returns the handles and the rows they occupy in the
     /// kernel's table, for [`KernelInstance::revoke`].
-    fn lend(&mut self, x: &Frame) -> Result<(Vec<Resource<SharedColumn>>, Vec<u32>), Error> {
+    fn lend(
+        &mut self,
+        columns: Vec<Column>,
+    ) -> Result<(Vec<Resource<SharedColumn>>, Vec<u32>), Error> {
         let state = self.store.data_mut();
-        let mut lent = Vec::with_capacity(x.columns.len());
-        for column in &x.columns {
-            match state.keep_column_as(column.name.clone(), Arc::new(column.clone()), false, true)
-            {
+        let mut lent = Vec::with_capacity(columns.len());
+        for column in columns {
+            let name = column.name.clone();
+            match state.keep_column_as(column.name.clone(), Arc::new(column), false, true) {
                 Ok(handle) => lent.push(handle),
                 Err(e) => {
                     let reps: Vec<u32> = lent.iter().map(Resource::rep).collect();
                     self.revoke(&reps);
                     return Err(Error::Host(anyhow::anyhow!(
-                        "cannot lend column `{}` to the kernel: {e:?}",
-                        column.name
+                        "cannot lend column `{name}` to the kernel: {e:?}"
                     )));
                 }
             }
@@ -1068,22 +1077,40 @@ impl KernelInstance {
         Ok((lent, reps))
     }
 
-    /// Ends a loan: the lent handles the kernel did not drop are taken
-    /// back, so a handle it kept means nothing in its next call.
+    /// Ends a loan: a lent handle the kernel did not drop (or return) is
+    /// emptied and marked revoked, so it reads nothing in a later call (its
+    /// slot stays taken until the kernel drops it, so no new column can
+    /// appear under it).
     fn revoke(&mut self, reps: &[u32]) {
         let state = self.store.data_mut();
         for &rep in reps {
             let handle = Resource::<SharedColumn>::new_own(rep);
-            if state.table_ref().get(&handle).is_ok_and(|c| c.lent)
-                && let Ok(column) = state.table().delete(handle)
-            {
-                state.forget_column(&column);
+            let Ok(column) = state.table().get_mut(&handle) else {
+                continue;
+            };
+            if !column.lent || column.revoked {
+                continue;
             }
+            let emptied = SharedColumn {
+                name: column.name.clone(),
+                data: Arc::new(Column {
+                    name: String::new(),
+                    values: bindings::ColumnValues::F64(Vec::new()),
+                    nulls: None,
+                }),
+                lent: false,
+                revoked: true,
+            };
+            let kept = std::mem::replace(column, emptied);
+            state.forget_column(&kept);
         }
     }
 
     /// Takes the handles a kernel returned out of its table.
-    fn take_back(&mut self, handles: Vec<Resource<SharedColumn>>) -> Result<Vec<SharedColumn>, Error> {
+    fn take_back(
+        &mut self,
+        handles: Vec<Resource<SharedColumn>>,
+    ) -> Result<Vec<SharedColumn>, Error> {
         let state = self.store.data_mut();
         let mut out = Vec::with_capacity(handles.len());
         for handle in handles {
@@ -1103,13 +1130,22 @@ impl KernelInstance {
         partial: bool,
     ) -> Result<(), Error> {
         self.revive().await?;
-        let (lent, reps) = self.lend(x)?;
+        let (lent, reps) = self.lend(x.columns.clone())?;
         let rows = x.rows;
         let result = if partial {
-            guarded!(self, "partial-fit", by_ref |k, store| k
-                .call_partial_fit_ref(store, &lent, rows, y))
+            guarded!(
+                self,
+                "partial-fit",
+                by_ref | k,
+                store | k.call_partial_fit_ref(store, &lent, rows, y)
+            )
         } else {
-            guarded!(self, "fit", by_ref |k, store| k.call_fit_ref(store, &lent, rows, y))
+            guarded!(
+                self,
+                "fit",
+                by_ref | k,
+                store | k.call_fit_ref(store, &lent, rows, y)
+            )
         };
         if !self.poisoned {
             self.revoke(&reps);
@@ -1117,12 +1153,22 @@ impl KernelInstance {
         result.and_then(|r| refused(self.id(), if partial { "partial-fit" } else { "fit" }, r))
     }
 
-    async fn transform_by_reference(&mut self, x: &Frame) -> Result<Frame, Error> {
+    /// `transform` through `kernel-ref` on `columns` (moved in: a kernel
+    /// that rewrites a column it holds the only handle to does it in
+    /// place).
+    async fn transform_by_reference(
+        &mut self,
+        columns: Vec<Column>,
+        rows: u32,
+    ) -> Result<Frame, Error> {
         self.revive().await?;
-        let (lent, reps) = self.lend(x)?;
-        let rows = x.rows;
-        let result = guarded!(self, "transform", by_ref |k, store| k
-            .call_transform_ref(store, &lent, rows));
+        let (lent, reps) = self.lend(columns)?;
+        let result = guarded!(
+            self,
+            "transform",
+            by_ref | k,
+            store | k.call_transform_ref(store, &lent, rows)
+        );
         if self.poisoned {
             // The store goes, and every handle with it.
             return Err(match result {
@@ -1190,22 +1236,44 @@ impl KernelInstance {
             return result;
         }
         let result = if self.takes_by_reference("transform") {
-            self.transform_by_reference(x).await
+            self.transform_by_reference(x.columns.clone(), x.rows).await
         } else {
             guarded!(self, "transform", |k, store| k.call_transform(store, x))
                 .and_then(|r| refused(self.id(), "transform", r))
         };
         let result = result.and_then(|out| {
-                self.check_output(
-                    "transform",
-                    kernel_host_types::check_frame(&out, Some(x.rows)),
-                )?;
-                Ok(out)
-            });
+            self.check_output(
+                "transform",
+                kernel_host_types::check_frame(&out, Some(x.rows)),
+            )?;
+            Ok(out)
+        });
         if let Ok(out) = &result {
             self.remember(key, Cached::Frame(out.clone()));
         }
         self.record("transform", x.rows, &result, |f| f.rows.into(), false);
+        result
+    }
+
+    /// [`KernelInstance::transform`] of a frame the caller no longer needs:
+    /// a kernel that takes frames by reference gets its columns without a
+    /// copy (and may rewrite them in place); others as `transform`.
+    pub async fn transform_owned(&mut self, x: Frame) -> Result<Frame, Error> {
+        if !self.takes_by_reference("transform") || self.cache.is_some() {
+            return self.transform(&x).await;
+        }
+        let rows = x.rows;
+        let result = self
+            .transform_by_reference(x.columns, rows)
+            .await
+            .and_then(|out| {
+                self.check_output(
+                    "transform",
+                    kernel_host_types::check_frame(&out, Some(rows)),
+                )?;
+                Ok(out)
+            });
+        self.record("transform", rows, &result, |f| f.rows.into(), false);
         result
     }
 

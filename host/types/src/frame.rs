@@ -15,6 +15,9 @@ pub struct SharedColumn {
     pub data: std::sync::Arc<Column>,
     /// Lent to the kernel for one call (revoked when the call returns).
     pub lent: bool,
+    /// A lent handle the kernel kept past its call: it holds nothing, and
+    /// every use of it is refused until the kernel drops it.
+    pub revoked: bool,
 }
 
 impl SharedColumn {

@@ -218,19 +218,21 @@ impl Kernel for StandardScaler {
                 )));
             }
         }
+        // Each column handed back: unchanged, or rewritten (in place when
+        // the host moved the frame in).
         let columns = x
             .columns
-            .iter()
+            .into_iter()
             .map(|column| {
                 let name = column.name();
                 match self.stats.iter().find(|s| s.name == name) {
-                    None => column.share(),
+                    None => Ok(column),
                     Some(_) if !column.kind().is_numeric() => Err(KernelError::invalid_input(
                         format!("column `{name}` was numeric in fit but is a string column now"),
                     )),
                     Some(stats) => {
                         let (mean, scale) = self.center_and_scale(stats);
-                        column.affine(mean, scale)
+                        column.affine_into(mean, scale)
                     }
                 }
             })
@@ -291,7 +293,10 @@ mod tests {
             Column::s64("c", vec![1, 2, 3, 4, 5]),
             Column::bool("d", vec![true, false, true, true, false]),
             Column::f64("e", vec![2.0; 5]),
-            Column::string("s", vec!["x".into(), "y".into(), "x".into(), "z".into(), "y".into()]),
+            Column::string(
+                "s",
+                vec!["x".into(), "y".into(), "x".into(), "z".into(), "y".into()],
+            ),
         ])
         .unwrap();
         for params in [
@@ -299,7 +304,9 @@ mod tests {
             vec![("with_mean", ParamValue::Bool(false))],
             vec![("with_std", ParamValue::Bool(false))],
         ] {
-            kernel_sdk::testing::assert_by_reference_matches::<super::StandardScaler>(&params, &x, None);
+            kernel_sdk::testing::assert_by_reference_matches::<super::StandardScaler>(
+                &params, &x, None,
+            );
         }
     }
 

@@ -31,6 +31,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("other-world", "OTHER_WORLD"),
     ("future-kernel", "FUTURE_KERNEL"),
     ("legacy-kernel", "LEGACY_KERNEL"),
+    ("column-thief", "COLUMN_THIEF"),
 ];
 
 fn main() {
@@ -107,6 +108,16 @@ fn main() {
             file.display().to_string()
         ));
     }
+    let contract = target_dir.join("wasm32-wasip2/release/examples/contract_0_1_1.wasm");
+    assert!(
+        contract.is_file(),
+        "expected {} after the guest build",
+        contract.display()
+    );
+    consts.push_str(&format!(
+        "/// A kernel built against contract 0.1.1 (`tests/guests/legacy-kernel/examples`).\npub const CONTRACT_0_1_1: &str = {:?};\n",
+        contract.display().to_string()
+    ));
     consts.push_str(
         "/// The faulty kernels (`tests/guests/faulty/examples`): (name, component).\npub const FAULTY: &[(&str, &str)] = &[\n",
     );

@@ -30,7 +30,14 @@ fn gone(e: impl std::fmt::Display) -> ColumnError {
 
 impl HostState {
     fn shared(&self, handle: &Resource<SharedColumn>) -> Result<SharedColumn> {
-        self.table_ref().get(handle).cloned().map_err(gone)
+        let column = self.table_ref().get(handle).map_err(gone)?;
+        if column.revoked {
+            return Err(ColumnError::InvalidArgument(format!(
+                "column `{}` was lent for one call, which has ended (keep a `share` of a column to hold it longer)",
+                column.name
+            )));
+        }
+        Ok(column.clone())
     }
 
     /// Stores a handle to `data`. Values are charged to the kernel's
@@ -65,7 +72,12 @@ impl HostState {
             .accounts
             .charge(bytes)
             .map_err(|e| ColumnError::OutOfMemory(e.to_string()))?;
-        match self.table().push(SharedColumn { name, data, lent }) {
+        match self.table().push(SharedColumn {
+            name,
+            data,
+            lent,
+            revoked: false,
+        }) {
             Ok(handle) => {
                 self.columns.entry(key).or_insert((0, bytes)).0 += 1;
                 Ok(handle)
@@ -205,6 +217,24 @@ impl HostHostColumn for HostState {
         self.derive(&handle, |c| ops::affine(c, shift, divisor))
     }
 
+    async fn affine_into(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        shift: f64,
+        divisor: f64,
+    ) -> Result<Resource<SharedColumn>> {
+        self.check_time()?;
+        self.shared(&handle)?;
+        let shared = self.table().delete(handle).map_err(gone)?;
+        self.forget_column(&shared);
+        let SharedColumn { name, data, .. } = shared;
+        // The only holder of the values (nothing else in this store, and
+        // not the host's own frame): rewritten in place.
+        let column = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+        let made = ops::affine_into(column, shift, divisor).map_err(ColumnError::WrongType)?;
+        self.keep_column(name, Arc::new(made), true)
+    }
+
     async fn fill_nulls(
         &mut self,
         handle: Resource<SharedColumn>,
@@ -221,10 +251,7 @@ impl HostHostColumn for HostState {
         self.derive(&handle, |c| ops::fill_nulls_text(c, &value))
     }
 
-    async fn value_counts(
-        &mut self,
-        handle: Resource<SharedColumn>,
-    ) -> Result<Vec<(String, u64)>> {
+    async fn value_counts(&mut self, handle: Resource<SharedColumn>) -> Result<Vec<(String, u64)>> {
         self.check_time()?;
         let shared = self.shared(&handle)?;
         ops::value_counts(&shared.data).map_err(ColumnError::WrongType)

@@ -1,7 +1,7 @@
 //! Host implementations of the interfaces kernels import, one file each.
 
-mod log;
 mod columns;
+mod log;
 mod tensor;
 
 pub use log::LOG_MESSAGES_PER_CALL;

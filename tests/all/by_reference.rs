@@ -1,0 +1,213 @@
+//! Frames by reference (`kernel-host:kernel/columns`, `kernel-ref`): the
+//! same results as by copy, frames that stay out of the guest, handles a
+//! kernel cannot forge or keep, and host columns counted against its cap.
+
+use crate::common::*;
+use kernel_host::bindings::{Column, ColumnValues, Frame};
+use kernel_host::{Fault, Grants, Limits, Output, Pipeline, Plan, Sandbox};
+use kernel_host_guests as guests;
+
+fn sandbox_by(reference: bool) -> Sandbox {
+    Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .frames_by_reference(reference)
+        .build()
+        .unwrap()
+}
+
+/// Every f64 as its bits, so equality is exact (NaN included).
+fn bits(frame: &Frame) -> Vec<(String, Vec<u64>, Option<Vec<u8>>)> {
+    frame
+        .columns
+        .iter()
+        .map(|c| {
+            let values = match &c.values {
+                ColumnValues::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+                ColumnValues::S64(v) => v.iter().map(|x| *x as u64).collect(),
+                ColumnValues::Bool(v) => v.iter().map(|x| u64::from(*x)).collect(),
+                ColumnValues::String(v) => v.iter().map(|s| s.len() as u64).collect(),
+            };
+            (c.name.clone(), values, c.nulls.clone())
+        })
+        .collect()
+}
+
+async fn fit_predict(sandbox: &Sandbox, plan: &Plan) -> (Column, Frame) {
+    let data = prepare(plan).unwrap();
+    let mut pipeline = Pipeline::load(sandbox, plan.clone()).await.unwrap();
+    pipeline
+        .fit(data.x_train, data.y_train.as_ref())
+        .await
+        .unwrap();
+    match pipeline.predict(data.x_test.unwrap(), true).await.unwrap() {
+        Output::Predictions {
+            values,
+            probabilities: Some(p),
+        } => (values, p),
+        _ => panic!("expected predictions with probabilities"),
+    }
+}
+
+/// The penguins pipeline (its scaler takes frames by reference; imputer,
+/// encoder and model by copy) predicts exactly what the all-copy pipeline
+/// predicts: same labels, same probability bits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
+    let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
+    let by_ref = sandbox_by(true);
+    let scaler = load(&by_ref, "scale", guests::STANDARD_SCALER).await;
+    assert_eq!(scaler.by_reference(), ["fit", "partial-fit", "transform"]);
+    let (labels_ref, proba_ref) = fit_predict(&by_ref, &plan).await;
+    let (labels_copy, proba_copy) = fit_predict(&sandbox_by(false), &plan).await;
+    assert_eq!(labels_ref, labels_copy);
+    assert_eq!(bits(&proba_ref), bits(&proba_copy));
+}
+
+/// `partial-fit` by reference, chunk after chunk, learns the same bytes of
+/// state as by copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_fit_by_reference_learns_what_by_copy_learns() {
+    let x = penguins("train.csv");
+    let numeric: Vec<Column> = x
+        .columns
+        .into_iter()
+        .filter(|c| !matches!(c.values, ColumnValues::String(_)))
+        .collect();
+    let x = frame(numeric);
+    let mut states = Vec::new();
+    for reference in [true, false] {
+        let sandbox = sandbox_by(reference);
+        let mut scaler = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
+        let mut start = 0;
+        while start < x.rows as usize {
+            let end = (start + 37).min(x.rows as usize);
+            let rows: Vec<usize> = (start..end).collect();
+            scaler.partial_fit(&x.take_rows(&rows), None).await.unwrap();
+            start = end;
+        }
+        states.push(scaler.save_state().await.unwrap());
+    }
+    assert_eq!(states[0], states[1]);
+}
+
+fn wide_frame(rows: usize, cols: usize) -> Frame {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    frame(
+        (0..cols)
+            .map(|j| {
+                f64_column(
+                    &format!("c{j}"),
+                    (0..rows)
+                        .map(|_| {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            (state >> 11) as f64 / (1u64 << 53) as f64 + j as f64
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// By reference, a frame never enters the guest: its memory stays at its
+/// empty size while by copy it grows to hold the frame twice; the outputs
+/// are the same bits, whether the frame is lent (kept by the host) or moved
+/// in (rewritten in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_by_reference_stay_out_of_the_guest() {
+    let x = wide_frame(200_000, 8); // 12.2 MiB
+    let mut outputs = Vec::new();
+    let mut peaks = Vec::new();
+    for reference in [true, false] {
+        let sandbox = sandbox_by(reference);
+        let mut scaler = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
+        scaler.fit(&x, None).await.unwrap();
+        let lent = scaler.transform(&x).await.unwrap();
+        let moved = scaler.transform_owned(x.clone()).await.unwrap();
+        assert_eq!(bits(&lent), bits(&moved));
+        peaks.push(scaler.stats().peak_memory);
+        outputs.push(lent);
+    }
+    assert_eq!(bits(&outputs[0]), bits(&outputs[1]));
+    let (by_ref, by_copy) = (peaks[0], peaks[1]);
+    assert!(
+        by_ref < 4 << 20,
+        "by reference the guest grew to {by_ref} bytes"
+    );
+    assert!(
+        by_copy > 12 << 20,
+        "by copy the guest held only {by_copy} bytes"
+    );
+}
+
+async fn thief(attack: &str, limits: Limits) -> kernel_host::KernelInstance {
+    let sandbox = sandbox();
+    let component = load(&sandbox, "thief", guests::COLUMN_THIEF).await;
+    let mut k = component
+        .instantiate(limits, Grants::default())
+        .await
+        .unwrap();
+    k.configure(&params_of(&[("attack", text(attack))]))
+        .await
+        .unwrap();
+    k
+}
+
+/// A handle number the kernel was never given (what another kernel's
+/// handle is to it) is refused by the component runtime: a typed trap,
+/// and the instance carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_column_handle_is_a_trap() {
+    let x = wide_frame(10, 2);
+    let mut k = thief("forge", Limits::default()).await;
+    k.fit(&x, None).await.unwrap();
+    let (kernel, fault) = fault_of(k.transform(&x).await);
+    assert_eq!(kernel, "thief");
+    assert!(matches!(fault, Fault::Trap { .. }), "{fault:?}");
+    // Rolled back and alive.
+    let mut honest = thief("none", Limits::default()).await;
+    honest.fit(&x, None).await.unwrap();
+    assert_eq!(bits(&honest.transform(&x).await.unwrap()), bits(&x));
+}
+
+/// A column lent for one call and kept: revoked when the call returned,
+/// so reading it later fails (typed) instead of reading the host's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_column_handle_reads_nothing_after_its_call() {
+    let x = wide_frame(10, 2);
+    let mut k = thief("keep", Limits::default()).await;
+    k.fit(&x, None).await.unwrap();
+    // The first call keeps `c0` and returns `c1`.
+    let first = k.transform(&x).await.unwrap();
+    assert_eq!(first.columns.len(), 1);
+    // The next reads what it kept: refused, whatever was lent since.
+    let other = wide_frame(10, 3);
+    let (kernel, fault) = fault_of(k.transform(&other).await);
+    assert_eq!(kernel, "thief");
+    let text = fault.to_string();
+    assert!(text.contains("lent for one call, which has ended"), "{text}");
+}
+
+/// Host columns a kernel makes count against its host-memory cap
+/// (`tensor-mib`): hoarding copies ends in a refusal naming the cap, and
+/// dropping the instance's columns gives the bytes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_columns_count_against_the_cap() {
+    let x = wide_frame(65_536, 1); // 512 KiB a copy
+    let limits = Limits {
+        tensor_bytes: 4 << 20,
+        ..Limits::default()
+    };
+    let mut k = thief("hoard", limits).await;
+    k.fit(&x, None).await.unwrap();
+    let (_, fault) = fault_of(k.transform(&x).await);
+    let text = fault.to_string();
+    assert!(text.contains("out of host memory"), "{text}");
+    // A short column is refused as bad output, not passed on.
+    let mut short = thief("short", Limits::default()).await;
+    short.fit(&x, None).await.unwrap();
+    let (_, fault) = fault_of(short.transform(&x).await);
+    assert!(fault.to_string().contains("rows"), "{fault}");
+}

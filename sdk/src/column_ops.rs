@@ -14,6 +14,8 @@ use super::{Column, ColumnValues};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
     pub count: u64,
+    /// Sum in row order, from 0.
+    pub sum: f64,
     /// Sum in row order / count; 0 when there is no present value.
     pub mean: f64,
     /// Sum in row order of squared deviations from `mean`.
@@ -88,6 +90,7 @@ pub fn moments(column: &Column) -> Result<Stats, String> {
     }
     Ok(Stats {
         count,
+        sum,
         mean,
         m2,
         min,

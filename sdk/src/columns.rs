@@ -245,6 +245,7 @@ impl HostColumn {
                 .moments()
                 .map(|m| Moments {
                     count: m.count,
+                    sum: m.sum,
                     mean: m.mean,
                     m2: m.m2,
                     min: m.min,

@@ -287,7 +287,6 @@ pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
 #[macro_export]
 macro_rules! __plain_kernel_ref {
     ($export:ty) => {
-        #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__bindings::exports::kernel_host::kernel::kernel_ref as wit_ref;
             use $crate::__bindings::kernel_host::kernel::columns::HostColumn;

@@ -48,15 +48,17 @@ async fn fit_predict(sandbox: &Sandbox, plan: &Plan) -> (Column, Frame) {
     }
 }
 
-/// The penguins pipeline (its scaler takes frames by reference; imputer,
-/// encoder and model by copy) predicts exactly what the all-copy pipeline
-/// predicts: same labels, same probability bits.
+/// The penguins pipeline (its imputer and scaler take frames by
+/// reference, encoder and model by copy) predicts exactly what the
+/// all-copy pipeline predicts: same labels, same probability bits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
     let by_ref = sandbox_by(true);
     let scaler = load(&by_ref, "scale", guests::STANDARD_SCALER).await;
     assert_eq!(scaler.by_reference(), ["fit", "partial-fit", "transform"]);
+    let imputer = load(&by_ref, "impute", guests::SIMPLE_IMPUTER).await;
+    assert_eq!(imputer.by_reference(), ["fit", "transform"]);
     let (labels_ref, proba_ref) = fit_predict(&by_ref, &plan).await;
     let (labels_copy, proba_copy) = fit_predict(&sandbox_by(false), &plan).await;
     assert_eq!(labels_ref, labels_copy);
@@ -187,7 +189,10 @@ async fn a_kept_column_handle_reads_nothing_after_its_call() {
     let (kernel, fault) = fault_of(k.transform(&other).await);
     assert_eq!(kernel, "thief");
     let text = fault.to_string();
-    assert!(text.contains("lent for one call, which has ended"), "{text}");
+    assert!(
+        text.contains("lent for one call, which has ended"),
+        "{text}"
+    );
 }
 
 /// Host columns a kernel makes count against its host-memory cap

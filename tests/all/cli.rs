@@ -150,7 +150,9 @@ fn inspect_describes_a_kernel_and_refuses_a_non_kernel() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("standard-scaler@1.0.0") && text.contains("kernel-host:kernel@0.1.1"),
+        text.contains("standard-scaler@1.0.0")
+            && text.contains("kernel-host:kernel@0.1.2")
+            && text.contains("by reference: fit, partial-fit, transform"),
         "{text}"
     );
     assert!(

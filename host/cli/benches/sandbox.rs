@@ -3,9 +3,10 @@
 //! 1. The standard scaler's `transform` on 1M rows × 8 f64 columns, called
 //!    natively (the same kernel code through the SDK's dispatch, input
 //!    handed over by value) and through the sandbox under each metering
-//!    configuration, default limits on. The sandboxed time includes copying
-//!    the frame into the guest and the result out. Reported as rows/s and
-//!    as a ratio to native throughput, from the median of several runs.
+//!    configuration, default limits on: by copy (the frame copied into the
+//!    guest and the result out) and by reference (the frame stays in the
+//!    host; lent, or moved in and rewritten in place). Reported as rows/s
+//!    and as ratios to native throughput, from the median of several runs.
 //! 2. Instantiation (new store + instance + first call), pooled and on
 //!    demand.
 //! 3. Loading a kernel: compiling versus the on-disk cache.
@@ -91,10 +92,22 @@ fn native(data: &[(String, Vec<f64>)], keep_input: bool) -> Duration {
     median(samples)
 }
 
-async fn sandboxed(metering: Metering, kernel: &str, frame: &Frame) -> (Duration, u64) {
+/// How the frame reaches the kernel.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// Copied into the guest (the plain `kernel` functions).
+    Copy,
+    /// By reference, the host keeping its frame (`transform(&frame)`).
+    Lent,
+    /// By reference, moved in (`transform_owned`): rewritten in place.
+    Moved,
+}
+
+async fn sandboxed(metering: Metering, kernel: &str, frame: &Frame, pass: Pass) -> (Duration, u64) {
     let sandbox = Sandbox::builder()
         .metering(metering)
         .cache_dir(None)
+        .frames_by_reference(pass != Pass::Copy)
         .build()
         .unwrap();
     let component = KernelComponent::load(&sandbox, "scale", Path::new(kernel), None)
@@ -111,8 +124,12 @@ async fn sandboxed(metering: Metering, kernel: &str, frame: &Frame) -> (Duration
     let fuel_before = scaler.stats().fuel;
     let mut samples = Vec::new();
     for _ in 0..RUNS {
+        let moved = (pass == Pass::Moved).then(|| frame.clone());
         let started = Instant::now();
-        let out = scaler.transform(frame).await.unwrap();
+        let out = match moved {
+            Some(x) => scaler.transform_owned(x).await.unwrap(),
+            None => scaler.transform(frame).await.unwrap(),
+        };
         samples.push(started.elapsed());
         std::hint::black_box(out);
     }
@@ -182,13 +199,14 @@ fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// One line of the transform table.
-fn row(name: &str, time: Duration, native: Duration, fuel: String) {
+fn row(name: &str, time: Duration, native: Duration, in_place: Duration, fuel: String) {
     println!(
-        "{:<40} {:>8.1}ms {:>16} {:>9.2}x {:>14}",
+        "{:<46} {:>8.1}ms {:>16} {:>9.2}x {:>9.2}x {:>14}",
         name,
         time.as_secs_f64() * 1e3,
         rate(ROWS, time),
         native.as_secs_f64() / time.as_secs_f64(),
+        in_place.as_secs_f64() / time.as_secs_f64(),
         fuel
     );
 }
@@ -213,38 +231,86 @@ fn main() {
     let in_place = native(&data, false);
     let native_time = native(&data, true);
     println!(
-        "{:<40} {:>10} {:>16} {:>10} {:>14}",
-        "configuration", "time", "throughput", "vs native", "fuel/call"
+        "{:<46} {:>10} {:>16} {:>10} {:>10} {:>14}",
+        "configuration", "time", "throughput", "vs kept", "vs in place", "fuel/call"
     );
     for (name, time) in [
         ("native, input moved in (in place)", in_place),
         ("native, input kept (clone + transform)", native_time),
     ] {
-        row(name, time, native_time, "-".into());
+        row(name, time, native_time, in_place, "-".into());
     }
     let scaler = kernel_host_guests::STANDARD_SCALER;
-    for (name, metering, kernel) in [
-        ("sandbox: fuel + yield (default)", Metering::Fuel, scaler),
-        ("sandbox: epoch (1 ms tick)", Metering::Epoch, scaler),
-        ("sandbox: fuel + epoch", Metering::FuelAndEpoch, scaler),
+    for (name, metering, kernel, pass) in [
+        ("by copy: fuel + yield", Metering::Fuel, scaler, Pass::Copy),
         (
-            "sandbox: unmetered (no limits)",
+            "by copy: epoch (1 ms tick)",
+            Metering::Epoch,
+            scaler,
+            Pass::Copy,
+        ),
+        (
+            "by copy: fuel + epoch",
+            Metering::FuelAndEpoch,
+            scaler,
+            Pass::Copy,
+        ),
+        (
+            "by copy: unmetered (no limits)",
             Metering::Unmetered,
             scaler,
+            Pass::Copy,
         ),
         (
-            "boundary only: passthrough guest, fuel",
+            "by copy: passthrough guest (boundary only)",
             Metering::Fuel,
             kernel_host_guests::HOSTILE,
+            Pass::Copy,
+        ),
+        (
+            "by reference, lent: fuel + yield",
+            Metering::Fuel,
+            scaler,
+            Pass::Lent,
+        ),
+        (
+            "by reference, lent: epoch",
+            Metering::Epoch,
+            scaler,
+            Pass::Lent,
+        ),
+        (
+            "by reference, moved: fuel + yield (default)",
+            Metering::Fuel,
+            scaler,
+            Pass::Moved,
+        ),
+        (
+            "by reference, moved: epoch",
+            Metering::Epoch,
+            scaler,
+            Pass::Moved,
+        ),
+        (
+            "by reference, moved: fuel + epoch",
+            Metering::FuelAndEpoch,
+            scaler,
+            Pass::Moved,
+        ),
+        (
+            "by reference, moved: unmetered",
+            Metering::Unmetered,
+            scaler,
+            Pass::Moved,
         ),
     ] {
-        let (time, fuel) = futures_lite(sandboxed(metering, kernel, &frame));
+        let (time, fuel) = futures_lite(sandboxed(metering, kernel, &frame, pass));
         let fuel = if metering.fuel() {
             fuel.to_string()
         } else {
             "-".into()
         };
-        row(name, time, native_time, fuel);
+        row(name, time, native_time, in_place, fuel);
     }
     println!();
     println!("instantiate + configure, median of 300");

@@ -12,6 +12,10 @@
 //!   so fitting in chunks gives exactly the whole-input result for `mean`,
 //!   `most_frequent` and `constant`. `median` needs every value at once and
 //!   refuses chunks.
+//! - Frames by reference (`fit`, `transform`): the host sums numeric
+//!   columns, counts string values and fills the gaps, so neither the
+//!   frame nor its strings are copied into the kernel; a median, a numeric
+//!   mode or a bool column is read in. Same results, bit for bit.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -187,6 +191,93 @@ impl SimpleImputer {
     }
 }
 
+impl SimpleImputer {
+    /// The tally of column `name`, made on first sight; a column that
+    /// changes type between chunks is refused.
+    fn tally(&mut self, name: &str, kind: u8) -> Result<&mut Tally, KernelError> {
+        let index = match self.tallies.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                self.tallies.push(Tally {
+                    name: name.to_string(),
+                    kind,
+                    ..Tally::default()
+                });
+                self.tallies.len() - 1
+            }
+        };
+        let tally = &mut self.tallies[index];
+        if tally.kind != kind {
+            return Err(KernelError::invalid_input(format!(
+                "column `{name}` changed type between chunks"
+            )));
+        }
+        Ok(tally)
+    }
+
+    /// Adds a column's values to its tally.
+    fn tally_column(&mut self, column: &Column) -> Result<(), KernelError> {
+        let kind = match column.values {
+            ColumnValues::F64(_) | ColumnValues::S64(_) => NUMERIC,
+            ColumnValues::Bool(_) => FLAG,
+            ColumnValues::String(_) => TEXT,
+        };
+        // Value counts only when the strategy needs them: they grow with
+        // the number of distinct values.
+        let count_values = self.params.strategy == "most_frequent";
+        let tally = self.tally(&column.name, kind)?;
+        match column.numeric() {
+            Some(values) if kind == NUMERIC => {
+                for v in values.present() {
+                    tally.count += 1;
+                    tally.sum += v;
+                    if count_values {
+                        *tally.numbers.entry(ordered(v)).or_default() += 1;
+                    }
+                }
+            }
+            _ => {
+                for row in 0..column.len() {
+                    if let Some(label) = column.label_str(row) {
+                        tally.count += 1;
+                        match tally.labels.get_mut(label.as_ref()) {
+                            Some(n) => *n += 1,
+                            None => {
+                                tally.labels.insert(label.into_owned(), 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fill of every tally that has one.
+    fn refresh_fills(&mut self) {
+        self.fills = self
+            .tallies
+            .iter()
+            .filter_map(|t| self.fill_of(t).map(|f| (t.name.clone(), f)))
+            .collect();
+    }
+
+    /// A whole input with no value in a column is a mistake worth naming.
+    fn check_learned<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), KernelError> {
+        for name in names {
+            if !self.fills.iter().any(|(n, _)| n == name) {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{name}` has no values to learn from; drop it or use a constant strategy"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Kernel for SimpleImputer {
     type Params = ImputerParams;
 
@@ -198,6 +289,7 @@ impl Kernel for SimpleImputer {
         )
         .description("fills missing values with a per-column mean, median, mode or constant")
         .capabilities(Capabilities::PARTIAL_FIT)
+        .by_reference(&["fit", "transform"])
     }
 
     fn new(params: ImputerParams) -> Self {
@@ -226,18 +318,7 @@ impl Kernel for SimpleImputer {
             return Ok(());
         }
         self.partial_fit(x, y)?;
-        // A whole input with no value in a column is a mistake worth naming.
-        if let Some(empty) = x
-            .columns
-            .iter()
-            .find(|c| !self.fills.iter().any(|(n, _)| *n == c.name))
-        {
-            return Err(KernelError::invalid_input(format!(
-                "column `{}` has no values to learn from; drop it or use a constant strategy",
-                empty.name
-            )));
-        }
-        Ok(())
+        self.check_learned(x.columns.iter().map(|c| c.name.as_str()))
     }
 
     fn partial_fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
@@ -247,63 +328,76 @@ impl Kernel for SimpleImputer {
             ));
         }
         for column in &x.columns {
-            let kind = match column.values {
-                ColumnValues::F64(_) | ColumnValues::S64(_) => NUMERIC,
-                ColumnValues::Bool(_) => FLAG,
-                ColumnValues::String(_) => TEXT,
-            };
-            let index = match self.tallies.iter().position(|t| t.name == column.name) {
-                Some(i) => i,
-                None => {
-                    self.tallies.push(Tally {
-                        name: column.name.clone(),
-                        kind,
-                        ..Tally::default()
-                    });
-                    self.tallies.len() - 1
+            self.tally_column(column)?;
+        }
+        self.refresh_fills();
+        Ok(())
+    }
+
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+        if self.params.strategy == "median" {
+            return self.fit(&x.read()?, y);
+        }
+        self.tallies.clear();
+        self.fills.clear();
+        for column in &x.columns {
+            let name = column.name();
+            match column.kind() {
+                // Sums in row order from 0, as the loop in `tally_column`.
+                ColumnType::F64 | ColumnType::S64 if self.params.strategy != "most_frequent" => {
+                    let m = column.moments()?;
+                    let tally = self.tally(&name, NUMERIC)?;
+                    tally.count += m.count;
+                    tally.sum += m.sum;
                 }
-            };
-            let tally = &mut self.tallies[index];
-            if tally.kind != kind {
-                return Err(KernelError::invalid_input(format!(
-                    "column `{}` changed type between chunks",
-                    column.name
-                )));
-            }
-            // Value counts only when the strategy needs them: they grow with
-            // the number of distinct values.
-            let count_values = self.params.strategy == "most_frequent";
-            match column.numeric() {
-                Some(values) if kind == NUMERIC => {
-                    for v in values.present() {
-                        tally.count += 1;
-                        tally.sum += v;
-                        if count_values {
-                            *tally.numbers.entry(ordered(v)).or_default() += 1;
-                        }
+                ColumnType::String => {
+                    let counts = column.value_counts()?;
+                    let tally = self.tally(&name, TEXT)?;
+                    for (label, n) in counts {
+                        tally.count += n;
+                        *tally.labels.entry(label).or_default() += n;
                     }
                 }
-                _ => {
-                    for row in 0..column.len() {
-                        if let Some(label) = column.label_str(row) {
-                            tally.count += 1;
-                            match tally.labels.get_mut(label.as_ref()) {
-                                Some(n) => *n += 1,
-                                None => {
-                                    tally.labels.insert(label.into_owned(), 1);
-                                }
-                            }
-                        }
-                    }
-                }
+                _ => self.tally_column(&column.read()?)?,
             }
         }
-        self.fills = self
-            .tallies
-            .iter()
-            .filter_map(|t| self.fill_of(t).map(|f| (t.name.clone(), f)))
-            .collect();
-        Ok(())
+        self.refresh_fills();
+        let names: Vec<String> = x.columns.iter().map(HostColumn::name).collect();
+        self.check_learned(names.iter().map(String::as_str))
+    }
+
+    fn transform_ref(&self, x: FrameRef) -> Result<FrameRef, KernelError> {
+        let columns = x
+            .columns
+            .into_iter()
+            .map(|column| {
+                let name = column.name();
+                let Some((_, fill)) = self.fills.iter().find(|(n, _)| *n == name) else {
+                    if self.tallies.iter().any(|t| t.name == name) {
+                        return Err(KernelError::invalid_input(format!(
+                            "column `{name}` had no values to learn a fill value from"
+                        )));
+                    }
+                    return Ok(column);
+                };
+                match (column.kind(), fill) {
+                    (ColumnType::F64 | ColumnType::S64, Fill::Number(f)) => column.fill_nulls(*f),
+                    (ColumnType::String, Fill::Text(f)) => column.fill_nulls_text(f),
+                    (ColumnType::Bool, Fill::Flag(_)) => {
+                        let frame = Frame::new(vec![column.read()?])?;
+                        let mut out = self.transform(frame)?;
+                        HostColumn::from_column(out.columns.remove(0))
+                    }
+                    _ => Err(KernelError::invalid_input(format!(
+                        "column `{name}` changed type since fit"
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FrameRef {
+            rows: x.rows,
+            columns,
+        })
     }
 
     fn transform(&self, mut x: Frame) -> Result<Frame, KernelError> {
@@ -482,6 +576,44 @@ mod tests {
                 chunked.kernel().fills(),
                 "{strategy}"
             );
+        }
+    }
+
+    /// By reference (host sums, value counts and fills) and by copy give
+    /// the same fills and the same bits, for every strategy.
+    #[test]
+    fn by_reference_matches_the_plain_path() {
+        let x = Frame::new(vec![
+            Column::f64("a", vec![1.0, 0.0, 3.0, 10.0, f64::NAN, 3.0])
+                .with_nulls(vec![0, 1, 0, 0, 0, 0]),
+            Column::s64("i", vec![4, 7, 7, 1, 2, 9]).with_nulls(vec![0, 0, 0, 1, 0, 0]),
+            Column::string(
+                "s",
+                vec![
+                    "b".into(),
+                    "a".into(),
+                    String::new(),
+                    "b".into(),
+                    "a".into(),
+                    "c".into(),
+                ],
+            )
+            .with_nulls(vec![0, 0, 1, 0, 0, 0]),
+            Column::bool("f", vec![true, false, false, true, false, true])
+                .with_nulls(vec![0, 0, 0, 0, 1, 0]),
+        ])
+        .unwrap();
+        for strategy in ["mean", "median", "most_frequent", "constant"] {
+            for string_strategy in ["most_frequent", "constant"] {
+                kernel_sdk::testing::assert_by_reference_matches::<SimpleImputer>(
+                    &[
+                        ("strategy", strategy.into()),
+                        ("string_strategy", string_strategy.into()),
+                    ],
+                    &x,
+                    None,
+                );
+            }
         }
     }
 

@@ -71,6 +71,10 @@ pub struct TelemetryArgs {
     /// Compile kernels afresh instead of using the on-disk cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Copy frames into every kernel, even those that take them by
+    /// reference (to compare the two paths; results are the same).
+    #[arg(long)]
+    pub copy_frames: bool,
 }
 
 /// The registry `registry = "name@range"` kernels come from:
@@ -130,7 +134,8 @@ impl TelemetryArgs {
         };
         let mut builder = Sandbox::builder()
             .observer(telemetry.clone())
-            .device(plan.device);
+            .device(plan.device)
+            .frames_by_reference(!self.copy_frames);
         if self.no_cache {
             builder = builder.cache_dir(None);
         }

@@ -201,6 +201,7 @@ impl HostHostColumn for HostState {
         let m = ops::moments(&shared.data).map_err(ColumnError::WrongType)?;
         Ok(wit::Moments {
             count: m.count,
+            sum: m.sum,
             mean: m.mean,
             m2: m.m2,
             min: m.min,

@@ -275,6 +275,6 @@ impl Guest for Hostile {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 kernel_sdk::__plain_kernel_ref!(Hostile);
+#[cfg(target_arch = "wasm32")]
 kernel_sdk::__bindings::__export_ml_kernel!(Hostile);

@@ -217,6 +217,6 @@ impl Guest for Opaque {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 kernel_sdk::__plain_kernel_ref!(Opaque);
+#[cfg(target_arch = "wasm32")]
 kernel_sdk::__bindings::__export_ml_kernel!(Opaque);

@@ -194,6 +194,6 @@ impl Guest for Probe {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 kernel_sdk::__plain_kernel_ref!(Probe);
+#[cfg(target_arch = "wasm32")]
 kernel_sdk::__bindings::__export_ml_kernel!(Probe);

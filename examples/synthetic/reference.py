@@ -22,7 +22,7 @@ train = pd.read_csv(data / "train.csv")
 test = pd.read_csv(data / "test.csv")
 target = "label"
 features = [c for c in train.columns if c != target]
-categorical = [c for c in features if train[c].dtype == object]
+categorical = [c for c in features if not pd.api.types.is_numeric_dtype(train[c])]
 numeric = [c for c in features if c not in categorical]
 prep = ColumnTransformer(
     [

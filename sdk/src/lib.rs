@@ -263,13 +263,17 @@ pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// [`Meta::by_reference`], to fit without copying the frame into the
     /// kernel; the result must be the one `fit` gives. By default the
     /// columns are read and `fit` is called.
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
-        self.fit(&x.read()?, y)
+    /// The target `y` is a handle too: read it (`y.map(HostColumn::read)`)
+    /// only if the kernel needs it.
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        let y = y.map(HostColumn::read).transpose()?;
+        self.fit(&x.read()?, y.as_ref())
     }
 
     /// [`Kernel::partial_fit`] by reference (`"partial-fit"`).
-    fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
-        self.partial_fit(&x.read()?, y)
+    fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        let y = y.map(HostColumn::read).transpose()?;
+        self.partial_fit(&x.read()?, y.as_ref())
     }
 
     /// [`Kernel::transform`] by reference (`"transform"`): return handles —
@@ -302,14 +306,14 @@ macro_rules! __plain_kernel_ref {
                 fn fit_ref(
                     _x: Vec<HostColumn>,
                     _rows: u32,
-                    _y: Option<$crate::Column>,
+                    _y: Option<HostColumn>,
                 ) -> Result<(), $crate::KernelError> {
                     Err(unsupported("fit"))
                 }
                 fn partial_fit_ref(
                     _x: Vec<HostColumn>,
                     _rows: u32,
-                    _y: Option<$crate::Column>,
+                    _y: Option<HostColumn>,
                 ) -> Result<(), $crate::KernelError> {
                     Err(unsupported("partial-fit"))
                 }
@@ -391,17 +395,19 @@ macro_rules! export_kernel {
                 fn fit_ref(
                     x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
                     rows: u32,
-                    y: Option<$crate::Column>,
+                    y: Option<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
                 ) -> Result<(), $crate::KernelError> {
                     let x = $crate::FrameRef::lent(x, rows)?;
+                    let y = y.map($crate::HostColumn::from_host);
                     RUNTIME.with_borrow_mut(|rt| rt.fit_ref(&x, y.as_ref()))
                 }
                 fn partial_fit_ref(
                     x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
                     rows: u32,
-                    y: Option<$crate::Column>,
+                    y: Option<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,
                 ) -> Result<(), $crate::KernelError> {
                     let x = $crate::FrameRef::lent(x, rows)?;
+                    let y = y.map($crate::HostColumn::from_host);
                     RUNTIME.with_borrow_mut(|rt| rt.partial_fit_ref(&x, y.as_ref()))
                 }
                 fn transform_ref(

@@ -4,8 +4,8 @@
 //! test sees is what the host sees.
 
 use crate::{
-    Capabilities, Column, Explanation, Frame, FrameRef, Kernel, KernelError, KernelInfo, Param,
-    Params, error,
+    Capabilities, Column, Explanation, Frame, FrameRef, HostColumn, Kernel, KernelError,
+    KernelInfo, Param, Params, error,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +116,7 @@ impl<K: Kernel> Runtime<K> {
             .collect()
     }
 
-    pub fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+    pub fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         check_ref(x, y)?;
         self.fitted = false;
         self.kernel.fit_ref(x, y)?;
@@ -124,7 +124,11 @@ impl<K: Kernel> Runtime<K> {
         Ok(())
     }
 
-    pub fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+    pub fn partial_fit_ref(
+        &mut self,
+        x: &FrameRef,
+        y: Option<&HostColumn>,
+    ) -> Result<(), KernelError> {
         check_ref(x, y)?;
         self.kernel.partial_fit_ref(x, y)?;
         self.fitted = true;
@@ -232,7 +236,7 @@ fn major(version: &str) -> &str {
     }
 }
 
-fn check_ref(x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+fn check_ref(x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
     if let Some(bad) = x.columns.iter().find(|c| c.len() != x.rows as usize) {
         return Err(KernelError::invalid_input(format!(
             "column `{}` does not have the frame's {} rows",
@@ -245,7 +249,7 @@ fn check_ref(x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
     {
         return Err(KernelError::invalid_input(format!(
             "target column `{}` has {} rows but the input has {}",
-            y.name,
+            y.name(),
             y.len(),
             x.rows
         )));

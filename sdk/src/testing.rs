@@ -107,12 +107,15 @@ impl<K: Kernel> Local<K> {
     /// `"fit"` in [`crate::Meta::by_reference`] (natively, the handles hold
     /// the columns).
     pub fn fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
-        self.runtime.fit_ref(&crate::FrameRef::of(x.clone())?, y)
+        let y = y.cloned().map(crate::HostColumn::from_column).transpose()?;
+        self.runtime
+            .fit_ref(&crate::FrameRef::of(x.clone())?, y.as_ref())
     }
 
     pub fn partial_fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+        let y = y.cloned().map(crate::HostColumn::from_column).transpose()?;
         self.runtime
-            .partial_fit_ref(&crate::FrameRef::of(x.clone())?, y)
+            .partial_fit_ref(&crate::FrameRef::of(x.clone())?, y.as_ref())
     }
 
     pub fn transform_ref(&self, x: Frame) -> Result<Frame, KernelError> {

@@ -1130,21 +1130,34 @@ impl KernelInstance {
         partial: bool,
     ) -> Result<(), Error> {
         self.revive().await?;
-        let (lent, reps) = self.lend(x.columns.clone())?;
+        let (lent, mut reps) = self.lend(x.columns.clone())?;
+        let target = match y {
+            Some(y) => match self.lend(vec![y.clone()]) {
+                Ok((mut handle, rep)) => {
+                    reps.extend(rep);
+                    handle.pop()
+                }
+                Err(e) => {
+                    self.revoke(&reps);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let rows = x.rows;
         let result = if partial {
             guarded!(
                 self,
                 "partial-fit",
                 by_ref | k,
-                store | k.call_partial_fit_ref(store, &lent, rows, y)
+                store | k.call_partial_fit_ref(store, &lent, rows, target)
             )
         } else {
             guarded!(
                 self,
                 "fit",
                 by_ref | k,
-                store | k.call_fit_ref(store, &lent, rows, y)
+                store | k.call_fit_ref(store, &lent, rows, target)
             )
         };
         if !self.poisoned {

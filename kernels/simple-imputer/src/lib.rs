@@ -334,9 +334,11 @@ impl Kernel for SimpleImputer {
         Ok(())
     }
 
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         if self.params.strategy == "median" {
-            return self.fit(&x.read()?, y);
+            // The median needs every value in the kernel; the target, never.
+            let _ = y;
+            return self.fit(&x.read()?, None);
         }
         self.tallies.clear();
         self.fills.clear();

@@ -183,12 +183,16 @@ impl Kernel for StandardScaler {
         Ok(x)
     }
 
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&Column>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.stats.clear();
         self.partial_fit_ref(x, y)
     }
 
-    fn partial_fit_ref(&mut self, x: &FrameRef, _y: Option<&Column>) -> Result<(), KernelError> {
+    fn partial_fit_ref(
+        &mut self,
+        x: &FrameRef,
+        _y: Option<&HostColumn>,
+    ) -> Result<(), KernelError> {
         for column in &x.columns {
             if !column.kind().is_numeric() {
                 continue;

@@ -274,15 +274,7 @@ impl Study {
             .tuned
             .as_ref()
             .ok_or_else(|| UsageError::new_err("call finish() first"))?;
-        let dir = |p: &Path| {
-            std::fs::canonicalize(
-                p.parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-            )
-            .ok()
-        };
-        if dir(&path) != dir(&self.manifest) {
+        if !tune::beside(&path, &self.manifest) {
             return Err(UsageError::new_err(format!(
                 "write the tuned manifest beside {} (the paths in it are relative to its folder), not to {}",
                 self.manifest.display(),

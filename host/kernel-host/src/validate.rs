@@ -234,21 +234,142 @@ pub async fn validate(
         return report;
     }
     let sample = sample.clamp(1, (x_train.rows as usize).max(1));
-    let rows: Vec<usize> = (0..sample).collect();
-    let x = x_train.take_rows(&rows);
-    let y = y_train.as_ref().map(|y| take(y, &rows));
-    // The sample run measures what the limits would refuse, so it gets
-    // headroom: bounded, so that a kernel looping on the sample still ends.
     drop(steps);
-    let mut pipeline = match Pipeline::load(&sandbox, measuring(&manifest)).await {
-        Ok(pipeline) => pipeline,
+    // Two sample runs, on `sample` rows and on half as many, separate what
+    // a call costs whatever its size (a kernel that takes frames by
+    // reference does little per row in the guest) from what it costs per
+    // row: each projection is fixed + per-row x the full rows.
+    let half = sample / 2;
+    let large = match sample_run(
+        &sandbox,
+        &manifest,
+        &x_train,
+        y_train.as_ref(),
+        sample,
+        &recorder,
+    )
+    .await
+    {
+        Ok(run) => run,
         Err(e) => {
-            report
-                .problems
-                .push(format!("loading for the sample run failed: {e}"));
+            report.problems.push(e);
             return report;
         }
     };
+    let small = if half > 0 && half < sample {
+        sample_run(
+            &sandbox,
+            &manifest,
+            &x_train,
+            y_train.as_ref(),
+            half,
+            &recorder,
+        )
+        .await
+        .ok()
+        .filter(|s| s.calls.len() == large.calls.len())
+    } else {
+        None
+    };
+    let full_train = u64::from(x_train.rows);
+    let full_predict = test_rows.unwrap_or(full_train);
+    for (i, call) in large.calls.iter().enumerate() {
+        if call.rows == 0 {
+            continue;
+        }
+        let Some(spec) = manifest.steps.iter().find(|s| s.id == call.step) else {
+            continue;
+        };
+        let baseline = large.baseline(&call.step);
+        let full_rows = if call.predicting {
+            full_predict
+        } else {
+            full_train
+        };
+        let other = small
+            .as_ref()
+            .map(|s| &s.calls[i])
+            .filter(|o| o.step == call.step && o.operation == call.operation && o.rows < call.rows);
+        let project = |at_large: f64, at_small: Option<f64>| -> f64 {
+            let per_row = match (other, at_small) {
+                (Some(o), Some(v)) => ((at_large - v) / (call.rows - o.rows) as f64).max(0.0),
+                _ => at_large / call.rows as f64,
+            };
+            let fixed = (at_large - per_row * call.rows as f64).max(0.0);
+            fixed + per_row * full_rows as f64
+        };
+        let fuel = project(call.fuel as f64, other.map(|o| o.fuel as f64));
+        let seconds = project(
+            call.duration.as_secs_f64(),
+            other.map(|o| o.duration.as_secs_f64()),
+        );
+        let scale = full_rows as f64 / call.rows as f64;
+        let estimate = Estimate {
+            step: call.step.clone(),
+            operation: call.operation,
+            sample_rows: call.rows,
+            full_rows,
+            fuel_per_row: call.fuel as f64 / call.rows as f64,
+            seconds_per_row: call.duration.as_secs_f64() / call.rows as f64,
+            projected_fuel: fuel,
+            projected_time: Duration::from_secs_f64(seconds.min(1e9)),
+            sample_memory: call.memory,
+            projected_memory: baseline + (call.memory as f64 - baseline).max(0.0) * scale,
+            limits: spec.limits,
+        };
+        report.problems.extend(estimate.problems());
+        report.estimates.push(estimate);
+    }
+    report
+}
+
+/// One call of a sample run, as the recorder saw it.
+struct SampleCall {
+    step: String,
+    operation: &'static str,
+    rows: u64,
+    fuel: u64,
+    duration: Duration,
+    memory: u64,
+    /// A call of the predict phase (scales to the test rows).
+    predicting: bool,
+}
+
+/// The calls of one sample run, and each step's memory after `configure`.
+struct SampleRun {
+    calls: Vec<SampleCall>,
+    baselines: Vec<(String, u64)>,
+}
+
+impl SampleRun {
+    /// Memory an instance holds before it sees data: after `configure`.
+    fn baseline(&self, step: &str) -> f64 {
+        self.baselines
+            .iter()
+            .find(|(s, _)| s == step)
+            .map_or(0, |(_, m)| *m) as f64
+    }
+}
+
+/// Fits on the first `rows` training rows and predicts them, as a run
+/// would, recording every call.
+async fn sample_run(
+    sandbox: &Sandbox,
+    manifest: &Plan,
+    x_train: &Frame,
+    y_train: Option<&Column>,
+    rows: usize,
+    recorder: &crate::Telemetry,
+) -> Result<SampleRun, String> {
+    let picked: Vec<usize> = (0..rows).collect();
+    let x = x_train.take_rows(&picked);
+    let y = y_train.map(|y| take(y, &picked));
+    let start = recorder.recorded().len();
+    // The sample run measures what the limits would refuse, so it gets
+    // headroom: bounded, so that a kernel looping on the sample still ends.
+    let mut pipeline = Pipeline::load(sandbox, measuring(manifest))
+        .await
+        .map_err(|e| format!("loading for the sample run failed: {e}"))?;
     let before = recorder.recorded().len();
     // Fit, then predict (or transform) the same rows, as a run would; calls
     // of the fit phase scale to the training rows, the rest to the test rows.
@@ -259,54 +380,31 @@ pub async fn validate(
         let probabilities = pipeline.plan().output.probabilities;
         pipeline.predict(x, probabilities).await
     };
-    if let Err(e) = dry_run.await {
-        report
-            .problems
-            .push(format!("the sample run on {sample} rows failed: {e}"));
-        return report;
-    }
-    let full_train = u64::from(x_train.rows);
-    let full_predict = test_rows.unwrap_or(full_train);
+    dry_run
+        .await
+        .map_err(|e| format!("the sample run on {rows} rows failed: {e}"))?;
     let recorded = recorder.recorded();
-    // Memory an instance holds before it sees data: after `configure`.
-    let baseline = |step: &str| {
-        recorded[..before]
-            .iter()
-            .rev()
-            .find(|(c, r)| c.step == step && r.operation == "configure")
-            .map_or(0, |(_, r)| r.memory) as f64
-    };
-    for (i, (context, record)) in recorded.iter().enumerate().skip(before) {
-        if record.rows_in == 0 {
-            continue;
+    let mut baselines = Vec::new();
+    for (c, r) in recorded[start..before].iter().rev() {
+        if r.operation == "configure" && !baselines.iter().any(|(s, _)| *s == c.step) {
+            baselines.push((c.step.clone(), r.memory));
         }
-        let Some(spec) = manifest.steps.iter().find(|s| s.id == context.step) else {
-            continue;
-        };
-        let baseline = baseline(&context.step);
-        let full_rows = if i >= predict_from {
-            full_predict
-        } else {
-            full_train
-        };
-        let scale = full_rows as f64 / record.rows_in as f64;
-        let estimate = Estimate {
-            step: context.step.clone(),
-            operation: record.operation,
-            sample_rows: record.rows_in,
-            full_rows,
-            fuel_per_row: record.fuel as f64 / record.rows_in as f64,
-            seconds_per_row: record.duration.as_secs_f64() / record.rows_in as f64,
-            projected_fuel: record.fuel as f64 * scale,
-            projected_time: record.duration.mul_f64(scale),
-            sample_memory: record.memory,
-            projected_memory: baseline + (record.memory as f64 - baseline).max(0.0) * scale,
-            limits: spec.limits,
-        };
-        report.problems.extend(estimate.problems());
-        report.estimates.push(estimate);
     }
-    report
+    let calls = recorded
+        .iter()
+        .enumerate()
+        .skip(before)
+        .map(|(i, (c, r))| SampleCall {
+            step: c.step.clone(),
+            operation: r.operation,
+            rows: r.rows_in,
+            fuel: r.fuel,
+            duration: r.duration,
+            memory: r.memory,
+            predicting: i >= predict_from,
+        })
+        .collect();
+    Ok(SampleRun { calls, baselines })
 }
 
 /// How many times its limits a step gets on the sample run.

@@ -341,15 +341,7 @@ pub async fn tune(args: TuneArgs) -> Result<(), Error> {
     check_metric(args.cv.metric.as_deref())?;
     let plan = plan_of(&args.manifest)?;
     if let Some(out) = &args.out {
-        let dir = |p: &Path| {
-            std::fs::canonicalize(
-                p.parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-            )
-            .ok()
-        };
-        if dir(out) != dir(&args.manifest) {
+        if !tune::beside(out, &args.manifest) {
             return Err(Error::Usage(format!(
                 "--out {}: write the tuned manifest beside {} (the paths in it are relative to its folder)",
                 out.display(),

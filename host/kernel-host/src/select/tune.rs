@@ -599,6 +599,20 @@ pub async fn tune(
     Ok(search.finish())
 }
 
+/// Whether `out` would sit in the same folder as `manifest` (a tuned
+/// manifest must: the paths in it are relative to its folder).
+pub fn beside(out: &std::path::Path, manifest: &std::path::Path) -> bool {
+    let dir = |p: &std::path::Path| {
+        std::fs::canonicalize(
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new(".")),
+        )
+        .ok()
+    };
+    dir(out) == dir(manifest)
+}
+
 /// The manifest at `manifest` with the best trial's values written into
 /// `[kernels.*] params`: the text to save as the tuned manifest.
 pub fn tuned_manifest(

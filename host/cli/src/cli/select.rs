@@ -340,14 +340,14 @@ pub struct TuneArgs {
 pub async fn tune(args: TuneArgs) -> Result<(), Error> {
     check_metric(args.cv.metric.as_deref())?;
     let plan = plan_of(&args.manifest)?;
-    if let Some(out) = &args.out {
-        if !tune::beside(out, &args.manifest) {
-            return Err(Error::Usage(format!(
-                "--out {}: write the tuned manifest beside {} (the paths in it are relative to its folder)",
-                out.display(),
-                args.manifest.display()
-            )));
-        }
+    if let Some(out) = &args.out
+        && !tune::beside(out, &args.manifest)
+    {
+        return Err(Error::Usage(format!(
+            "--out {}: write the tuned manifest beside {} (the paths in it are relative to its folder)",
+            out.display(),
+            args.manifest.display()
+        )));
     }
     let sandbox = sandbox()?;
     let space = tune::space(&sandbox, &plan, &args.params).await?;

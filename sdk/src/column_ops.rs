@@ -224,3 +224,46 @@ pub fn null_count(column: &Column) -> usize {
         .as_ref()
         .map_or(0, |n| n.iter().filter(|b| **b != 0).count())
 }
+
+/// One f64 column per category (`<name>_<category>`, 1 where the row holds
+/// it), and the first row that holds none of them (a null counts), if any.
+pub fn one_hot(
+    column: &Column,
+    name: &str,
+    categories: &[String],
+) -> Result<(Vec<Column>, Option<usize>), String> {
+    let ColumnValues::String(v) = &column.values else {
+        return Err(format!("column `{}` is not a string column", column.name));
+    };
+    let nulls = column.nulls.as_deref();
+    let index: std::collections::HashMap<&str, usize> = categories
+        .iter()
+        .enumerate()
+        .map(|(j, c)| (c.as_str(), j))
+        .collect();
+    let mut out: Vec<Vec<f64>> = vec![vec![0.0; v.len()]; categories.len()];
+    let mut unknown = None;
+    for (row, value) in v.iter().enumerate() {
+        let hit = if null(nulls, row) {
+            None
+        } else {
+            index.get(value.as_str()).copied()
+        };
+        match hit {
+            Some(j) => out[j][row] = 1.0,
+            None => {
+                unknown.get_or_insert(row);
+            }
+        }
+    }
+    let columns = categories
+        .iter()
+        .zip(out)
+        .map(|(category, values)| Column {
+            name: format!("{name}_{category}"),
+            values: ColumnValues::F64(values),
+            nulls: None,
+        })
+        .collect();
+    Ok((columns, unknown))
+}

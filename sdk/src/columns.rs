@@ -322,6 +322,40 @@ impl HostColumn {
     }
 }
 
+impl HostColumn {
+    /// One-hot encoding of a string column: one f64 column per category
+    /// (`<name>_<category>`, 1 where the row holds it), and the first row
+    /// holding none of them (a null counts), if any.
+    pub fn one_hot(
+        &self,
+        categories: &[String],
+    ) -> Result<(Vec<HostColumn>, Option<usize>), KernelError> {
+        match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => {
+                let (columns, unknown) = h.one_hot(categories).map_err(host_error)?;
+                Ok((
+                    columns.into_iter().map(HostColumn::from_host).collect(),
+                    unknown.map(|r| r as usize),
+                ))
+            }
+            Inner::Local(name, c) => {
+                let (columns, unknown) =
+                    column_ops::one_hot(c, name, categories).map_err(KernelError::InvalidInput)?;
+                Ok((
+                    columns
+                        .into_iter()
+                        .map(|c| HostColumn {
+                            inner: Inner::Local(c.name.clone(), Rc::new(c)),
+                        })
+                        .collect(),
+                    unknown,
+                ))
+            }
+        }
+    }
+}
+
 /// A frame by reference: its columns, in order, and its height.
 #[derive(Debug)]
 pub struct FrameRef {

@@ -48,9 +48,9 @@ async fn fit_predict(sandbox: &Sandbox, plan: &Plan) -> (Column, Frame) {
     }
 }
 
-/// The penguins pipeline (its imputer and scaler take frames by
-/// reference, encoder and model by copy) predicts exactly what the
-/// all-copy pipeline predicts: same labels, same probability bits.
+/// The penguins pipeline (its imputer, encoder and scaler take frames by
+/// reference, the model by copy) predicts exactly what the all-copy
+/// pipeline predicts: same labels, same probability bits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
@@ -59,6 +59,8 @@ async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     assert_eq!(scaler.by_reference(), ["fit", "partial-fit", "transform"]);
     let imputer = load(&by_ref, "impute", guests::SIMPLE_IMPUTER).await;
     assert_eq!(imputer.by_reference(), ["fit", "transform"]);
+    let encoder = load(&by_ref, "encode", guests::ONE_HOT_ENCODER).await;
+    assert_eq!(encoder.by_reference(), ["fit", "partial-fit", "transform"]);
     let (labels_ref, proba_ref) = fit_predict(&by_ref, &plan).await;
     let (labels_copy, proba_copy) = fit_predict(&sandbox_by(false), &plan).await;
     assert_eq!(labels_ref, labels_copy);

@@ -7,6 +7,10 @@
 //!   "ignore"`, the default) or is refused with its row (`"error"`).
 //! - Nulls are refused: impute first (the message says so).
 //! - Numeric columns pass through untouched.
+//! - Frames by reference (fit, partial-fit, transform): the host lists a
+//!   string column's values and writes the 0/1 columns, so no string is
+//!   copied into the kernel (a bool column, or a column with a null — to
+//!   name its row — is read in). Same results, bit for bit.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -50,6 +54,19 @@ fn no_nulls(column: &Column) -> Result<(), KernelError> {
     }
 }
 
+impl OneHotEncoder {
+    /// Adds the categories `seen` in a chunk of column `name`.
+    fn merge(&mut self, name: String, seen: BTreeSet<String>) {
+        match self.categories.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, known)) => {
+                let all: BTreeSet<String> = known.drain(..).chain(seen).collect();
+                *known = all.into_iter().collect();
+            }
+            None => self.categories.push((name, seen.into_iter().collect())),
+        }
+    }
+}
+
 impl Kernel for OneHotEncoder {
     type Params = OneHotParams;
 
@@ -61,6 +78,7 @@ impl Kernel for OneHotEncoder {
         )
         .description("encodes categorical columns as one 0/1 column per category")
         .capabilities(Capabilities::PARTIAL_FIT)
+        .by_reference(&["fit", "partial-fit", "transform"])
     }
 
     fn new(params: OneHotParams) -> Self {
@@ -88,15 +106,7 @@ impl Kernel for OneHotEncoder {
                     seen.insert(label.into_owned());
                 }
             }
-            match self.categories.iter_mut().find(|(n, _)| *n == column.name) {
-                Some((_, known)) => {
-                    let all: BTreeSet<String> = known.drain(..).chain(seen).collect();
-                    *known = all.into_iter().collect();
-                }
-                None => self
-                    .categories
-                    .push((column.name.clone(), seen.into_iter().collect())),
-            }
+            self.merge(column.name.clone(), seen);
         }
         Ok(())
     }
@@ -149,6 +159,69 @@ impl Kernel for OneHotEncoder {
         })
     }
 
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        self.categories.clear();
+        self.partial_fit_ref(x, y)
+    }
+
+    fn partial_fit_ref(
+        &mut self,
+        x: &FrameRef,
+        _y: Option<&HostColumn>,
+    ) -> Result<(), KernelError> {
+        for column in &x.columns {
+            match column.kind() {
+                ColumnType::String if column.null_count() == 0 => {
+                    let seen: BTreeSet<String> =
+                        column.value_counts()?.into_iter().map(|(v, _)| v).collect();
+                    self.merge(column.name(), seen);
+                }
+                ColumnType::String | ColumnType::Bool => {
+                    let frame = Frame::new(vec![column.read()?])?;
+                    self.partial_fit(&frame, None)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn transform_ref(&self, x: FrameRef) -> Result<FrameRef, KernelError> {
+        let rows = x.rows;
+        let mut columns = Vec::with_capacity(x.columns.len());
+        for column in x.columns {
+            let name = column.name();
+            let Some((_, categories)) = self.categories.iter().find(|(n, _)| *n == name) else {
+                columns.push(column);
+                continue;
+            };
+            match column.kind() {
+                ColumnType::String if column.null_count() == 0 => {
+                    let (encoded, unknown) = column.one_hot(categories)?;
+                    if let Some(row) = unknown
+                        && self.params.handle_unknown == "error"
+                    {
+                        let cell = column.read_rows(row, row + 1)?;
+                        let label = cell.label_str(0).unwrap_or_default().into_owned();
+                        return Err(KernelError::invalid_input(format!(
+                            "column `{name}` row {row} has category \"{label}\", unseen in fit"
+                        )));
+                    }
+                    columns.extend(encoded);
+                }
+                // Bool columns, and nulls (refused with their row), by copy.
+                _ => {
+                    let frame = Frame::new(vec![column.read()?])?;
+                    let out = self.transform(frame)?;
+                    for c in out.columns {
+                        columns.push(HostColumn::from_column(c)?);
+                    }
+                }
+            }
+        }
+        Ok(FrameRef { rows, columns })
+    }
+
     fn explain(&self) -> Result<Explanation, KernelError> {
         Ok(Explanation {
             summary: format!(
@@ -187,6 +260,44 @@ mod tests {
             Column::f64("n", vec![1.0; labels.len()]),
         ])
         .unwrap()
+    }
+
+    /// By reference (host value lists and 0/1 columns) and by copy give
+    /// the same categories and bits, unknown categories and bools included.
+    #[test]
+    fn by_reference_matches_the_plain_path() {
+        let x = Frame::new(vec![
+            Column::string("c", vec!["b".into(), "a".into(), "c".into(), "a".into()]),
+            Column::f64("n", vec![1.0, 2.0, 3.0, 4.0]),
+            Column::bool("f", vec![true, false, true, true]),
+        ])
+        .unwrap();
+        for unknown in ["ignore", "error"] {
+            kernel_sdk::testing::assert_by_reference_matches::<OneHotEncoder>(
+                &[("handle_unknown", unknown.into())],
+                &x,
+                None,
+            );
+        }
+        // A category unseen in fit: zeros, or the same refusal.
+        let mut plain = Local::<OneHotEncoder>::new();
+        let mut by_ref = Local::<OneHotEncoder>::new();
+        plain.fit(&x, None).unwrap();
+        by_ref.fit_ref(&x, None).unwrap();
+        let new = Frame::new(vec![Column::string("c", vec!["z".into(), "a".into()])]).unwrap();
+        assert_eq!(
+            plain.transform(new.clone()).unwrap(),
+            by_ref.transform_ref(new.clone()).unwrap()
+        );
+        let strict = [("handle_unknown", "error".into())];
+        let mut plain = Local::<OneHotEncoder>::with_params(&strict).unwrap();
+        let mut by_ref = Local::<OneHotEncoder>::with_params(&strict).unwrap();
+        plain.fit(&x, None).unwrap();
+        by_ref.fit_ref(&x, None).unwrap();
+        assert_eq!(
+            plain.transform(new.clone()).unwrap_err(),
+            by_ref.transform_ref(new).unwrap_err()
+        );
     }
 
     #[test]

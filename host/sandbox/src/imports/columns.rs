@@ -258,6 +258,33 @@ impl HostHostColumn for HostState {
         ops::value_counts(&shared.data).map_err(ColumnError::WrongType)
     }
 
+    async fn one_hot(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        categories: Vec<String>,
+    ) -> Result<(Vec<Resource<SharedColumn>>, Option<u32>)> {
+        self.check_time()?;
+        let shared = self.shared(&handle)?;
+        let (columns, unknown) = ops::one_hot(&shared.data, &shared.name, &categories)
+            .map_err(ColumnError::WrongType)?;
+        let mut handles = Vec::with_capacity(columns.len());
+        for column in columns {
+            let name = column.name.clone();
+            match self.keep_column(name, Arc::new(column), true) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    for h in handles {
+                        if let Ok(c) = self.table().delete(h) {
+                            self.forget_column(&c);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((handles, unknown.map(|r| r as u32)))
+    }
+
     async fn drop(&mut self, handle: Resource<SharedColumn>) -> wasmtime::Result<()> {
         let column = self.table().delete(handle)?;
         self.forget_column(&column);

@@ -104,9 +104,8 @@ impl HostColumn {
     pub fn into_host(self) -> Result<wit::HostColumn, KernelError> {
         match self.inner {
             Inner::Host(h) => Ok(h),
-            Inner::Local(name, column) => {
-                let mut column = Rc::try_unwrap(column).unwrap_or_else(|c| (*c).clone());
-                column.name = name;
+            local @ Inner::Local(..) => {
+                let column = HostColumn { inner: local }.into_column()?;
                 wit::HostColumn::from_column(&column).map_err(host_error)
             }
         }
@@ -320,9 +319,7 @@ impl HostColumn {
             Inner::Local(_, c) => column_ops::value_counts(c).map_err(KernelError::InvalidInput),
         }
     }
-}
 
-impl HostColumn {
     /// One-hot encoding of a string column: one f64 column per category
     /// (`<name>_<category>`, 1 where the row holds it), and the first row
     /// holding none of them (a null counts), if any.

@@ -59,7 +59,7 @@ impl ResultCache {
     pub fn insert(&self, key: Key, value: Cached) {
         let size = match &value {
             Cached::Frame(f) => frame_bytes(f),
-            Cached::Column(c) => column_bytes(c),
+            Cached::Column(c) => kernel_host_types::frame::column_bytes(c),
         };
         let mut inner = self.lock();
         if size > inner.max_bytes {
@@ -92,19 +92,12 @@ impl ResultCache {
     }
 }
 
-fn column_bytes(c: &Column) -> usize {
-    let values = match &c.values {
-        ColumnValues::F64(v) => v.len() * 8,
-        ColumnValues::S64(v) => v.len() * 8,
-        ColumnValues::Bool(v) => v.len(),
-        ColumnValues::String(v) => v.iter().map(|s| s.len() + 24).sum(),
-    };
-    values + c.name.len() + c.nulls.as_ref().map_or(0, Vec::len)
-}
-
 /// Approximate bytes a frame holds.
 pub fn frame_bytes(f: &Frame) -> usize {
-    f.columns.iter().map(column_bytes).sum()
+    f.columns
+        .iter()
+        .map(kernel_host_types::frame::column_bytes)
+        .sum()
 }
 
 /// A digest of a frame's names, types, values and nulls.

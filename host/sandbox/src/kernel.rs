@@ -35,7 +35,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::{Store, Trap};
 
 /// Kernel files larger than this are refused unread.
-const MAX_KERNEL_BYTES: u64 = 256 << 20;
+pub const MAX_KERNEL_BYTES: u64 = 256 << 20;
 
 /// A verified, compiled kernel, ready to instantiate.
 pub struct KernelComponent {
@@ -573,7 +573,7 @@ pub enum Checkpoint {
 
 /// Runs one export call under the instance's limits.
 macro_rules! guarded {
-    ($self:ident, $op:literal, by_ref |$exports:ident, $store:ident| $call:expr) => {{
+    ($self:ident, $op:literal, by_ref, |$exports:ident, $store:ident| $call:expr) => {{
         match $self.revive().await {
             Err(e) => Err(e),
             Ok(()) if $self.bindings.by_ref.is_none() => Err(Error::Host(anyhow::anyhow!(
@@ -1035,12 +1035,8 @@ impl KernelInstance {
     /// Asks a `kernel-ref` kernel which operations it takes by reference;
     /// names it does not know are ignored.
     async fn by_reference_operations(&mut self) -> Result<Vec<String>, Error> {
-        let said = guarded!(
-            self,
-            "by-reference",
-            by_ref | k,
-            store | k.call_by_reference(store)
-        )?;
+        let said = guarded!(self, "by-reference", by_ref, |k, store| k
+            .call_by_reference(store))?;
         let mut ops: Vec<String> = said
             .into_iter()
             .filter(|o| matches!(o.as_str(), "fit" | "partial-fit" | "transform"))
@@ -1062,7 +1058,7 @@ impl KernelInstance {
         let mut lent = Vec::with_capacity(columns.len());
         for column in columns {
             let name = column.name.clone();
-            match state.keep_column_as(column.name.clone(), Arc::new(column), false, true) {
+            match state.keep_column_as(name.clone(), Arc::new(column), false, true) {
                 Ok(handle) => lent.push(handle),
                 Err(e) => {
                     let reps: Vec<u32> = lent.iter().map(Resource::rep).collect();
@@ -1146,19 +1142,11 @@ impl KernelInstance {
         };
         let rows = x.rows;
         let result = if partial {
-            guarded!(
-                self,
-                "partial-fit",
-                by_ref | k,
-                store | k.call_partial_fit_ref(store, &lent, rows, target)
-            )
+            guarded!(self, "partial-fit", by_ref, |k, store| k
+                .call_partial_fit_ref(store, &lent, rows, target))
         } else {
-            guarded!(
-                self,
-                "fit",
-                by_ref | k,
-                store | k.call_fit_ref(store, &lent, rows, target)
-            )
+            guarded!(self, "fit", by_ref, |k, store| k
+                .call_fit_ref(store, &lent, rows, target))
         };
         if !self.poisoned {
             self.revoke(&reps);
@@ -1176,12 +1164,8 @@ impl KernelInstance {
     ) -> Result<Frame, Error> {
         self.revive().await?;
         let (lent, reps) = self.lend(columns)?;
-        let result = guarded!(
-            self,
-            "transform",
-            by_ref | k,
-            store | k.call_transform_ref(store, &lent, rows)
-        );
+        let result = guarded!(self, "transform", by_ref, |k, store| k
+            .call_transform_ref(store, &lent, rows));
         if self.poisoned {
             // The store goes, and every handle with it.
             return Err(match result {

@@ -31,16 +31,16 @@ impl SharedColumn {
     }
 }
 
-/// Bytes a column holds in memory (values, null mask, strings' bytes and
-/// headers).
-pub fn column_bytes(column: &Column) -> u64 {
+/// Approximate bytes a column holds in memory (values, null mask, name,
+/// strings' bytes and headers).
+pub fn column_bytes(column: &Column) -> usize {
     let values = match &column.values {
         ColumnValues::F64(v) => v.len() * 8,
         ColumnValues::S64(v) => v.len() * 8,
         ColumnValues::Bool(v) => v.len(),
         ColumnValues::String(v) => v.iter().map(|s| s.len() + 24).sum(),
     };
-    (values + column.nulls.as_ref().map_or(0, Vec::len) + column.name.len() + 64) as u64
+    values + column.name.len() + column.nulls.as_ref().map_or(0, Vec::len)
 }
 
 pub fn column_len(column: &Column) -> usize {

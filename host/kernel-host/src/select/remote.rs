@@ -14,9 +14,6 @@ use crate::{Error, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Largest kernel accepted from a driver (as from a manifest).
-const MAX_KERNEL_BYTES: u64 = 256 << 20;
-
 /// Calls `f` on every kernel spec of `plan`: each step's, then its shadow's.
 fn each_spec(
     plan: &mut Plan,
@@ -41,16 +38,18 @@ pub fn kernels(plans: &mut [Plan]) -> Result<BTreeMap<String, Vec<u8>>, Error> {
             let sha = match read.get(&spec.source) {
                 Some(sha) => sha.clone(),
                 None => {
-                    let bytes =
-                        kernel_host_types::fsutil::read_limited(&spec.source, MAX_KERNEL_BYTES)
-                            .map_err(|e| Error::Io {
-                                context: format!(
-                                    "reading kernel `{}` ({})",
-                                    spec.id,
-                                    spec.source.display()
-                                ),
-                                source: e,
-                            })?;
+                    let bytes = kernel_host_types::fsutil::read_limited(
+                        &spec.source,
+                        kernel_host_sandbox::MAX_KERNEL_BYTES,
+                    )
+                    .map_err(|e| Error::Io {
+                        context: format!(
+                            "reading kernel `{}` ({})",
+                            spec.id,
+                            spec.source.display()
+                        ),
+                        source: e,
+                    })?;
                     let sha = crate::sha256_hex(&bytes);
                     if let Some(pinned) = &spec.sha256
                         && !pinned.eq_ignore_ascii_case(&sha)

@@ -64,7 +64,7 @@ impl HostState {
         let key = Arc::as_ptr(&data) as usize;
         let fresh = !self.columns.contains_key(&key);
         let bytes = if fresh && charge {
-            column_bytes(&data)
+            column_bytes(&data) as u64
         } else {
             0
         };

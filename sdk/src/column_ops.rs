@@ -217,6 +217,44 @@ pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String>
     })
 }
 
+/// UTF-8 buffer, offsets and null bytes of a string slice.
+pub type Text = (Vec<u8>, Vec<u32>, Option<Vec<u8>>);
+
+/// Rows `start..end` of a string column as one UTF-8 buffer and offsets
+/// (`end - start + 1` of them, Arrow's layout), with its null bytes.
+pub fn text(column: &Column, start: usize, end: usize) -> Result<Text, String> {
+    let ColumnValues::String(v) = &column.values else {
+        return Err(format!("column `{}` is not a string column", column.name));
+    };
+    if start > end || end > v.len() {
+        return Err(format!(
+            "rows {start}..{end} of column `{}`, which has {}",
+            column.name,
+            v.len()
+        ));
+    }
+    let slice = &v[start..end];
+    let bytes: usize = slice.iter().map(String::len).sum();
+    if u32::try_from(bytes).is_err() {
+        return Err(format!(
+            "rows {start}..{end} of column `{}` hold {bytes} bytes of text, over 4 GiB: read fewer rows at a time",
+            column.name
+        ));
+    }
+    let mut utf8 = Vec::with_capacity(bytes);
+    let mut offsets = Vec::with_capacity(slice.len() + 1);
+    offsets.push(0);
+    for s in slice {
+        utf8.extend_from_slice(s.as_bytes());
+        offsets.push(utf8.len() as u32);
+    }
+    let nulls = column.nulls.as_ref().map(|n| {
+        n.get(start..end)
+            .map_or_else(|| vec![0; end - start], <[u8]>::to_vec)
+    });
+    Ok((utf8, offsets, nulls))
+}
+
 /// Rows that are null.
 pub fn null_count(column: &Column) -> usize {
     column

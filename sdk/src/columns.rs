@@ -97,6 +97,13 @@ impl HostColumn {
         }
     }
 
+    /// Whether the column is in the host (not a local copy).
+    #[cfg(target_arch = "wasm32")]
+    #[doc(hidden)]
+    pub fn is_host(&self) -> bool {
+        matches!(self.inner, Inner::Host(_))
+    }
+
     /// Back into the WIT handle the host gets (on the host) — the SDK's
     /// export code uses it.
     #[cfg(target_arch = "wasm32")]
@@ -200,7 +207,17 @@ impl HostColumn {
             #[cfg(target_arch = "wasm32")]
             Inner::Host(h) => {
                 let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-                h.read(narrow(start), narrow(end)).map_err(host_error)
+                if h.kind() != wit::ColumnType::String {
+                    return h.read(narrow(start), narrow(end)).map_err(host_error);
+                }
+                // Strings cross as one buffer and offsets (two bulk copies),
+                // not one allocation per cell.
+                let text = self.read_text(start, end)?;
+                Ok(Column {
+                    name: h.name(),
+                    values: ColumnValues::String(text.iter_all().map(str::to_owned).collect()),
+                    nulls: text.nulls,
+                })
             }
             Inner::Local(name, c) => {
                 let mut out = column_ops::rows(c, start, end).map_err(KernelError::failed)?;
@@ -208,6 +225,25 @@ impl HostColumn {
                 Ok(out)
             }
         }
+    }
+
+    /// Rows `start..end` of a string column as [`Text`]: one buffer and
+    /// offsets, read without an allocation per cell.
+    pub fn read_text(&self, start: usize, end: usize) -> Result<Text, KernelError> {
+        let (utf8, offsets, nulls) = match &self.inner {
+            #[cfg(target_arch = "wasm32")]
+            Inner::Host(h) => {
+                let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+                let t = h
+                    .read_text(narrow(start), narrow(end))
+                    .map_err(host_error)?;
+                (t.utf8, t.offsets, t.nulls)
+            }
+            Inner::Local(_, c) => {
+                column_ops::text(c, start, end).map_err(KernelError::InvalidInput)?
+            }
+        };
+        Text::new(utf8, offsets, nulls)
     }
 
     /// Another handle to the same column (no copy): return an input as is.
@@ -353,6 +389,65 @@ impl HostColumn {
     }
 }
 
+/// Rows of a string column as Arrow lays them out: one UTF-8 buffer and
+/// offsets. [`Text::get`] borrows each value; nothing is allocated per
+/// cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Text {
+    buffer: String,
+    offsets: Vec<u32>,
+    nulls: Option<Vec<u8>>,
+}
+
+impl Text {
+    /// Checks the layout once (offsets in order, on character boundaries)
+    /// so that reading it cannot fail.
+    fn new(utf8: Vec<u8>, offsets: Vec<u32>, nulls: Option<Vec<u8>>) -> Result<Text, KernelError> {
+        let bad = |m: String| KernelError::Failed(format!("host text: {m}"));
+        let buffer = String::from_utf8(utf8).map_err(|e| bad(e.to_string()))?;
+        if offsets.first().is_some_and(|o| *o != 0)
+            || offsets.windows(2).any(|w| w[0] > w[1])
+            || offsets.iter().any(|o| !buffer.is_char_boundary(*o as usize))
+            || offsets.is_empty()
+        {
+            return Err(bad("offsets out of order or not on a character boundary".into()));
+        }
+        if nulls.as_ref().is_some_and(|n| n.len() + 1 != offsets.len()) {
+            return Err(bad("null mask of another length".into()));
+        }
+        Ok(Text {
+            buffer,
+            offsets,
+            nulls,
+        })
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `row`; `None` when it is null (or past the end).
+    pub fn get(&self, row: usize) -> Option<&str> {
+        if row >= self.len() || self.nulls.as_ref().is_some_and(|n| n[row] != 0) {
+            return None;
+        }
+        Some(&self.buffer[self.offsets[row] as usize..self.offsets[row + 1] as usize])
+    }
+
+    /// Every row's slot, nulls included (a null's placeholder).
+    #[cfg(target_arch = "wasm32")]
+    fn iter_all(&self) -> impl Iterator<Item = &str> {
+        self.offsets
+            .windows(2)
+            .map(|w| &self.buffer[w[0] as usize..w[1] as usize])
+    }
+}
+
 /// A frame by reference: its columns, in order, and its height.
 #[derive(Debug)]
 pub struct FrameRef {
@@ -421,5 +516,48 @@ impl FrameRef {
                 .map(HostColumn::into_column)
                 .collect::<Result<_, _>>()?,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_borrows_each_value_and_knows_nulls() {
+        let column = Column {
+            name: "c".into(),
+            values: ColumnValues::String(vec!["naïve".into(), String::new(), "b".into()]),
+            nulls: Some(vec![0, 1, 0]),
+        };
+        let h = HostColumn::from_column(column).unwrap();
+        let t = h.read_text(0, 3).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get(0), Some("naïve"));
+        assert_eq!(t.get(1), None, "null");
+        assert_eq!(t.get(2), Some("b"));
+        assert_eq!(t.get(3), None, "past the end");
+        assert_eq!(h.read_text(1, 3).unwrap().get(1), Some("b"));
+        assert!(h.read_text(2, 4).is_err());
+        // a cut inside a character is refused when the layout is checked
+        assert!(Text::new("ï".as_bytes().to_vec(), vec![0, 1, 2], None).is_err());
+        assert!(Text::new(b"ab".to_vec(), vec![0, 2, 1], None).is_err());
+    }
+
+    #[test]
+    fn labels_by_reference_encode_like_labels_by_copy() {
+        let y = Column::string("y", ["b", "a", "b", "c"].map(String::from).to_vec());
+        let h = HostColumn::from_column(y.clone()).unwrap();
+        assert_eq!(
+            crate::LabelType::encode_ref(&h).unwrap(),
+            crate::LabelType::encode(&y).unwrap()
+        );
+        let holed = Column {
+            nulls: Some(vec![0, 0, 1, 0]),
+            ..y
+        };
+        let err = crate::LabelType::encode_ref(&HostColumn::from_column(holed).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("missing in row 2"), "{err}");
     }
 }

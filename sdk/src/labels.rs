@@ -29,24 +29,55 @@ impl LabelType {
     /// `classes_`), its label type, and each row's class index. Refuses a
     /// missing label, or fewer than two classes.
     pub fn encode(y: &Column) -> Result<(Vec<String>, LabelType, Vec<usize>), KernelError> {
-        let labels: Vec<String> = (0..y.len())
-            .map(|row| {
-                y.label(row).ok_or_else(|| {
-                    KernelError::invalid_input(format!(
-                        "target `{}` is missing in row {row}",
-                        y.name
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let kind = LabelType::of(y);
-        let mut classes = labels.clone();
+        Self::encode_rows(&y.name, LabelType::of(y), y.len(), |row| y.label_str(row))
+    }
+
+    /// [`LabelType::encode`] of a target by reference: a string target is
+    /// read as [`crate::Text`] (no allocation per row), others as values.
+    pub fn encode_ref(
+        y: &crate::HostColumn,
+    ) -> Result<(Vec<String>, LabelType, Vec<usize>), KernelError> {
+        if y.kind() != crate::ColumnType::String {
+            return Self::encode(&y.read()?);
+        }
+        let text = y.read_text(0, y.len())?;
+        Self::encode_rows(&y.name(), LabelType::Text, text.len(), |row| {
+            text.get(row).map(std::borrow::Cow::Borrowed)
+        })
+    }
+
+    fn encode_rows<'a>(
+        name: &str,
+        kind: LabelType,
+        rows: usize,
+        label: impl Fn(usize) -> Option<std::borrow::Cow<'a, str>>,
+    ) -> Result<(Vec<String>, LabelType, Vec<usize>), KernelError> {
+        // Distinct labels in order of first occurrence, and each row's
+        // position among them: one pass, no copy of every label.
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut first: Vec<String> = Vec::new();
+        let mut ids = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let label = label(row).ok_or_else(|| {
+                KernelError::invalid_input(format!("target `{name}` is missing in row {row}"))
+            })?;
+            let id = match seen.get(label.as_ref()) {
+                Some(id) => *id,
+                None => {
+                    first.push(label.clone().into_owned());
+                    seen.insert(label.into_owned(), first.len() - 1);
+                    first.len() - 1
+                }
+            };
+            ids.push(id);
+        }
+        let rows = ids;
+        let y_name = name;
+        let mut classes = first.clone();
         kind.sort(&mut classes);
-        classes.dedup();
         if classes.len() < 2 {
             return Err(KernelError::invalid_input(format!(
-                "target `{}` has {} class(es); a classifier needs at least 2",
-                y.name,
+                "target `{y_name}` has {} class(es); a classifier needs at least 2",
                 classes.len()
             )));
         }
@@ -55,15 +86,14 @@ impl LabelType {
             .enumerate()
             .map(|(i, c)| (c.as_str(), i))
             .collect();
-        let targets = labels
+        let class_of: Vec<usize> = first
             .iter()
             .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
             .collect();
+        let targets = rows.into_iter().map(|id| class_of[id]).collect();
         Ok((classes, kind, targets))
     }
 
-    /// Orders labels as scikit-learn orders `classes_`: numerically for
-    /// numeric targets, as text otherwise.
     pub fn sort(self, labels: &mut [String]) {
         match self {
             LabelType::Integer | LabelType::Float => labels.sort_by(|a, b| {

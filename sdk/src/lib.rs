@@ -110,6 +110,9 @@ mod error;
 mod frame;
 mod labels;
 pub mod log;
+pub mod matrix;
+#[doc(hidden)]
+pub mod matrix_ops;
 #[doc(hidden)]
 pub mod runtime;
 pub mod tensor;
@@ -137,20 +140,21 @@ pub use __bindings::kernel_host::kernel::types::{
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
 };
 pub use __params::{ParamField, Params};
-pub use columns::{ColumnType, FrameRef, HostColumn, Moments};
+pub use columns::{ColumnType, FrameRef, HostColumn, Moments, Text};
+pub use matrix::HostMatrix;
 pub use frame::{Matrix, NumericColumn};
 pub use labels::LabelType;
 #[doc(hidden)]
 pub use postcard as __postcard;
 
 /// The WIT package version this SDK builds kernels against.
-pub const WIT_VERSION: &str = "0.1.2";
+pub const WIT_VERSION: &str = "0.1.3";
 
 /// Everything a kernel author needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         Capabilities, Column, ColumnType, ColumnValues, ExplainEntry, ExplainValue, Explanation,
-        Frame, FrameRef, HostColumn, Kernel, KernelError, KernelKind, LabelType, Matrix, Meta,
+        Frame, FrameRef, HostColumn, HostMatrix, Kernel, KernelError, KernelKind, LabelType, Matrix, Meta,
         NumericColumn, ParamValue, Params,
     };
 }

@@ -151,7 +151,7 @@ fn inspect_describes_a_kernel_and_refuses_a_non_kernel() {
     let text = stdout(&o);
     assert!(
         text.contains("standard-scaler@1.0.0")
-            && text.contains("kernel-host:kernel@0.1.2")
+            && text.contains("kernel-host:kernel@0.1.3")
             && text.contains("by reference: fit, partial-fit, transform"),
         "{text}"
     );

@@ -319,7 +319,7 @@ async fn a_component_of_another_world_is_refused() {
 async fn an_incompatible_wit_version_is_refused() {
     let problem = load_problem(Path::new(guests::FUTURE_KERNEL), None).await;
     assert!(
-        matches!(&problem, LoadProblem::IncompatibleVersion { found, supported } if found == "0.2.0" && supported == "0.1.2"),
+        matches!(&problem, LoadProblem::IncompatibleVersion { found, supported } if found == "0.2.0" && supported == "0.1.3"),
         "{problem}"
     );
 }

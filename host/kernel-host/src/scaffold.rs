@@ -59,6 +59,11 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ("src/frame.rs", include_str!("../../../sdk/src/frame.rs")),
     ("src/labels.rs", include_str!("../../../sdk/src/labels.rs")),
     ("src/log.rs", include_str!("../../../sdk/src/log.rs")),
+    ("src/matrix.rs", include_str!("../../../sdk/src/matrix.rs")),
+    (
+        "src/matrix_ops.rs",
+        include_str!("../../../sdk/src/matrix_ops.rs"),
+    ),
     ("src/params.rs", include_str!("../../../sdk/src/params.rs")),
     (
         "src/runtime.rs",

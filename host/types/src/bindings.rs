@@ -6,7 +6,7 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     // The larger world: its imports (log, tensor, columns) link every
     // kernel; its exports are looked up per interface, so a component that
-    // exports only `kernel` (world `ml-kernel`, contracts 0.1.0 to 0.1.2)
+    // exports only `kernel` (world `ml-kernel`, contracts 0.1.0 to 0.1.3)
     // runs too, and one that also exports `kernel-ref` takes frames by
     // reference.
     world: "kernel-host:kernel/ml-kernel-ref",
@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
     with: {
         "kernel-host:kernel/tensor.tensor": kernel_host_tensor::Tensor,
         "kernel-host:kernel/columns.host-column": crate::frame::SharedColumn,
+        "kernel-host:kernel/columns.matrix": crate::matrix::Mat,
     },
 });
 
@@ -36,7 +37,7 @@ pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";
 #[macro_export]
 macro_rules! wit_version {
     () => {
-        "0.1.2"
+        "0.1.3"
     };
 }
 

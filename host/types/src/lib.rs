@@ -11,6 +11,7 @@ pub mod frame;
 pub mod fsutil;
 mod grants;
 pub mod limits;
+pub mod matrix;
 pub mod text;
 
 pub use frame::{

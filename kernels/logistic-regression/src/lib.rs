@@ -53,28 +53,20 @@ impl LogisticRegression {
 }
 
 impl Model {
-    /// Class scores (logits) of one row.
-    fn logits(&self, row: &[f64], out: &mut [f64]) {
+    /// Class probabilities of every row, row-major (`rows × classes`),
+    /// computed by the host: one linear map and one softmax.
+    fn probabilities(&self, x: &Matrix) -> Result<Vec<f64>, KernelError> {
         let d = self.features.len();
-        let binary = self.classes.len() == 2;
-        if binary {
-            out[0] = 0.0;
+        let mut weights = Vec::with_capacity(self.weights.len() * d);
+        let mut bias = Vec::with_capacity(self.weights.len());
+        for w in &self.weights {
+            weights.extend_from_slice(&w[..d]);
+            bias.push(w[d]);
         }
-        for (o, w) in self.weights.iter().enumerate() {
-            let z = w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
-            out[if binary { 1 } else { o }] = z;
-        }
-    }
-
-    fn probabilities(&self, x: &Matrix) -> Vec<Vec<f64>> {
-        let k = self.classes.len();
-        let mut z = vec![0.0; k];
-        x.rows()
-            .map(|row| {
-                self.logits(row, &mut z);
-                softmax(&z)
-            })
-            .collect()
+        let host = HostMatrix::from_matrix(x)?;
+        host.linear(&weights, self.weights.len(), &bias)?
+            .softmax()?
+            .to_vec()
     }
 
     fn matrix(&self, x: &Frame) -> Result<Matrix, KernelError> {
@@ -82,18 +74,15 @@ impl Model {
     }
 }
 
-fn softmax(z: &[f64]) -> Vec<f64> {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
-/// The penalized objective and its gradient at `theta`.
+/// The penalized objective and its gradient at `theta`, computed by the
+/// host on the whole frame (a host matrix): one linear map, one softmax
+/// cross-entropy and one `Rᵀ·X` per evaluation. L-BFGS itself stays here.
 struct Objective<'a> {
-    x: &'a Matrix,
-    /// Class index of each row.
-    y: &'a [usize],
+    x: &'a HostMatrix,
+    /// Class index of each row, `rows × 1`.
+    labels: &'a HostMatrix,
+    rows: usize,
+    cols: usize,
     classes: usize,
     c: f64,
     fit_intercept: bool,
@@ -104,48 +93,109 @@ impl Objective<'_> {
         if self.classes == 2 { 1 } else { self.classes }
     }
 
-    fn eval(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
-        let d = self.x.cols;
-        let n = self.x.rows as f64;
-        let binary = self.classes == 2;
-        grad.fill(0.0);
-        let mut loss = 0.0;
-        let mut z = vec![0.0; self.classes];
-        for (i, row) in self.x.rows().enumerate() {
-            if binary {
-                z[0] = 0.0;
-            }
-            for o in 0..self.outputs() {
-                let w = &theta[o * (d + 1)..(o + 1) * (d + 1)];
-                let zi = w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
-                z[if binary { 1 } else { o }] = zi;
-            }
-            let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            loss += lse - z[self.y[i]];
-            for o in 0..self.outputs() {
-                let k = if binary { 1 } else { o };
-                let residual = (z[k] - lse).exp() - f64::from(u8::from(self.y[i] == k));
-                let g = &mut grad[o * (d + 1)..(o + 1) * (d + 1)];
-                for (gj, xj) in g[..d].iter_mut().zip(row) {
-                    *gj += residual * xj;
-                }
-                if self.fit_intercept {
-                    g[d] += residual;
-                }
-            }
+    fn eval(&self, theta: &[f64], grad: &mut [f64]) -> Result<f64, KernelError> {
+        let d = self.cols;
+        let n = self.rows as f64;
+        let k = self.outputs();
+        let mut weights = Vec::with_capacity(k * d);
+        let mut bias = Vec::with_capacity(k);
+        for o in 0..k {
+            let w = &theta[o * (d + 1)..(o + 1) * (d + 1)];
+            weights.extend_from_slice(&w[..d]);
+            bias.push(w[d]);
         }
+        let logits = self.x.linear(&weights, k, &bias)?;
+        let (loss, residual) = logits.softmax_cross_entropy(self.labels)?;
+        drop(logits);
+        // k × d: Σ_i r_io · x_ij
+        let g = residual.t_mul(self.x)?;
+        let intercepts = if self.fit_intercept {
+            residual.column_sums()?
+        } else {
+            vec![0.0; k]
+        };
         let mut penalty = 0.0;
-        for o in 0..self.outputs() {
-            let w = &theta[o * (d + 1)..o * (d + 1) + d];
-            let g = &mut grad[o * (d + 1)..o * (d + 1) + d];
-            for (gj, wj) in g.iter_mut().zip(w) {
-                *gj = *gj / n + wj / (self.c * n);
+        for o in 0..k {
+            let w = &weights[o * d..(o + 1) * d];
+            let out = &mut grad[o * (d + 1)..(o + 1) * (d + 1)];
+            for ((gj, sum), wj) in out[..d].iter_mut().zip(&g[o * d..(o + 1) * d]).zip(w) {
+                *gj = sum / n + wj / (self.c * n);
                 penalty += wj * wj;
             }
-            grad[o * (d + 1) + d] /= n;
+            out[d] = intercepts[o] / n;
         }
-        loss / n + penalty / (2.0 * self.c * n)
+        Ok(loss / n + penalty / (2.0 * self.c * n))
+    }
+}
+
+impl LogisticRegression {
+    /// Fits on `x` (a host matrix of the columns `features`) and `y`.
+    fn fit_matrix(
+        &mut self,
+        x: &HostMatrix,
+        features: Vec<String>,
+        target: String,
+        (classes, kind, targets): (Vec<String>, LabelType, Vec<usize>),
+    ) -> Result<(), KernelError> {
+        if targets.len() != x.rows() {
+            return Err(KernelError::invalid_input(format!(
+                "the target has {} rows, the frame {}",
+                targets.len(),
+                x.rows()
+            )));
+        }
+        let labels = HostMatrix::from_list(
+            targets.len(),
+            1,
+            targets.iter().map(|t| *t as f64).collect(),
+        )?;
+        let objective = Objective {
+            x,
+            labels: &labels,
+            rows: x.rows(),
+            cols: x.cols(),
+            classes: classes.len(),
+            c: self.params.c,
+            fit_intercept: self.params.fit_intercept,
+        };
+        let d = objective.cols;
+        let theta = vec![0.0; objective.outputs() * (d + 1)];
+        let mut failure = None;
+        let result = lbfgs::minimize(
+            |t, g| {
+                if failure.is_some() {
+                    g.fill(0.0);
+                    return f64::NAN;
+                }
+                objective.eval(t, g).unwrap_or_else(|e| {
+                    failure = Some(e);
+                    g.fill(0.0);
+                    f64::NAN
+                })
+            },
+            theta,
+            self.params.max_iter as usize,
+            self.params.tol,
+        );
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !result.converged {
+            kernel_sdk::log::warn(&format!(
+                "L-BFGS stopped after {} iterations without reaching tol {}; raise max_iter or scale the inputs",
+                result.iterations, self.params.tol
+            ));
+        }
+        self.model = Some(Model {
+            features,
+            classes,
+            label_type: kind,
+            target,
+            weights: result.x.chunks(d + 1).map(<[f64]>::to_vec).collect(),
+            iterations: result.iterations,
+            converged: result.converged,
+        });
+        Ok(())
     }
 }
 
@@ -160,6 +210,7 @@ impl Kernel for LogisticRegression {
         )
         .description("multinomial logistic regression with an L2 penalty (L-BFGS)")
         .capabilities(Capabilities::PREDICT_PROBA)
+        .by_reference(&["fit"])
     }
 
     fn new(params: LogisticParams) -> Self {
@@ -173,39 +224,28 @@ impl Kernel for LogisticRegression {
         let y = y.ok_or_else(|| {
             KernelError::invalid_input("logistic regression needs a target column")
         })?;
-        let (classes, kind, targets) = LabelType::encode(y)?;
+        let labels = LabelType::encode(y)?;
         let matrix = x.to_matrix()?;
-        let objective = Objective {
-            x: &matrix,
-            y: &targets,
-            classes: classes.len(),
-            c: self.params.c,
-            fit_intercept: self.params.fit_intercept,
-        };
-        let d = matrix.cols;
-        let theta = vec![0.0; objective.outputs() * (d + 1)];
-        let result = lbfgs::minimize(
-            |t, g| objective.eval(t, g),
-            theta,
-            self.params.max_iter as usize,
-            self.params.tol,
-        );
-        if !result.converged {
-            kernel_sdk::log::warn(&format!(
-                "L-BFGS stopped after {} iterations without reaching tol {}; raise max_iter or scale the inputs",
-                result.iterations, self.params.tol
-            ));
-        }
-        self.model = Some(Model {
-            features: matrix.names.clone(),
-            classes,
-            label_type: kind,
-            target: y.name.clone(),
-            weights: result.x.chunks(d + 1).map(<[f64]>::to_vec).collect(),
-            iterations: result.iterations,
-            converged: result.converged,
-        });
-        Ok(())
+        let host = HostMatrix::from_matrix(&matrix)?;
+        drop(matrix.data);
+        self.fit_matrix(&host, matrix.names, y.name.clone(), labels)
+    }
+
+    /// By reference: the frame's columns become a host matrix without
+    /// passing through the kernel's memory; only the target is read in.
+    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        let y = y.ok_or_else(|| {
+            KernelError::invalid_input("logistic regression needs a target column")
+        })?;
+        let labels = LabelType::encode_ref(y)?;
+        let features = x.columns.iter().map(HostColumn::name).collect();
+        let shares = x
+            .columns
+            .iter()
+            .map(HostColumn::share)
+            .collect::<Result<Vec<_>, _>>()?;
+        let host = HostMatrix::from_columns(shares)?;
+        self.fit_matrix(&host, features, y.name(), labels)
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
@@ -213,9 +253,9 @@ impl Kernel for LogisticRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let probabilities = model.probabilities(&model.matrix(x)?);
+        let probabilities = model.probabilities(&model.matrix(x)?)?;
         let best: Vec<&String> = probabilities
-            .iter()
+            .chunks(model.classes.len())
             .map(|p| {
                 let k = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
                 &model.classes[k]
@@ -231,13 +271,17 @@ impl Kernel for LogisticRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let probabilities = model.probabilities(&model.matrix(x)?);
+        let probabilities = model.probabilities(&model.matrix(x)?)?;
+        let k = model.classes.len();
         let columns = model
             .classes
             .iter()
             .enumerate()
-            .map(|(k, class)| {
-                Column::f64(class.clone(), probabilities.iter().map(|p| p[k]).collect())
+            .map(|(j, class)| {
+                Column::f64(
+                    class.clone(),
+                    probabilities.iter().skip(j).step_by(k).copied().collect(),
+                )
             })
             .collect();
         Frame::new(columns)
@@ -319,36 +363,66 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let x = Matrix {
-            rows: 4,
-            cols: 2,
-            data: vec![0.5, -1.0, 1.5, 0.2, -0.3, 0.8, 2.0, -1.2],
-            names: vec!["a".into(), "b".into()],
-        };
+        let x = HostMatrix::from_list(4, 2, vec![0.5, -1.0, 1.5, 0.2, -0.3, 0.8, 2.0, -1.2])
+            .unwrap();
         for classes in [2, 3] {
-            let y: Vec<usize> = (0..4).map(|i| i % classes).collect();
+            let y: Vec<f64> = (0..4).map(|i| (i % classes) as f64).collect();
+            let labels = HostMatrix::from_list(4, 1, y).unwrap();
             let f = Objective {
                 x: &x,
-                y: &y,
+                labels: &labels,
+                rows: 4,
+                cols: 2,
                 classes,
                 c: 0.7,
                 fit_intercept: true,
             };
             let theta: Vec<f64> = (0..f.outputs() * 3).map(|i| 0.1 * i as f64 - 0.2).collect();
             let mut g = vec![0.0; theta.len()];
-            f.eval(&theta, &mut g);
+            f.eval(&theta, &mut g).unwrap();
             for j in 0..theta.len() {
                 let (mut up, mut down) = (theta.clone(), theta.clone());
                 up[j] += 1e-6;
                 down[j] -= 1e-6;
                 let mut scratch = vec![0.0; theta.len()];
-                let numeric = (f.eval(&up, &mut scratch) - f.eval(&down, &mut scratch)) / 2e-6;
+                let numeric = (f.eval(&up, &mut scratch).unwrap()
+                    - f.eval(&down, &mut scratch).unwrap())
+                    / 2e-6;
                 assert!(
                     (numeric - g[j]).abs() < 1e-6,
                     "classes {classes} j {j}: {numeric} vs {}",
                     g[j]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn by_reference_fits_the_same_model() {
+        let x = Frame::new(vec![
+            Column::f64("a", vec![0.1, 0.4, 2.2, 2.9, 5.0, 5.5, 0.3, 2.5]),
+            Column::s64("b", vec![1, 0, 1, 1, 0, 0, 1, 0]),
+        ])
+        .unwrap();
+        let y = Column::string("y", ["p", "p", "q", "q", "r", "r", "p", "q"].map(String::from).to_vec());
+        let mut plain = Local::<LogisticRegression>::new();
+        plain.fit(&x, Some(&y)).unwrap();
+        let mut by_ref = Local::<LogisticRegression>::new();
+        by_ref.fit_ref(&x, Some(&y)).unwrap();
+        assert_eq!(plain.kernel().model(), by_ref.kernel().model());
+        // a hole is refused by name, on both paths
+        let holed = Frame::new(vec![Column {
+            name: "a".into(),
+            values: ColumnValues::F64(vec![1.0, 2.0]),
+            nulls: Some(vec![0, 1]),
+        }])
+        .unwrap();
+        let y2 = Column::s64("y", vec![0, 1]);
+        for err in [
+            plain.fit(&holed, Some(&y2)).unwrap_err(),
+            by_ref.fit_ref(&holed, Some(&y2)).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("missing value in row 1"), "{err}");
         }
     }
 

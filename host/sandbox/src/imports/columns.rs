@@ -105,6 +105,29 @@ impl HostState {
         }
     }
 
+    /// Keeps every column made (charged), or none of them.
+    pub(crate) fn keep_columns(
+        &mut self,
+        columns: Vec<Column>,
+    ) -> Result<Vec<Resource<SharedColumn>>> {
+        let mut handles = Vec::with_capacity(columns.len());
+        for column in columns {
+            let name = column.name.clone();
+            match self.keep_column(name, Arc::new(column), true) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    for h in handles {
+                        if let Ok(c) = self.table().delete(h) {
+                            self.forget_column(&c);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(handles)
+    }
+
     /// A new column computed by `f` from `handle`'s, charged in full.
     fn derive(
         &mut self,
@@ -117,7 +140,7 @@ impl HostState {
         self.keep_column(shared.name, Arc::new(made), true)
     }
 
-    fn check_time(&self) -> Result<()> {
+    pub(crate) fn check_time(&self) -> Result<()> {
         if self.past_deadline() {
             return Err(ColumnError::InvalidArgument(
                 "the call's time limit has passed: no more column operations".into(),
@@ -267,22 +290,24 @@ impl HostHostColumn for HostState {
         let shared = self.shared(&handle)?;
         let (columns, unknown) = ops::one_hot(&shared.data, &shared.name, &categories)
             .map_err(ColumnError::WrongType)?;
-        let mut handles = Vec::with_capacity(columns.len());
-        for column in columns {
-            let name = column.name.clone();
-            match self.keep_column(name, Arc::new(column), true) {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    for h in handles {
-                        if let Ok(c) = self.table().delete(h) {
-                            self.forget_column(&c);
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok((handles, unknown.map(|r| r as u32)))
+        Ok((self.keep_columns(columns)?, unknown.map(|r| r as u32)))
+    }
+
+    async fn read_text(
+        &mut self,
+        handle: Resource<SharedColumn>,
+        start: u32,
+        end: u32,
+    ) -> Result<wit::Text> {
+        self.check_time()?;
+        let shared = self.shared(&handle)?;
+        let (utf8, offsets, nulls) = ops::text(&shared.data, start as usize, end as usize)
+            .map_err(ColumnError::WrongType)?;
+        Ok(wit::Text {
+            utf8,
+            offsets,
+            nulls,
+        })
     }
 
     async fn drop(&mut self, handle: Resource<SharedColumn>) -> wasmtime::Result<()> {

@@ -2,6 +2,7 @@
 
 mod columns;
 mod log;
+mod matrix;
 mod tensor;
 
 pub use log::LOG_MESSAGES_PER_CALL;

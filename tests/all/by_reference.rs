@@ -3,7 +3,7 @@
 //! kernel cannot forge or keep, and host columns counted against its cap.
 
 use crate::common::*;
-use kernel_host::bindings::{Column, ColumnValues, Frame};
+use kernel_host::bindings::{Column, ColumnValues, Frame, ParamValue};
 use kernel_host::{Fault, Grants, Limits, Output, Pipeline, Plan, Sandbox};
 use kernel_host_guests as guests;
 
@@ -49,8 +49,9 @@ async fn fit_predict(sandbox: &Sandbox, plan: &Plan) -> (Column, Frame) {
 }
 
 /// The penguins pipeline (its imputer, encoder and scaler take frames by
-/// reference, the model by copy) predicts exactly what the all-copy
-/// pipeline predicts: same labels, same probability bits.
+/// reference, and the model fits on host matrices built from its input
+/// columns) predicts exactly what the all-copy pipeline predicts: same
+/// labels, same probability bits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
@@ -61,6 +62,8 @@ async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     assert_eq!(imputer.by_reference(), ["fit", "transform"]);
     let encoder = load(&by_ref, "encode", guests::ONE_HOT_ENCODER).await;
     assert_eq!(encoder.by_reference(), ["fit", "partial-fit", "transform"]);
+    let model = load(&by_ref, "model", guests::LOGISTIC_REGRESSION).await;
+    assert_eq!(model.by_reference(), ["fit"]);
     let (labels_ref, proba_ref) = fit_predict(&by_ref, &plan).await;
     let (labels_copy, proba_copy) = fit_predict(&sandbox_by(false), &plan).await;
     assert_eq!(labels_ref, labels_copy);
@@ -217,4 +220,56 @@ async fn host_columns_count_against_the_cap() {
     short.fit(&x, None).await.unwrap();
     let (_, fault) = fault_of(short.transform(&x).await);
     assert!(fault.to_string().contains("rows"), "{fault}");
+}
+
+/// A model's host matrices count against its host-memory cap too: a fit
+/// whose matrix does not fit is refused with the cap named, the kernel is
+/// rolled back (still unfitted), and with room the same fit succeeds, by
+/// reference and by copy alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_matrices_count_against_the_cap() {
+    let x = wide_frame(65_536, 8); // a 4 MiB matrix
+    let y = Column {
+        name: "y".into(),
+        values: ColumnValues::S64((0..65_536).map(|i| i64::from(i % 3 == 0)).collect()),
+        nulls: None,
+    };
+    for reference in [true, false] {
+        let sandbox = sandbox_by(reference);
+        let tight = Limits {
+            tensor_bytes: 2 << 20,
+            ..Limits::default()
+        };
+        let mut k = instance_with(
+            &sandbox,
+            "model",
+            guests::LOGISTIC_REGRESSION,
+            &[("max_iter", ParamValue::S64(5))],
+            tight,
+            Grants::default(),
+        )
+        .await;
+        let (_, fault) = fault_of(k.fit(&x, Some(&y)).await);
+        let text = fault.to_string();
+        assert!(
+            text.contains("out of host memory") && text.contains("cap"),
+            "by reference {reference}: {text}"
+        );
+        let (_, unfitted) = fault_of(k.predict(&x).await);
+        assert!(unfitted.to_string().contains("fit"), "{unfitted}");
+        let mut roomy = instance(
+            &sandbox,
+            "model",
+            guests::LOGISTIC_REGRESSION,
+            &[("max_iter", ParamValue::S64(5))],
+        )
+        .await;
+        roomy.fit(&x, Some(&y)).await.unwrap();
+        let predicted = roomy.predict(&x).await.unwrap();
+        assert!(
+            matches!(&predicted.values, ColumnValues::S64(v) if v.len() == 65_536),
+            "{:?}",
+            predicted.name
+        );
+    }
 }

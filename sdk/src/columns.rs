@@ -407,10 +407,14 @@ impl Text {
         let buffer = String::from_utf8(utf8).map_err(|e| bad(e.to_string()))?;
         if offsets.first().is_some_and(|o| *o != 0)
             || offsets.windows(2).any(|w| w[0] > w[1])
-            || offsets.iter().any(|o| !buffer.is_char_boundary(*o as usize))
+            || offsets
+                .iter()
+                .any(|o| !buffer.is_char_boundary(*o as usize))
             || offsets.is_empty()
         {
-            return Err(bad("offsets out of order or not on a character boundary".into()));
+            return Err(bad(
+                "offsets out of order or not on a character boundary".into()
+            ));
         }
         if nulls.as_ref().is_some_and(|n| n.len() + 1 != offsets.len()) {
             return Err(bad("null mask of another length".into()));
@@ -557,7 +561,8 @@ mod tests {
             nulls: Some(vec![0, 0, 1, 0]),
             ..y
         };
-        let err = crate::LabelType::encode_ref(&HostColumn::from_column(holed).unwrap()).unwrap_err();
+        let err =
+            crate::LabelType::encode_ref(&HostColumn::from_column(holed).unwrap()).unwrap_err();
         assert!(err.to_string().contains("missing in row 2"), "{err}");
     }
 }

@@ -181,7 +181,10 @@ impl HostMatrix {
 
     /// Each column's sum over the rows.
     pub fn column_sums(&self) -> Result<Vec<f64>, KernelError> {
-        on!(self, |h| h.column_sums(), |m| ops::column_sums(m, &Run::LOCAL))
+        on!(self, |h| h.column_sums(), |m| ops::column_sums(
+            m,
+            &Run::LOCAL
+        ))
     }
 
     /// Softmax cross-entropy of these logits against `labels` (`rows × 1`

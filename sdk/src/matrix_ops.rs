@@ -149,7 +149,11 @@ pub fn from_columns(columns: &[&Column]) -> Result<Mat, String> {
                 len(&c.values)
             ));
         }
-        if let Some(i) = c.nulls.as_ref().and_then(|n| n.iter().position(|b| *b != 0)) {
+        if let Some(i) = c
+            .nulls
+            .as_ref()
+            .and_then(|n| n.iter().position(|b| *b != 0))
+        {
             return Err(format!(
                 "column `{}` has a missing value in row {i}; impute it first",
                 c.name
@@ -471,11 +475,7 @@ pub fn argmin_rows(a: &Mat) -> Result<(Vec<u32>, Vec<f64>), String> {
 /// Per group, the sum of its rows (row order) and their count.
 pub fn group_sums(a: &Mat, group: &[u32], groups: usize) -> Result<(Vec<f64>, Vec<u64>), String> {
     if group.len() != a.rows {
-        return Err(format!(
-            "{} group indices for {} rows",
-            group.len(),
-            a.rows
-        ));
+        return Err(format!("{} group indices for {} rows", group.len(), a.rows));
     }
     let mut sums = vec![0.0; groups * a.cols];
     let mut counts = vec![0u64; groups];
@@ -498,7 +498,9 @@ mod tests {
         let mut s = seed;
         let data = (0..rows * cols)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
             })
             .collect();
@@ -513,12 +515,7 @@ mod tests {
             threads: 4,
             cancelled: &|| false,
         };
-        let labels = Mat::new(
-            x.rows,
-            1,
-            (0..x.rows).map(|i| (i % 3) as f64).collect(),
-        )
-        .unwrap();
+        let labels = Mat::new(x.rows, 1, (0..x.rows).map(|i| (i % 3) as f64).collect()).unwrap();
         assert_eq!(t_mul(&r, &x, &Run::LOCAL), t_mul(&r, &x, &four));
         assert_eq!(column_sums(&x, &Run::LOCAL), column_sums(&x, &four));
         let w: Vec<f64> = (0..15).map(|v| v as f64 * 0.1).collect();

@@ -363,8 +363,8 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let x = HostMatrix::from_list(4, 2, vec![0.5, -1.0, 1.5, 0.2, -0.3, 0.8, 2.0, -1.2])
-            .unwrap();
+        let x =
+            HostMatrix::from_list(4, 2, vec![0.5, -1.0, 1.5, 0.2, -0.3, 0.8, 2.0, -1.2]).unwrap();
         for classes in [2, 3] {
             let y: Vec<f64> = (0..4).map(|i| (i % classes) as f64).collect();
             let labels = HostMatrix::from_list(4, 1, y).unwrap();
@@ -404,7 +404,12 @@ mod tests {
             Column::s64("b", vec![1, 0, 1, 1, 0, 0, 1, 0]),
         ])
         .unwrap();
-        let y = Column::string("y", ["p", "p", "q", "q", "r", "r", "p", "q"].map(String::from).to_vec());
+        let y = Column::string(
+            "y",
+            ["p", "p", "q", "q", "r", "r", "p", "q"]
+                .map(String::from)
+                .to_vec(),
+        );
         let mut plain = Local::<LogisticRegression>::new();
         plain.fit(&x, Some(&y)).unwrap();
         let mut by_ref = Local::<LogisticRegression>::new();

@@ -133,7 +133,10 @@ impl HostState {
 type _Column = kernel_host_types::bindings::Column;
 
 impl HostMatrix for HostState {
-    async fn from_columns(&mut self, columns: Vec<Resource<SharedColumn>>) -> Result<Resource<Mat>> {
+    async fn from_columns(
+        &mut self,
+        columns: Vec<Resource<SharedColumn>>,
+    ) -> Result<Resource<Mat>> {
         let columns = self.take_columns(columns)?;
         let rows = columns
             .first()
@@ -217,9 +220,7 @@ impl HostMatrix for HostState {
     async fn softmax(&mut self, handle: Resource<Mat>) -> Result<Resource<Mat>> {
         let m = self.matrix(&handle)?;
         let values = m.rows.saturating_mul(m.cols.max(2));
-        self.make(values, |s, run| {
-            ops::softmax(lookup(s, &handle)?, run)
-        })
+        self.make(values, |s, run| ops::softmax(lookup(s, &handle)?, run))
     }
 
     async fn squared_distances(
@@ -250,13 +251,8 @@ impl HostMatrix for HostState {
     ) -> Result<(Vec<f64>, Vec<u64>)> {
         let values = (groups as usize).saturating_mul(self.matrix(&handle)?.cols);
         let bytes = self.reserve(values)?;
-        let out = self.compute(|s, _| {
-            ops::group_sums(
-                lookup(s, &handle)?,
-                &group,
-                groups as usize,
-            )
-        });
+        let out =
+            self.compute(|s, _| ops::group_sums(lookup(s, &handle)?, &group, groups as usize));
         self.tensors.accounts.release(bytes);
         out
     }

@@ -450,8 +450,8 @@ pub fn squared_distances(x: &Mat, centers: &Mat, run: &Run) -> Result<Mat, Strin
     Mat::new(x.rows, k, out)
 }
 
-/// Each row's smallest entry (the first of equals; NaN never wins) and its
-/// index.
+/// Each row's smallest entry's index (the first of equals) and the entry;
+/// NaN never wins, and a row with nothing below +inf gives 0 and +inf.
 pub fn argmin_rows(a: &Mat) -> Result<(Vec<u32>, Vec<f64>), String> {
     if a.cols == 0 {
         return Err("argmin of rows with no entries".into());
@@ -459,15 +459,15 @@ pub fn argmin_rows(a: &Mat) -> Result<(Vec<u32>, Vec<f64>), String> {
     let mut index = Vec::with_capacity(a.rows);
     let mut value = Vec::with_capacity(a.rows);
     for i in 0..a.rows {
-        let row = a.row(i);
-        let mut best = 0;
-        for (c, v) in row.iter().enumerate() {
-            if *v < row[best] || row[best].is_nan() && !v.is_nan() {
+        let (mut best, mut least) = (0, f64::INFINITY);
+        for (c, v) in a.row(i).iter().enumerate() {
+            if *v < least {
                 best = c;
+                least = *v;
             }
         }
         index.push(best as u32);
-        value.push(row[best]);
+        value.push(least);
     }
     Ok((index, value))
 }
@@ -571,6 +571,8 @@ mod tests {
         assert_eq!(sums, [1.0, 1.0, 10.0, 10.0]);
         assert_eq!(counts, [2, 1]);
         assert!(group_sums(&x, &[0, 0, 2], 2).is_err());
+        let odd = Mat::new(2, 2, vec![f64::NAN, 3.0, f64::NAN, f64::NAN]).unwrap();
+        assert_eq!(argmin_rows(&odd).unwrap(), (vec![1, 0], vec![3.0, f64::INFINITY]));
     }
 
     #[test]

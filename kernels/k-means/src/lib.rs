@@ -117,57 +117,85 @@ fn draw(weights: &[f64], target: f64) -> usize {
     weights.len() - 1
 }
 
-fn seed_centres(x: &Matrix, k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
+/// The rows a fit runs on: a host matrix (the host computes distances and
+/// sums), and how to read one row into the kernel (a seeding candidate).
+struct Rows<'a> {
+    host: HostMatrix,
+    rows: usize,
+    cols: usize,
+    names: Vec<String>,
+    row: &'a dyn Fn(usize) -> Result<Vec<f64>, KernelError>,
+}
+
+impl Rows<'_> {
+    /// Each row's squared distance to `point`, computed by the host.
+    fn distances(&self, point: &[f64]) -> Result<Vec<f64>, KernelError> {
+        let centre = HostMatrix::from_list(1, self.cols, point.to_vec())?;
+        self.host.squared_distances(&centre)?.to_vec()
+    }
+}
+
+fn seed_centres(x: &Rows, k: usize, rng: &mut Rng) -> Result<Vec<Vec<f64>>, KernelError> {
     let trials = 2 + (k as f64).ln().floor() as usize;
     let first = (rng.unit() * x.rows as f64) as usize;
-    let mut centres = vec![x.row(first.min(x.rows - 1)).to_vec()];
-    let mut closest: Vec<f64> = x.rows().map(|r| distance2(r, &centres[0])).collect();
+    let mut centres = vec![(x.row)(first.min(x.rows - 1))?];
+    let mut closest = x.distances(&centres[0])?;
     while centres.len() < k {
         let total: f64 = closest.iter().sum();
-        let mut best: Option<(usize, f64, Vec<f64>)> = None;
+        let mut best: Option<(Vec<f64>, f64, Vec<f64>)> = None;
         for _ in 0..trials {
             let candidate = if total > 0.0 {
                 draw(&closest, rng.unit() * total)
             } else {
                 (rng.unit() * x.rows as f64) as usize % x.rows
             };
-            let updated: Vec<f64> = x
-                .rows()
-                .zip(&closest)
-                .map(|(r, d)| d.min(distance2(r, x.row(candidate))))
+            let point = (x.row)(candidate)?;
+            let updated: Vec<f64> = closest
+                .iter()
+                .zip(x.distances(&point)?)
+                .map(|(d, e)| d.min(e))
                 .collect();
             let potential: f64 = updated.iter().sum();
             if best.as_ref().is_none_or(|b| potential < b.1) {
-                best = Some((candidate, potential, updated));
+                best = Some((point, potential, updated));
             }
         }
-        if let Some((candidate, _, updated)) = best {
-            centres.push(x.row(candidate).to_vec());
+        if let Some((point, _, updated)) = best {
+            centres.push(point);
             closest = updated;
         }
     }
-    centres
+    Ok(centres)
 }
 
-/// One restart: seeding then Lloyd iterations.
-fn lloyd(x: &Matrix, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Model {
+/// One restart: seeding then Lloyd iterations, each an assignment and a
+/// sum per cluster computed by the host.
+fn lloyd(
+    x: &Rows,
+    k: usize,
+    max_iter: usize,
+    tol: f64,
+    rng: &mut Rng,
+) -> Result<Model, KernelError> {
     let d = x.cols;
-    let mut centres = seed_centres(x, k, rng);
+    let mut centres = seed_centres(x, k, rng)?;
+    let nearest_all = |centres: &[Vec<f64>]| -> Result<(Vec<u32>, Vec<f64>), KernelError> {
+        let c = HostMatrix::from_list(k, d, centres.concat())?;
+        x.host.squared_distances(&c)?.argmin_rows()
+    };
     let mut iterations = 0;
     for _ in 0..max_iter {
         iterations += 1;
-        let mut sums = vec![vec![0.0; d]; k];
-        let mut counts = vec![0u64; k];
-        for row in x.rows() {
-            let (j, _) = nearest(row, &centres);
-            counts[j] += 1;
-            sums[j].iter_mut().zip(row).for_each(|(s, v)| *s += v);
-        }
+        let (labels, _) = nearest_all(&centres)?;
+        let (sums, counts) = x.host.group_sums(&labels, k)?;
         let mut shift = 0.0;
         for j in 0..k {
             // An emptied cluster keeps its centre.
             if counts[j] > 0 {
-                let updated: Vec<f64> = sums[j].iter().map(|s| s / counts[j] as f64).collect();
+                let updated: Vec<f64> = sums[j * d..(j + 1) * d]
+                    .iter()
+                    .map(|s| s / counts[j] as f64)
+                    .collect();
                 shift += distance2(&updated, &centres[j]);
                 centres[j] = updated;
             }
@@ -176,20 +204,20 @@ fn lloyd(x: &Matrix, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Mode
             break;
         }
     }
+    let (labels, distances) = nearest_all(&centres)?;
     let mut sizes = vec![0u64; k];
     let mut inertia = 0.0;
-    for row in x.rows() {
-        let (j, dist) = nearest(row, &centres);
-        sizes[j] += 1;
+    for (j, dist) in labels.iter().zip(&distances) {
+        sizes[*j as usize] += 1;
         inertia += dist;
     }
-    Model {
+    Ok(Model {
         features: x.names.clone(),
         centres,
         sizes,
         inertia,
         iterations,
-    }
+    })
 }
 
 /// The buffered rows as a matrix.
@@ -205,7 +233,7 @@ fn buffered(online: &Online) -> Matrix {
 impl KMeansParams {
     /// Restarts of seeding and Lloyd iterations on `m`; the best wins.
     /// The tolerance is relative to the data's mean per-feature variance.
-    fn seeded(&self, m: &Matrix) -> Model {
+    fn seeded(&self, m: &Matrix) -> Result<Model, KernelError> {
         let cols = m.cols;
         let mut variance = 0.0;
         for j in 0..cols {
@@ -213,22 +241,85 @@ impl KMeansParams {
             variance +=
                 m.rows().map(|r| (r[j] - mean) * (r[j] - mean)).sum::<f64>() / m.rows as f64;
         }
-        let tol = self.tol * variance / cols.max(1) as f64;
+        let row = |i: usize| Ok(m.row(i).to_vec());
+        let rows = Rows {
+            host: HostMatrix::from_matrix(m)?,
+            rows: m.rows,
+            cols,
+            names: m.names.clone(),
+            row: &row,
+        };
+        self.restarts(&rows, variance)
+    }
+
+    /// [`KMeansParams::seeded`] on host columns: the variance from the
+    /// host's moments (the same sums in the same order), candidate rows
+    /// read one by one.
+    fn seeded_ref(&self, x: &FrameRef) -> Result<Model, KernelError> {
+        let n = x.rows as usize;
+        let mut variance = 0.0;
+        for c in &x.columns {
+            let m = c.moments()?;
+            if m.count as usize != n || !m.min.is_finite() || !m.max.is_finite() {
+                // Name the first bad row, as the plain path does.
+                let frame = Frame::new(vec![c.read()?])?;
+                frame.to_matrix()?.require_finite()?;
+            }
+            variance += m.m2 / n as f64;
+        }
+        let row = |i: usize| {
+            x.columns
+                .iter()
+                .map(|c| {
+                    let one = Frame::new(vec![c.read_rows(i, i + 1)?])?;
+                    Ok(one.to_matrix()?.data[0])
+                })
+                .collect::<Result<Vec<f64>, KernelError>>()
+        };
+        let shares = x
+            .columns
+            .iter()
+            .map(HostColumn::share)
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = Rows {
+            host: HostMatrix::from_columns(shares)?,
+            rows: n,
+            cols: x.columns.len(),
+            names: x.columns.iter().map(HostColumn::name).collect(),
+            row: &row,
+        };
+        self.restarts(&rows, variance)
+    }
+
+    fn restarts(&self, rows: &Rows, variance: f64) -> Result<Model, KernelError> {
+        let tol = self.tol * variance / rows.cols.max(1) as f64;
         let mut rng = Rng(self.seed);
         let mut best: Option<Model> = None;
         for _ in 0..self.n_init {
-            let model = lloyd(m, self.k as usize, self.max_iter as usize, tol, &mut rng);
+            let model = lloyd(rows, self.k as usize, self.max_iter as usize, tol, &mut rng)?;
             if best.as_ref().is_none_or(|b| model.inertia < b.inertia) {
                 best = Some(model);
             }
         }
-        best.unwrap_or(Model {
-            features: m.names.clone(),
+        Ok(best.unwrap_or(Model {
+            features: rows.names.clone(),
             centres: Vec::new(),
             sizes: Vec::new(),
             inertia: 0.0,
             iterations: 0,
-        })
+        }))
+    }
+}
+
+impl KMeans {
+    fn enough_rows(&self, rows: usize) -> Result<(), KernelError> {
+        let k = self.params.k as usize;
+        if rows < k {
+            return Err(KernelError::invalid_input(format!(
+                "{rows} rows cannot make {k} clusters"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -239,6 +330,7 @@ impl Kernel for KMeans {
         Meta::new("k-means", env!("CARGO_PKG_VERSION"), KernelKind::Clusterer)
             .description("k-means clustering with k-means++ seeding")
             .capabilities(Capabilities::PARTIAL_FIT)
+            .by_reference(&["fit"])
     }
 
     fn new(params: KMeansParams) -> Self {
@@ -256,6 +348,7 @@ impl Kernel for KMeans {
             Some(o) => x.select_matrix(&o.features)?,
             None => x.to_matrix()?,
         };
+        m.require_finite()?;
         let online = self.online.get_or_insert_with(|| Online {
             features: m.names.clone(),
             ..Online::default()
@@ -264,7 +357,7 @@ impl Kernel for KMeans {
             if online.centres.is_empty() {
                 online.buffer.push(row.to_vec());
                 if online.buffer.len() == init {
-                    let seeded = self.params.seeded(&buffered(online));
+                    let seeded = self.params.seeded(&buffered(online))?;
                     online.centres = seeded.centres;
                     online.counts = seeded.sizes;
                     online.inertia = seeded.inertia;
@@ -292,7 +385,7 @@ impl Kernel for KMeans {
                 iterations: 0,
             })
         } else if online.buffer.len() >= k {
-            Some(self.params.seeded(&buffered(online)))
+            Some(self.params.seeded(&buffered(online))?)
         } else {
             None
         };
@@ -302,14 +395,26 @@ impl Kernel for KMeans {
     fn fit(&mut self, x: &Frame, _y: Option<&Column>) -> Result<(), KernelError> {
         self.online = None;
         let m = x.to_matrix()?;
-        let k = self.params.k as usize;
-        if m.rows < k {
-            return Err(KernelError::invalid_input(format!(
-                "{} rows cannot make {k} clusters",
-                m.rows
-            )));
+        m.require_finite()?;
+        self.enough_rows(m.rows)?;
+        self.model = Some(self.params.seeded(&m)?);
+        Ok(())
+    }
+
+    /// By reference: distances and sums on a host matrix built from the
+    /// input columns; only seeding candidates' rows are read in.
+    fn fit_ref(&mut self, x: &FrameRef, _y: Option<&HostColumn>) -> Result<(), KernelError> {
+        self.online = None;
+        self.enough_rows(x.rows as usize)?;
+        for c in &x.columns {
+            if !c.kind().is_numeric() {
+                return Err(KernelError::invalid_input(format!(
+                    "column `{}` is string; this kernel needs numeric columns (encode it first)",
+                    c.name()
+                )));
+            }
         }
-        self.model = Some(self.params.seeded(&m));
+        self.model = Some(self.params.seeded_ref(x)?);
         Ok(())
     }
 
@@ -449,5 +554,42 @@ mod tests {
             (centres[0][0] + 9.8).abs() < 1e-9 && (centres[0][1] - 10.15).abs() < 1e-9,
             "{centres:?}"
         );
+    }
+
+    #[test]
+    fn by_reference_fits_the_same_model() {
+        let xs: Vec<f64> = (0..300).map(|i| ((i * 37) % 101) as f64 * 0.1).collect();
+        let ys: Vec<i64> = (0..300).map(|i| (i * 13) % 7).collect();
+        let x = Frame::new(vec![Column::f64("x", xs), Column::s64("y", ys)]).unwrap();
+        let params = [("k", 4i64.into()), ("n_init", 3i64.into())];
+        let mut plain = Local::<KMeans>::with_params(&params).unwrap();
+        plain.fit(&x, None).unwrap();
+        let mut by_ref = Local::<KMeans>::with_params(&params).unwrap();
+        by_ref.fit_ref(&x, None).unwrap();
+        assert_eq!(plain.kernel().model(), by_ref.kernel().model());
+        // NaN, a hole and a string are refused, by row and name, on both paths
+        let nan = Frame::new(vec![Column::f64("a", vec![1.0, f64::NAN, 2.0, 3.0])]).unwrap();
+        let holed = Frame::new(vec![Column {
+            name: "a".into(),
+            values: ColumnValues::F64(vec![1.0, 2.0, 3.0, 4.0]),
+            nulls: Some(vec![0, 0, 1, 0]),
+        }])
+        .unwrap();
+        let text = Frame::new(vec![Column::string(
+            "s",
+            ["a", "b", "c", "d"].map(String::from).to_vec(),
+        )])
+        .unwrap();
+        let small = |x: &Frame, reference: bool| {
+            let mut k = Local::<KMeans>::with_params(&[("k", 2i64.into())]).unwrap();
+            let r = if reference { k.fit_ref(x, None) } else { k.fit(x, None) };
+            r.unwrap_err().to_string()
+        };
+        for reference in [false, true] {
+            let e = small(&nan, reference);
+            assert!(e.contains("row 1") && e.contains("`a`"), "{e}");
+            assert!(small(&holed, reference).contains("missing value in row 2"));
+            assert!(small(&text, reference).contains("is string"));
+        }
     }
 }

@@ -48,6 +48,13 @@ pub struct Model {
     pub iterations: usize,
 }
 
+impl Model {
+    /// The centres as a host matrix (`k × features`).
+    fn centre_matrix(&self) -> Result<HostMatrix, KernelError> {
+        HostMatrix::from_list(self.centres.len(), self.features.len(), self.centres.concat())
+    }
+}
+
 /// Streaming state of `partial_fit`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Online {
@@ -424,11 +431,13 @@ impl Kernel for KMeans {
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let m = x.select_matrix(&model.features)?;
+        // The host computes the distances and picks the nearest centre.
+        let (labels, _) = HostMatrix::from_matrix(&m)?
+            .squared_distances(&model.centre_matrix()?)?
+            .argmin_rows()?;
         Ok(Column::s64(
             "cluster",
-            m.rows()
-                .map(|r| nearest(r, &model.centres).0 as i64)
-                .collect(),
+            labels.into_iter().map(i64::from).collect(),
         ))
     }
 
@@ -438,15 +447,16 @@ impl Kernel for KMeans {
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let m = x.select_matrix(&model.features)?;
+        let k = model.centres.len();
+        let squared = HostMatrix::from_matrix(&m)?
+            .squared_distances(&model.centre_matrix()?)?
+            .to_vec()?;
         Frame::new(
-            model
-                .centres
-                .iter()
-                .enumerate()
-                .map(|(j, c)| {
+            (0..k)
+                .map(|j| {
                     Column::f64(
                         format!("distance_{j}"),
-                        m.rows().map(|r| distance2(r, c).sqrt()).collect(),
+                        squared.iter().skip(j).step_by(k.max(1)).map(|d| d.sqrt()).collect(),
                     )
                 })
                 .collect(),

@@ -92,6 +92,21 @@ fn native(data: &[(String, Vec<f64>)], keep_input: bool) -> Duration {
     median(samples)
 }
 
+/// The sum of |the scaler's output| on the benchmark frame (natively).
+fn scaled_sum(data: &[(String, Vec<f64>)]) -> f64 {
+    let mut scaler = Local::<StandardScaler>::new();
+    let frame = sdk_frame(data);
+    scaler.fit(&frame, None).unwrap();
+    let out = scaler.transform(frame).unwrap();
+    out.columns
+        .iter()
+        .map(|c| match &c.values {
+            kernel_sdk::ColumnValues::F64(v) => v.iter().map(|x| x.abs()).sum::<f64>(),
+            _ => 0.0,
+        })
+        .sum()
+}
+
 /// How the frame reaches the kernel.
 #[derive(Clone, Copy, PartialEq)]
 enum Pass {
@@ -211,6 +226,37 @@ fn row(name: &str, time: Duration, native: Duration, in_place: Duration, fuel: S
     );
 }
 
+/// The Extism peer's median `transform` on the same frame, when
+/// `scripts/bench-extism` built it (`KERNEL_HOST_EXTISM_PEER`,
+/// `KERNEL_HOST_EXTISM_PLUGIN`): run here, in this benchmark's run, so the
+/// ratios compare like with like. The checksum (sum of |scaled values|)
+/// shows it computed what the scaler computes.
+fn extism_peer() -> Option<(Duration, f64)> {
+    let peer = std::env::var_os("KERNEL_HOST_EXTISM_PEER")?;
+    let plugin = std::env::var_os("KERNEL_HOST_EXTISM_PLUGIN")?;
+    let out = std::process::Command::new(&peer)
+        .arg(&plugin)
+        .args([ROWS.to_string(), COLS.to_string(), RUNS.to_string()])
+        .output()
+        .expect("run the Extism peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Extism peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the peer's output: {text}"))
+    };
+    Some((
+        Duration::from_secs_f64(field("median_s=")),
+        field("checksum="),
+    ))
+}
+
 fn rate(rows: usize, d: Duration) -> String {
     format!("{:.1} M rows/s", rows as f64 / d.as_secs_f64() / 1e6)
 }
@@ -311,6 +357,24 @@ fn main() {
             "-".into()
         };
         row(name, time, native_time, in_place, fuel);
+    }
+    if let Some((time, checksum)) = extism_peer() {
+        row(
+            "Extism 1.30 (bytes in and out; fuel, 512 MiB, 30 s)",
+            time,
+            native_time,
+            in_place,
+            "-".into(),
+        );
+        let ours = scaled_sum(&data);
+        println!(
+            "  Extism's |scaled values| sum to {checksum:.12e}, the scaler's to {ours:.12e} ({})",
+            if (checksum - ours).abs() <= 1e-9 * ours.abs().max(1.0) {
+                "the same computation"
+            } else {
+                "DIFFERENT: the peer is not computing the same thing"
+            }
+        );
     }
     println!();
     println!("instantiate + configure, median of 300");

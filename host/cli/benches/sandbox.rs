@@ -360,7 +360,7 @@ fn main() {
     }
     if let Some((time, checksum)) = extism_peer() {
         row(
-            "Extism 1.30 (bytes in and out; fuel, 512 MiB, 30 s)",
+            "Extism 1.30, limits on (bytes in and out)",
             time,
             native_time,
             in_place,

@@ -232,11 +232,11 @@ impl Source {
         })
     }
 
-    /// Up to `max` more records.
-    fn read(&mut self, max: usize) -> Result<Vec<::csv::StringRecord>, DataError> {
-        let mut records = Vec::new();
+    /// Up to `max` more records, stored column by column.
+    fn read(&mut self, max: usize) -> Result<Block, DataError> {
+        let mut block = Block::new(self.headers.len());
         let mut record = ::csv::StringRecord::new();
-        while records.len() < max {
+        while block.rows < max {
             let row = self.next_row;
             let more = self
                 .reader
@@ -261,67 +261,61 @@ impl Source {
                 break;
             }
             self.record_start.mark(self.reader.position().byte());
-            records.push(record.clone());
+            block
+                .push(&record)
+                .map_err(|m| self.error(Some(row), None, m))?;
             self.next_row += 1;
         }
-        Ok(records)
+        Ok(block)
     }
 
-    fn cells<'a>(
-        records: &'a [::csv::StringRecord],
-        j: usize,
+    /// The type of column `name` (declared, else inferred from its
+    /// `cells`). A column inferred as strings that is nearly all numbers
+    /// (or booleans) is refused at its first odd cell (see [`Tally`]): a
+    /// typo must not turn a number column into strings that some later
+    /// step fails on.
+    fn column_type(
+        &self,
+        name: &str,
+        cells: &[Option<&str>],
         options: &CsvOptions,
-    ) -> Vec<Option<&'a str>> {
-        records
+    ) -> Result<ColumnType, DataError> {
+        if let Some(ty) = options.schema.get(name) {
+            return Ok(*ty);
+        }
+        let ty = infer(cells);
+        if ty == ColumnType::String {
+            let mut tally = Tally::default();
+            for (i, cell) in cells.iter().enumerate() {
+                if let Some(cell) = cell {
+                    tally.add(i as u64 + 1, cell);
+                }
+            }
+            tally.refusal(self, name)?;
+        }
+        Ok(ty)
+    }
+
+    /// Declared types, else inferred from `block` (data rows from 1).
+    fn types(&self, block: &Block, options: &CsvOptions) -> Result<Vec<ColumnType>, DataError> {
+        self.headers
             .iter()
-            .map(|r| {
-                let cell = r.get(j).unwrap_or("").trim();
-                (!options.null_values.iter().any(|n| n == cell)).then_some(cell)
-            })
+            .enumerate()
+            .map(|(j, name)| self.column_type(name, &block.cells(j, options), options))
             .collect()
     }
 
-    /// Declared types, else inferred from `records` (data rows from 1).
-    /// A column inferred as strings that is nearly all numbers (or
-    /// booleans) is refused at its first odd cell (see [`Tally`]): a typo
-    /// must not turn a number column into strings that some later step
-    /// fails on.
-    fn types(
-        &self,
-        records: &[::csv::StringRecord],
-        options: &CsvOptions,
-    ) -> Result<Vec<ColumnType>, DataError> {
-        let mut types = Vec::with_capacity(self.headers.len());
-        for (j, name) in self.headers.iter().enumerate() {
-            if let Some(ty) = options.schema.get(name) {
-                types.push(*ty);
-                continue;
-            }
-            let cells = Self::cells(records, j, options);
-            let ty = infer(&cells);
-            if ty == ColumnType::String {
-                let mut tally = Tally::default();
-                for (i, cell) in cells.iter().enumerate() {
-                    if let Some(cell) = cell {
-                        tally.add(i as u64 + 1, cell);
-                    }
-                }
-                tally.refusal(self, name)?;
-            }
-            types.push(ty);
-        }
-        Ok(types)
-    }
-
-    /// `records` (the first being data row `first_row`) as a frame.
+    /// `block` (its first row being data row `first_row`) as a frame of
+    /// columns of `types`; `None` infers each column's type from the block
+    /// (the cells of each column are gathered once for both).
     fn frame(
         &self,
-        records: &[::csv::StringRecord],
-        types: &[ColumnType],
+        block: &Block,
+        types: Option<&[ColumnType]>,
         first_row: u64,
         options: &CsvOptions,
     ) -> Result<Frame, DataError> {
-        let rows = u32::try_from(records.len()).map_err(|_| {
+        let rows = u32::try_from(block.rows).map_err(|_| {
             self.error(
                 None,
                 None,
@@ -329,68 +323,222 @@ impl Source {
             )
         })?;
         let mut columns = Vec::with_capacity(self.headers.len());
-        for (j, (name, ty)) in self.headers.iter().zip(types).enumerate() {
-            let cells = Self::cells(records, j, options);
-            let mut nulls: Vec<u8> = cells.iter().map(|c| u8::from(c.is_none())).collect();
-            let bad = |row: usize, cell: &str| {
-                let hint = if options.schema.contains_key(name) {
-                    ""
-                } else {
-                    "; declare the column's type in [data.schema] if the first rows misled the inference"
-                };
-                self.error(
-                    Some(first_row + row as u64),
-                    Some(name),
-                    format!(
-                        "cannot read \"{cell}\" as {}{hint}",
-                        format!("{ty:?}").to_lowercase()
-                    ),
-                )
-            };
-            let values = match ty {
-                ColumnType::F64 => {
-                    let mut values = Vec::with_capacity(cells.len());
-                    for (row, cell) in cells.iter().enumerate() {
-                        let Some(c) = cell else {
-                            values.push(f64::NAN);
-                            continue;
-                        };
-                        match parse_f64(c) {
-                            Ok(Some(x)) => values.push(x),
-                            Ok(None) => {
-                                nulls[row] = 1;
-                                values.push(f64::NAN);
-                            }
-                            Err(CellError::Unreadable) => return Err(bad(row, c)),
-                            Err(CellError::Infinite) => {
-                                return Err(self.error(
-                                    Some(first_row + row as u64),
-                                    Some(name),
-                                    format!(
-                                        "`{c}` is infinite, and infinity is not a number kernels accept; \
-                                         replace it, or leave the cell empty for a missing value"
-                                    ),
-                                ));
-                            }
-                        }
+        for (j, name) in self.headers.iter().enumerate() {
+            let cells = block.cells(j, options);
+            let ty = match types {
+                Some(types) => types[j],
+                None if !options.schema.contains_key(name) => {
+                    // Numbers are parsed once, while inferring.
+                    if let Some(column) = self.inferred_number(name, &cells, first_row)? {
+                        columns.push(column);
+                        continue;
                     }
-                    ColumnValues::F64(values)
+                    self.column_type(name, &cells, options)?
                 }
-                ColumnType::S64 => {
-                    ColumnValues::S64(parse_all(&cells, 0, |c| c.parse().ok(), bad)?)
-                }
-                ColumnType::Bool => ColumnValues::Bool(parse_all(&cells, false, parse_bool, bad)?),
-                ColumnType::String => ColumnValues::String(
-                    cells.iter().map(|c| c.unwrap_or("").to_string()).collect(),
-                ),
+                None => self.column_type(name, &cells, options)?,
             };
-            columns.push(Column {
-                name: name.clone(),
-                values,
-                nulls: nulls.contains(&1).then_some(nulls),
-            });
+            columns.push(self.column(name, ty, &cells, first_row, options)?);
         }
         Ok(Frame { rows, columns })
+    }
+
+    /// Column `name` as s64 when every present cell is an integer, else as
+    /// f64 when every present cell is a number (what inference decides),
+    /// parsed in the same pass; `None` when it is neither.
+    fn inferred_number(
+        &self,
+        name: &str,
+        cells: &[Option<&str>],
+        first_row: u64,
+    ) -> Result<Option<Column>, DataError> {
+        let mut nulls: Vec<u8> = cells.iter().map(|c| u8::from(c.is_none())).collect();
+        let integers: Option<Vec<i64>> = cells
+            .iter()
+            .map(|c| c.map_or(Some(0), |c| c.parse().ok()))
+            .collect();
+        let values = match integers {
+            Some(v) => ColumnValues::S64(v),
+            None => {
+                let mut values = Vec::with_capacity(cells.len());
+                let mut infinite = None;
+                for (row, cell) in cells.iter().enumerate() {
+                    let Some(c) = cell else {
+                        values.push(f64::NAN);
+                        continue;
+                    };
+                    match c.parse::<f64>() {
+                        Ok(x) if x.is_nan() => {
+                            nulls[row] = 1;
+                            values.push(f64::NAN);
+                        }
+                        Ok(x) => {
+                            if x.is_infinite() {
+                                infinite.get_or_insert((row, *c));
+                            }
+                            values.push(x);
+                        }
+                        Err(_) => return Ok(None),
+                    }
+                }
+                if let Some((row, c)) = infinite {
+                    return Err(self.infinite(name, first_row + row as u64, c));
+                }
+                ColumnValues::F64(values)
+            }
+        };
+        Ok(Some(Column {
+            name: name.to_string(),
+            values,
+            nulls: nulls.contains(&1).then_some(nulls),
+        }))
+    }
+
+    fn infinite(&self, name: &str, row: u64, cell: &str) -> DataError {
+        self.error(
+            Some(row),
+            Some(name),
+            format!(
+                "`{cell}` is infinite, and infinity is not a number kernels accept; \
+                 replace it, or leave the cell empty for a missing value"
+            ),
+        )
+    }
+
+    /// Column `name`'s `cells` read as `ty`.
+    fn column(
+        &self,
+        name: &str,
+        ty: ColumnType,
+        cells: &[Option<&str>],
+        first_row: u64,
+        options: &CsvOptions,
+    ) -> Result<Column, DataError> {
+        let mut nulls: Vec<u8> = cells.iter().map(|c| u8::from(c.is_none())).collect();
+        let bad = |row: usize, cell: &str| {
+            let hint = if options.schema.contains_key(name) {
+                ""
+            } else {
+                "; declare the column's type in [data.schema] if the first rows misled the inference"
+            };
+            self.error(
+                Some(first_row + row as u64),
+                Some(name),
+                format!(
+                    "cannot read \"{cell}\" as {}{hint}",
+                    format!("{ty:?}").to_lowercase()
+                ),
+            )
+        };
+        let values = match ty {
+            ColumnType::F64 => {
+                let mut values = Vec::with_capacity(cells.len());
+                for (row, cell) in cells.iter().enumerate() {
+                    let Some(c) = cell else {
+                        values.push(f64::NAN);
+                        continue;
+                    };
+                    match parse_f64(c) {
+                        Ok(Some(x)) => values.push(x),
+                        Ok(None) => {
+                            nulls[row] = 1;
+                            values.push(f64::NAN);
+                        }
+                        Err(CellError::Unreadable) => return Err(bad(row, c)),
+                        Err(CellError::Infinite) => {
+                            return Err(self.infinite(name, first_row + row as u64, c));
+                        }
+                    }
+                }
+                ColumnValues::F64(values)
+            }
+            ColumnType::S64 => ColumnValues::S64(parse_all(cells, 0, |c| c.parse().ok(), bad)?),
+            ColumnType::Bool => ColumnValues::Bool(parse_all(cells, false, parse_bool, bad)?),
+            ColumnType::String => {
+                ColumnValues::String(cells.iter().map(|c| c.unwrap_or("").to_string()).collect())
+            }
+        };
+        Ok(Column {
+            name: name.to_string(),
+            values,
+            nulls: nulls.contains(&1).then_some(nulls),
+        })
+    }
+}
+
+/// Records read from a CSV file, stored column by column: each column's
+/// cells (trimmed) back to back in one string, with their end offsets. One
+/// allocation per column, not one per record.
+struct Block {
+    rows: usize,
+    columns: Vec<(String, Vec<u32>)>,
+}
+
+impl Block {
+    fn new(columns: usize) -> Block {
+        Block {
+            rows: 0,
+            columns: vec![(String::new(), Vec::new()); columns],
+        }
+    }
+
+    /// Appends a record (the parser checked it has a field per column).
+    fn push(&mut self, record: &::csv::StringRecord) -> Result<(), String> {
+        for (j, (text, ends)) in self.columns.iter_mut().enumerate() {
+            text.push_str(record.get(j).unwrap_or("").trim());
+            ends.push(u32::try_from(text.len()).map_err(|_| {
+                "column text over 4 GiB in one read; set a chunk size (`--chunk-rows`)".to_string()
+            })?);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Column `j`'s cells, `None` where a cell is a null token.
+    fn cells(&self, j: usize, options: &CsvOptions) -> Vec<Option<&str>> {
+        let (text, ends) = &self.columns[j];
+        let mut start = 0;
+        ends.iter()
+            .map(|end| {
+                let cell = &text[start..*end as usize];
+                start = *end as usize;
+                (!options.null_values.iter().any(|n| n == cell)).then_some(cell)
+            })
+            .collect()
+    }
+
+    /// The first `n` rows, taken out.
+    fn take_front(&mut self, n: usize) -> Block {
+        let n = n.min(self.rows);
+        let mut front = Block::new(self.columns.len());
+        for ((text, ends), (front_text, front_ends)) in
+            self.columns.iter_mut().zip(&mut front.columns)
+        {
+            let cut = if n == 0 { 0 } else { ends[n - 1] };
+            *front_text = text[..cut as usize].to_string();
+            *front_ends = ends[..n].to_vec();
+            text.replace_range(..cut as usize, "");
+            ends.drain(..n);
+            ends.iter_mut().for_each(|e| *e -= cut);
+        }
+        front.rows = n;
+        self.rows -= n;
+        front
+    }
+
+    /// Appends `other`'s rows.
+    fn append(&mut self, other: Block) -> Result<(), String> {
+        for ((text, ends), (other_text, other_ends)) in self.columns.iter_mut().zip(other.columns) {
+            let base = u32::try_from(text.len()).ok();
+            text.push_str(&other_text);
+            for e in other_ends {
+                ends.push(base.and_then(|b| b.checked_add(e)).ok_or_else(|| {
+                    "column text over 4 GiB in one read; set a chunk size (`--chunk-rows`)"
+                        .to_string()
+                })?);
+            }
+        }
+        self.rows += other.rows;
+        Ok(())
     }
 }
 
@@ -406,9 +554,8 @@ pub(crate) fn read_csv_bounded(
     max_record: u64,
 ) -> Result<Frame, DataError> {
     let mut source = Source::open(path, options, max_record)?;
-    let records = source.read(usize::MAX)?;
-    let types = source.types(&records, options)?;
-    source.frame(&records, &types, 1, options)
+    let block = source.read(usize::MAX)?;
+    source.frame(&block, None, 1, options)
 }
 
 /// A CSV file read a chunk at a time, with types inferred from its first
@@ -421,7 +568,7 @@ pub struct CsvChunks {
     /// end of the file tells.
     tallies: Vec<Option<Tally>>,
     /// Rows read for inference, not yet returned.
-    pending: std::collections::VecDeque<::csv::StringRecord>,
+    pending: Block,
     returned: u64,
     options: CsvOptions,
 }
@@ -458,7 +605,7 @@ impl CsvChunks {
             source,
             types,
             tallies,
-            pending: sample.into(),
+            pending: sample,
             returned: 0,
             options: options.clone(),
         })
@@ -466,12 +613,14 @@ impl CsvChunks {
 
     /// The next (up to) `rows` rows; `None` at the end.
     pub fn next_chunk(&mut self, rows: usize) -> Result<Option<Frame>, DataError> {
-        let take = rows.min(self.pending.len());
-        let mut records: Vec<::csv::StringRecord> = self.pending.drain(..take).collect();
-        if records.len() < rows {
-            records.extend(self.source.read(rows - records.len())?);
+        let mut block = self.pending.take_front(rows);
+        if block.rows < rows {
+            let more = self.source.read(rows - block.rows)?;
+            block
+                .append(more)
+                .map_err(|m| self.source.error(None, None, m))?;
         }
-        if records.is_empty() {
+        if block.rows == 0 {
             // Once: the file has ended, every tally is whole.
             for (name, tally) in self.source.headers.iter().zip(&mut self.tallies) {
                 if let Some(tally) = tally.take() {
@@ -482,7 +631,7 @@ impl CsvChunks {
         }
         for (j, tally) in self.tallies.iter_mut().enumerate() {
             if let Some(tally) = tally {
-                let cells = Source::cells(&records, j, &self.options);
+                let cells = block.cells(j, &self.options);
                 for (i, cell) in cells.iter().enumerate() {
                     if let Some(cell) = cell {
                         tally.add(self.returned + 1 + i as u64, cell);
@@ -490,10 +639,13 @@ impl CsvChunks {
                 }
             }
         }
-        let frame = self
-            .source
-            .frame(&records, &self.types, self.returned + 1, &self.options)?;
-        self.returned += records.len() as u64;
+        let frame = self.source.frame(
+            &block,
+            Some(&self.types),
+            self.returned + 1,
+            &self.options,
+        )?;
+        self.returned += block.rows as u64;
         Ok(Some(frame))
     }
 

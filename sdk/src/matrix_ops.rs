@@ -572,7 +572,10 @@ mod tests {
         assert_eq!(counts, [2, 1]);
         assert!(group_sums(&x, &[0, 0, 2], 2).is_err());
         let odd = Mat::new(2, 2, vec![f64::NAN, 3.0, f64::NAN, f64::NAN]).unwrap();
-        assert_eq!(argmin_rows(&odd).unwrap(), (vec![1, 0], vec![3.0, f64::INFINITY]));
+        assert_eq!(
+            argmin_rows(&odd).unwrap(),
+            (vec![1, 0], vec![3.0, f64::INFINITY])
+        );
     }
 
     #[test]

@@ -251,6 +251,12 @@ async fn host_matrices_count_against_the_cap() {
         .await;
         let (_, fault) = fault_of(k.fit(&x, Some(&y)).await);
         let text = fault.to_string();
+        // Lent rather than copied, the frame and target come back whole
+        // from a refused fit too.
+        let (refused, back, back_y) = k.fit_owned(x.clone(), Some(y.clone())).await;
+        assert!(refused.is_err());
+        assert_eq!(bits(&back), bits(&x));
+        assert_eq!(back_y.as_ref(), Some(&y));
         assert!(
             text.contains("out of host memory") && text.contains("cap"),
             "by reference {reference}: {text}"
@@ -272,4 +278,24 @@ async fn host_matrices_count_against_the_cap() {
             predicted.name
         );
     }
+}
+
+/// `fit_owned` lends the frame itself to a kernel that fits by reference
+/// (no copy) and hands it back unchanged; the kernel learns what `fit`
+/// learns from a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_lent_for_fit_comes_back_unchanged() {
+    let x = wide_frame(70_000, 4);
+    let sandbox = sandbox_by(true);
+    let mut lent = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
+    let (fitted, back, y) = lent.fit_owned(x.clone(), None).await;
+    fitted.unwrap();
+    assert!(y.is_none());
+    assert_eq!(bits(&back), bits(&x));
+    let mut copied = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
+    copied.fit(&x, None).await.unwrap();
+    assert_eq!(
+        lent.save_state().await.unwrap(),
+        copied.save_state().await.unwrap()
+    );
 }

@@ -27,6 +27,10 @@ use std::path::Path;
 /// quote left open, which would otherwise be held in memory whole.
 pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 
+/// Blocks of at least this many rows build their columns on several
+/// threads.
+const PARALLEL_ROWS: usize = 50_000;
+
 /// The CSV parser's read buffer: how far it reads ahead of the record it
 /// is parsing.
 const READ_BUFFER: u64 = 64 << 10;
@@ -322,23 +326,53 @@ impl Source {
                 "more than 2^32-1 rows at once; set a chunk size".into(),
             )
         })?;
-        let mut columns = Vec::with_capacity(self.headers.len());
-        for (j, name) in self.headers.iter().enumerate() {
+        let build = |j: usize| -> Result<Column, DataError> {
+            let name = &self.headers[j];
             let cells = block.cells(j, options);
             let ty = match types {
                 Some(types) => types[j],
                 None if !options.schema.contains_key(name) => {
                     // Numbers are parsed once, while inferring.
                     if let Some(column) = self.inferred_number(name, &cells, first_row)? {
-                        columns.push(column);
-                        continue;
+                        return Ok(column);
                     }
                     self.column_type(name, &cells, options)?
                 }
                 None => self.column_type(name, &cells, options)?,
             };
-            columns.push(self.column(name, ty, &cells, first_row, options)?);
-        }
+            self.column(name, ty, &cells, first_row, options)
+        };
+        let n = self.headers.len();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(n)
+            .min(8);
+        // Columns are independent: large blocks build them on several
+        // threads; the first error in column order wins either way.
+        let built: Vec<Result<Column, DataError>> = if threads > 1 && block.rows >= PARALLEL_ROWS {
+            let mut built: Vec<(usize, Result<Column, DataError>)> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let build = &build;
+                        s.spawn(move || {
+                            (t..n)
+                                .step_by(threads)
+                                .map(|j| (j, build(j)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            built.sort_by_key(|(j, _)| *j);
+            built.into_iter().map(|(_, c)| c).collect()
+        } else {
+            (0..n).map(build).collect()
+        };
+        let columns = built.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(Frame { rows, columns })
     }
 
@@ -639,12 +673,9 @@ impl CsvChunks {
                 }
             }
         }
-        let frame = self.source.frame(
-            &block,
-            Some(&self.types),
-            self.returned + 1,
-            &self.options,
-        )?;
+        let frame =
+            self.source
+                .frame(&block, Some(&self.types), self.returned + 1, &self.options)?;
         self.returned += block.rows as u64;
         Ok(Some(frame))
     }

@@ -192,7 +192,7 @@ impl Step {
         y: Option<Column>,
         feeds_others: bool,
     ) -> Result<Produced, Error> {
-        let (selected, rest) = self
+        let (mut selected, rest) = self
             .spec
             .select
             .split(input)
@@ -200,7 +200,14 @@ impl Step {
         let transforms = feeds_others || self.kind() == KernelKind::Transformer;
         match pass {
             Pass::Fit => {
-                let fitted = self.instance.fit(&selected, y.as_ref()).await;
+                let (fitted, y) = if self.shadow.is_some() {
+                    (self.instance.fit(&selected, y.as_ref()).await, y)
+                } else {
+                    // Lent to a kernel that fits by reference, not copied.
+                    let (fitted, x, y) = self.instance.fit_owned(selected, y).await;
+                    selected = x;
+                    (fitted, y)
+                };
                 self.fitted(fitted.map_err(Error::from))?;
                 if let Some(shadow) = &mut self.shadow
                     && let Err(e) = shadow.instance.fit(&selected, y.as_ref()).await

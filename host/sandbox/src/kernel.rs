@@ -1052,13 +1052,13 @@ impl KernelInstance {
     /// kernel's table, for [`KernelInstance::revoke`].
     fn lend(
         &mut self,
-        columns: Vec<Column>,
+        columns: Vec<Arc<Column>>,
     ) -> Result<(Vec<Resource<SharedColumn>>, Vec<u32>), Error> {
         let state = self.store.data_mut();
         let mut lent = Vec::with_capacity(columns.len());
         for column in columns {
             let name = column.name.clone();
-            match state.keep_column_as(name.clone(), Arc::new(column), false, true) {
+            match state.keep_column_as(name.clone(), column, false, true) {
                 Ok(handle) => lent.push(handle),
                 Err(e) => {
                     let reps: Vec<u32> = lent.iter().map(Resource::rep).collect();
@@ -1125,8 +1125,51 @@ impl KernelInstance {
         y: Option<&Column>,
         partial: bool,
     ) -> Result<(), Error> {
+        let columns: Vec<Arc<Column>> = x.columns.iter().cloned().map(Arc::new).collect();
+        let target = y.cloned().map(Arc::new);
+        self.fit_lending(&columns, target.as_ref(), x.rows, partial)
+            .await
+    }
+
+    /// [`KernelInstance::fit`] of a frame (and target) the caller gets
+    /// back: a kernel that takes `fit` by reference is lent the columns
+    /// themselves, not copies, and they are handed back afterwards (copied
+    /// only if the kernel kept a `share` of one). Others as `fit`.
+    pub async fn fit_owned(
+        &mut self,
+        x: Frame,
+        y: Option<Column>,
+    ) -> (Result<(), Error>, Frame, Option<Column>) {
+        if !self.takes_by_reference("fit") {
+            let result = self.fit(&x, y.as_ref()).await;
+            return (result, x, y);
+        }
+        self.state_hash = None;
+        let rows = x.rows;
+        let columns: Vec<Arc<Column>> = x.columns.into_iter().map(Arc::new).collect();
+        let target = y.map(Arc::new);
+        let result = self
+            .fit_lending(&columns, target.as_ref(), rows, false)
+            .await;
+        // After a fault this revives the store: every handle goes with it.
+        let result = self.settle("fit", result).await;
+        self.record("fit", rows, &result, |_| 0, false);
+        let back = |c: Arc<Column>| Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone());
+        let columns = columns.into_iter().map(back).collect();
+        (result, Frame { rows, columns }, target.map(back))
+    }
+
+    /// Lends `columns` (and `y`) to the kernel for one `fit-ref` (or
+    /// `partial-fit-ref`).
+    async fn fit_lending(
+        &mut self,
+        columns: &[Arc<Column>],
+        y: Option<&Arc<Column>>,
+        rows: u32,
+        partial: bool,
+    ) -> Result<(), Error> {
         self.revive().await?;
-        let (lent, mut reps) = self.lend(x.columns.clone())?;
+        let (lent, mut reps) = self.lend(columns.to_vec())?;
         let target = match y {
             Some(y) => match self.lend(vec![y.clone()]) {
                 Ok((mut handle, rep)) => {
@@ -1140,7 +1183,6 @@ impl KernelInstance {
             },
             None => None,
         };
-        let rows = x.rows;
         let result = if partial {
             guarded!(self, "partial-fit", by_ref, |k, store| k
                 .call_partial_fit_ref(store, &lent, rows, target))
@@ -1163,7 +1205,7 @@ impl KernelInstance {
         rows: u32,
     ) -> Result<Frame, Error> {
         self.revive().await?;
-        let (lent, reps) = self.lend(columns)?;
+        let (lent, reps) = self.lend(columns.into_iter().map(Arc::new).collect())?;
         let result = guarded!(self, "transform", by_ref, |k, store| k
             .call_transform_ref(store, &lent, rows));
         if self.poisoned {

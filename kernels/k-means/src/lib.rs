@@ -51,7 +51,11 @@ pub struct Model {
 impl Model {
     /// The centres as a host matrix (`k × features`).
     fn centre_matrix(&self) -> Result<HostMatrix, KernelError> {
-        HostMatrix::from_list(self.centres.len(), self.features.len(), self.centres.concat())
+        HostMatrix::from_list(
+            self.centres.len(),
+            self.features.len(),
+            self.centres.concat(),
+        )
     }
 }
 
@@ -456,7 +460,12 @@ impl Kernel for KMeans {
                 .map(|j| {
                     Column::f64(
                         format!("distance_{j}"),
-                        squared.iter().skip(j).step_by(k.max(1)).map(|d| d.sqrt()).collect(),
+                        squared
+                            .iter()
+                            .skip(j)
+                            .step_by(k.max(1))
+                            .map(|d| d.sqrt())
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -592,7 +601,11 @@ mod tests {
         .unwrap();
         let small = |x: &Frame, reference: bool| {
             let mut k = Local::<KMeans>::with_params(&[("k", 2i64.into())]).unwrap();
-            let r = if reference { k.fit_ref(x, None) } else { k.fit(x, None) };
+            let r = if reference {
+                k.fit_ref(x, None)
+            } else {
+                k.fit(x, None)
+            };
             r.unwrap_err().to_string()
         };
         for reference in [false, true] {

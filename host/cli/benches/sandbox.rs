@@ -14,7 +14,7 @@
 //! Timings are medians; the machine is noisy, so compare ratios within one
 //! run rather than absolute numbers across runs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::median;

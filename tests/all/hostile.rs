@@ -3,7 +3,7 @@
 //! (and the same kernel, once revived) in the same process.
 
 use crate::common::*;
-use kernel_host::{Error, Fault, Grants, LoadProblem, Sandbox};
+use kernel_host::{Error, Fault, Grants, KernelComponent, LoadProblem, Sandbox};
 use kernel_host_guests as guests;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -337,4 +337,57 @@ async fn a_wrong_hash_pin_is_refused() {
     )
     .await
     .unwrap();
+}
+
+/// A sandbox reuses what it loaded from a file only while the file is
+/// unchanged: a second load of the same file is the same kernel, a file
+/// replaced by another kernel loads as that kernel (never the stale one),
+/// a pin is checked on every load, and `verify_loads` re-reads every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_kernel_file_is_never_served_from_the_load_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.wasm");
+    std::fs::copy(guests::STANDARD_SCALER, &path).unwrap();
+    let sandbox = sandbox();
+    let first = KernelComponent::load(&sandbox, "k", &path, None)
+        .await
+        .unwrap();
+    let again = KernelComponent::load(&sandbox, "k2", &path, Some(first.sha256()))
+        .await
+        .unwrap();
+    assert_eq!(again.info().name, "standard-scaler");
+    assert_eq!((again.id(), again.sha256()), ("k2", first.sha256()));
+    // Another kernel under the same name.
+    std::fs::copy(guests::SIMPLE_IMPUTER, &path).unwrap();
+    let replaced = KernelComponent::load(&sandbox, "k", &path, None)
+        .await
+        .unwrap();
+    assert_eq!(replaced.info().name, "simple-imputer");
+    assert_ne!(replaced.sha256(), first.sha256());
+    // The old pin no longer matches what is on disk, cached or not.
+    let err = KernelComponent::load(&sandbox, "k", &path, Some(first.sha256()))
+        .await
+        .map_err(Error::from)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            Error::Load {
+                problem: LoadProblem::HashMismatch { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Verifying loads re-read the file every time and agree.
+    let verifying = Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .verify_loads(true)
+        .build()
+        .unwrap();
+    let verified = KernelComponent::load(&verifying, "k", &path, None)
+        .await
+        .unwrap();
+    assert_eq!(verified.sha256(), replaced.sha256());
 }

@@ -61,6 +61,7 @@ pub struct SandboxBuilder {
     keep_resident: usize,
     device: kernel_host_tensor::DeviceChoice,
     by_reference: bool,
+    verify_loads: bool,
 }
 
 /// Bytes of each pooled memory slot kept resident (zeroed in place rather
@@ -85,6 +86,7 @@ impl Default for SandboxBuilder {
             keep_resident: KEEP_RESIDENT,
             device: kernel_host_tensor::DeviceChoice::Auto,
             by_reference: true,
+            verify_loads: false,
         }
     }
 }
@@ -152,6 +154,14 @@ impl SandboxBuilder {
     }
 
     /// Where compiled components are cached; `None` turns caching off.
+    /// Re-read and re-hash a kernel file on every load instead of reusing
+    /// what this sandbox loaded from the same unchanged file (default:
+    /// off; `--verify` on the command line).
+    pub fn verify_loads(mut self, verify: bool) -> Self {
+        self.verify_loads = verify;
+        self
+    }
+
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
         self
@@ -249,6 +259,8 @@ impl SandboxBuilder {
                 tensors,
                 stop,
                 admission: Arc::new(tokio::sync::Semaphore::new(PIPELINE_INSTANCES as usize)),
+                loads: crate::kernel::LoadCache::default(),
+                verify_loads: self.verify_loads,
             }),
         })
     }
@@ -266,6 +278,10 @@ struct Inner {
     stop: Arc<AtomicBool>,
     /// Instance slots pipelines reserve before loading (see [`Sandbox::admit`]).
     admission: Arc<tokio::sync::Semaphore>,
+    /// Kernels this sandbox loaded, by file identity (see
+    /// [`crate::KernelComponent::load_for`]).
+    loads: crate::kernel::LoadCache,
+    verify_loads: bool,
 }
 
 /// Kernel instances pipelines may hold at once in one sandbox: the pool has
@@ -293,6 +309,16 @@ impl Sandbox {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    pub(crate) fn loads(&self) -> &crate::kernel::LoadCache {
+        &self.inner.loads
+    }
+
+    /// Whether every load re-reads and re-hashes its file (see
+    /// [`SandboxBuilder::verify_loads`]).
+    pub fn verify_loads(&self) -> bool {
+        self.inner.verify_loads
     }
 
     /// Reserves `instances` instance slots for one pipeline, all at once,

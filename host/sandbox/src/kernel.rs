@@ -56,6 +56,124 @@ pub struct KernelComponent {
     by_reference: Arc<[String]>,
 }
 
+/// A kernel file's identity: its path and what any change to it changes
+/// (size, modification and status-change times, inode). The change time
+/// cannot be set back by a user, so a file rewritten with the same size
+/// and modification time is still a new file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    path: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+    inode: (u64, u64),
+}
+
+impl FileKey {
+    /// `None` when the file cannot be stat'ed (the load then reports why).
+    fn of(path: &Path) -> Option<FileKey> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        let (changed, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            ((meta.ctime(), meta.ctime_nsec()), (meta.dev(), meta.ino()))
+        };
+        #[cfg(not(unix))]
+        let (changed, inode) = ((0, 0), (0, 0));
+        Some(FileKey {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed,
+            inode,
+        })
+    }
+}
+
+/// What loading a kernel file produced, minus the names the caller gives.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    sha256: String,
+    wit_version: String,
+    info: KernelInfo,
+    pre: KernelPre,
+    access: Result<Arc<Access>, String>,
+    bytes: Arc<[u8]>,
+    frozen: Option<Frozen>,
+    by_reference: Arc<[String]>,
+}
+
+impl Loaded {
+    fn of(c: &KernelComponent) -> Loaded {
+        Loaded {
+            sha256: c.sha256.clone(),
+            wit_version: c.wit_version.clone(),
+            info: c.info.clone(),
+            pre: c.pre.clone(),
+            access: c.access.clone(),
+            bytes: c.bytes.clone(),
+            frozen: c.frozen.clone(),
+            by_reference: c.by_reference.clone(),
+        }
+    }
+
+    fn component(&self, id: &str, path: &Path, sandbox: &Sandbox) -> KernelComponent {
+        KernelComponent {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            sha256: self.sha256.clone(),
+            wit_version: self.wit_version.clone(),
+            info: self.info.clone(),
+            pre: self.pre.clone(),
+            sandbox: sandbox.clone(),
+            access: self.access.clone(),
+            bytes: self.bytes.clone(),
+            frozen: self.frozen.clone(),
+            by_reference: self.by_reference.clone(),
+        }
+    }
+}
+
+/// The kernels a sandbox loaded, by file identity: a second load of the
+/// same unchanged file takes microseconds (no read, hash, compile or
+/// `describe`). Bounded: the oldest entries go past [`LoadCache::ENTRIES`]
+/// kernels or [`LoadCache::BYTES`] of component files.
+#[derive(Default)]
+pub(crate) struct LoadCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<(FileKey, Loaded)>>,
+}
+
+impl LoadCache {
+    const ENTRIES: usize = 64;
+    const BYTES: usize = 256 << 20;
+
+    fn get(&self, key: &FileKey) -> Option<Loaded> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, loaded)| loaded.clone())
+    }
+
+    fn put(&self, key: FileKey, loaded: Loaded) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|(k, _)| k.path != key.path);
+            entries.push_back((key, loaded));
+            let bytes = |e: &std::collections::VecDeque<(FileKey, Loaded)>| {
+                e.iter().map(|(_, l)| l.bytes.len()).sum::<usize>()
+            };
+            while entries.len() > Self::ENTRIES
+                || (entries.len() > 1 && bytes(&entries) > Self::BYTES)
+            {
+                entries.pop_front();
+            }
+        }
+    }
+}
+
 /// Bump when the instrumentation changes: compiled instrumented kernels are
 /// cached under this.
 const INSTRUMENTATION: u32 = 1;
@@ -119,9 +237,35 @@ impl KernelComponent {
             path: path.to_path_buf(),
             problem,
         };
+        // The same unchanged file loaded before by this sandbox: its
+        // verified, compiled and described parts, without reading it again.
+        let file = (!sandbox.verify_loads())
+            .then(|| FileKey::of(path))
+            .flatten();
+        if let Some(key) = &file
+            && let Some(parts) = sandbox.loads().get(key)
+        {
+            if let Some(expected) = pinned_sha256
+                && !expected.eq_ignore_ascii_case(&parts.sha256)
+            {
+                return Err(refuse(LoadProblem::HashMismatch {
+                    expected: expected.to_string(),
+                    actual: parts.sha256.clone(),
+                }));
+            }
+            return Ok(parts.component(id, path, sandbox));
+        }
         let bytes = kernel_host_types::fsutil::read_limited(path, MAX_KERNEL_BYTES)
             .map_err(|e| refuse(LoadProblem::Read(e)))?;
-        Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256, limits).await
+        let component =
+            Self::load_bytes(sandbox, pipeline, id, path, &bytes, pinned_sha256, limits).await?;
+        // Kept only if the file did not change while it was read.
+        if let Some(key) = file
+            && FileKey::of(path).as_ref() == Some(&key)
+        {
+            sandbox.loads().put(key, Loaded::of(&component));
+        }
+        Ok(component)
     }
 
     /// Like [`KernelComponent::load_for`], from bytes already in memory
@@ -1501,6 +1645,25 @@ mod tests {
     #[test]
     fn version_compatibility() {
         assert!(compatible("0.1.0", "0.1.0"));
+    }
+
+    #[test]
+    fn a_rewritten_file_is_a_new_file_even_with_its_old_size_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.wasm");
+        std::fs::write(&path, b"first").unwrap();
+        let before = FileKey::of(&path).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(FileKey::of(&path), Some(before.clone()), "unchanged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"other").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(modified).unwrap();
+        drop(file);
+        let after = FileKey::of(&path).unwrap();
+        assert_eq!((after.len, after.modified), (before.len, before.modified));
+        assert_ne!(after, before, "same size and mtime, but changed");
+        assert_eq!(FileKey::of(&dir.path().join("missing")), None);
         assert!(compatible("0.1.0", "0.1.3"));
         assert!(!compatible("0.1.4", "0.1.3"), "newer than the host");
         assert!(!compatible("0.2.0", "0.1.0"));

@@ -75,6 +75,10 @@ pub struct TelemetryArgs {
     /// reference (to compare the two paths; results are the same).
     #[arg(long)]
     pub copy_frames: bool,
+    /// Read and hash a kernel file at every load, even one this process
+    /// already loaded and that has not changed on disk since.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// The registry `registry = "name@range"` kernels come from:
@@ -135,7 +139,8 @@ impl TelemetryArgs {
         let mut builder = Sandbox::builder()
             .observer(telemetry.clone())
             .device(plan.device)
-            .frames_by_reference(!self.copy_frames);
+            .frames_by_reference(!self.copy_frames)
+            .verify_loads(self.verify);
         if self.no_cache {
             builder = builder.cache_dir(None);
         }

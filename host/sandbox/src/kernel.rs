@@ -37,23 +37,13 @@ use wasmtime::{Store, Trap};
 /// Kernel files larger than this are refused unread.
 pub const MAX_KERNEL_BYTES: u64 = 256 << 20;
 
-/// A verified, compiled kernel, ready to instantiate.
+/// A verified, compiled kernel, ready to instantiate: the names the
+/// caller gave it and what loading its file produced.
 pub struct KernelComponent {
     id: String,
     path: PathBuf,
-    sha256: String,
-    wit_version: String,
-    info: KernelInfo,
-    pre: KernelPre,
     sandbox: Sandbox,
-    /// The snapshot accessors, or why the kernel has none.
-    access: Result<Arc<Access>, String>,
-    /// The component file's bytes (for `freeze`).
-    bytes: Arc<[u8]>,
-    /// Set when the component is a frozen kernel.
-    frozen: Option<Frozen>,
-    /// The operations it takes frames by reference for (`kernel-ref`).
-    by_reference: Arc<[String]>,
+    loaded: Arc<Loaded>,
 }
 
 /// A kernel file's identity: its path and what any change to it changes
@@ -93,48 +83,22 @@ impl FileKey {
     }
 }
 
-/// What loading a kernel file produced, minus the names the caller gives.
+/// What loading a kernel file produced (shared by every component loaded
+/// from the same unchanged file).
 #[derive(Clone)]
 pub(crate) struct Loaded {
     sha256: String,
     wit_version: String,
     info: KernelInfo,
     pre: KernelPre,
+    /// The snapshot accessors, or why the kernel has none.
     access: Result<Arc<Access>, String>,
+    /// The component file's bytes (for `freeze`).
     bytes: Arc<[u8]>,
+    /// Set when the component is a frozen kernel.
     frozen: Option<Frozen>,
+    /// The operations it takes frames by reference for (`kernel-ref`).
     by_reference: Arc<[String]>,
-}
-
-impl Loaded {
-    fn of(c: &KernelComponent) -> Loaded {
-        Loaded {
-            sha256: c.sha256.clone(),
-            wit_version: c.wit_version.clone(),
-            info: c.info.clone(),
-            pre: c.pre.clone(),
-            access: c.access.clone(),
-            bytes: c.bytes.clone(),
-            frozen: c.frozen.clone(),
-            by_reference: c.by_reference.clone(),
-        }
-    }
-
-    fn component(&self, id: &str, path: &Path, sandbox: &Sandbox) -> KernelComponent {
-        KernelComponent {
-            id: id.to_string(),
-            path: path.to_path_buf(),
-            sha256: self.sha256.clone(),
-            wit_version: self.wit_version.clone(),
-            info: self.info.clone(),
-            pre: self.pre.clone(),
-            sandbox: sandbox.clone(),
-            access: self.access.clone(),
-            bytes: self.bytes.clone(),
-            frozen: self.frozen.clone(),
-            by_reference: self.by_reference.clone(),
-        }
-    }
 }
 
 /// The kernels a sandbox loaded, by file identity: a second load of the
@@ -143,14 +107,14 @@ impl Loaded {
 /// kernels or [`LoadCache::BYTES`] of component files.
 #[derive(Default)]
 pub(crate) struct LoadCache {
-    entries: std::sync::Mutex<std::collections::VecDeque<(FileKey, Loaded)>>,
+    entries: std::sync::Mutex<std::collections::VecDeque<(FileKey, Arc<Loaded>)>>,
 }
 
 impl LoadCache {
     const ENTRIES: usize = 64;
     const BYTES: usize = 256 << 20;
 
-    fn get(&self, key: &FileKey) -> Option<Loaded> {
+    fn get(&self, key: &FileKey) -> Option<Arc<Loaded>> {
         let entries = self.entries.lock().ok()?;
         entries
             .iter()
@@ -158,11 +122,11 @@ impl LoadCache {
             .map(|(_, loaded)| loaded.clone())
     }
 
-    fn put(&self, key: FileKey, loaded: Loaded) {
+    fn put(&self, key: FileKey, loaded: Arc<Loaded>) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|(k, _)| k.path != key.path);
             entries.push_back((key, loaded));
-            let bytes = |e: &std::collections::VecDeque<(FileKey, Loaded)>| {
+            let bytes = |e: &std::collections::VecDeque<(FileKey, Arc<Loaded>)>| {
                 e.iter().map(|(_, l)| l.bytes.len()).sum::<usize>()
             };
             while entries.len() > Self::ENTRIES
@@ -253,7 +217,12 @@ impl KernelComponent {
                     actual: parts.sha256.clone(),
                 }));
             }
-            return Ok(parts.component(id, path, sandbox));
+            return Ok(KernelComponent {
+                id: id.to_string(),
+                path: path.to_path_buf(),
+                sandbox: sandbox.clone(),
+                loaded: parts,
+            });
         }
         let bytes = kernel_host_types::fsutil::read_limited(path, MAX_KERNEL_BYTES)
             .map_err(|e| refuse(LoadProblem::Read(e)))?;
@@ -263,7 +232,7 @@ impl KernelComponent {
         if let Some(key) = file
             && FileKey::of(path).as_ref() == Some(&key)
         {
-            sandbox.loads().put(key, Loaded::of(&component));
+            sandbox.loads().put(key, component.loaded.clone());
         }
         Ok(component)
     }
@@ -314,22 +283,30 @@ impl KernelComponent {
         let mut component = KernelComponent {
             id: id.to_string(),
             path: path.to_path_buf(),
-            sha256,
-            wit_version,
-            info: placeholder_info(),
-            pre,
             sandbox: sandbox.clone(),
-            access,
-            bytes: bytes.into(),
-            frozen: crate::freeze::frozen_record(bytes),
-            by_reference: Arc::from([]),
+            loaded: Arc::new(Loaded {
+                sha256,
+                wit_version,
+                info: placeholder_info(),
+                pre,
+                access,
+                bytes: bytes.into(),
+                frozen: crate::freeze::frozen_record(bytes),
+                by_reference: Arc::from([]),
+            }),
         };
         let mut probe = component.instantiate(limits, Grants::default()).await?;
         probe.set_pipeline(pipeline);
-        component.info = probe.describe().await?;
-        if probe.bindings.by_ref.is_some() {
-            component.by_reference = probe.by_reference_operations().await?.into();
-        }
+        let info = probe.describe().await?;
+        let by_reference = if probe.bindings.by_ref.is_some() {
+            probe.by_reference_operations().await?.into()
+        } else {
+            Arc::from([])
+        };
+        drop(probe);
+        let loaded = Arc::make_mut(&mut component.loaded);
+        loaded.info = info;
+        loaded.by_reference = by_reference;
         Ok(component)
     }
 
@@ -344,27 +321,27 @@ impl KernelComponent {
     /// The operations (`fit`, `partial-fit`, `transform`) this kernel takes
     /// frames by reference for; empty for a plain kernel.
     pub fn by_reference(&self) -> &[String] {
-        &self.by_reference
+        &self.loaded.by_reference
     }
 
     /// Lowercase hex sha256 of the component file.
     pub fn sha256(&self) -> &str {
-        &self.sha256
+        &self.loaded.sha256
     }
 
     /// The `kernel-host:kernel` version the component was built against.
     pub fn wit_version(&self) -> &str {
-        &self.wit_version
+        &self.loaded.wit_version
     }
 
     /// What the kernel's `describe` reported.
     pub fn info(&self) -> &KernelInfo {
-        &self.info
+        &self.loaded.info
     }
 
     /// The component file's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.loaded.bytes
     }
 
     /// The sandbox the kernel was loaded into.
@@ -374,13 +351,17 @@ impl KernelComponent {
 
     /// What a frozen kernel records about itself (`None`: not frozen).
     pub fn frozen(&self) -> Option<&Frozen> {
-        self.frozen.as_ref()
+        self.loaded.frozen.as_ref()
     }
 
     /// Whether the host can snapshot and roll back this kernel without its
     /// help; the error says why not.
     pub fn snapshots(&self) -> Result<(), &str> {
-        self.access.as_ref().map(|_| ()).map_err(String::as_str)
+        self.loaded
+            .access
+            .as_ref()
+            .map(|_| ())
+            .map_err(String::as_str)
     }
 
     /// A new sandboxed instance with its own store.
@@ -391,21 +372,21 @@ impl KernelComponent {
     ) -> Result<KernelInstance, Error> {
         let shared = Arc::new(Shared {
             id: self.id.clone().into(),
-            pre: self.pre.clone(),
+            pre: self.loaded.pre.clone(),
             sandbox: self.sandbox.clone(),
             limits,
             grants,
-            access: self.access.as_ref().ok().cloned(),
-            frozen: self.frozen.is_some(),
-            by_reference: self.by_reference.clone(),
+            access: self.loaded.access.as_ref().ok().cloned(),
+            frozen: self.loaded.frozen.is_some(),
+            by_reference: self.loaded.by_reference.clone(),
         });
         let (store, bindings, instance) = shared.fresh().await?;
         let context = CallContext {
             pipeline: String::new(),
             step: self.id.clone(),
-            kernel: self.info.name.clone(),
-            version: self.info.version.clone(),
-            sha256: self.sha256.clone(),
+            kernel: self.loaded.info.name.clone(),
+            version: self.loaded.info.version.clone(),
+            sha256: self.loaded.sha256.clone(),
             limits,
             grants: shared.grants.describe(),
         };

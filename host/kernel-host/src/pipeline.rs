@@ -12,6 +12,7 @@ use crate::manifest::{KernelSpec, OnFailure, Plan};
 use crate::{Checkpoint, KernelComponent, KernelInstance};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One step: its manifest entry, its verified component and its instance
 /// (plus, for `parallel` transforms, worker instances holding copies of its
@@ -167,6 +168,33 @@ impl Step {
         .into()
     }
 
+    /// [`Step::join_inputs`], moving out each input this step is the last
+    /// reader of (counted in `readers`) instead of copying it.
+    fn take_inputs(
+        &self,
+        outputs: &mut HashMap<String, Frame>,
+        readers: &mut HashMap<String, usize>,
+    ) -> Result<Frame, Error> {
+        let mut parts = Vec::with_capacity(self.spec.inputs.len());
+        for input in &self.spec.inputs {
+            let name = input.name();
+            let left = readers.get_mut(name).map(|n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            let frame = if left == Some(0) {
+                outputs.remove(name)
+            } else {
+                outputs.get(name).cloned()
+            };
+            if let Some(frame) = frame {
+                parts.push((name.to_string(), frame));
+            }
+        }
+        kernel_host_types::concat(parts)
+            .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
+    }
+
     /// The step's inputs, taken from `outputs`, joined column-wise in the
     /// declared order.
     fn join_inputs(&self, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
@@ -189,7 +217,7 @@ impl Step {
         &mut self,
         pass: Pass,
         input: Frame,
-        y: Option<Column>,
+        y: Option<Arc<Column>>,
         feeds_others: bool,
     ) -> Result<Produced, Error> {
         let (mut selected, rest) = self
@@ -200,17 +228,17 @@ impl Step {
         let transforms = feeds_others || self.kind() == KernelKind::Transformer;
         match pass {
             Pass::Fit => {
-                let (fitted, y) = if self.shadow.is_some() {
-                    (self.instance.fit(&selected, y.as_ref()).await, y)
+                let fitted = if self.shadow.is_some() {
+                    self.instance.fit(&selected, y.as_deref()).await
                 } else {
                     // Lent to a kernel that fits by reference, not copied.
-                    let (fitted, x, y) = self.instance.fit_owned(selected, y).await;
+                    let (fitted, x) = self.instance.fit_owned(selected, y.clone()).await;
                     selected = x;
-                    (fitted, y)
+                    fitted
                 };
                 self.fitted(fitted.map_err(Error::from))?;
                 if let Some(shadow) = &mut self.shadow
-                    && let Err(e) = shadow.instance.fit(&selected, y.as_ref()).await
+                    && let Err(e) = shadow.instance.fit(&selected, y.as_deref()).await
                 {
                     shadow.agreement.failed(e.into());
                 }
@@ -679,6 +707,14 @@ impl Pipeline {
             .map(|id| inputs.iter().flatten().any(|i| i.name() == id))
             .collect();
         let mut outputs: HashMap<String, Frame> = HashMap::from([("source".to_string(), x)]);
+        // How many steps still read each output: the last one takes it
+        // instead of a copy.
+        let mut readers: HashMap<String, usize> = HashMap::new();
+        for input in inputs.iter().flatten() {
+            *readers.entry(input.name().to_string()).or_default() += 1;
+        }
+        // One copy of the target per pass, shared by every step.
+        let y: Option<Arc<Column>> = y.cloned().map(Arc::new);
         let mut slots: Vec<Option<Step>> = std::mem::take(&mut self.steps)
             .into_iter()
             .map(Some)
@@ -691,7 +727,7 @@ impl Pipeline {
                 let Some(mut step) = slots[i].take() else {
                     continue;
                 };
-                let input = match step.join_inputs(&outputs) {
+                let input = match step.take_inputs(&mut outputs, &mut readers) {
                     Ok(frame) => frame,
                     Err(e) => {
                         failure = Some(e);
@@ -699,7 +735,7 @@ impl Pipeline {
                         break 'waves;
                     }
                 };
-                let (y, feeds_others) = (y.cloned(), feeds[i]);
+                let (y, feeds_others) = (y.clone(), feeds[i]);
                 tasks.push((
                     i,
                     tokio::spawn(async move {

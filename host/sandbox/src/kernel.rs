@@ -1256,32 +1256,32 @@ impl KernelInstance {
             .await
     }
 
-    /// [`KernelInstance::fit`] of a frame (and target) the caller gets
-    /// back: a kernel that takes `fit` by reference is lent the columns
-    /// themselves, not copies, and they are handed back afterwards (copied
-    /// only if the kernel kept a `share` of one). Others as `fit`.
+    /// [`KernelInstance::fit`] of a frame the caller gets back: a kernel
+    /// that takes `fit` by reference is lent the columns themselves (and
+    /// the shared target), not copies, and the frame is handed back
+    /// afterwards (copied only if the kernel kept a `share` of a column).
+    /// Others as `fit`.
     pub async fn fit_owned(
         &mut self,
         x: Frame,
-        y: Option<Column>,
-    ) -> (Result<(), Error>, Frame, Option<Column>) {
+        y: Option<Arc<Column>>,
+    ) -> (Result<(), Error>, Frame) {
         if !self.takes_by_reference("fit") {
-            let result = self.fit(&x, y.as_ref()).await;
-            return (result, x, y);
+            let result = self.fit(&x, y.as_deref()).await;
+            return (result, x);
         }
         self.state_hash = None;
         let rows = x.rows;
         let columns: Vec<Arc<Column>> = x.columns.into_iter().map(Arc::new).collect();
-        let target = y.map(Arc::new);
-        let result = self
-            .fit_lending(&columns, target.as_ref(), rows, false)
-            .await;
+        let result = self.fit_lending(&columns, y.as_ref(), rows, false).await;
         // After a fault this revives the store: every handle goes with it.
         let result = self.settle("fit", result).await;
         self.record("fit", rows, &result, |_| 0, false);
-        let back = |c: Arc<Column>| Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone());
-        let columns = columns.into_iter().map(back).collect();
-        (result, Frame { rows, columns }, target.map(back))
+        let columns = columns
+            .into_iter()
+            .map(|c| Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()))
+            .collect();
+        (result, Frame { rows, columns })
     }
 
     /// Lends `columns` (and `y`) to the kernel for one `fit-ref` (or

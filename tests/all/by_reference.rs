@@ -299,3 +299,29 @@ async fn a_frame_lent_for_fit_comes_back_unchanged() {
         copied.save_state().await.unwrap()
     );
 }
+
+/// A kernel built against contract 0.1.2 that takes frames by reference
+/// (its WIT frozen in `tests/guests/legacy-kernel/examples`) still loads
+/// into this host, and its `kernel-ref` export is still called: by
+/// reference and by copy it shifts each column by its mean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_built_for_contract_0_1_2_still_runs_by_reference() {
+    let x = frame(vec![f64_column("a", vec![1.0, 2.0, 6.0])]);
+    for reference in [true, false] {
+        let sandbox = sandbox_by(reference);
+        let component = load(&sandbox, "contract", guests::CONTRACT_0_1_2).await;
+        assert_eq!(component.wit_version(), "0.1.2");
+        assert_eq!(component.by_reference(), ["fit", "transform"]);
+        let mut kernel = component
+            .instantiate(Limits::default(), Grants::default())
+            .await
+            .unwrap();
+        kernel.fit(&x, None).await.unwrap();
+        let out = kernel.transform(&x).await.unwrap();
+        assert!(
+            matches!(&out.columns[0].values, ColumnValues::F64(v) if v == &[-2.0, -1.0, 3.0]),
+            "by reference {reference}: {:?}",
+            out.columns[0].values
+        );
+    }
+}

@@ -108,16 +108,21 @@ fn main() {
             file.display().to_string()
         ));
     }
-    let contract = target_dir.join("wasm32-wasip2/release/examples/contract_0_1_1.wasm");
-    assert!(
-        contract.is_file(),
-        "expected {} after the guest build",
-        contract.display()
-    );
-    consts.push_str(&format!(
-        "/// A kernel built against contract 0.1.1 (`tests/guests/legacy-kernel/examples`).\npub const CONTRACT_0_1_1: &str = {:?};\n",
-        contract.display().to_string()
-    ));
+    for (version, name) in [("0.1.1", "CONTRACT_0_1_1"), ("0.1.2", "CONTRACT_0_1_2")] {
+        let contract = target_dir.join(format!(
+            "wasm32-wasip2/release/examples/contract_{}.wasm",
+            version.replace('.', "_")
+        ));
+        assert!(
+            contract.is_file(),
+            "expected {} after the guest build",
+            contract.display()
+        );
+        consts.push_str(&format!(
+            "/// A kernel built against contract {version} (`tests/guests/legacy-kernel/examples`).\npub const {name}: &str = {:?};\n",
+            contract.display().to_string()
+        ));
+    }
     consts.push_str(
         "/// The faulty kernels (`tests/guests/faulty/examples`): (name, component).\npub const FAULTY: &[(&str, &str)] = &[\n",
     );

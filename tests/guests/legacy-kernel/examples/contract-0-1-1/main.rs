@@ -1,7 +1,7 @@
 //! A kernel built against contract `kernel-host:kernel@0.1.1` (a frozen
-//! copy of that WIT sits beside this file): the host, now at 0.1.2 with
-//! frames by reference added, must keep loading and running it, host
-//! tensors (new in 0.1.1) included.
+//! copy of that WIT sits beside this file): the host, now at a later 0.1.x
+//! (frames by reference, host matrices), must keep loading and running it,
+//! host tensors (new in 0.1.1) included.
 //!
 //! It shifts every f64 column by the mean of all its values, computed by
 //! the host's tensor API.

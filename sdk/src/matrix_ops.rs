@@ -129,6 +129,13 @@ fn blocks<T: Send>(
     }
 }
 
+/// Whether to stop inside a block: the deadline is checked every 256 rows,
+/// so one wide block cannot run far past it (the caller reports the stop:
+/// [`blocks`] checks again after every wave).
+fn stop(run: &Run, row: usize) -> bool {
+    row % 256 == 255 && (run.cancelled)()
+}
+
 /// Adds `part` into `total`, element by element.
 fn accumulate(total: &mut [f64], part: &[f64]) {
     for (t, p) in total.iter_mut().zip(part) {
@@ -237,6 +244,9 @@ pub fn linear(
         run,
         |range, slice| {
             for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    return;
+                }
                 let row = x.row(i);
                 for o in 0..outputs {
                     let w = &weights[o * d..(o + 1) * d];
@@ -270,7 +280,10 @@ pub fn t_mul(a: &Mat, b: &Mat, run: &Run) -> Result<Vec<f64>, String> {
         run,
         |range, _| {
             let mut part = vec![0.0; p * q];
-            for i in range {
+            for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    break;
+                }
                 let (ra, rb) = (a.row(i), b.row(i));
                 for (k, av) in ra.iter().enumerate() {
                     let target = &mut part[k * q..(k + 1) * q];
@@ -296,7 +309,10 @@ pub fn column_sums(a: &Mat, run: &Run) -> Result<Vec<f64>, String> {
         run,
         |range, _| {
             let mut part = vec![0.0; a.cols];
-            for i in range {
+            for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    break;
+                }
                 accumulate(&mut part, a.row(i));
             }
             part
@@ -345,6 +361,9 @@ pub fn softmax_cross_entropy(z: &Mat, labels: &Mat, run: &Run) -> Result<(f64, M
             let mut logits = vec![0.0; classes];
             let mut exp = vec![0.0; classes];
             for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    break;
+                }
                 let y = label(labels, i, classes)?;
                 let row = z.row(i);
                 if k == 1 {
@@ -397,6 +416,9 @@ pub fn softmax(z: &Mat, run: &Run) -> Result<Mat, String> {
         |range, slice| {
             let mut logits = vec![0.0; k];
             for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    return;
+                }
                 let row = z.row(i);
                 if z.cols == 1 {
                     logits[0] = 0.0;
@@ -435,6 +457,9 @@ pub fn squared_distances(x: &Mat, centers: &Mat, run: &Run) -> Result<Mat, Strin
         run,
         |range, slice| {
             for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    return;
+                }
                 let row = x.row(i);
                 for c in 0..k {
                     let mut s = 0.0;
@@ -576,6 +601,30 @@ mod tests {
             argmin_rows(&odd).unwrap(),
             (vec![1, 0], vec![3.0, f64::INFINITY])
         );
+    }
+
+    #[test]
+    fn a_deadline_inside_one_block_stops_it() {
+        // One block (fewer rows than BLOCK_ROWS), cancelled on the third
+        // check: every operation reports the stop instead of a result.
+        let x = mat(5_000, 3, 7);
+        let labels = Mat::new(5_000, 1, vec![0.0; 5_000]).unwrap();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let later = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 2;
+        let run = || {
+            calls.store(0, std::sync::atomic::Ordering::Relaxed);
+            Run {
+                threads: 1,
+                cancelled: &later,
+            }
+        };
+        assert!(linear(&x, &[1.0; 6], 2, &[], &run()).is_err());
+        assert!(t_mul(&x, &x, &run()).is_err());
+        assert!(column_sums(&x, &run()).is_err());
+        assert!(softmax(&x, &run()).is_err());
+        assert!(squared_distances(&x, &x, &run()).is_err());
+        let z = Mat::new(5_000, 2, vec![0.5; 10_000]).unwrap();
+        assert!(softmax_cross_entropy(&z, &labels, &run()).is_err());
     }
 
     #[test]

@@ -192,8 +192,8 @@ pub fn value_counts(column: &Column) -> Result<Vec<(String, u64)>, String> {
     Ok(out)
 }
 
-/// Rows `start..end` of `column`.
-pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String> {
+/// Refuses a row range past the end of `column`.
+fn check_rows(column: &Column, start: usize, end: usize) -> Result<(), String> {
     let n = len(&column.values);
     if start > end || end > n {
         return Err(format!(
@@ -201,6 +201,21 @@ pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String>
             column.name
         ));
     }
+    Ok(())
+}
+
+/// The null bytes of rows `start..end` (all present where the mask is
+/// short).
+fn null_rows(column: &Column, start: usize, end: usize) -> Option<Vec<u8>> {
+    column.nulls.as_ref().map(|n| {
+        n.get(start..end)
+            .map_or_else(|| vec![0; end - start], <[u8]>::to_vec)
+    })
+}
+
+/// Rows `start..end` of `column`.
+pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String> {
+    check_rows(column, start, end)?;
     let values = match &column.values {
         ColumnValues::F64(v) => ColumnValues::F64(v[start..end].to_vec()),
         ColumnValues::S64(v) => ColumnValues::S64(v[start..end].to_vec()),
@@ -210,10 +225,7 @@ pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String>
     Ok(Column {
         name: column.name.clone(),
         values,
-        nulls: column.nulls.as_ref().map(|n| {
-            n.get(start..end)
-                .map_or_else(|| vec![0; end - start], <[u8]>::to_vec)
-        }),
+        nulls: null_rows(column, start, end),
     })
 }
 
@@ -226,13 +238,7 @@ pub fn text(column: &Column, start: usize, end: usize) -> Result<Text, String> {
     let ColumnValues::String(v) = &column.values else {
         return Err(format!("column `{}` is not a string column", column.name));
     };
-    if start > end || end > v.len() {
-        return Err(format!(
-            "rows {start}..{end} of column `{}`, which has {}",
-            column.name,
-            v.len()
-        ));
-    }
+    check_rows(column, start, end)?;
     let slice = &v[start..end];
     let bytes: usize = slice.iter().map(String::len).sum();
     if u32::try_from(bytes).is_err() {
@@ -248,11 +254,7 @@ pub fn text(column: &Column, start: usize, end: usize) -> Result<Text, String> {
         utf8.extend_from_slice(s.as_bytes());
         offsets.push(utf8.len() as u32);
     }
-    let nulls = column.nulls.as_ref().map(|n| {
-        n.get(start..end)
-            .map_or_else(|| vec![0; end - start], <[u8]>::to_vec)
-    });
-    Ok((utf8, offsets, nulls))
+    Ok((utf8, offsets, null_rows(column, start, end)))
 }
 
 /// Rows that are null.

@@ -71,13 +71,11 @@ impl LabelType {
             };
             ids.push(id);
         }
-        let rows = ids;
-        let y_name = name;
         let mut classes = first.clone();
         kind.sort(&mut classes);
         if classes.len() < 2 {
             return Err(KernelError::invalid_input(format!(
-                "target `{y_name}` has {} class(es); a classifier needs at least 2",
+                "target `{name}` has {} class(es); a classifier needs at least 2",
                 classes.len()
             )));
         }
@@ -90,7 +88,7 @@ impl LabelType {
             .iter()
             .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
             .collect();
-        let targets = rows.into_iter().map(|id| class_of[id]).collect();
+        let targets = ids.into_iter().map(|id| class_of[id]).collect();
         Ok((classes, kind, targets))
     }
 

@@ -95,21 +95,35 @@ impl HostMatrix {
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<_> = columns.iter().collect();
         let m = ops::from_columns(&refs).map_err(KernelError::InvalidInput)?;
-        Self::from_mat(m)
+        Self::from_slice(m.rows, m.cols, &m.data, || m.data.clone())
     }
 
     /// A kernel's own matrix, handed to the host (one copy).
     pub fn from_matrix(x: &Matrix) -> Result<HostMatrix, KernelError> {
-        Self::from_list(x.rows, x.cols, x.data.clone())
+        Self::from_slice(x.rows, x.cols, &x.data, || x.data.clone())
     }
 
     /// A `rows × cols` matrix from row-major values.
     pub fn from_list(rows: usize, cols: usize, data: Vec<f64>) -> Result<HostMatrix, KernelError> {
-        let m = Mat::new(rows, cols, data).map_err(KernelError::InvalidInput)?;
-        Self::from_mat(m)
+        Self::from_slice(rows, cols, &data, || data.clone())
     }
 
-    fn from_mat(m: Mat) -> Result<HostMatrix, KernelError> {
+    /// On the host: `data` copied out once. Natively: a local matrix of
+    /// `owned()` (called only there, so the guest never copies twice).
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    fn from_slice(
+        rows: usize,
+        cols: usize,
+        data: &[f64],
+        owned: impl FnOnce() -> Vec<f64>,
+    ) -> Result<HostMatrix, KernelError> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(KernelError::InvalidInput(format!(
+                "{rows} × {cols} matrix needs {} values, got {}",
+                rows.saturating_mul(cols),
+                data.len()
+            )));
+        }
         #[cfg(target_arch = "wasm32")]
         {
             let narrow = |v: usize| {
@@ -117,12 +131,14 @@ impl HostMatrix {
                     KernelError::InvalidInput(format!("{v} rows or columns is over 2^32"))
                 })
             };
-            return wit::Matrix::from_list(narrow(m.rows)?, narrow(m.cols)?, &m.data)
+            return wit::Matrix::from_list(narrow(rows)?, narrow(cols)?, data)
                 .map(host)
                 .map_err(host_error);
         }
         #[allow(unreachable_code)]
-        Ok(local(m))
+        Mat::new(rows, cols, owned())
+            .map(local)
+            .map_err(KernelError::InvalidInput)
     }
 
     pub fn rows(&self) -> usize {

@@ -57,11 +57,6 @@ impl Mat {
     pub fn row(&self, i: usize) -> &[f64] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
-
-    /// Bytes of values.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 8
-    }
 }
 
 /// Runs `f` on every block of `rows` rows, each with its slice of `out`
@@ -75,20 +70,14 @@ fn blocks<T: Send>(
     f: impl Fn(Range<usize>, &mut [f64]) -> T + Sync,
     mut fold: impl FnMut(T),
 ) -> Result<(), String> {
-    let chunk = BLOCK_ROWS * width.max(1);
     let mut pieces: Vec<(Range<usize>, &mut [f64])> = Vec::new();
     let mut rest = out;
-    let mut start = 0;
-    while start < rows || (rows == 0 && pieces.is_empty()) {
+    for start in (0..rows).step_by(BLOCK_ROWS) {
         let end = (start + BLOCK_ROWS).min(rows);
         let take = ((end - start) * width).min(rest.len());
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(take.min(chunk));
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(take);
         rest = tail;
         pieces.push((start..end, head));
-        if rows == 0 {
-            break;
-        }
-        start = end;
     }
     let threads = run.threads.max(1);
     let mut pieces = pieces.into_iter();
@@ -134,6 +123,33 @@ fn blocks<T: Send>(
 /// [`blocks`] checks again after every wave).
 fn stop(run: &Run, row: usize) -> bool {
     row % 256 == 255 && (run.cancelled)()
+}
+
+/// A `rows × width` matrix whose row `i` is written by `f(i, row)`, in
+/// blocks on the run's threads (row-wise: results do not depend on them).
+fn map_rows(
+    rows: usize,
+    width: usize,
+    run: &Run,
+    f: impl Fn(usize, &mut [f64]) + Sync,
+) -> Result<Mat, String> {
+    let mut out = vec![0.0; rows * width];
+    blocks(
+        rows,
+        &mut out,
+        width,
+        run,
+        |range, slice| {
+            for (r, i) in range.enumerate() {
+                if stop(run, r) {
+                    return;
+                }
+                f(i, &mut slice[r * width..(r + 1) * width]);
+            }
+        },
+        |()| (),
+    )?;
+    Mat::new(rows, width, out)
 }
 
 /// Adds `part` into `total`, element by element.
@@ -236,31 +252,16 @@ pub fn linear(
             bias.len()
         ));
     }
-    let mut out = vec![0.0; x.rows * outputs];
-    blocks(
-        x.rows,
-        &mut out,
-        outputs,
-        run,
-        |range, slice| {
-            for (r, i) in range.enumerate() {
-                if stop(run, r) {
-                    return;
-                }
-                let row = x.row(i);
-                for o in 0..outputs {
-                    let w = &weights[o * d..(o + 1) * d];
-                    let mut z = 0.0;
-                    for (a, b) in w.iter().zip(row) {
-                        z += a * b;
-                    }
-                    slice[r * outputs + o] = bias.get(o).map_or(z, |b| b + z);
-                }
+    map_rows(x.rows, outputs, run, |i, out| {
+        let row = x.row(i);
+        for (o, z_out) in out.iter_mut().enumerate() {
+            let mut z = 0.0;
+            for (a, b) in weights[o * d..(o + 1) * d].iter().zip(row) {
+                z += a * b;
             }
-        },
-        |()| (),
-    )?;
-    Mat::new(x.rows, outputs, out)
+            *z_out = bias.get(o).map_or(z, |b| b + z);
+        }
+    })
 }
 
 /// `aᵀ · b` (`a.cols × b.cols`, row-major), summed over rows in blocks.
@@ -407,36 +408,23 @@ pub fn softmax_cross_entropy(z: &Mat, labels: &Mat, run: &Run) -> Result<(f64, M
 /// Each row's softmax; one column `z` gives `[1 − σ(z), σ(z)]`.
 pub fn softmax(z: &Mat, run: &Run) -> Result<Mat, String> {
     let k = if z.cols == 1 { 2 } else { z.cols };
-    let mut out = vec![0.0; z.rows * k];
-    blocks(
-        z.rows,
-        &mut out,
-        k,
-        run,
-        |range, slice| {
-            let mut logits = vec![0.0; k];
-            for (r, i) in range.enumerate() {
-                if stop(run, r) {
-                    return;
-                }
-                let row = z.row(i);
-                if z.cols == 1 {
-                    logits[0] = 0.0;
-                    logits[1] = row[0];
-                } else {
-                    logits.copy_from_slice(row);
-                }
-                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let exp: Vec<f64> = logits.iter().map(|v| (v - max).exp()).collect();
-                let sum: f64 = exp.iter().sum();
-                for (o, e) in slice[r * k..(r + 1) * k].iter_mut().zip(exp) {
-                    *o = e / sum;
-                }
-            }
-        },
-        |()| (),
-    )?;
-    Mat::new(z.rows, k, out)
+    map_rows(z.rows, k, run, |i, out| {
+        let row = z.row(i);
+        if z.cols == 1 {
+            out[0] = 0.0;
+            out[1] = row[0];
+        } else {
+            out.copy_from_slice(row);
+        }
+        let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for o in out.iter_mut() {
+            *o = (*o - max).exp();
+        }
+        let sum: f64 = out.iter().sum();
+        for o in out.iter_mut() {
+            *o /= sum;
+        }
+    })
 }
 
 /// Squared Euclidean distance of every row of `x` to every row of
@@ -448,31 +436,16 @@ pub fn squared_distances(x: &Mat, centers: &Mat, run: &Run) -> Result<Mat, Strin
             x.cols, centers.cols
         ));
     }
-    let k = centers.rows;
-    let mut out = vec![0.0; x.rows * k];
-    blocks(
-        x.rows,
-        &mut out,
-        k,
-        run,
-        |range, slice| {
-            for (r, i) in range.enumerate() {
-                if stop(run, r) {
-                    return;
-                }
-                let row = x.row(i);
-                for c in 0..k {
-                    let mut s = 0.0;
-                    for (a, b) in row.iter().zip(centers.row(c)) {
-                        s += (a - b) * (a - b);
-                    }
-                    slice[r * k + c] = s;
-                }
+    map_rows(x.rows, centers.rows, run, |i, out| {
+        let row = x.row(i);
+        for (c, d) in out.iter_mut().enumerate() {
+            let mut s = 0.0;
+            for (a, b) in row.iter().zip(centers.row(c)) {
+                s += (a - b) * (a - b);
             }
-        },
-        |()| (),
-    )?;
-    Mat::new(x.rows, k, out)
+            *d = s;
+        }
+    })
 }
 
 /// Each row's smallest entry's index (the first of equals) and the entry;

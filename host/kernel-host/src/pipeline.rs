@@ -175,41 +175,36 @@ impl Step {
         outputs: &mut HashMap<String, Frame>,
         readers: &mut HashMap<String, usize>,
     ) -> Result<Frame, Error> {
-        let mut parts = Vec::with_capacity(self.spec.inputs.len());
-        for input in &self.spec.inputs {
-            let name = input.name();
+        self.gather(|name| {
             let left = readers.get_mut(name).map(|n| {
                 *n = n.saturating_sub(1);
                 *n
             });
-            let frame = if left == Some(0) {
+            if left == Some(0) {
                 outputs.remove(name)
             } else {
                 outputs.get(name).cloned()
-            };
-            if let Some(frame) = frame {
-                parts.push((name.to_string(), frame));
             }
-        }
-        kernel_host_types::concat(parts)
-            .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
+        })
     }
 
     /// The step's inputs, taken from `outputs`, joined column-wise in the
     /// declared order.
     fn join_inputs(&self, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
-        kernel_host_types::concat(
-            self.spec
-                .inputs
-                .iter()
-                .filter_map(|input| {
-                    outputs
-                        .get(input.name())
-                        .map(|f| (input.name().to_string(), f.clone()))
-                })
-                .collect(),
-        )
-        .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
+        self.gather(|name| outputs.get(name).cloned())
+    }
+
+    /// The inputs `input` gives for each of the step's input names, joined
+    /// column-wise in the declared order.
+    fn gather(&self, mut input: impl FnMut(&str) -> Option<Frame>) -> Result<Frame, Error> {
+        let parts = self
+            .spec
+            .inputs
+            .iter()
+            .filter_map(|i| input(i.name()).map(|f| (i.name().to_string(), f)))
+            .collect();
+        kernel_host_types::concat(parts)
+            .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
     }
 
     /// Runs the step on its joined input for one pass.

@@ -153,7 +153,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// Where compiled components are cached; `None` turns caching off.
     /// Re-read and re-hash a kernel file on every load instead of reusing
     /// what this sandbox loaded from the same unchanged file (default:
     /// off; `--verify` on the command line).
@@ -162,6 +161,7 @@ impl SandboxBuilder {
         self
     }
 
+    /// Where compiled components are cached; `None` turns caching off.
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
         self

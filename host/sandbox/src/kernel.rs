@@ -46,6 +46,19 @@ pub struct KernelComponent {
     loaded: Arc<Loaded>,
 }
 
+/// Refuses a kernel whose sha256 is not the one the manifest pinned.
+fn check_pin(pinned: Option<&str>, actual: &str) -> Result<(), LoadProblem> {
+    match pinned {
+        Some(expected) if !expected.eq_ignore_ascii_case(actual) => {
+            Err(LoadProblem::HashMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A kernel file's identity: its path and what any change to it changes
 /// (size, modification and status-change times, inode). The change time
 /// cannot be set back by a user, so a file rewritten with the same size
@@ -209,14 +222,7 @@ impl KernelComponent {
         if let Some(key) = &file
             && let Some(parts) = sandbox.loads().get(key)
         {
-            if let Some(expected) = pinned_sha256
-                && !expected.eq_ignore_ascii_case(&parts.sha256)
-            {
-                return Err(refuse(LoadProblem::HashMismatch {
-                    expected: expected.to_string(),
-                    actual: parts.sha256.clone(),
-                }));
-            }
+            check_pin(pinned_sha256, &parts.sha256).map_err(refuse)?;
             return Ok(KernelComponent {
                 id: id.to_string(),
                 path: path.to_path_buf(),
@@ -254,14 +260,7 @@ impl KernelComponent {
             problem,
         };
         let sha256 = sha256_hex(bytes);
-        if let Some(expected) = pinned_sha256
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            return Err(refuse(LoadProblem::HashMismatch {
-                expected: expected.to_string(),
-                actual: sha256,
-            }));
-        }
+        check_pin(pinned_sha256, &sha256).map_err(refuse)?;
         check_header(bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
         let (component, access) = compile_instrumented(sandbox, bytes, &sha256)
             .map_err(|e| refuse(LoadProblem::Compile(e)))?;

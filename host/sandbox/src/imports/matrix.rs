@@ -7,6 +7,7 @@
 //! deadline.
 
 use crate::state::HostState;
+use kernel_host_types::bindings::Column;
 use kernel_host_types::bindings::kernel_host::kernel::columns::{ColumnError, HostMatrix};
 use kernel_host_types::frame::SharedColumn;
 use kernel_host_types::matrix::{Mat, ops};
@@ -101,7 +102,7 @@ impl HostState {
     }
 
     /// The live columns behind `handles`, taken out of the table.
-    fn take_columns(&mut self, handles: Vec<Resource<SharedColumn>>) -> Result<Vec<Arc<_Column>>> {
+    fn take_columns(&mut self, handles: Vec<Resource<SharedColumn>>) -> Result<Vec<Arc<Column>>> {
         let mut columns = Vec::with_capacity(handles.len());
         let mut failure = None;
         for h in handles {
@@ -130,8 +131,6 @@ impl HostState {
     }
 }
 
-type _Column = kernel_host_types::bindings::Column;
-
 impl HostMatrix for HostState {
     async fn from_columns(
         &mut self,
@@ -143,7 +142,7 @@ impl HostMatrix for HostState {
             .map_or(0, |c| kernel_host_types::frame::column_len(c));
         let values = rows.saturating_mul(columns.len());
         self.make(values, |_, _| {
-            let refs: Vec<&_Column> = columns.iter().map(|c| &**c).collect();
+            let refs: Vec<&Column> = columns.iter().map(|c| &**c).collect();
             ops::from_columns(&refs)
         })
     }

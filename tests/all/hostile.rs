@@ -3,7 +3,7 @@
 //! (and the same kernel, once revived) in the same process.
 
 use crate::common::*;
-use kernel_host::{Error, Fault, Grants, KernelComponent, LoadProblem, Sandbox};
+use kernel_host::{Error, Fault, Grants, KernelComponent, Limits, LoadProblem, Sandbox};
 use kernel_host_guests as guests;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -390,4 +390,86 @@ async fn a_changed_kernel_file_is_never_served_from_the_load_cache() {
         .await
         .unwrap();
     assert_eq!(verified.sha256(), replaced.sha256());
+}
+
+/// What a load records beside the compiled kernels lets a new process (a
+/// new sandbox on the same cache directory) load the file without reading
+/// it or asking `describe` again, and is never used for a changed file.
+#[tokio::test]
+async fn a_load_record_is_only_used_for_the_file_it_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let process = || {
+        Sandbox::builder()
+            .cache_dir(Some(cache.clone()))
+            .build()
+            .unwrap()
+    };
+    let path = dir.path().join("k.wasm");
+    std::fs::copy(guests::STANDARD_SCALER, &path).unwrap();
+    let first = KernelComponent::load(&process(), "k", &path, None)
+        .await
+        .unwrap();
+    let records = || std::fs::read_dir(cache.join("loads")).map_or(0, |d| d.count());
+    assert_eq!(records(), 1);
+    // Another process: the same kernel, from the record.
+    let recorded = KernelComponent::load(&process(), "k", &path, Some(first.sha256()))
+        .await
+        .unwrap();
+    assert_eq!(recorded.info(), first.info());
+    assert_eq!(recorded.sha256(), first.sha256());
+    assert_eq!(recorded.by_reference(), first.by_reference());
+    assert_eq!(&*recorded.bytes().unwrap(), &*first.bytes().unwrap());
+    let mut scaler = recorded
+        .instantiate(Limits::default(), Grants::default())
+        .await
+        .unwrap();
+    let x = frame(vec![f64_column("a", vec![1.0, 2.0, 3.0])]);
+    scaler.fit(&x, None).await.unwrap();
+    assert_eq!(
+        f64s(&scaler.transform(&x).await.unwrap().columns[0])[1],
+        0.0
+    );
+    // A stale pin is refused from the record too.
+    let err = KernelComponent::load(&process(), "k", &path, Some(&"0".repeat(64)))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            kernel_host::SandboxError::Load {
+                problem: LoadProblem::HashMismatch { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The file replaced: the record is not about it any more.
+    std::fs::copy(guests::SIMPLE_IMPUTER, &path).unwrap();
+    let replaced = KernelComponent::load(&process(), "k", &path, None)
+        .await
+        .unwrap();
+    assert_eq!(replaced.info().name, "simple-imputer");
+    // A kernel loaded from a record whose file then changes refuses to
+    // hand out bytes that are not the ones it runs.
+    std::fs::copy(guests::STANDARD_SCALER, &path).unwrap();
+    let scaler = KernelComponent::load(&process(), "k", &path, None)
+        .await
+        .unwrap();
+    let scaler = KernelComponent::load(&process(), "k", &path, Some(scaler.sha256()))
+        .await
+        .unwrap();
+    std::fs::copy(guests::SIMPLE_IMPUTER, &path).unwrap();
+    let err = scaler.bytes().err().unwrap();
+    assert!(
+        matches!(
+            &err,
+            kernel_host::SandboxError::Load {
+                problem: LoadProblem::Changed { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

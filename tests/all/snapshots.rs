@@ -109,6 +109,51 @@ async fn a_checkpoint_returns_an_instance_to_an_earlier_state() {
     assert_eq!(outputs(&mut kernel).await, before);
 }
 
+/// A kernel whose state is a few random pages of an 8 MiB ballast is
+/// snapshotted as the pages that changed, and a rollback leaves its memory
+/// byte for byte as the snapshot holds it.
+#[tokio::test]
+async fn a_sparse_snapshot_restores_the_memory_exactly() {
+    let sandbox = sandbox();
+    let params = [
+        ("state-mib", ParamValue::S64(8)),
+        ("dirty-pages", ParamValue::S64(40)),
+    ];
+    let mut kernel = instance_with(
+        &sandbox,
+        "opaque",
+        guests::OPAQUE,
+        &params,
+        Limits::default(),
+        Grants::default(),
+    )
+    .await;
+    for round in 0..3 {
+        kernel.fit(&data(), None).await.unwrap();
+        let image = kernel.snapshot_now().await.unwrap().unwrap().clone();
+        assert!(
+            image.bytes() * 8 < image.memory_bytes(),
+            "round {round}: {} of {} bytes held",
+            image.bytes(),
+            image.memory_bytes()
+        );
+        let whole = image.materialize();
+        let before = outputs(&mut kernel).await;
+        let checkpoint = kernel.checkpoint().await.unwrap();
+        // Other random pages, another fit count.
+        kernel.fit(&data(), None).await.unwrap();
+        assert_ne!(outputs(&mut kernel).await, before);
+        kernel.rollback_to(checkpoint).await.unwrap();
+        let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
+        assert!(
+            again.materialize() == whole,
+            "round {round}: memory differs"
+        );
+        assert_eq!(again.globals, image.globals);
+        assert_eq!(outputs(&mut kernel).await, before);
+    }
+}
+
 #[tokio::test]
 async fn sdk_kernels_roll_back_too() {
     // By copy: the guest loops over the frame and runs out of fuel (by

@@ -178,6 +178,80 @@ async fn a_chunked_run_equals_the_whole_run() {
     }
 }
 
+/// A chunked fit parses its training file once: the later passes (one per
+/// wave: four for impute -> one-hot -> scale -> model) read the chunks the
+/// first pass spilled. Proved by removing the file as soon as the first
+/// pass is over: the run still succeeds, with the same predictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_fit_reads_its_input_once() {
+    use kernel_host::job::{JobOptions, Progress, Source, run};
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// Records every pass, and removes the training file after the first.
+    struct RemovesTheInput {
+        train: PathBuf,
+        passes: Mutex<Vec<PathBuf>>,
+    }
+    impl Progress for RemovesTheInput {
+        fn start(&self, _pass: &str, file: &Path, _bytes: u64) {
+            self.passes.lock().unwrap().push(file.to_path_buf());
+        }
+        fn update(&self, _bytes: u64, _rows: u64) {}
+        fn finish(&self) {
+            let _ = std::fs::remove_file(&self.train);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let penguins = workspace().join("examples/penguins");
+    let train = dir.path().join("train.csv");
+    std::fs::copy(penguins.join("data/train.csv"), &train).unwrap();
+    let plan = |train: &Path, out: &str| {
+        let mut plan = Plan::load(&penguins.join("pipeline.toml")).unwrap();
+        plan.data.source = kernel_host::manifest::DataSource::Files {
+            train: train.to_path_buf(),
+            test: Some(penguins.join("data/test.csv")),
+        };
+        plan.data.chunk_rows = Some(25);
+        plan.output.predictions = Some(dir.path().join(out));
+        plan
+    };
+    let reference = crate::common::run(&sandbox(), plan(&penguins.join("data/train.csv"), "a.csv"))
+        .await
+        .unwrap();
+    let progress = RemovesTheInput {
+        train: train.clone(),
+        passes: Mutex::new(Vec::new()),
+    };
+    let options = JobOptions {
+        predict: true,
+        ..Default::default()
+    };
+    let report = run(
+        &sandbox(),
+        Source::Plan(plan(&train, "b.csv")),
+        &options,
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert!(!train.exists());
+    let passes = progress.passes.into_inner().unwrap();
+    // Four fit passes, then the test file's.
+    assert!(passes.len() >= 4, "{passes:?}");
+    assert_eq!(passes[0], train);
+    assert!(passes[1..4].iter().all(|p| p != &train), "{passes:?}");
+    assert_eq!(report.metric, reference.metric);
+    assert_eq!(report.train_rows, 258);
+    let read = |name: &str| read_table(&dir.path().join(name), &CsvOptions::default()).unwrap();
+    assert_eq!(read("a.csv"), read("b.csv"));
+    // The spill is gone with the fit.
+    for pass in &passes[1..4] {
+        assert!(!pass.exists(), "{} left behind", pass.display());
+    }
+}
+
 #[tokio::test]
 async fn a_kernel_without_partial_fit_stops_at_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,7 @@ pub async fn save(fitted: &mut Fitted, path: &Path) -> Result<(), Error> {
     for (step, spec) in fitted.pipeline.steps_mut().iter_mut().zip(&mut plan.steps) {
         let sha = step.component.sha256().to_string();
         if !parts.iter().any(|(n, _)| *n == format!("kernel/{sha}")) {
-            parts.push((format!("kernel/{sha}"), step.component.bytes().to_vec()));
+            parts.push((format!("kernel/{sha}"), step.component.bytes()?.to_vec()));
         }
         let state = step.instance.save_state().await?;
         parts.push((format!("state/{}", spec.id), state));

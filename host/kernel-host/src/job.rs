@@ -7,9 +7,11 @@
 //! and `stream` on the same plan produce the same model and the same
 //! predictions.
 //!
-//! Chunked fitting makes one pass over the training file per wave of the
+//! Chunked fitting makes one pass over the training data per wave of the
 //! graph: earlier (already fitted) steps transform each chunk, and the
-//! wave's steps `partial-fit` it. A kernel without partial fit has its
+//! wave's steps `partial-fit` it. The training file is parsed once: the
+//! first pass keeps the parsed chunks as Arrow IPC in a temporary file
+//! ([`Spill`]), which the later passes read instead. A kernel without partial fit has its
 //! input held in memory up to `data.memory-budget-mib` and is fitted at the
 //! end of the pass; past the budget the job stops with a clear error
 //! instead of running out of memory. Memory then holds one chunk (plus the
@@ -17,6 +19,7 @@
 
 use crate::bindings::{Column, Frame, KernelKind};
 use crate::bundle::{self, Bundle};
+use crate::data::arrow::is_arrow;
 use crate::data::score::Score;
 use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, read_table};
 use crate::error::{DataError, Error, ManifestError};
@@ -300,16 +303,30 @@ async fn fit_chunked(
     let mut train_rows = 0u64;
     let mut schema = Vec::new();
     let waves = pipeline.waves();
+    // Parse the CSV once when there is more than one pass.
+    let mut spilled: Option<Spill> = None;
     for (w, wave) in waves.iter().enumerate() {
         let mut buffered = Buffered::new(plan.data.memory_budget);
-        let mut chunks = Chunks::open(&train, &csv)?;
+        let source = spilled
+            .as_ref()
+            .map_or(train.as_path(), |s| s.path.as_path());
+        let mut chunks = Chunks::open(source, &csv)?;
+        let mut spill = (spilled.is_none() && w + 1 < waves.len() && !is_arrow(&train))
+            .then(SpillWriter::create)
+            .and_then(spill_or_warn);
         progress.start(
             &format!("fit {}/{}", w + 1, waves.len()),
-            &train,
-            file_size(&train),
+            source,
+            file_size(source),
         );
         let mut rows = 0u64;
         while let Some(chunk) = chunks.next_chunk(chunk_rows)? {
+            if let Some(writer) = &mut spill
+                && let Err(e) = writer.write(&chunk)
+            {
+                tracing::warn!("{e:#}; the next passes parse the training file again");
+                spill = None;
+            }
             let first_row = rows + 1;
             rows += u64::from(chunk.rows);
             let (x, y) = features_and_target(&plan, chunk, &train, true)?;
@@ -326,6 +343,9 @@ async fn fit_chunked(
                 .await?;
             progress.update(chunks.bytes_read(), rows);
         }
+        if let Some(writer) = spill {
+            spilled = spill_or_warn(writer.finish());
+        }
         pipeline.finish_wave(wave, &mut buffered).await?;
         progress.finish();
         train_rows = rows;
@@ -339,6 +359,90 @@ async fn fit_chunked(
         },
         Held::File(test),
     ))
+}
+
+/// A chunked fit's training chunks as parsed by its first pass, kept as
+/// an Arrow IPC stream in the temporary directory (`TMPDIR`), so that later
+/// passes read them back instead of parsing the file again. Removed when
+/// dropped.
+struct Spill {
+    path: PathBuf,
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes a [`Spill`] chunk by chunk (no fsync: it lives as long as the
+/// fit).
+struct SpillWriter {
+    spill: Spill,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    writer: Option<arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl SpillWriter {
+    fn create() -> anyhow::Result<SpillWriter> {
+        use anyhow::Context as _;
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "kernel-host-spill-{}-{n}.arrows",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot spill the parsed chunks to {}", path.display()))?;
+        Ok(SpillWriter {
+            spill: Spill { path },
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            writer: None,
+        })
+    }
+
+    fn write(&mut self, chunk: &Frame) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let context = || format!("spilling parsed chunks to {}", self.spill.path.display());
+        let batch = crate::data::arrow::frame_to_batch(chunk).with_context(context)?;
+        if self.writer.is_none()
+            && let Some(file) = self.file.take()
+        {
+            self.writer = Some(
+                arrow_ipc::writer::StreamWriter::try_new(file, &batch.schema())
+                    .with_context(context)?,
+            );
+        }
+        match &mut self.writer {
+            Some(writer) => writer.write(&batch).with_context(context),
+            None => anyhow::bail!("{}: the writer is gone", context()),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<Spill> {
+        use anyhow::Context as _;
+        let context = || format!("spilling parsed chunks to {}", self.spill.path.display());
+        // No chunk at all: nothing to read back either way.
+        let Some(mut writer) = self.writer.take() else {
+            anyhow::bail!("{}: no chunks", context());
+        };
+        writer.finish().with_context(context)?;
+        writer
+            .into_inner()
+            .with_context(context)?
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(context)?;
+        Ok(self.spill)
+    }
+}
+
+/// The spill, or `None` with a warning: the passes then parse the
+/// training file each time, as slower as correct.
+fn spill_or_warn<T>(result: anyhow::Result<T>) -> Option<T> {
+    result
+        .map_err(|e| tracing::warn!("{e:#}; every pass parses the training file"))
+        .ok()
 }
 
 /// What predicting did.

@@ -225,6 +225,13 @@ impl Step {
             Pass::Fit => {
                 let fitted = if self.shadow.is_some() {
                     self.instance.fit(&selected, y.as_deref()).await
+                } else if !feeds_others {
+                    // Nothing reads the frame after this step: its columns
+                    // go with the fit, freed as soon as the kernel is done
+                    // with them.
+                    let fitted = self.instance.fit_consumed(selected, y).await;
+                    self.fitted(fitted.map_err(Error::from))?;
+                    return Ok(Produced::Fitted);
                 } else {
                     // Lent to a kernel that fits by reference, not copied.
                     let (fitted, x) = self.instance.fit_owned(selected, y.clone()).await;

@@ -194,6 +194,11 @@ impl SandboxBuilder {
                 // reserve the whole 32-bit space so any cap up to 4 GiB fits.
                 .max_memory_size(4 << 30)
                 .linear_memory_keep_resident(self.keep_resident)
+                // Reset only the pages an instance touched (Linux 6.7+;
+                // elsewhere the first `keep_resident` bytes are memset): a
+                // slot keeps what its last instance used, up to
+                // `keep_resident`, rather than `keep_resident` each.
+                .pagemap_scan(wasmtime::Enabled::Auto)
                 // Reuse slots other kernels warmed before touching a cold
                 // one: the slots a long-running host ever touches (each
                 // keeping up to `keep_resident` bytes) are then as many as
@@ -369,12 +374,6 @@ impl Sandbox {
         self.inner.snapshots
     }
 
-    /// Compiles `bytes` (whose sha256 is `sha256`), or loads the compiled
-    /// form from the cache.
-    pub(crate) fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
-        self.compile_with(sha256, || Ok(bytes.into()))
-    }
-
     /// Compiles the bytes `source` makes, or loads the compiled form cached
     /// under `key` without calling `source`.
     pub(crate) fn compile_with<'a>(
@@ -407,6 +406,19 @@ impl Sandbox {
         }
         // SAFETY: `compiled` was produced just above by this very engine.
         unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+
+    /// Where the record of loading the kernel file at `path` is kept (see
+    /// `LoadRecord`): beside the compiled kernels, named by the path and
+    /// the engine, or nowhere without a cache directory.
+    pub(crate) fn load_record_path(&self, path: &Path) -> Option<PathBuf> {
+        let dir = self.inner.cache_dir.as_ref()?;
+        let path = std::path::absolute(path).ok()?;
+        let mut hasher = Sha256::new();
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update(self.engine_fingerprint().to_le_bytes());
+        let name = hex::encode(hasher.finalize());
+        Some(dir.join("loads").join(format!("{name}.json")))
     }
 
     /// Identifies the engine settings a precompiled component depends on.

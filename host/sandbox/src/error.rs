@@ -76,6 +76,10 @@ pub enum LoadProblem {
     Link(String),
     #[error("failed to compile: {0}")]
     Compile(String),
+    #[error(
+        "the file changed since it was loaded (sha256 {now}, loaded as {was}); load the kernel again"
+    )]
+    Changed { was: String, now: String },
 }
 
 /// What went wrong inside a kernel call.

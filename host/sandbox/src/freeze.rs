@@ -92,8 +92,8 @@ pub async fn freeze(
         None => return Err(refuse("it could not be snapshotted".into())),
     };
     let wizer = wasmtime_wizer::Wizer::new();
-    let original = component.bytes();
-    let (cx, instrumented) = std::panic::catch_unwind(|| wizer.instrument_component(original))
+    let original = component.bytes()?;
+    let (cx, instrumented) = std::panic::catch_unwind(|| wizer.instrument_component(&original))
         .map_err(|_| refuse("wizer could not instrument it".into()))?
         .map_err(|e| refuse(format!("{e:#}")))?;
 

@@ -63,7 +63,7 @@ fn check_pin(pinned: Option<&str>, actual: &str) -> Result<(), LoadProblem> {
 /// (size, modification and status-change times, inode). The change time
 /// cannot be set back by a user, so a file rewritten with the same size
 /// and modification time is still a new file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FileKey {
     path: PathBuf,
     len: u64,
@@ -106,8 +106,11 @@ pub(crate) struct Loaded {
     pre: KernelPre,
     /// The snapshot accessors, or why the kernel has none.
     access: Result<Arc<Access>, String>,
-    /// The component file's bytes (for `freeze`).
-    bytes: Arc<[u8]>,
+    /// The component file's bytes (for `freeze` and bundles): read at load,
+    /// or on demand after a load from a [`LoadRecord`].
+    bytes: std::sync::OnceLock<Arc<[u8]>>,
+    /// Size of the component file.
+    size: usize,
     /// Set when the component is a frozen kernel.
     frozen: Option<Frozen>,
     /// The operations it takes frames by reference for (`kernel-ref`).
@@ -140,7 +143,7 @@ impl LoadCache {
             entries.retain(|(k, _)| k.path != key.path);
             entries.push_back((key, loaded));
             let bytes = |e: &std::collections::VecDeque<(FileKey, Arc<Loaded>)>| {
-                e.iter().map(|(_, l)| l.bytes.len()).sum::<usize>()
+                e.iter().map(|(_, l)| l.size).sum::<usize>()
             };
             while entries.len() > Self::ENTRIES
                 || (entries.len() > 1 && bytes(&entries) > Self::BYTES)
@@ -153,19 +156,21 @@ impl LoadCache {
 
 /// Bump when the instrumentation changes: compiled instrumented kernels are
 /// cached under this.
-const INSTRUMENTATION: u32 = 1;
+const INSTRUMENTATION: u32 = 2;
 
-/// Compiles `bytes` instrumented for snapshots, or plain when the
-/// instrumentation does not apply (the reason is returned).
+/// Compiles the component `source` reads (whose sha256 is `sha256`)
+/// instrumented for snapshots, or plain when the instrumentation does not
+/// apply (the reason is returned). `source` is only called when the
+/// compiled form is not cached.
 fn compile_instrumented(
     sandbox: &Sandbox,
-    bytes: &[u8],
+    source: &dyn Fn() -> anyhow::Result<Arc<[u8]>>,
     sha256: &str,
 ) -> Result<(wasmtime::component::Component, Result<Arc<Access>, String>), String> {
     let instrumented = if sandbox.snapshots() {
         let key = format!("{sha256}-snapshots{INSTRUMENTATION}");
         sandbox
-            .compile_with(&key, || snapshot::instrument(bytes).map(Into::into))
+            .compile_with(&key, || Ok(snapshot::instrument(&source()?)?.into()))
             .map_err(|e| format!("{e:#}"))
     } else {
         Err("snapshots are off in this sandbox".to_string())
@@ -179,11 +184,69 @@ fn compile_instrumented(
         }
         Err(why) => {
             let component = sandbox
-                .compile(bytes, sha256)
+                .compile_with(sha256, || Ok(source()?.to_vec().into()))
                 .map_err(|e| format!("{e:#}"))?;
             Ok((component, Err(why)))
         }
     }
+}
+
+/// What loading a kernel file learned that a later process can reuse
+/// while the file keeps its identity: stored beside the compiled kernels
+/// (`<cache>/loads/`), so that a load in a new process neither reads nor
+/// hashes the file nor instantiates it to ask `describe`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoadRecord {
+    file: FileKey,
+    sha256: String,
+    wit_version: String,
+    #[serde(with = "kernel_host_types::bindings::info_serde")]
+    info: KernelInfo,
+    by_reference: Vec<String>,
+    frozen: Option<Frozen>,
+}
+
+impl LoadRecord {
+    /// The record for `file`, when there is one and it is still about
+    /// the same file.
+    fn read(sandbox: &Sandbox, file: &FileKey) -> Option<LoadRecord> {
+        let path = sandbox.load_record_path(&file.path)?;
+        let bytes = std::fs::read(path).ok()?;
+        let record: LoadRecord = serde_json::from_slice(&bytes).ok()?;
+        (record.file == *file).then_some(record)
+    }
+
+    fn write(&self, sandbox: &Sandbox) {
+        let Some(path) = sandbox.load_record_path(&self.file.path) else {
+            return;
+        };
+        let written = serde_json::to_vec(self)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                kernel_host_types::fsutil::write_atomic(&path, &json)
+            });
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), "could not record the load: {e:#}");
+        }
+    }
+}
+
+/// Reads the kernel file at `path` for a load that knows its sha256
+/// already: a file that no longer has it is refused.
+fn read_expecting(path: &Path, sha256: &str) -> Result<Arc<[u8]>, LoadProblem> {
+    let bytes = kernel_host_types::fsutil::read_limited(path, MAX_KERNEL_BYTES)
+        .map_err(LoadProblem::Read)?;
+    let now = sha256_hex(&bytes);
+    if now != sha256 {
+        return Err(LoadProblem::Changed {
+            was: sha256.to_string(),
+            now,
+        });
+    }
+    Ok(bytes.into())
 }
 
 impl KernelComponent {
@@ -230,6 +293,26 @@ impl KernelComponent {
                 loaded: parts,
             });
         }
+        // Loaded by an earlier process: what it recorded, with the
+        // compiled form from the on-disk cache.
+        if let Some(key) = &file
+            && let Some(record) = LoadRecord::read(sandbox, key)
+        {
+            check_pin(pinned_sha256, &record.sha256).map_err(refuse)?;
+            match Self::load_recorded(sandbox, record, path) {
+                Ok(loaded) => {
+                    let loaded = Arc::new(loaded);
+                    sandbox.loads().put(key.clone(), loaded.clone());
+                    return Ok(KernelComponent {
+                        id: id.to_string(),
+                        path: path.to_path_buf(),
+                        sandbox: sandbox.clone(),
+                        loaded,
+                    });
+                }
+                Err(e) => tracing::debug!(kernel = id, "loading afresh: {e}"),
+            }
+        }
         let bytes = kernel_host_types::fsutil::read_limited(path, MAX_KERNEL_BYTES)
             .map_err(|e| refuse(LoadProblem::Read(e)))?;
         let component =
@@ -238,9 +321,56 @@ impl KernelComponent {
         if let Some(key) = file
             && FileKey::of(path).as_ref() == Some(&key)
         {
+            let loaded = &component.loaded;
+            LoadRecord {
+                file: key.clone(),
+                sha256: loaded.sha256.clone(),
+                wit_version: loaded.wit_version.clone(),
+                info: loaded.info.clone(),
+                by_reference: loaded.by_reference.to_vec(),
+                frozen: loaded.frozen.clone(),
+            }
+            .write(sandbox);
             sandbox.loads().put(key, component.loaded.clone());
         }
         Ok(component)
+    }
+
+    /// A kernel as `record` describes it: compiled form from the cache
+    /// (compiled afresh if it is gone), linked, not instantiated.
+    fn load_recorded(sandbox: &Sandbox, record: LoadRecord, path: &Path) -> Result<Loaded, String> {
+        let read = std::sync::OnceLock::new();
+        let source = || -> anyhow::Result<Arc<[u8]>> {
+            if let Some(bytes) = read.get() {
+                return Ok(Arc::clone(bytes));
+            }
+            let bytes = read_expecting(path, &record.sha256)?;
+            Ok(Arc::clone(read.get_or_init(|| bytes)))
+        };
+        let (component, access) = compile_instrumented(sandbox, &source, &record.sha256)?;
+        let wit_version = kernel_export_version(sandbox, &component).map_err(|p| p.to_string())?;
+        if wit_version != record.wit_version {
+            return Err(format!(
+                "the record says contract {}, the component {wit_version}",
+                record.wit_version
+            ));
+        }
+        let instance_pre = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = KernelPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+        Ok(Loaded {
+            sha256: record.sha256,
+            wit_version,
+            info: record.info,
+            pre,
+            access,
+            bytes: read,
+            size: usize::try_from(record.file.len).unwrap_or(usize::MAX),
+            frozen: record.frozen,
+            by_reference: record.by_reference.into(),
+        })
     }
 
     /// Like [`KernelComponent::load_for`], from bytes already in memory
@@ -262,8 +392,10 @@ impl KernelComponent {
         let sha256 = sha256_hex(bytes);
         check_pin(pinned_sha256, &sha256).map_err(refuse)?;
         check_header(bytes).map_err(|m| refuse(LoadProblem::NotAComponent(m)))?;
-        let (component, access) = compile_instrumented(sandbox, bytes, &sha256)
-            .map_err(|e| refuse(LoadProblem::Compile(e)))?;
+        let shared: Arc<[u8]> = bytes.into();
+        let (component, access) =
+            compile_instrumented(sandbox, &|| Ok(Arc::clone(&shared)), &sha256)
+                .map_err(|e| refuse(LoadProblem::Compile(e)))?;
         if let Err(why) = &access
             && sandbox.snapshots()
         {
@@ -289,7 +421,8 @@ impl KernelComponent {
                 info: placeholder_info(),
                 pre,
                 access,
-                bytes: bytes.into(),
+                bytes: std::sync::OnceLock::from(shared),
+                size: bytes.len(),
                 frozen: crate::freeze::frozen_record(bytes),
                 by_reference: Arc::from([]),
             }),
@@ -338,9 +471,20 @@ impl KernelComponent {
         &self.loaded.info
     }
 
-    /// The component file's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.loaded.bytes
+    /// The component file's bytes: those loaded, or, for a kernel loaded
+    /// from an earlier process's record, the file read now (refused if it
+    /// no longer has the sha256 it was loaded with).
+    pub fn bytes(&self) -> Result<Arc<[u8]>, Error> {
+        if let Some(bytes) = self.loaded.bytes.get() {
+            return Ok(Arc::clone(bytes));
+        }
+        let bytes =
+            read_expecting(&self.path, &self.loaded.sha256).map_err(|problem| Error::Load {
+                kernel: self.id.clone(),
+                path: self.path.clone(),
+                problem,
+            })?;
+        Ok(Arc::clone(self.loaded.bytes.get_or_init(|| bytes)))
     }
 
     /// The sandbox the kernel was loaded into.
@@ -561,6 +705,13 @@ struct Shared {
 impl Shared {
     /// A new store and instance.
     async fn fresh(&self) -> Result<(Store<HostState>, Exports, Instance), Error> {
+        let mut store = self.store()?;
+        let (bindings, instance) = self.instantiate(&mut store).await?;
+        Ok((store, bindings, instance))
+    }
+
+    /// A new store, limits and metering set, holding no instance yet.
+    fn store(&self) -> Result<Store<HostState>, Error> {
         let tensors = kernel_host_tensor::StoreTensors::new(
             self.sandbox.tensors().clone(),
             self.limits.tensor_bytes,
@@ -590,11 +741,19 @@ impl Shared {
                 .fuel_async_yield_interval(Some(YIELD_INTERVAL_FUEL))
                 .map_err(|e| Error::Host(e.into()))?;
         }
-        let instantiate = self.pre.instance.instantiate_async(&mut store);
+        Ok(store)
+    }
+
+    /// Instantiates the kernel in `store`.
+    async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> Result<(Exports, Instance), Error> {
+        let instantiate = self.pre.instance.instantiate_async(&mut *store);
         let instance = match tokio::time::timeout(self.limits.timeout, instantiate).await {
             Ok(Ok(i)) => i,
             Ok(Err(e)) => {
-                let fault = classify(&mut store, e, self.limits, 0);
+                let fault = classify(store, e, self.limits, 0);
                 return Err(self.fault("instantiate", fault));
             }
             Err(_) => {
@@ -606,7 +765,7 @@ impl Shared {
                 ));
             }
         };
-        let bindings = self.pre.exports(&mut store, &instance).map_err(|e| {
+        let bindings = self.pre.exports(&mut *store, &instance).map_err(|e| {
             self.fault(
                 "instantiate",
                 Fault::Trap {
@@ -614,7 +773,22 @@ impl Shared {
                 },
             )
         })?;
-        Ok((store, bindings, instance))
+        Ok((bindings, instance))
+    }
+
+    /// Shows the snapshot accessors what a fresh instance of the component
+    /// holds (once per component; sparse images are relative to it), in an
+    /// instance of its own, so that loading a kernel never pays for it.
+    async fn learn_fresh(&self, access: &Access) -> Result<(), Error> {
+        if !access.needs_fresh() {
+            return Ok(());
+        }
+        let mut store = self.store()?;
+        let (_, instance) = self.instantiate(&mut store).await?;
+        access
+            .learn_fresh(&mut store, &instance)
+            .await
+            .map_err(|e| Error::Host(anyhow::anyhow!("reading a fresh instance: {e:#}")))
     }
 
     fn fault(&self, operation: &'static str, fault: Fault) -> Error {
@@ -784,8 +958,12 @@ impl KernelInstance {
             .stats
             .tensor_peak
             .max(self.store.data().tensors.accounts.peak);
-        let (store, bindings, instance) = self.shared.fresh().await?;
-        self.store = store;
+        // The poisoned store goes first: its pooled memory slot, pages still
+        // mapped, is then the one the new instance gets (the pool prefers
+        // the slot this component used last), and the restore writes into
+        // resident pages instead of faulting them in.
+        self.store = self.shared.store()?;
+        let (bindings, instance) = self.shared.instantiate(&mut self.store).await?;
         self.bindings = bindings;
         self.instance = instance;
         self.stderr_logged = 0;
@@ -886,6 +1064,10 @@ impl KernelInstance {
             return Ok(());
         };
         let started = Instant::now();
+        if let Err(e) = self.shared.learn_fresh(&access).await {
+            // Dense images then: slower, as exact.
+            tracing::warn!(kernel = %self.shared.id, "{e}");
+        }
         // Reuse the buffers of an image nothing else holds any more (their
         // pages are mapped: a fresh 2 MiB buffer costs ~200 µs of faults).
         // An image a checkpoint still shares is retired, to be reused once
@@ -1251,7 +1433,7 @@ impl KernelInstance {
     ) -> Result<(), Error> {
         let columns: Vec<Arc<Column>> = x.columns.iter().cloned().map(Arc::new).collect();
         let target = y.cloned().map(Arc::new);
-        self.fit_lending(&columns, target.as_ref(), x.rows, partial)
+        self.fit_lending(columns, target.as_ref(), x.rows, partial)
             .await
     }
 
@@ -1272,7 +1454,9 @@ impl KernelInstance {
         self.state_hash = None;
         let rows = x.rows;
         let columns: Vec<Arc<Column>> = x.columns.into_iter().map(Arc::new).collect();
-        let result = self.fit_lending(&columns, y.as_ref(), rows, false).await;
+        let result = self
+            .fit_lending(columns.clone(), y.as_ref(), rows, false)
+            .await;
         // After a fault this revives the store: every handle goes with it.
         let result = self.settle("fit", result).await;
         self.record("fit", rows, &result, |_| 0, false);
@@ -1283,17 +1467,35 @@ impl KernelInstance {
         (result, Frame { rows, columns })
     }
 
+    /// [`KernelInstance::fit`] of a frame the caller no longer needs: a
+    /// kernel that takes `fit` by reference is given the columns
+    /// themselves, and each is freed as soon as the kernel lets go of it (a
+    /// kernel that builds a host matrix from its columns frees them before
+    /// it starts iterating). Others as `fit`.
+    pub async fn fit_consumed(&mut self, x: Frame, y: Option<Arc<Column>>) -> Result<(), Error> {
+        if !self.takes_by_reference("fit") {
+            return self.fit(&x, y.as_deref()).await;
+        }
+        self.state_hash = None;
+        let rows = x.rows;
+        let columns = x.columns.into_iter().map(Arc::new).collect();
+        let result = self.fit_lending(columns, y.as_ref(), rows, false).await;
+        let result = self.settle("fit", result).await;
+        self.record("fit", rows, &result, |_| 0, false);
+        result
+    }
+
     /// Lends `columns` (and `y`) to the kernel for one `fit-ref` (or
     /// `partial-fit-ref`).
     async fn fit_lending(
         &mut self,
-        columns: &[Arc<Column>],
+        columns: Vec<Arc<Column>>,
         y: Option<&Arc<Column>>,
         rows: u32,
         partial: bool,
     ) -> Result<(), Error> {
         self.revive().await?;
-        let (lent, mut reps) = self.lend(columns.to_vec())?;
+        let (lent, mut reps) = self.lend(columns)?;
         let target = match y {
             Some(y) => match self.lend(vec![y.clone()]) {
                 Ok((mut handle, rep)) => {

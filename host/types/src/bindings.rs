@@ -143,6 +143,162 @@ pub mod params_serde {
     }
 }
 
+/// A kernel's `describe` answer as the load records beside the compiled
+/// kernel store it (so a later process need not ask again). Use as
+/// `#[serde(with = "kernel_host_types::bindings::info_serde")]`.
+pub mod info_serde {
+    use super::{Capabilities, KernelInfo, KernelKind, ParamSpec, ParamType, ParamValue};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Info {
+        name: String,
+        version: String,
+        kind: Kind,
+        description: String,
+        params: Vec<Spec>,
+        capabilities: Vec<Capability>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Kind {
+        Transformer,
+        Classifier,
+        Regressor,
+        Clusterer,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Capability {
+        PartialFit,
+        PredictProba,
+        StatelessTransform,
+    }
+
+    const CAPABILITIES: [(Capability, Capabilities); 3] = [
+        (Capability::PartialFit, Capabilities::PARTIAL_FIT),
+        (Capability::PredictProba, Capabilities::PREDICT_PROBA),
+        (
+            Capability::StatelessTransform,
+            Capabilities::STATELESS_TRANSFORM,
+        ),
+    ];
+
+    #[derive(Serialize, Deserialize)]
+    struct Spec {
+        name: String,
+        description: String,
+        kind: Type,
+        default: Value,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Type {
+        F64(Option<f64>, Option<f64>),
+        S64(Option<i64>, Option<i64>),
+        Bool,
+        Choice(Vec<String>),
+        Text,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Value {
+        F64(f64),
+        S64(i64),
+        Bool(bool),
+        String(String),
+    }
+
+    fn value(v: &ParamValue) -> Value {
+        match v {
+            ParamValue::F64(x) => Value::F64(*x),
+            ParamValue::S64(x) => Value::S64(*x),
+            ParamValue::Bool(x) => Value::Bool(*x),
+            ParamValue::String(x) => Value::String(x.clone()),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(info: &KernelInfo, s: S) -> Result<S::Ok, S::Error> {
+        Info {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            kind: match info.kind {
+                KernelKind::Transformer => Kind::Transformer,
+                KernelKind::Classifier => Kind::Classifier,
+                KernelKind::Regressor => Kind::Regressor,
+                KernelKind::Clusterer => Kind::Clusterer,
+            },
+            description: info.description.clone(),
+            params: info
+                .params
+                .iter()
+                .map(|p| Spec {
+                    name: p.name.clone(),
+                    description: p.description.clone(),
+                    kind: match &p.kind {
+                        ParamType::F64((lo, hi)) => Type::F64(*lo, *hi),
+                        ParamType::S64((lo, hi)) => Type::S64(*lo, *hi),
+                        ParamType::Bool => Type::Bool,
+                        ParamType::Choice(c) => Type::Choice(c.clone()),
+                        ParamType::Text => Type::Text,
+                    },
+                    default: value(&p.default),
+                })
+                .collect(),
+            capabilities: CAPABILITIES
+                .iter()
+                .filter(|(_, flag)| info.capabilities.contains(*flag))
+                .map(|(c, _)| *c)
+                .collect(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KernelInfo, D::Error> {
+        let info = Info::deserialize(d)?;
+        Ok(KernelInfo {
+            name: info.name,
+            version: info.version,
+            kind: match info.kind {
+                Kind::Transformer => KernelKind::Transformer,
+                Kind::Classifier => KernelKind::Classifier,
+                Kind::Regressor => KernelKind::Regressor,
+                Kind::Clusterer => KernelKind::Clusterer,
+            },
+            description: info.description,
+            params: info
+                .params
+                .into_iter()
+                .map(|p| ParamSpec {
+                    name: p.name,
+                    description: p.description,
+                    kind: match p.kind {
+                        Type::F64(lo, hi) => ParamType::F64((lo, hi)),
+                        Type::S64(lo, hi) => ParamType::S64((lo, hi)),
+                        Type::Bool => ParamType::Bool,
+                        Type::Choice(c) => ParamType::Choice(c),
+                        Type::Text => ParamType::Text,
+                    },
+                    default: match p.default {
+                        Value::F64(x) => ParamValue::F64(x),
+                        Value::S64(x) => ParamValue::S64(x),
+                        Value::Bool(x) => ParamValue::Bool(x),
+                        Value::String(x) => ParamValue::String(x),
+                    },
+                })
+                .collect(),
+            capabilities: CAPABILITIES
+                .iter()
+                .filter(|(c, _)| info.capabilities.contains(c))
+                .fold(Capabilities::empty(), |all, (_, flag)| all | *flag),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The SDK builds from its own copy of the contract (so it builds

@@ -10,7 +10,8 @@
 //! | export | type | does |
 //! |---|---|---|
 //! | `read{m}` | `func() -> list<u8>` | the whole memory `m`, as a view the host copies once |
-//! | `write{m}` | `func(image: list<u8>)` | grows memory `m` to the image's size; the canonical ABI copies the image to offset 0 |
+//! | `write{m}` | `func(image: list<u8>)` | grows memory `m` to hold the bytes at the cursor (initially 0); the canonical ABI copies them there |
+//! | `seek{m}` | `func(offset: u32, total: u32)` | grows memory `m` to hold `total` bytes and moves its cursor to `offset` |
 //! | `get{g}-{ty}` | `func() -> ty` | mutable global `g` |
 //! | `set{g}-{ty}` | `func(value: ty)` | sets mutable global `g` |
 //!
@@ -19,8 +20,12 @@
 //! its post-return function puts them back, so the memory the host sees
 //! after the call is exactly the kernel's (wizer instead grows the memory by
 //! a page on every read). `write` works through its `realloc` option, which
-//! grows the memory and always answers offset 0: the lowering of the
-//! argument *is* the restore, one copy, and no kernel code runs.
+//! grows the memory and answers the cursor: the lowering of the argument
+//! *is* the restore, one copy, and no kernel code runs. `seek` makes sparse
+//! restores possible: only the pages that differ from a fresh instance are
+//! written, each run at its offset. It is only exported when no core module
+//! has a start function, so that a fresh instance's memory is a function of
+//! the component alone (the host compares against it).
 //!
 //! Only components this host can reason about are instrumented: one
 //! instantiation per module, 32-bit memories with 64 KiB pages, scalar
@@ -113,6 +118,9 @@ struct ModuleState {
     memories: Vec<u32>,
     /// Defined mutable globals (absolute global indices) and their types.
     globals: Vec<(u32, GlobalKind)>,
+    /// Whether the module has a start function (code that runs while the
+    /// component is instantiated).
+    start: bool,
 }
 
 /// Running counts of the component's index spaces, and what it holds.
@@ -297,6 +305,7 @@ fn scan_module(payload: &Payload<'_>, state: &mut ModuleState) -> anyhow::Result
                 state.memories.push(state.imported_memories + index(i)?);
             }
         }
+        Payload::StartSection { .. } => state.start = true,
         Payload::GlobalSection(reader) => {
             for (i, global) in reader.clone().into_iter().enumerate() {
                 let ty = global?.ty;
@@ -400,6 +409,15 @@ fn append_accessors(
             .params([("value", ComponentValType::Primitive(kind.wit()))])
             .result(None);
     }
+    let seek_ty = counts.types + 3 + 2 * index(GlobalKind::ALL.len())?;
+    let u32_ty = ComponentValType::Primitive(PrimitiveValType::U32);
+    types
+        .function()
+        .params([("offset", u32_ty), ("total", u32_ty)])
+        .result(None);
+    // Sparse restores compare against a fresh instance: only sound when
+    // instantiating runs no module code.
+    let sparse = modules.iter().all(|m| !m.start);
 
     let stateful = modules
         .iter()
@@ -443,6 +461,15 @@ fn append_accessors(
                 realloc: Some(format!("write{m}-realloc")),
                 post_return: None,
             });
+            if sparse {
+                lifts.push(Lift {
+                    name: format!("seek{m}"),
+                    ty: seek_ty,
+                    memory: None,
+                    realloc: None,
+                    post_return: None,
+                });
+            }
             m += 1;
         }
         for &(global, kind) in &state.globals {
@@ -575,7 +602,9 @@ impl Accessor {
             },
         );
         self.memories += 1;
-        let saved = self.imported_globals + m;
+        // Each memory's two accessor globals: its borrowed bytes, its cursor.
+        let saved = self.imported_globals + 2 * m;
+        let cursor = saved + 1;
         let at = |offset| MemArg {
             offset,
             align: 2,
@@ -628,39 +657,18 @@ impl Accessor {
             .end();
         self.function(&format!("read{m}-post"), &[ValType::I32], &[], &post);
 
-        // write{m}-realloc: (old, old_size, align, size) -> 0 after growing
-        // the memory to hold `size` bytes.
-        let mut realloc = Function::new([(1, ValType::I32)]);
-        realloc
-            .instructions()
-            // Sizes past 4 GiB - 64 KiB cannot be rounded up to pages.
+        // write{m}-realloc: (old, old_size, align, size) -> cursor, after
+        // growing the memory to hold `size` bytes there.
+        let mut realloc = Function::new([(2, ValType::I64)]);
+        let mut body = realloc.instructions();
+        body.global_get(cursor)
+            .i64_extend_i32_u()
             .local_get(3)
-            .i32_const(-65536)
-            .i32_gt_u()
-            .if_(BlockType::Empty)
-            .unreachable()
-            .end()
-            .local_get(3)
-            .i32_const(65535)
-            .i32_add()
-            .i32_const(16)
-            .i32_shr_u()
-            .memory_size(m)
-            .i32_sub()
-            .local_tee(4)
-            .i32_const(0)
-            .i32_gt_s()
-            .if_(BlockType::Empty)
-            .local_get(4)
-            .memory_grow(m)
-            .i32_const(-1)
-            .i32_eq()
-            .if_(BlockType::Empty)
-            .unreachable()
-            .end()
-            .end()
-            .i32_const(0)
-            .end();
+            .i64_extend_i32_u()
+            .i64_add()
+            .local_set(4);
+        grow_to(&mut body, m, 4, 5);
+        body.global_get(cursor).end();
         self.function(
             &format!("write{m}-realloc"),
             &[ValType::I32; 4],
@@ -668,7 +676,7 @@ impl Accessor {
             &realloc,
         );
 
-        // write{m}: (ptr, len) -> (); the lowering already copied the image.
+        // write{m}: (ptr, len) -> (); the lowering already copied the bytes.
         let mut write = Function::new([]);
         write.instructions().end();
         self.function(
@@ -676,6 +684,20 @@ impl Accessor {
             &[ValType::I32, ValType::I32],
             &[],
             &write,
+        );
+
+        // seek{m}: (offset, total) -> (), grows the memory to hold `total`
+        // bytes and moves the cursor.
+        let mut seek = Function::new([(2, ValType::I64)]);
+        let mut body = seek.instructions();
+        body.local_get(1).i64_extend_i32_u().local_set(2);
+        grow_to(&mut body, m, 2, 3);
+        body.local_get(0).global_set(cursor).end();
+        self.function(
+            &format!("seek{m}"),
+            &[ValType::I32, ValType::I32],
+            &[],
+            &seek,
         );
     }
 
@@ -720,6 +742,14 @@ impl Accessor {
                 },
                 &wasm_encoder::ConstExpr::i64_const(0),
             );
+            globals.global(
+                wasm_encoder::GlobalType {
+                    val_type: ValType::I32,
+                    mutable: true,
+                    shared: false,
+                },
+                &wasm_encoder::ConstExpr::i32_const(0),
+            );
         }
         let mut module = wasm_encoder::Module::new();
         module.section(&self.types);
@@ -730,4 +760,30 @@ impl Accessor {
         module.section(&self.code);
         module
     }
+}
+
+/// Grows memory `m` so that it holds the number of bytes in i64 local
+/// `end` (`delta`: a scratch i64 local); traps when it cannot.
+fn grow_to(body: &mut wasm_encoder::InstructionSink<'_>, m: u32, end: u32, delta: u32) {
+    body.local_get(end)
+        .i64_const(65535)
+        .i64_add()
+        .i64_const(16)
+        .i64_shr_u()
+        .memory_size(m)
+        .i64_extend_i32_u()
+        .i64_sub()
+        .local_tee(delta)
+        .i64_const(0)
+        .i64_gt_s()
+        .if_(BlockType::Empty)
+        .local_get(delta)
+        .i32_wrap_i64()
+        .memory_grow(m)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end()
+        .end();
 }

@@ -17,7 +17,7 @@ mod instrument;
 
 pub use instrument::{ACCESS, GlobalKind, instrument};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Component, ComponentExportIndex, Instance, WasmList};
 use wasmtime::{AsContextMut, Result};
 
@@ -25,11 +25,17 @@ use wasmtime::{AsContextMut, Result};
 pub struct Access {
     memories: Vec<MemoryAccess>,
     globals: Vec<GlobalAccess>,
+    /// The memories of a fresh instance, once read (sparse images are the
+    /// pages that differ from them). Unset for components whose
+    /// instantiation runs code ([`Access::sparse`] is false).
+    fresh: OnceLock<Arc<Fresh>>,
 }
 
 struct MemoryAccess {
     read: ComponentExportIndex,
     write: ComponentExportIndex,
+    /// Present when the component may be restored sparsely.
+    seek: Option<ComponentExportIndex>,
 }
 
 struct GlobalAccess {
@@ -47,21 +53,139 @@ pub enum GlobalValue {
     F64(f64),
 }
 
+/// Granularity of sparse images: the host's page.
+pub const PAGE: usize = 4096;
+
+/// Equal pages shorter than this between two changed ones are copied with
+/// them: one more write call costs more than copying a few pages.
+const GAP_PAGES: usize = 4;
+
+/// A fresh instance's memories, as instantiation leaves them.
+#[derive(Debug)]
+pub struct Fresh {
+    memories: Vec<Vec<u8>>,
+}
+
+/// One linear memory in an [`Image`]: its size, and the bytes of the page
+/// runs that differ from a fresh instance's (the rest is the fresh
+/// instance's: its data segments, then zeros).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryImage {
+    /// Size of the memory, bytes.
+    pub len: usize,
+    /// Byte ranges of the memory held in `data`, in order, not touching.
+    pub runs: Vec<std::ops::Range<usize>>,
+    /// The runs' bytes, concatenated.
+    pub data: Vec<u8>,
+}
+
+impl MemoryImage {
+    /// The runs with their bytes.
+    pub fn pieces(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        let mut at = 0;
+        self.runs.iter().map(move |run| {
+            let bytes = &self.data[at..at + run.len()];
+            at += run.len();
+            (run.start, bytes)
+        })
+    }
+
+    /// Records `memory` as the runs of pages that differ from `fresh`
+    /// (beyond `fresh`, from zero), reusing this image's buffers.
+    pub fn record(&mut self, memory: &[u8], fresh: Option<&[u8]>) {
+        self.len = memory.len();
+        self.runs.clear();
+        self.data.clear();
+        let Some(fresh) = fresh else {
+            self.runs.push(0..memory.len());
+            self.data.extend_from_slice(memory);
+            return;
+        };
+        static ZERO: [u8; PAGE] = [0; PAGE];
+        let mut open: Option<std::ops::Range<usize>> = None;
+        for start in (0..memory.len()).step_by(PAGE) {
+            let end = (start + PAGE).min(memory.len());
+            let page = &memory[start..end];
+            let same = match fresh.get(start..end) {
+                Some(before) => page == before,
+                None if start >= fresh.len() => page == &ZERO[..page.len()],
+                // A page straddling the end of the fresh memory.
+                None => {
+                    let (old, new) = page.split_at(fresh.len() - start);
+                    old == &fresh[start..] && new == &ZERO[..new.len()]
+                }
+            };
+            if same {
+                continue;
+            }
+            match &mut open {
+                Some(run) if start - run.end <= GAP_PAGES * PAGE => run.end = end,
+                _ => {
+                    if let Some(run) = open.replace(start..end) {
+                        self.close(memory, run);
+                    }
+                }
+            }
+        }
+        if let Some(run) = open {
+            self.close(memory, run);
+        }
+    }
+
+    fn close(&mut self, memory: &[u8], run: std::ops::Range<usize>) {
+        self.data.extend_from_slice(&memory[run.clone()]);
+        self.runs.push(run);
+    }
+
+    /// The whole memory: `fresh` (zeros without it), grown to [`Self::len`],
+    /// with the runs written over it.
+    pub fn materialize(&self, fresh: Option<&[u8]>) -> Vec<u8> {
+        let mut memory = vec![0; self.len];
+        if let Some(fresh) = fresh {
+            let n = fresh.len().min(self.len);
+            memory[..n].copy_from_slice(&fresh[..n]);
+        }
+        for (at, bytes) in self.pieces() {
+            memory[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        memory
+    }
+}
+
 /// Everything a kernel instance holds in wasm: its memories and mutable
 /// globals, in accessor order.
 #[derive(Clone, Debug, Default)]
 pub struct Image {
-    pub memories: Vec<Vec<u8>>,
+    pub memories: Vec<MemoryImage>,
     pub globals: Vec<GlobalValue>,
     /// Host resources (streams, directories) the kernel held when the image
     /// was taken; an image with any cannot be restored transparently.
     pub host_handles: usize,
+    /// The fresh memories the runs are relative to (`None`: to zeros, and
+    /// each memory is one run).
+    pub fresh: Option<Arc<Fresh>>,
 }
 
 impl Image {
-    /// Bytes of memory the image holds.
+    /// Bytes of memory the image holds (the changed pages' bytes).
     pub fn bytes(&self) -> u64 {
-        self.memories.iter().map(|m| m.len() as u64).sum()
+        self.memories.iter().map(|m| m.data.len() as u64).sum()
+    }
+
+    /// Size of the memories it describes, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memories.iter().map(|m| m.len as u64).sum()
+    }
+
+    /// Every memory whole, as a restore leaves it.
+    pub fn materialize(&self) -> Vec<Vec<u8>> {
+        (0..self.memories.len())
+            .map(|m| self.memories[m].materialize(self.fresh_memory(m)))
+            .collect()
+    }
+
+    fn fresh_memory(&self, m: usize) -> Option<&[u8]> {
+        Some(self.fresh.as_ref()?.memories.get(m)?.as_slice())
     }
 }
 
@@ -79,7 +203,8 @@ impl Access {
             find(&format!("read{}", memories.len())),
             find(&format!("write{}", memories.len())),
         ) {
-            memories.push(MemoryAccess { read, write });
+            let seek = find(&format!("seek{}", memories.len()));
+            memories.push(MemoryAccess { read, write, seek });
         }
         let mut globals = Vec::new();
         'globals: loop {
@@ -96,12 +221,47 @@ impl Access {
             }
             break;
         }
-        Some(Access { memories, globals })
+        Some(Access {
+            memories,
+            globals,
+            fresh: OnceLock::new(),
+        })
     }
 
     /// Number of memories and mutable globals a snapshot covers.
     pub fn shape(&self) -> (usize, usize) {
         (self.memories.len(), self.globals.len())
+    }
+
+    /// Whether images of this component hold only the pages that differ
+    /// from a fresh instance and are restored page run by page run.
+    pub fn sparse(&self) -> bool {
+        self.memories.iter().all(|m| m.seek.is_some())
+    }
+
+    /// Whether sparse images wait for [`Access::learn_fresh`].
+    pub fn needs_fresh(&self) -> bool {
+        self.sparse() && self.fresh.get().is_none()
+    }
+
+    /// Reads a fresh instance's memories once per component, the reference
+    /// of sparse images. `instance` must not have run any call yet.
+    pub async fn learn_fresh<T: Send + 'static>(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        instance: &Instance,
+    ) -> Result<()> {
+        if !self.needs_fresh() {
+            return Ok(());
+        }
+        let mut store = store.as_context_mut();
+        let mut memories = Vec::with_capacity(self.memories.len());
+        for memory in &self.memories {
+            memories.push(read(&mut store, instance, memory.read, |bytes| bytes.to_vec()).await?);
+        }
+        // Two instances learning at once learn the same thing.
+        let _ = self.fresh.set(Arc::new(Fresh { memories }));
+        Ok(())
     }
 
     /// Copies the instance's memories and globals into an image, reusing
@@ -114,14 +274,16 @@ impl Access {
     ) -> Result<Image> {
         let mut store = store.as_context_mut();
         let mut image = reuse.unwrap_or_default();
-        image.memories.resize_with(self.memories.len(), Vec::new);
-        for (memory, buffer) in self.memories.iter().zip(&mut image.memories) {
-            let read = instance.get_typed_func::<(), (WasmList<u8>,)>(&mut store, memory.read)?;
-            let (list,) = read.call_async(&mut store, ()).await?;
-            // Post-return has run: the view is the kernel's memory exactly.
-            let bytes = list.as_le_slice(&store);
-            buffer.clear();
-            buffer.extend_from_slice(bytes);
+        image.fresh = self.fresh.get().cloned();
+        image
+            .memories
+            .resize_with(self.memories.len(), MemoryImage::default);
+        for (m, (memory, recorded)) in self.memories.iter().zip(&mut image.memories).enumerate() {
+            let fresh = image.fresh.as_ref().and_then(|f| f.memories.get(m));
+            read(&mut store, instance, memory.read, |bytes| {
+                recorded.record(bytes, fresh.map(Vec::as_slice));
+            })
+            .await?;
         }
         image.globals.clear();
         for global in &self.globals {
@@ -136,9 +298,11 @@ impl Access {
         Ok(image)
     }
 
-    /// Writes `image` into `instance`, which must be a fresh instance of the
-    /// same component (memories never shrink, so each is at most as large
-    /// as the image's).
+    /// Writes `image` into `instance`, which must be a fresh instance of
+    /// this component or of one with the same core modules (memories never
+    /// shrink, so each is at most as large as the image's). An image taken
+    /// relative to this component's fresh memories writes only its runs;
+    /// any other is written whole.
     pub async fn restore<T: Send + 'static>(
         &self,
         mut store: impl AsContextMut<Data = T>,
@@ -150,9 +314,29 @@ impl Access {
         {
             wasmtime::bail!("the snapshot does not match this component's memories and globals");
         }
-        for (memory, bytes) in self.memories.iter().zip(&image.memories) {
+        let same_fresh = match (&image.fresh, self.fresh.get()) {
+            (Some(taken), Some(here)) => Arc::ptr_eq(taken, here),
+            _ => false,
+        };
+        for (m, (memory, recorded)) in self.memories.iter().zip(&image.memories).enumerate() {
             let write = instance.get_typed_func::<(&[u8],), ()>(&mut store, memory.write)?;
-            write.call_async(&mut store, (bytes.as_slice(),)).await?;
+            let seek = match memory.seek {
+                Some(seek) if same_fresh => seek,
+                _ => {
+                    let whole = recorded.materialize(image.fresh_memory(m));
+                    write.call_async(&mut store, (whole.as_slice(),)).await?;
+                    continue;
+                }
+            };
+            let seek = instance.get_typed_func::<(u32, u32), ()>(&mut store, seek)?;
+            let total = u32::try_from(recorded.len)
+                .map_err(|_| wasmtime::Error::msg("a snapshot memory over 4 GiB"))?;
+            seek.call_async(&mut store, (0, total)).await?;
+            for (at, bytes) in recorded.pieces() {
+                // Fits: `at` is below `total`.
+                seek.call_async(&mut store, (at as u32, total)).await?;
+                write.call_async(&mut store, (bytes,)).await?;
+            }
         }
         for (global, value) in self.globals.iter().zip(&image.globals) {
             match *value {
@@ -164,6 +348,20 @@ impl Access {
         }
         Ok(())
     }
+}
+
+/// Calls the read accessor `func` and hands its view of the memory to
+/// `with`.
+async fn read<T: Send + 'static, R>(
+    store: &mut wasmtime::StoreContextMut<'_, T>,
+    instance: &Instance,
+    func: ComponentExportIndex,
+    with: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    let read = instance.get_typed_func::<(), (WasmList<u8>,)>(&mut *store, func)?;
+    let (list,) = read.call_async(&mut *store, ()).await?;
+    // Post-return has run: the view is the kernel's memory exactly.
+    Ok(with(list.as_le_slice(&*store)))
 }
 
 async fn get<T: Send + 'static, V>(
@@ -189,4 +387,84 @@ where
 {
     let set = instance.get_typed_func::<(V,), ()>(&mut *store, func)?;
     set.call_async(&mut *store, (value,)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A memory grown past a fresh one, with random bytes in random pages
+    /// (and sometimes a single byte changed, or a page of the fresh
+    /// memory's data set back to zero).
+    fn dirty(rng: &mut Rng, fresh: &[u8], len: usize, pages: usize) -> Vec<u8> {
+        let mut memory = vec![0; len];
+        memory[..fresh.len()].copy_from_slice(fresh);
+        for _ in 0..pages {
+            let page = rng.below(len.div_ceil(PAGE));
+            let range = page * PAGE..((page + 1) * PAGE).min(len);
+            match rng.below(3) {
+                0 => memory[range].iter_mut().for_each(|b| *b = rng.next() as u8),
+                1 => memory[range.start + rng.below(range.len())] ^= 1,
+                _ => memory[range].fill(0),
+            }
+        }
+        memory
+    }
+
+    #[test]
+    fn a_sparse_image_round_trips_random_dirty_pages() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..200 {
+            // Fresh memories of odd sizes, part data, part zero.
+            let fresh_len = rng.below(40 * PAGE) + 1;
+            let mut fresh = vec![0u8; fresh_len];
+            for b in fresh.iter_mut().take(fresh_len / 2) {
+                *b = rng.next() as u8;
+            }
+            let len = fresh_len + rng.below(200 * PAGE);
+            let pages = rng.below(60);
+            let memory = dirty(&mut rng, &fresh, len, pages);
+            let mut image = MemoryImage::default();
+            image.record(&memory, Some(&fresh));
+            assert_eq!(image.materialize(Some(&fresh)), memory, "case {case}");
+            assert!(image.runs.windows(2).all(|w| w[0].end < w[1].start));
+            assert!(image.data.len() <= pages.max(1) * (GAP_PAGES + 1) * PAGE + PAGE);
+            // Recorded again into the same buffers: the same image.
+            let again = image.clone();
+            image.record(&memory, Some(&fresh));
+            assert_eq!(image, again);
+        }
+    }
+
+    #[test]
+    fn an_unchanged_memory_holds_nothing_and_a_dense_one_everything() {
+        let fresh: Vec<u8> = (0..10 * PAGE).map(|i| (i % 251) as u8).collect();
+        let mut memory = fresh.clone();
+        memory.resize(30 * PAGE, 0);
+        let mut image = MemoryImage::default();
+        image.record(&memory, Some(&fresh));
+        assert!(image.runs.is_empty() && image.data.is_empty());
+        assert_eq!(image.materialize(Some(&fresh)), memory);
+        // One changed byte: one page.
+        memory[17 * PAGE + 5] = 1;
+        image.record(&memory, Some(&fresh));
+        assert_eq!(image.runs, vec![17 * PAGE..18 * PAGE]);
+        // Without a fresh memory: the whole memory, one run.
+        image.record(&memory, None);
+        assert_eq!(image.runs, vec![0..memory.len()]);
+        assert_eq!(image.materialize(None), memory);
+    }
 }

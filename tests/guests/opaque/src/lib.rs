@@ -7,7 +7,10 @@
 //! - `offsets`: one per column; every `fit` *adds* the column means, so a
 //!   fit that was half applied, or applied twice, shows in the output;
 //! - `ballast`: `state-mib` MiB of bytes rewritten by every `fit` from the
-//!   data (the size of the state, for the snapshot benchmark);
+//!   data (the size of the state, for the snapshot benchmark); with
+//!   `dirty-pages` set, only that many 4 KiB pages at places drawn from the
+//!   data hold bytes, the rest is zero (sparse state, for the sparse
+//!   snapshot tests);
 //! - `fits`: how many fits succeeded.
 //!
 //! `transform` returns `x + offsets` plus a column `ballast<n>` holding a
@@ -33,6 +36,7 @@ struct State {
     fail: String,
     fail_from: u64,
     state_mib: usize,
+    dirty_pages: usize,
     offsets: Vec<f64>,
     ballast: Vec<u8>,
     fits: u64,
@@ -96,6 +100,12 @@ impl Guest for Opaque {
                     default: ParamValue::S64(1),
                 },
                 ParamSpec {
+                    name: "dirty-pages".into(),
+                    description: "pages of the ballast each fit writes (0: all of it)".into(),
+                    kind: ParamType::S64((Some(0), None)),
+                    default: ParamValue::S64(0),
+                },
+                ParamSpec {
                     name: "state-mib".into(),
                     description: "MiB of ballast state".into(),
                     kind: ParamType::S64((Some(0), Some(1024))),
@@ -116,6 +126,9 @@ impl Guest for Opaque {
             }
             if let Some(ParamValue::S64(n)) = param(&params, "state-mib") {
                 s.state_mib = n.max(0) as usize;
+            }
+            if let Some(ParamValue::S64(n)) = param(&params, "dirty-pages") {
+                s.dirty_pages = n.max(0) as usize;
             }
         });
         Ok(())
@@ -138,11 +151,25 @@ impl Guest for Opaque {
             let seed = means.iter().fold(s.fits + 1, |a, m| a ^ m.to_bits());
             s.ballast.resize(s.state_mib << 20, 0);
             let mut x = seed;
-            for b in s.ballast.iter_mut() {
+            let mut next = || {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                *b = x as u8;
+                x
+            };
+            let pages = s.ballast.len() / 4096;
+            if s.dirty_pages == 0 || pages == 0 {
+                for b in s.ballast.iter_mut() {
+                    *b = next() as u8;
+                }
+            } else {
+                s.ballast.fill(0);
+                for _ in 0..s.dirty_pages {
+                    let page = (next() % pages as u64) as usize;
+                    for b in &mut s.ballast[page * 4096..(page + 1) * 4096] {
+                        *b = next() as u8;
+                    }
+                }
             }
             s.fits += 1;
             if s.fits < s.fail_from {

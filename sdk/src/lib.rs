@@ -268,8 +268,11 @@ pub trait Kernel: serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// kernel; the result must be the one `fit` gives. By default the
     /// columns are read and `fit` is called.
     /// The target `y` is a handle too: read it (`y.map(HostColumn::read)`)
-    /// only if the kernel needs it.
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+    /// only if the kernel needs it. The frame is the kernel's: a column
+    /// dropped (or consumed by [`HostMatrix::from_columns`]) is freed in
+    /// the host as soon as nothing else holds it, so a kernel that builds
+    /// a host matrix does not keep its input alive while it iterates.
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         let y = y.map(HostColumn::read).transpose()?;
         self.fit(&x.read()?, y.as_ref())
     }
@@ -403,7 +406,7 @@ macro_rules! export_kernel {
                 ) -> Result<(), $crate::KernelError> {
                     let x = $crate::FrameRef::lent(x, rows)?;
                     let y = y.map($crate::HostColumn::from_host);
-                    RUNTIME.with_borrow_mut(|rt| rt.fit_ref(&x, y.as_ref()))
+                    RUNTIME.with_borrow_mut(|rt| rt.fit_ref(x, y.as_ref()))
                 }
                 fn partial_fit_ref(
                     x: Vec<$crate::__bindings::kernel_host::kernel::columns::HostColumn>,

@@ -116,8 +116,8 @@ impl<K: Kernel> Runtime<K> {
             .collect()
     }
 
-    pub fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
-        check_ref(x, y)?;
+    pub fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        check_ref(&x, y)?;
         self.fitted = false;
         self.kernel.fit_ref(x, y)?;
         self.fitted = true;

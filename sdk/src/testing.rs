@@ -109,7 +109,7 @@ impl<K: Kernel> Local<K> {
     pub fn fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
         let y = y.cloned().map(crate::HostColumn::from_column).transpose()?;
         self.runtime
-            .fit_ref(&crate::FrameRef::of(x.clone())?, y.as_ref())
+            .fit_ref(crate::FrameRef::of(x.clone())?, y.as_ref())
     }
 
     pub fn partial_fit_ref(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {

@@ -31,6 +31,9 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// threads.
 const PARALLEL_ROWS: usize = 50_000;
 
+/// Rows read before a block's buffers are sized for the rest of a read.
+const SIZING_ROWS: usize = 4096;
+
 /// The CSV parser's read buffer: how far it reads ahead of the record it
 /// is parsing.
 const READ_BUFFER: u64 = 64 << 10;
@@ -161,6 +164,8 @@ struct Source {
     headers: Vec<String>,
     /// 1-based data row of the next record.
     next_row: u64,
+    /// Size of the file (`None` for a pipe): sizes the read's buffers.
+    size: Option<u64>,
 }
 
 impl Source {
@@ -233,12 +238,17 @@ impl Source {
             record_start,
             headers,
             next_row: 1,
+            size: std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
         })
     }
 
     /// Up to `max` more records, stored column by column.
     fn read(&mut self, max: usize) -> Result<Block, DataError> {
         let mut block = Block::new(self.headers.len());
+        let start = self.reader.position().byte();
         let mut record = ::csv::StringRecord::new();
         while block.rows < max {
             let row = self.next_row;
@@ -269,8 +279,30 @@ impl Source {
                 .push(&record)
                 .map_err(|m| self.error(Some(row), None, m))?;
             self.next_row += 1;
+            if block.rows == SIZING_ROWS {
+                self.reserve(&mut block, max, start);
+            }
         }
         Ok(block)
+    }
+
+    /// Sizes `block`'s buffers for the rest of the read from its first
+    /// [`SIZING_ROWS`] rows and the bytes left in the file, so they do not
+    /// grow by doubling (up to twice the text, and a copy at each step).
+    fn reserve(&self, block: &mut Block, max: usize, start: u64) {
+        let Some(size) = self.size else {
+            return;
+        };
+        let read = self.reader.position().byte().saturating_sub(start).max(1);
+        let left = size.saturating_sub(self.reader.position().byte());
+        // Rows still to come, as the rows so far suggest, with 5 % slack.
+        let rows = (left as f64 / read as f64 * block.rows as f64 * 1.05) as usize;
+        let rows = rows.min(max.saturating_sub(block.rows));
+        for (text, ends) in &mut block.columns {
+            let per_row = text.len() as f64 / block.rows as f64;
+            text.reserve((per_row * rows as f64 * 1.05) as usize);
+            ends.reserve(rows);
+        }
     }
 
     /// The type of column `name` (declared, else inferred from its
@@ -311,10 +343,12 @@ impl Source {
 
     /// `block` (its first row being data row `first_row`) as a frame of
     /// columns of `types`; `None` infers each column's type from the block
-    /// (the cells of each column are gathered once for both).
+    /// (the cells of each column are gathered once for both). Each
+    /// column's text is freed as soon as its column is built, so the read
+    /// never holds the whole text and the whole frame at once.
     fn frame(
         &self,
-        block: &Block,
+        block: Block,
         types: Option<&[ColumnType]>,
         first_row: u64,
         options: &CsvOptions,
@@ -326,9 +360,9 @@ impl Source {
                 "more than 2^32-1 rows at once; set a chunk size".into(),
             )
         })?;
-        let build = |j: usize| -> Result<Column, DataError> {
+        let build = |j: usize, (text, ends): (String, Vec<u32>)| -> Result<Column, DataError> {
             let name = &self.headers[j];
-            let cells = block.cells(j, options);
+            let cells = cells_of(&text, &ends, options);
             let ty = match types {
                 Some(types) => types[j],
                 None if !options.schema.contains_key(name) => {
@@ -349,15 +383,22 @@ impl Source {
             .min(8);
         // Columns are independent: large blocks build them on several
         // threads; the first error in column order wins either way.
-        let built: Vec<Result<Column, DataError>> = if threads > 1 && block.rows >= PARALLEL_ROWS {
+        let parallel = threads > 1 && block.rows >= PARALLEL_ROWS;
+        let texts = block.columns.into_iter().enumerate();
+        let built: Vec<Result<Column, DataError>> = if parallel {
+            let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+            for (j, text) in texts {
+                shares[j % threads].push((j, text));
+            }
             let mut built: Vec<(usize, Result<Column, DataError>)> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
+                let handles: Vec<_> = shares
+                    .into_iter()
+                    .map(|share| {
                         let build = &build;
                         s.spawn(move || {
-                            (t..n)
-                                .step_by(threads)
-                                .map(|j| (j, build(j)))
+                            share
+                                .into_iter()
+                                .map(|(j, text)| (j, build(j, text)))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -370,7 +411,7 @@ impl Source {
             built.sort_by_key(|(j, _)| *j);
             built.into_iter().map(|(_, c)| c).collect()
         } else {
-            (0..n).map(build).collect()
+            texts.map(|(j, text)| build(j, text)).collect()
         };
         let columns = built.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(Frame { rows, columns })
@@ -530,14 +571,7 @@ impl Block {
     /// Column `j`'s cells, `None` where a cell is a null token.
     fn cells(&self, j: usize, options: &CsvOptions) -> Vec<Option<&str>> {
         let (text, ends) = &self.columns[j];
-        let mut start = 0;
-        ends.iter()
-            .map(|end| {
-                let cell = &text[start..*end as usize];
-                start = *end as usize;
-                (!options.null_values.iter().any(|n| n == cell)).then_some(cell)
-            })
-            .collect()
+        cells_of(text, ends, options)
     }
 
     /// The first `n` rows, taken out.
@@ -576,6 +610,19 @@ impl Block {
     }
 }
 
+/// A column's cells from its text and cell ends, `None` where a cell is a
+/// null token.
+fn cells_of<'a>(text: &'a str, ends: &[u32], options: &CsvOptions) -> Vec<Option<&'a str>> {
+    let mut start = 0;
+    ends.iter()
+        .map(|end| {
+            let cell = &text[start..*end as usize];
+            start = *end as usize;
+            (!options.null_values.iter().any(|n| n == cell)).then_some(cell)
+        })
+        .collect()
+}
+
 /// Reads a whole CSV file with a header row into a frame, inferring types
 /// from every row.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Frame, DataError> {
@@ -589,7 +636,7 @@ pub(crate) fn read_csv_bounded(
 ) -> Result<Frame, DataError> {
     let mut source = Source::open(path, options, max_record)?;
     let block = source.read(usize::MAX)?;
-    source.frame(&block, None, 1, options)
+    source.frame(block, None, 1, options)
 }
 
 /// A CSV file read a chunk at a time, with types inferred from its first
@@ -675,8 +722,8 @@ impl CsvChunks {
         }
         let frame =
             self.source
-                .frame(&block, Some(&self.types), self.returned + 1, &self.options)?;
-        self.returned += block.rows as u64;
+                .frame(block, Some(&self.types), self.returned + 1, &self.options)?;
+        self.returned += u64::from(frame.rows);
         Ok(Some(frame))
     }
 

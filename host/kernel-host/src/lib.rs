@@ -75,15 +75,21 @@ pub use pipeline::{Output, Pipeline, PipelineCheckpoint, Step};
 pub use telemetry::Telemetry;
 
 /// Tunes the process allocator for a host that moves large frames: freed
-/// buffers up to 32 MiB (and up to 128 MiB of free heap, one large frame) are kept for reuse instead of being returned to the
-/// OS and faulted in again on the next frame (glibc's default, which costs
-/// about 1 µs per 4 KiB page). Call once, early in `main`. A no-op off glibc.
+/// buffers up to 32 MiB (and up to 128 MiB of free heap, one large frame)
+/// are kept for reuse instead of being returned to the OS and faulted in
+/// again on the next frame (glibc's default, which costs about 1 µs per
+/// 4 KiB page); and every thread allocates from one arena, so memory one
+/// thread frees (a CSV column's text) is what the next allocation reuses,
+/// whichever thread makes it. Measured on the 1M-row pipeline: peak RSS
+/// 724–777 MiB with glibc's per-thread arenas, 492–500 MiB with one, at
+/// the same wall time. Call once, early in `main`. A no-op off glibc.
 pub fn tune_process_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts glibc's allocation thresholds; it is
+    // SAFETY: mallopt only adjusts glibc's allocation parameters; it is
     // called before other threads allocate.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

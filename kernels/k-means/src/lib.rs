@@ -414,7 +414,7 @@ impl Kernel for KMeans {
 
     /// By reference: distances and sums on a host matrix built from the
     /// input columns; only seeding candidates' rows are read in.
-    fn fit_ref(&mut self, x: &FrameRef, _y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: FrameRef, _y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.online = None;
         self.enough_rows(x.rows as usize)?;
         for c in &x.columns {
@@ -425,7 +425,7 @@ impl Kernel for KMeans {
                 )));
             }
         }
-        self.model = Some(self.params.seeded_ref(x)?);
+        self.model = Some(self.params.seeded_ref(&x)?);
         Ok(())
     }
 

@@ -233,18 +233,15 @@ impl Kernel for LogisticRegression {
 
     /// By reference: the frame's columns become a host matrix without
     /// passing through the kernel's memory; only the target is read in.
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         let y = y.ok_or_else(|| {
             KernelError::invalid_input("logistic regression needs a target column")
         })?;
         let labels = LabelType::encode_ref(y)?;
         let features = x.columns.iter().map(HostColumn::name).collect();
-        let shares = x
-            .columns
-            .iter()
-            .map(HostColumn::share)
-            .collect::<Result<Vec<_>, _>>()?;
-        let host = HostMatrix::from_columns(shares)?;
+        // The handles themselves: the host frees each column once the
+        // matrix holds its values, before the optimizer starts.
+        let host = HostMatrix::from_columns(x.columns)?;
         self.fit_matrix(&host, features, y.name(), labels)
     }
 

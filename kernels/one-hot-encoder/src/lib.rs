@@ -159,9 +159,9 @@ impl Kernel for OneHotEncoder {
         })
     }
 
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.categories.clear();
-        self.partial_fit_ref(x, y)
+        self.partial_fit_ref(&x, y)
     }
 
     fn partial_fit_ref(

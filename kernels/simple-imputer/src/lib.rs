@@ -334,7 +334,7 @@ impl Kernel for SimpleImputer {
         Ok(())
     }
 
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         if self.params.strategy == "median" {
             // The median needs every value in the kernel; the target, never.
             let _ = y;

@@ -183,9 +183,9 @@ impl Kernel for StandardScaler {
         Ok(x)
     }
 
-    fn fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.stats.clear();
-        self.partial_fit_ref(x, y)
+        self.partial_fit_ref(&x, y)
     }
 
     fn partial_fit_ref(

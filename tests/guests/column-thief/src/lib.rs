@@ -52,7 +52,7 @@ impl Kernel for Thief {
         Ok(x)
     }
 
-    fn fit_ref(&mut self, _x: &FrameRef, _y: Option<&HostColumn>) -> Result<(), KernelError> {
+    fn fit_ref(&mut self, _x: FrameRef, _y: Option<&HostColumn>) -> Result<(), KernelError> {
         Ok(())
     }
 

@@ -181,29 +181,32 @@ async fn instantiate(pooling: bool) -> Duration {
     median(samples)
 }
 
-/// Median of 5 loads of logistic-regression into one sandbox. `verify`:
-/// every load reads, hashes and (from `cache`, or afresh) compiles the
-/// file and asks `describe`; otherwise loads after the first reuse what
-/// the sandbox loaded from the unchanged file.
-async fn load(cache: Option<&Path>, verify: bool) -> Duration {
-    let sandbox = Sandbox::builder()
-        .cache_dir(cache.map(Path::to_path_buf))
-        .verify_loads(verify)
-        .build()
-        .unwrap();
+/// Median of 5 loads of logistic-regression. `verify`: every load reads,
+/// hashes and (from `cache`, or afresh) compiles the file and asks
+/// `describe`; otherwise loads after the first reuse what the sandbox
+/// loaded from the unchanged file, or, with `new_process` (a new sandbox
+/// per load, as a new process has), what the first load recorded beside
+/// the compiled kernel.
+async fn load(cache: Option<&Path>, verify: bool, new_process: bool) -> Duration {
+    let sandbox = || {
+        Sandbox::builder()
+            .cache_dir(cache.map(Path::to_path_buf))
+            .verify_loads(verify)
+            .build()
+            .unwrap()
+    };
     let path = Path::new(kernel_host_guests::LOGISTIC_REGRESSION);
-    // Fill the cache first when there is one.
-    KernelComponent::load(&sandbox, "m", path, None)
+    let shared = sandbox();
+    // Fill the caches first when there are.
+    KernelComponent::load(&shared, "m", path, None)
         .await
         .unwrap();
     let mut samples = Vec::new();
     for _ in 0..5 {
+        let fresh = new_process.then(sandbox);
+        let into = fresh.as_ref().unwrap_or(&shared);
         let started = Instant::now();
-        std::hint::black_box(
-            KernelComponent::load(&sandbox, "m", path, None)
-                .await
-                .unwrap(),
-        );
+        std::hint::black_box(KernelComponent::load(into, "m", path, None).await.unwrap());
         samples.push(started.elapsed());
     }
     median(samples)
@@ -393,22 +396,31 @@ fn main() {
     println!();
     println!("load logistic-regression, median of 5");
     let cache = tempfile::tempdir().unwrap();
-    for (name, dir, verify, micros) in [
-        ("read + hash + compile + describe", None, true, false),
+    for (name, dir, verify, new_process, micros) in [
+        ("read + hash + compile + describe", None, true, false, false),
         (
             "read + hash + on-disk cache + describe",
             Some(cache.path()),
             true,
             false,
+            false,
+        ),
+        (
+            "new process: load record + on-disk cache",
+            Some(cache.path()),
+            false,
+            true,
+            true,
         ),
         (
             "same file, same sandbox (default)",
             Some(cache.path()),
             false,
+            false,
             true,
         ),
     ] {
-        let time = futures_lite(load(dir, verify));
+        let time = futures_lite(load(dir, verify, new_process));
         if micros {
             println!("{:<40} {:>8.1}µs", name, time.as_secs_f64() * 1e6);
         } else {

@@ -347,7 +347,9 @@ impl KernelComponent {
             let bytes = read_expecting(path, &record.sha256)?;
             Ok(Arc::clone(read.get_or_init(|| bytes)))
         };
+        let started = Instant::now();
         let (component, access) = compile_instrumented(sandbox, &source, &record.sha256)?;
+        let compiled = started.elapsed();
         let wit_version = kernel_export_version(sandbox, &component).map_err(|p| p.to_string())?;
         if wit_version != record.wit_version {
             return Err(format!(
@@ -360,6 +362,12 @@ impl KernelComponent {
             .instantiate_pre(&component)
             .map_err(|e| format!("{e:#}"))?;
         let pre = KernelPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+        tracing::debug!(
+            path = %path.display(),
+            ?compiled,
+            linked = ?started.elapsed() - compiled,
+            "loaded from its load record"
+        );
         Ok(Loaded {
             sha256: record.sha256,
             wit_version,

@@ -89,20 +89,49 @@ impl std::fmt::Display for KernelKind {
     }
 }
 
-/// Parameters as plans and bundles store them: `{"name": "c", "f64": 1.0}`.
-/// Use as `#[serde(with = "kernel_host_types::bindings::params_serde")]`.
-pub mod params_serde {
-    use super::{Param, ParamValue};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// A parameter value as stored: `{"f64": 1.0}`, `{"string": "mean"}`.
+mod stored {
+    use super::ParamValue;
+    use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize)]
     #[serde(rename_all = "lowercase")]
-    enum Value {
+    pub(super) enum Value {
         F64(f64),
         S64(i64),
         Bool(bool),
         String(String),
     }
+
+    impl From<&ParamValue> for Value {
+        fn from(v: &ParamValue) -> Value {
+            match v {
+                ParamValue::F64(x) => Value::F64(*x),
+                ParamValue::S64(x) => Value::S64(*x),
+                ParamValue::Bool(x) => Value::Bool(*x),
+                ParamValue::String(x) => Value::String(x.clone()),
+            }
+        }
+    }
+
+    impl From<Value> for ParamValue {
+        fn from(v: Value) -> ParamValue {
+            match v {
+                Value::F64(x) => ParamValue::F64(x),
+                Value::S64(x) => ParamValue::S64(x),
+                Value::Bool(x) => ParamValue::Bool(x),
+                Value::String(x) => ParamValue::String(x),
+            }
+        }
+    }
+}
+
+/// Parameters as plans and bundles store them: `{"name": "c", "f64": 1.0}`.
+/// Use as `#[serde(with = "kernel_host_types::bindings::params_serde")]`.
+pub mod params_serde {
+    use super::Param;
+    use super::stored::Value;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
     struct Named {
@@ -116,12 +145,7 @@ pub mod params_serde {
             .iter()
             .map(|p| Named {
                 name: p.name.clone(),
-                value: match &p.value {
-                    ParamValue::F64(x) => Value::F64(*x),
-                    ParamValue::S64(x) => Value::S64(*x),
-                    ParamValue::Bool(x) => Value::Bool(*x),
-                    ParamValue::String(x) => Value::String(x.clone()),
-                },
+                value: Value::from(&p.value),
             })
             .collect::<Vec<_>>()
             .serialize(s)
@@ -132,12 +156,7 @@ pub mod params_serde {
             .into_iter()
             .map(|n| Param {
                 name: n.name,
-                value: match n.value {
-                    Value::F64(x) => ParamValue::F64(x),
-                    Value::S64(x) => ParamValue::S64(x),
-                    Value::Bool(x) => ParamValue::Bool(x),
-                    Value::String(x) => ParamValue::String(x),
-                },
+                value: n.value.into(),
             })
             .collect())
     }
@@ -147,7 +166,8 @@ pub mod params_serde {
 /// kernel store it (so a later process need not ask again). Use as
 /// `#[serde(with = "kernel_host_types::bindings::info_serde")]`.
 pub mod info_serde {
-    use super::{Capabilities, KernelInfo, KernelKind, ParamSpec, ParamType, ParamValue};
+    use super::stored::Value;
+    use super::{Capabilities, KernelInfo, KernelKind, ParamSpec, ParamType};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
@@ -204,24 +224,6 @@ pub mod info_serde {
         Text,
     }
 
-    #[derive(Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    enum Value {
-        F64(f64),
-        S64(i64),
-        Bool(bool),
-        String(String),
-    }
-
-    fn value(v: &ParamValue) -> Value {
-        match v {
-            ParamValue::F64(x) => Value::F64(*x),
-            ParamValue::S64(x) => Value::S64(*x),
-            ParamValue::Bool(x) => Value::Bool(*x),
-            ParamValue::String(x) => Value::String(x.clone()),
-        }
-    }
-
     pub fn serialize<S: Serializer>(info: &KernelInfo, s: S) -> Result<S::Ok, S::Error> {
         Info {
             name: info.name.clone(),
@@ -246,7 +248,7 @@ pub mod info_serde {
                         ParamType::Choice(c) => Type::Choice(c.clone()),
                         ParamType::Text => Type::Text,
                     },
-                    default: value(&p.default),
+                    default: Value::from(&p.default),
                 })
                 .collect(),
             capabilities: CAPABILITIES
@@ -283,12 +285,7 @@ pub mod info_serde {
                         Type::Choice(c) => ParamType::Choice(c),
                         Type::Text => ParamType::Text,
                     },
-                    default: match p.default {
-                        Value::F64(x) => ParamValue::F64(x),
-                        Value::S64(x) => ParamValue::S64(x),
-                        Value::Bool(x) => ParamValue::Bool(x),
-                        Value::String(x) => ParamValue::String(x),
-                    },
+                    default: p.default.into(),
                 })
                 .collect(),
             capabilities: CAPABILITIES
@@ -301,6 +298,50 @@ pub mod info_serde {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A `describe` answer with every parameter type and capability
+    /// survives the load record's JSON exactly.
+    #[test]
+    fn a_kernel_info_round_trips_through_json() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Record {
+            #[serde(with = "info_serde")]
+            info: KernelInfo,
+        }
+        let spec = |name: &str, kind: ParamType, default: ParamValue| ParamSpec {
+            name: name.into(),
+            description: format!("the {name}"),
+            kind,
+            default,
+        };
+        let info = KernelInfo {
+            name: "k".into(),
+            version: "1.2.3".into(),
+            kind: KernelKind::Clusterer,
+            description: "all of it".into(),
+            params: vec![
+                spec(
+                    "a",
+                    ParamType::F64((Some(0.1), None)),
+                    ParamValue::F64(1e-12),
+                ),
+                spec("b", ParamType::S64((None, Some(9))), ParamValue::S64(-3)),
+                spec("c", ParamType::Bool, ParamValue::Bool(true)),
+                spec(
+                    "d",
+                    ParamType::Choice(vec!["x".into(), "y".into()]),
+                    ParamValue::String("y".into()),
+                ),
+                spec("e", ParamType::Text, ParamValue::String(String::new())),
+            ],
+            capabilities: Capabilities::PARTIAL_FIT | Capabilities::STATELESS_TRANSFORM,
+        };
+        let json = serde_json::to_string(&Record { info: info.clone() }).unwrap();
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.info, info);
+    }
+
     /// The SDK builds from its own copy of the contract (so it builds
     /// outside this repository): it must be the host's, byte for byte.
     #[test]

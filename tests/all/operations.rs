@@ -184,7 +184,14 @@ fn the_audit_log_has_one_line_per_call_and_survives_a_fault() {
     let log = dir.path().join("audit.jsonl");
     let report = dir.path().join("run.json");
     let o = kernel_host_command()
-        .args(["run", "examples/penguins/pipeline.toml", "--audit-log"])
+        // `--verify`: every kernel is read and asked `describe` (a load
+        // from an earlier process's record asks nothing).
+        .args([
+            "run",
+            "examples/penguins/pipeline.toml",
+            "--verify",
+            "--audit-log",
+        ])
         .arg(&log)
         .arg("--report")
         .arg(&report)
@@ -231,7 +238,7 @@ fn the_audit_log_has_one_line_per_call_and_survives_a_fault() {
     )
     .unwrap();
     let o = kernel_host_command()
-        .arg("run")
+        .args(["run", "--verify"])
         .arg(dir.path().join("m.toml"))
         .output()
         .unwrap();
@@ -532,23 +539,36 @@ async fn audit_log_from_the_library() {
         .audit(AuditLog::open(&dir.path().join("a.jsonl")).unwrap())
         .build()
         .unwrap();
-    let sandbox = sandbox_with(telemetry);
-    let mut scaler = instance(
-        &sandbox,
-        "s",
-        guests::STANDARD_SCALER,
-        &[("with_mean", ParamValue::Bool(false))],
-    )
-    .await;
-    scaler
-        .fit(&frame(vec![f64_column("a", vec![1.0])]), None)
-        .await
-        .unwrap();
-    let lines = audit_lines(&dir.path().join("a.jsonl"));
-    let ops: Vec<&str> = lines
-        .iter()
-        .map(|l| l["operation"].as_str().unwrap())
-        .collect();
-    assert_eq!(ops, ["describe", "configure", "fit"]);
-    assert_eq!(lines[2]["rows_in"], 1);
+    // A cache of its own: the first load asks `describe`; a second
+    // "process" (sandbox) on the same cache loads from the record and asks
+    // nothing, which the log shows.
+    let process = || {
+        kernel_host::Sandbox::builder()
+            .observer(telemetry.clone())
+            .cache_dir(Some(dir.path().join("cache")))
+            .build()
+            .unwrap()
+    };
+    let mut seen = 0;
+    for expected in [&["describe", "configure", "fit"][..], &["configure", "fit"]] {
+        let mut scaler = instance(
+            &process(),
+            "s",
+            guests::STANDARD_SCALER,
+            &[("with_mean", ParamValue::Bool(false))],
+        )
+        .await;
+        scaler
+            .fit(&frame(vec![f64_column("a", vec![1.0])]), None)
+            .await
+            .unwrap();
+        let lines = audit_lines(&dir.path().join("a.jsonl"));
+        let ops: Vec<&str> = lines[seen..]
+            .iter()
+            .map(|l| l["operation"].as_str().unwrap())
+            .collect();
+        assert_eq!(ops, expected);
+        assert_eq!(lines.last().unwrap()["rows_in"], 1);
+        seen = lines.len();
+    }
 }

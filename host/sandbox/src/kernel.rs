@@ -115,6 +115,24 @@ pub(crate) struct Loaded {
     frozen: Option<Frozen>,
     /// The operations it takes frames by reference for (`kernel-ref`).
     by_reference: Arc<[String]>,
+    /// What answering `describe` (and `by-reference`) at load took.
+    probe: ProbeCost,
+}
+
+/// Fuel and linear memory the load-time `describe` used. A later load
+/// reuses what an earlier one learned only under limits that would have
+/// let that `describe` run: limits cover everything the host does for a
+/// kernel, cached or not.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ProbeCost {
+    fuel: u64,
+    memory: u64,
+}
+
+impl ProbeCost {
+    fn fits(&self, limits: &Limits) -> bool {
+        self.fuel <= limits.fuel && self.memory <= limits.memory_bytes
+    }
 }
 
 /// The kernels a sandbox loaded, by file identity: a second load of the
@@ -204,6 +222,7 @@ struct LoadRecord {
     info: KernelInfo,
     by_reference: Vec<String>,
     frozen: Option<Frozen>,
+    probe: ProbeCost,
 }
 
 impl LoadRecord {
@@ -284,6 +303,7 @@ impl KernelComponent {
             .flatten();
         if let Some(key) = &file
             && let Some(parts) = sandbox.loads().get(key)
+            && parts.probe.fits(&limits)
         {
             check_pin(pinned_sha256, &parts.sha256).map_err(refuse)?;
             return Ok(KernelComponent {
@@ -297,6 +317,7 @@ impl KernelComponent {
         // compiled form from the on-disk cache.
         if let Some(key) = &file
             && let Some(record) = LoadRecord::read(sandbox, key)
+            && record.probe.fits(&limits)
         {
             check_pin(pinned_sha256, &record.sha256).map_err(refuse)?;
             match Self::load_recorded(sandbox, record, path) {
@@ -329,6 +350,7 @@ impl KernelComponent {
                 info: loaded.info.clone(),
                 by_reference: loaded.by_reference.to_vec(),
                 frozen: loaded.frozen.clone(),
+                probe: loaded.probe,
             }
             .write(sandbox);
             sandbox.loads().put(key, component.loaded.clone());
@@ -378,6 +400,7 @@ impl KernelComponent {
             size: usize::try_from(record.file.len).unwrap_or(usize::MAX),
             frozen: record.frozen,
             by_reference: record.by_reference.into(),
+            probe: record.probe,
         })
     }
 
@@ -433,6 +456,7 @@ impl KernelComponent {
                 size: bytes.len(),
                 frozen: crate::freeze::frozen_record(bytes),
                 by_reference: Arc::from([]),
+                probe: ProbeCost::default(),
             }),
         };
         let mut probe = component.instantiate(limits, Grants::default()).await?;
@@ -443,10 +467,15 @@ impl KernelComponent {
         } else {
             Arc::from([])
         };
+        let stats = probe.stats();
         drop(probe);
         let loaded = Arc::make_mut(&mut component.loaded);
         loaded.info = info;
         loaded.by_reference = by_reference;
+        loaded.probe = ProbeCost {
+            fuel: stats.fuel,
+            memory: stats.peak_memory,
+        };
         Ok(component)
     }
 

@@ -138,7 +138,7 @@ pub async fn freeze(
             .iter()
             .map(|p| format!("{}={}", p.name, p.value))
             .collect(),
-        state_bytes: image.bytes(),
+        state_bytes: image.memory_bytes(),
         frozen_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let mut section = wasm_encoder::Component::new();

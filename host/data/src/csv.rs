@@ -300,7 +300,7 @@ impl Source {
         let rows = rows.min(max.saturating_sub(block.rows));
         for (text, ends) in &mut block.columns {
             let per_row = text.len() as f64 / block.rows as f64;
-            text.reserve((per_row * rows as f64 * 1.05) as usize);
+            text.reserve((per_row * rows as f64) as usize);
             ends.reserve(rows);
         }
     }

@@ -11,11 +11,11 @@
 //! graph: earlier (already fitted) steps transform each chunk, and the
 //! wave's steps `partial-fit` it. The training file is parsed once: the
 //! first pass keeps the parsed chunks as Arrow IPC in a temporary file
-//! ([`Spill`]), which the later passes read instead. A kernel without partial fit has its
-//! input held in memory up to `data.memory-budget-mib` and is fitted at the
-//! end of the pass; past the budget the job stops with a clear error
-//! instead of running out of memory. Memory then holds one chunk (plus the
-//! kernels' state), whatever the size of the files.
+//! ([`Spill`]), which the later passes read instead. A kernel without
+//! partial fit has its input held in memory up to `data.memory-budget-mib`
+//! and is fitted at the end of the pass; past the budget the job stops with
+//! a clear error instead of running out of memory. Memory then holds one
+//! chunk (plus the kernels' state), whatever the size of the files.
 
 use crate::bindings::{Column, Frame, KernelKind};
 use crate::bundle::{self, Bundle};

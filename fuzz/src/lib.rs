@@ -260,6 +260,40 @@ pub fn arrow(data: &[u8]) {
     }
 }
 
+// ----------------------------------------------------------------- parquet
+
+/// `read_parquet` on the bytes as a file, and the chunked reader
+/// (`Chunks`) with a batch size from the input's length; both must agree
+/// when both succeed.
+pub fn parquet(data: &[u8]) {
+    let path = scratch_with("input.parquet", data);
+    let whole = kernel_host_data::parquet::read_parquet(&path);
+    if let Ok(frame) = &whole {
+        check_frame(frame, None).expect("read_parquet returned an inconsistent frame");
+    }
+    let chunk_rows = data.len() % 7 + 1;
+    let chunked = (|| {
+        let mut chunks = Chunks::open(&path, &CsvOptions::default())?;
+        let mut parts = Vec::new();
+        while let Some(frame) = chunks.next_chunk(chunk_rows)? {
+            check_frame(&frame, None).expect("Chunks returned an inconsistent frame");
+            assert!(frame.rows as usize <= chunk_rows, "chunk larger than asked");
+            let _ = chunks.bytes_read();
+            parts.push(frame);
+        }
+        Ok::<_, kernel_host_types::DataError>(parts)
+    })();
+    if let (Ok(whole), Ok(parts)) = (whole, chunked)
+        && !parts.is_empty()
+    {
+        let joined = Frame::concat_rows(parts).expect("chunks concatenate");
+        assert!(
+            same_frame(&joined, &whole),
+            "chunked and whole reads differ:\n{joined:?}\n{whole:?}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------- frame
 
 // The `Arbitrary` impls are written out rather than derived: the derive

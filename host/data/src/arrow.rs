@@ -51,7 +51,7 @@ fn supported(ty: &DataType) -> bool {
             | DataType::Utf8
             | DataType::LargeUtf8
             | DataType::Utf8View
-    )
+    ) || matches!(ty, DataType::Dictionary(_, values) if matches!(**values, DataType::Utf8 | DataType::LargeUtf8))
 }
 
 fn unsupported(file: &Path, name: &str, ty: &DataType) -> DataError {
@@ -60,7 +60,7 @@ fn unsupported(file: &Path, name: &str, ty: &DataType) -> DataError {
         None,
         Some(name),
         format!(
-            "has Arrow type {ty}; supported: Float64/32, Int64/32/16/8, UInt32/16/8, Boolean, Utf8"
+            "has Arrow type {ty}; supported: Float64/32, Int64/32/16/8, UInt32/16/8, Boolean, Utf8 (or a dictionary of Utf8)"
         ),
     )
 }
@@ -109,15 +109,15 @@ pub fn batch_to_frame(
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
         let name = field.name();
-        let nulls = (array.null_count() > 0).then(|| {
-            (0..array.len())
-                .map(|i| u8::from(array.is_null(i)))
-                .collect()
-        });
+        // Logical nulls: a dictionary's row is also null where its entry is.
+        let nulls = array
+            .logical_nulls()
+            .filter(|n| n.null_count() > 0)
+            .map(|n| (0..array.len()).map(|i| u8::from(n.is_null(i))).collect());
         let cast = |to: &DataType| {
             arrow_cast_like(array, to).map_err(|m| error(file, Some(first_row + 1), Some(name), m))
         };
-        let values = match field.data_type() {
+        let mut values = match field.data_type() {
             DataType::Float64 | DataType::Float32 => ColumnValues::F64(
                 cast(&DataType::Float64)?
                     .as_any()
@@ -145,7 +145,10 @@ pub fn batch_to_frame(
                         .unwrap_or_default(),
                 )
             }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Dictionary(..) => {
                 let a = cast(&DataType::Utf8)?;
                 let a = a.as_any().downcast_ref::<StringArray>();
                 ColumnValues::String(
@@ -172,6 +175,8 @@ pub fn batch_to_frame(
                 ),
             ));
         }
+        let mut nulls = nulls;
+        canonical_nulls(&mut values, &mut nulls);
         columns.push(Column {
             name: name.clone(),
             values,
@@ -179,6 +184,33 @@ pub fn batch_to_frame(
         });
     }
     Ok(Frame { rows, columns })
+}
+
+/// Missing values as the CSV reader makes them, whatever a file stored
+/// under its nulls (Parquet stores nothing there, Arrow anything): a null
+/// f64 is NaN, and a NaN is null; a null integer is 0, a null bool false,
+/// a null string empty. So a table reads the same from every format, and
+/// no kernel sees bytes a file left under a null.
+fn canonical_nulls(values: &mut ColumnValues, nulls: &mut Option<Vec<u8>>) {
+    if let ColumnValues::F64(v) = values
+        && v.iter().any(|x| x.is_nan())
+    {
+        let mask = nulls.get_or_insert_with(|| vec![0; v.len()]);
+        for (m, x) in mask.iter_mut().zip(v.iter()) {
+            *m |= u8::from(x.is_nan());
+        }
+    }
+    let Some(mask) = nulls.as_ref() else {
+        return;
+    };
+    let missing = mask.iter().enumerate().filter(|(_, m)| **m != 0).map(|(i, _)| i);
+    match values {
+        ColumnValues::F64(v) => missing.for_each(|i| v[i] = f64::NAN),
+        ColumnValues::S64(v) => missing.for_each(|i| v[i] = 0),
+        ColumnValues::Bool(v) => missing.for_each(|i| v[i] = false),
+        ColumnValues::String(v) => missing.for_each(|i| v[i].clear()),
+        _ => {}
+    }
 }
 
 /// Widens numeric arrays and normalizes strings without the arrow-cast
@@ -251,6 +283,27 @@ fn arrow_cast_like(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, String> 
             Arc::new(StringArray::from_iter(
                 (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))),
             ))
+        }
+        (DataType::Dictionary(..), DataType::Utf8) => {
+            // A dictionary of strings (a pandas `category`): each row's
+            // string, null where the row or its dictionary entry is.
+            let Some(dictionary) = array.as_any_dictionary_opt() else {
+                return Err(format!("cannot read {} as {to}", array.data_type()));
+            };
+            let keys = dictionary.normalized_keys();
+            let values = dictionary.values();
+            let text = |i: usize| -> Option<&str> {
+                let k = *keys.get(i)?;
+                if array.is_null(i) || k >= values.len() || values.is_null(k) {
+                    return None;
+                }
+                match values.data_type() {
+                    DataType::Utf8 => Some(values.as_string::<i32>().value(k)),
+                    DataType::LargeUtf8 => Some(values.as_string::<i64>().value(k)),
+                    _ => None,
+                }
+            };
+            Arc::new(StringArray::from_iter((0..array.len()).map(text)))
         }
         (from, to) => return Err(format!("cannot read {from} as {to}")),
     };
@@ -343,9 +396,7 @@ pub(crate) fn open(path: &Path) -> Result<BatchReader, DataError> {
 /// Writes `frame` as Arrow IPC (the stream format for `.arrows`, the file
 /// format otherwise), atomically.
 pub fn write_arrow(path: &Path, frame: &Frame) -> anyhow::Result<()> {
-    let mut writer = super::TableWriter::create(path)?;
-    writer.write(frame)?;
-    writer.finish()
+    super::write_table(path, frame)
 }
 
 #[cfg(test)]
@@ -382,7 +433,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kh-arrow-{}", std::process::id()));
         let path = dir.join("t.arrow");
         write_arrow(&path, &frame).unwrap();
-        let back = read_arrow(&path).unwrap();
+        let mut back = read_arrow(&path).unwrap();
+        // What a file holds under a null is not read: a null f64 is NaN, as
+        // a missing CSV cell.
+        let ColumnValues::F64(f) = &mut back.columns[0].values else {
+            panic!("f is f64")
+        };
+        assert!(f[1].is_nan());
+        f[1] = 0.0;
         assert_eq!(back, frame);
         let _ = std::fs::remove_dir_all(dir);
     }

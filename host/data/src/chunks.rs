@@ -2,6 +2,7 @@
 //! chunk whatever the size of its files.
 
 use super::arrow::{BatchReader, batch_to_frame, frame_to_batch, is_arrow};
+use super::parquet::{ParquetBatches, is_parquet};
 use super::{CsvChunks, CsvOptions};
 use anyhow::Context as _;
 use kernel_host_types::DataError;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// Rows read to infer CSV column types before the first chunk.
 pub const INFER_ROWS: usize = 10_000;
 
-/// Chunks of a CSV or Arrow IPC file.
+/// Chunks of a CSV, Arrow IPC or Parquet file.
 pub enum Chunks {
     Csv(Box<CsvChunks>),
     Arrow {
@@ -23,10 +24,23 @@ pub enum Chunks {
         bytes: u64,
         size: u64,
     },
+    /// Batches decoded at the chunk size, across row groups.
+    Parquet {
+        batches: Box<ParquetBatches>,
+        size: u64,
+    },
 }
 
 impl Chunks {
     pub fn open(path: &Path, csv: &CsvOptions) -> Result<Chunks, DataError> {
+        if is_parquet(path) {
+            let batches = ParquetBatches::open(path)?;
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            return Ok(Chunks::Parquet {
+                batches: Box::new(batches),
+                size,
+            });
+        }
         if !is_arrow(path) {
             return Ok(Chunks::Csv(Box::new(CsvChunks::open(
                 path, csv, INFER_ROWS,
@@ -52,6 +66,7 @@ impl Chunks {
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Frame>, DataError> {
         match self {
             Chunks::Csv(csv) => csv.next_chunk(max_rows),
+            Chunks::Parquet { batches, .. } => batches.next_frame(max_rows).transpose(),
             Chunks::Arrow {
                 path,
                 reader,
@@ -94,6 +109,12 @@ impl Chunks {
         match self {
             Chunks::Csv(csv) => csv.bytes_read(),
             Chunks::Arrow { bytes, .. } => *bytes,
+            // In proportion to the rows read.
+            Chunks::Parquet { batches, size } => {
+                let total = batches.rows().max(1);
+                (u128::from(*size) * u128::from(batches.read().min(total)) / u128::from(total))
+                    as u64
+            }
         }
     }
 }
@@ -110,6 +131,7 @@ enum ArrowSink {
 enum Sink {
     Csv(::csv::Writer<Out>),
     Arrow(Option<ArrowSink>),
+    Parquet(Option<Box<parquet::arrow::ArrowWriter<Out>>>),
 }
 
 /// Writes a table chunk by chunk into a temporary file beside `path` and
@@ -135,6 +157,9 @@ impl TableWriter {
             // The Arrow writer needs the schema: created on the first chunk.
             drop(writer);
             Sink::Arrow(None)
+        } else if is_parquet(path) {
+            drop(writer);
+            Sink::Parquet(None)
         } else {
             Sink::Csv(::csv::Writer::from_writer(writer))
         };
@@ -206,6 +231,21 @@ impl TableWriter {
                     None => {}
                 }
             }
+            Some(Sink::Parquet(writer)) => {
+                let batch = frame_to_batch(frame)?;
+                let writer = match writer {
+                    Some(writer) => writer,
+                    None => {
+                        let file = std::io::BufWriter::new(std::fs::File::create(&self.tmp)?);
+                        writer.insert(Box::new(parquet::arrow::ArrowWriter::try_new(
+                            file,
+                            batch.schema(),
+                            Some(super::parquet::writer_properties()),
+                        )?))
+                    }
+                };
+                writer.write(&batch)?;
+            }
             None => anyhow::bail!("the writer is already finished"),
         }
         Ok(())
@@ -225,6 +265,22 @@ impl TableWriter {
             Some(Sink::Arrow(Some(ArrowSink::Stream(mut w)))) => {
                 w.finish()?;
                 w.into_inner()?.into_inner()?
+            }
+            Some(Sink::Parquet(writer)) => {
+                let mut w = match writer {
+                    Some(w) => w,
+                    // No frame was written: a file with no columns or rows.
+                    None => Box::new(parquet::arrow::ArrowWriter::try_new(
+                        std::io::BufWriter::new(std::fs::File::create(&self.tmp)?),
+                        std::sync::Arc::new(arrow_schema::Schema::empty()),
+                        Some(super::parquet::writer_properties()),
+                    )?),
+                };
+                // The footer; the writer then refuses to hand its sink back.
+                w.finish()?;
+                let out = w.inner_mut();
+                std::io::Write::flush(out)?;
+                out.get_ref().try_clone()?
             }
             Some(Sink::Arrow(None)) | None => std::fs::File::create(&self.tmp)?,
         };

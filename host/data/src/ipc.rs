@@ -49,7 +49,7 @@ thread_local! {
 
 /// Runs arrow's decoding in `f`, turning a panic (arrow-rs asserts on some
 /// malformed buffers, e.g. a misaligned offsets buffer) into an error.
-fn contained<T>(f: impl FnOnce() -> T) -> Result<T, ArrowError> {
+pub(crate) fn contained<T>(f: impl FnOnce() -> T) -> Result<T, ArrowError> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();

@@ -1,5 +1,5 @@
-//! kernel-host-data: tabular data on the host side. Reading and writing CSV
-//! and Arrow IPC, whole or a chunk at a time in bounded memory; the
+//! kernel-host-data: tabular data on the host side. Reading and writing CSV,
+//! Arrow IPC and Parquet, whole or a chunk at a time in bounded memory; the
 //! deterministic synthetic generator and the one RNG the host uses; row
 //! splits; and the streaming quality metrics every job reports. Nothing
 //! here runs a kernel.
@@ -12,6 +12,7 @@ pub mod generate;
 mod hostile_input_tests;
 mod input;
 mod ipc;
+pub mod parquet;
 pub mod score;
 pub mod split;
 
@@ -22,21 +23,27 @@ pub use kernel_host_types::{ColumnType, DataError, cell_text, column_len};
 use kernel_host_types::bindings::Frame;
 use std::path::Path;
 
-/// Reads a table: Arrow IPC by extension (`.arrow`, `.arrows`, `.ipc`,
-/// `.feather`), CSV otherwise.
+/// Reads a table: Arrow IPC (`.arrow`, `.arrows`, `.ipc`, `.feather`) or
+/// Parquet (`.parquet`, `.pq`) by extension, CSV otherwise.
 pub fn read_table(path: &Path, csv: &CsvOptions) -> Result<Frame, DataError> {
     if arrow::is_arrow(path) {
         arrow::read_arrow(path)
+    } else if parquet::is_parquet(path) {
+        parquet::read_parquet(path)
     } else {
         read_csv(path, csv)
     }
 }
 
-/// Writes a table atomically, as Arrow IPC or CSV by extension.
+/// Writes a table atomically, as Arrow IPC, Parquet or CSV by extension.
 pub fn write_table(path: &Path, frame: &Frame) -> anyhow::Result<()> {
-    if arrow::is_arrow(path) {
-        arrow::write_arrow(path, frame)
-    } else {
-        write_csv(path, frame)
-    }
+    let mut writer = TableWriter::create(path)?;
+    writer.write(frame)?;
+    writer.finish()
+}
+
+/// Whether `path` names a columnar binary file (Arrow IPC or Parquet),
+/// which is typed and cheap to read again, unlike CSV text.
+pub fn is_columnar(path: &Path) -> bool {
+    arrow::is_arrow(path) || parquet::is_parquet(path)
 }

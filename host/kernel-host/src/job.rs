@@ -19,9 +19,8 @@
 
 use crate::bindings::{Column, Frame, KernelKind};
 use crate::bundle::{self, Bundle};
-use crate::data::arrow::is_arrow;
 use crate::data::score::Score;
-use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, read_table};
+use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, is_columnar, read_table};
 use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, KernelResolver, Plan};
 use crate::pipeline::{Buffered, Output, Pipeline};
@@ -303,7 +302,8 @@ async fn fit_chunked(
     let mut train_rows = 0u64;
     let mut schema = Vec::new();
     let waves = pipeline.waves();
-    // Parse the CSV once when there is more than one pass.
+    // Parse a CSV once when there is more than one pass (Arrow and
+    // Parquet are typed and columnar: they are read again instead).
     let mut spilled: Option<Spill> = None;
     for (w, wave) in waves.iter().enumerate() {
         let mut buffered = Buffered::new(plan.data.memory_budget);
@@ -311,7 +311,7 @@ async fn fit_chunked(
             .as_ref()
             .map_or(train.as_path(), |s| s.path.as_path());
         let mut chunks = Chunks::open(source, &csv)?;
-        let mut spill = (spilled.is_none() && w + 1 < waves.len() && !is_arrow(&train))
+        let mut spill = (spilled.is_none() && w + 1 < waves.len() && !is_columnar(&train))
             .then(SpillWriter::create)
             .and_then(spill_or_warn);
         progress.start(

@@ -47,6 +47,10 @@ fn arrow() {
     replay("arrow", harness::arrow)
 }
 #[test]
+fn parquet() {
+    replay("parquet", harness::parquet)
+}
+#[test]
 fn frame() {
     replay("frame", harness::frame)
 }

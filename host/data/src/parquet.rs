@@ -1,0 +1,331 @@
+//! Parquet input and output, through the `parquet` crate's Arrow reader and
+//! writer, built with two codecs only: snappy (what Spark and pandas write
+//! by default) and zstd (what we write). Columns map as in Arrow IPC (see
+//! [`super::arrow`]), plus dictionary-encoded strings (a pandas
+//! `category`), which become plain strings.
+//!
+//! Parquet keeps its footer at the end of the file, so it is read from a
+//! regular file only, never a pipe. A file is read one batch at a time
+//! (pages are decoded as the batch needs them), so a chunked run holds one
+//! chunk whatever the file's size. Untrusted files: the footer's length is
+//! checked against the file's size before it is read, every decoding step
+//! runs contained (a panic in the decoder becomes an error naming the
+//! file), and a schema frames cannot hold is refused by column before any
+//! data is read.
+
+use super::arrow::{batch_to_frame, check_schema};
+use arrow_array::RecordBatch;
+use kernel_host_types::DataError;
+use kernel_host_types::bindings::Frame;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use std::path::{Path, PathBuf};
+
+/// Rows per row group in the files we write: readers can stream them a
+/// row group at a time, and the writer holds one encoded row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows per batch when a whole file is read.
+const WHOLE_BATCH_ROWS: usize = 64 * 1024;
+
+/// Whether `path` names a Parquet file by its extension.
+pub fn is_parquet(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("parquet" | "pq")
+    )
+}
+
+fn error(file: &Path, row: Option<u64>, message: String) -> DataError {
+    DataError {
+        file: file.to_path_buf(),
+        row,
+        column: None,
+        message,
+    }
+}
+
+/// Record batches of a Parquet file, decoded on demand.
+pub struct ParquetBatches {
+    path: PathBuf,
+    /// Before the first batch: the batch size is the first caller's.
+    builder: Option<ParquetRecordBatchReaderBuilder<std::fs::File>>,
+    reader: Option<ParquetRecordBatchReader>,
+    /// Rows the footer says the file holds, and rows returned so far.
+    rows: u64,
+    read: u64,
+    /// A decoding step failed: nothing more is read.
+    broken: bool,
+}
+
+impl ParquetBatches {
+    /// Opens `path`, reads and checks its footer and schema.
+    pub fn open(path: &Path) -> Result<ParquetBatches, DataError> {
+        let file = super::input::open(path, false)?;
+        let size = file
+            .metadata()
+            .map_err(|e| error(path, None, format!("cannot read: {e}")))?
+            .len();
+        let unreadable = |why: String| {
+            error(
+                path,
+                None,
+                format!("not a readable Parquet file: {why}"),
+            )
+        };
+        // The footer is 4 bytes of metadata length and the magic `PAR1`;
+        // the crate checks the length against the file too, but a hostile
+        // length should not even reach it.
+        check_footer(&file, size).map_err(unreadable)?;
+        let builder = super::ipc::contained(|| ParquetRecordBatchReaderBuilder::try_new(file))
+            .map_err(|e| unreadable(e.to_string()))?
+            .map_err(|e| unreadable(e.to_string()))?;
+        check_schema(builder.schema(), path)?;
+        let rows = u64::try_from(builder.metadata().file_metadata().num_rows())
+            .map_err(|_| unreadable("the footer claims a negative row count".into()))?;
+        Ok(ParquetBatches {
+            path: path.to_path_buf(),
+            builder: Some(builder),
+            reader: None,
+            rows,
+            read: 0,
+            broken: false,
+        })
+    }
+
+    /// The rows the file's footer claims.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The rows returned so far.
+    pub fn read(&self) -> u64 {
+        self.read
+    }
+
+    /// The next batch of at most `max_rows` rows (the first call fixes the
+    /// batch size for the rest of the file); `None` at the end.
+    pub fn next_batch(&mut self, max_rows: usize) -> Option<Result<RecordBatch, DataError>> {
+        if self.broken {
+            return None;
+        }
+        let at = self.read;
+        let fail = |this: &mut Self, why: String| {
+            this.broken = true;
+            Some(Err(error(
+                &this.path,
+                Some(at + 1),
+                format!("unreadable Parquet data: {why}"),
+            )))
+        };
+        if let Some(builder) = self.builder.take() {
+            let built = super::ipc::contained(|| builder.with_batch_size(max_rows.max(1)).build());
+            match built {
+                Ok(Ok(reader)) => self.reader = Some(reader),
+                Ok(Err(e)) => return fail(self, e.to_string()),
+                Err(e) => return fail(self, e.to_string()),
+            }
+        }
+        let reader = self.reader.as_mut()?;
+        match super::ipc::contained(|| reader.next()) {
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => {
+                self.read += batch.num_rows() as u64;
+                Some(Ok(batch))
+            }
+            Ok(Some(Err(e))) => fail(self, e.to_string()),
+            Err(e) => fail(self, e.to_string()),
+        }
+    }
+
+    /// The next batch as a frame.
+    pub fn next_frame(&mut self, max_rows: usize) -> Option<Result<Frame, DataError>> {
+        let first = self.read;
+        Some(
+            self.next_batch(max_rows)?
+                .and_then(|batch| batch_to_frame(&batch, &self.path, first)),
+        )
+    }
+}
+
+/// Checks the last 8 bytes: a metadata length that fits in the file, and
+/// the magic.
+fn check_footer(file: &std::fs::File, size: u64) -> Result<(), String> {
+    use std::os::unix::fs::FileExt as _;
+    if size < 12 {
+        return Err(format!(
+            "{size} bytes is too short (a Parquet file starts and ends with `PAR1`)"
+        ));
+    }
+    let mut footer = [0u8; 8];
+    file.read_exact_at(&mut footer, size - 8)
+        .map_err(|e| e.to_string())?;
+    if &footer[4..] != b"PAR1" {
+        return Err("it does not end with the magic `PAR1`".into());
+    }
+    let len = u64::from(u32::from_le_bytes([
+        footer[0], footer[1], footer[2], footer[3],
+    ]));
+    if len + 12 > size {
+        return Err(format!(
+            "its footer claims {len} bytes of metadata in a file of {size} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a whole Parquet file into one frame.
+pub fn read_parquet(path: &Path) -> Result<Frame, DataError> {
+    let mut batches = ParquetBatches::open(path)?;
+    let mut parts = Vec::new();
+    while let Some(frame) = batches.next_frame(WHOLE_BATCH_ROWS) {
+        parts.push(frame?);
+    }
+    let frame = Frame::concat_rows(parts)
+        .map_err(|m| error(path, None, format!("record batches disagree: {m}")))?;
+    if u64::from(frame.rows) != batches.rows() {
+        return Err(error(
+            path,
+            None,
+            format!(
+                "its footer claims {} rows but its row groups hold {}",
+                batches.rows(),
+                frame.rows
+            ),
+        ));
+    }
+    Ok(frame)
+}
+
+/// How we write Parquet: zstd (level 1), row groups of [`ROW_GROUP_ROWS`].
+pub(crate) fn writer_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Writes `frame` as Parquet, atomically.
+pub fn write_parquet(path: &Path, frame: &Frame) -> anyhow::Result<()> {
+    super::write_table(path, frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kernel_host_types::bindings::{Column, ColumnValues};
+
+    fn sample(rows: usize) -> Frame {
+        Frame {
+            rows: rows as u32,
+            columns: vec![
+                Column {
+                    name: "f".into(),
+                    // Missing values as every reader makes them (NaN).
+                    values: ColumnValues::F64(
+                        (0..rows)
+                            .map(|i| if i % 7 == 3 { f64::NAN } else { i as f64 * 0.5 - 3.0 })
+                            .collect(),
+                    ),
+                    nulls: Some((0..rows).map(|i| u8::from(i % 7 == 3)).collect()),
+                },
+                Column {
+                    name: "i".into(),
+                    values: ColumnValues::S64((0..rows as i64).map(|i| i * i - 40).collect()),
+                    nulls: None,
+                },
+                Column {
+                    name: "b".into(),
+                    values: ColumnValues::Bool((0..rows).map(|i| i % 3 == 0).collect()),
+                    nulls: None,
+                },
+                Column {
+                    name: "s".into(),
+                    values: ColumnValues::String(
+                        (0..rows)
+                            .map(|i| {
+                                if i % 5 == 1 {
+                                    String::new()
+                                } else {
+                                    ["Adelie", "Gentoo", "Chinstrap"][i % 3].to_string()
+                                }
+                            })
+                            .collect(),
+                    ),
+                    nulls: Some((0..rows).map(|i| u8::from(i % 5 == 1)).collect()),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_through_parquet_whole_and_in_batches() {
+        let dir = std::env::temp_dir().join(format!("kh-parquet-{}", std::process::id()));
+        let path = dir.join("t.parquet");
+        let frame = sample(300_000);
+        write_parquet(&path, &frame).unwrap();
+        let same = |a: &Frame, b: &Frame| {
+            a.rows == b.rows
+                && a.columns.len() == b.columns.len()
+                && a.columns.iter().zip(&b.columns).all(|(x, y)| {
+                    x.name == y.name
+                        && x.nulls == y.nulls
+                        && match (&x.values, &y.values) {
+                            (ColumnValues::F64(p), ColumnValues::F64(q)) => {
+                                p.iter().map(|v| v.to_bits()).eq(q.iter().map(|v| v.to_bits()))
+                            }
+                            (p, q) => p == q,
+                        }
+                })
+        };
+        assert!(same(&read_parquet(&path).unwrap(), &frame), "whole read differs");
+        // Batches of any size, across row groups, concatenate to the same.
+        let mut batches = ParquetBatches::open(&path).unwrap();
+        assert_eq!(batches.rows(), 300_000);
+        let mut parts = Vec::new();
+        while let Some(part) = batches.next_frame(100_003) {
+            let part = part.unwrap();
+            assert!(part.rows <= 100_003);
+            parts.push(part);
+        }
+        assert_eq!(parts.len(), 3);
+        assert!(
+            same(&Frame::concat_rows(parts).unwrap(), &frame),
+            "batched read differs"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_file_that_is_not_parquet_is_refused_for_what_it_is() {
+        let dir = std::env::temp_dir().join(format!("kh-parquet-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.parquet");
+        std::fs::write(&path, b"a,b\n1,2\n").unwrap();
+        let e = ParquetBatches::open(&path).err().unwrap();
+        assert!(e.message.contains("too short"), "{e}");
+        std::fs::write(&path, b"PAR1 not really a parquet file at all").unwrap();
+        let e = ParquetBatches::open(&path).err().unwrap();
+        assert!(e.message.contains("does not end with the magic"), "{e}");
+        let mut claims = b"PAR1xxxxxxxx".to_vec();
+        claims.extend_from_slice(&1000u32.to_le_bytes());
+        claims.extend_from_slice(b"PAR1");
+        std::fs::write(&path, &claims).unwrap();
+        let e = ParquetBatches::open(&path).err().unwrap();
+        assert!(
+            e.message
+                .contains("claims 1000 bytes of metadata in a file of 20 bytes"),
+            "{e}"
+        );
+        // Truncating a real file anywhere: an error, never a panic.
+        let good = dir.join("good.parquet");
+        write_parquet(&good, &sample(1000)).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 9] {
+            let mut damaged = bytes.clone();
+            damaged.drain(cut..bytes.len() - 8);
+            std::fs::write(&path, &damaged).unwrap();
+            assert!(read_parquet(&path).is_err(), "cut at {cut}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -358,6 +358,88 @@ async fn arrow_files_work_in_and_out() {
     );
 }
 
+/// Parquet in and out. Files pandas wrote (snappy; `island` and `sex` as
+/// categories, i.e. dictionary-encoded; `species` as large strings;
+/// tests/fixtures/parquet/make.py) predict bit for bit what the CSV predicts,
+/// whole and in chunks, and predictions written as Parquet read back equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_files_work_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = workspace().join("tests/fixtures/parquet");
+    let original =
+        std::fs::read_to_string(workspace().join("examples/penguins/pipeline.toml")).unwrap();
+    let kernels = workspace().join("target/guests/wasm32-wasip2/release");
+    let manifest = |train: &str, test: &str, out: &str| {
+        let text = original
+            .replace("data/train.csv", train)
+            .replace("data/test.csv", test)
+            .replace("out/predictions.csv", out)
+            .replace(
+                "../../target/guests/wasm32-wasip2/release",
+                kernels.to_str().unwrap(),
+            );
+        let path = dir.path().join(format!("{out}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Plan::load(&path).unwrap()
+    };
+    let csv = |name: &str| workspace().join(format!("examples/penguins/data/{name}.csv"));
+    let pandas = |name: &str| fixtures.join(format!("penguins-{name}.snappy.parquet"));
+    let as_text = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    for chunk in [None, Some(50)] {
+        let run = async |plan: Plan| match chunk {
+            Some(n) => crate::common::run_chunked(&sandbox(), plan, n).await.unwrap(),
+            None => crate::common::run(&sandbox(), plan).await.unwrap(),
+        };
+        let from_csv = run(manifest(
+            &as_text(csv("train")),
+            &as_text(csv("test")),
+            "p-csv.csv",
+        ))
+        .await;
+        let from_parquet = run(manifest(
+            &as_text(pandas("train")),
+            &as_text(pandas("test")),
+            "p.parquet",
+        ))
+        .await;
+        assert_eq!(from_parquet.metric, from_csv.metric, "chunks {chunk:?}");
+        let a = read_table(&dir.path().join("p-csv.csv"), &CsvOptions::default()).unwrap();
+        let b = read_table(&dir.path().join("p.parquet"), &CsvOptions::default()).unwrap();
+        assert_eq!(b.rows, 86);
+        assert_eq!(a.column_names(), b.column_names());
+        assert_eq!(a.column("prediction"), b.column("prediction"));
+        for class in ["Adelie", "Chinstrap", "Gentoo"] {
+            let name = format!("proba_{class}");
+            let bits = |f: &Frame| -> Vec<u64> {
+                f64s(f.column(&name).unwrap()).iter().map(|v| v.to_bits()).collect()
+            };
+            // CSV text round-trips f64 exactly (shortest representation).
+            assert_eq!(bits(&a), bits(&b), "{name}, chunks {chunk:?}");
+        }
+    }
+    // The pandas file reads as the CSV does, column for column, though it
+    // stores categories and large strings.
+    let from_pandas = read_table(&pandas("train"), &CsvOptions::default()).unwrap();
+    let from_csv = read_table(&csv("train"), &CsvOptions::default()).unwrap();
+    assert_eq!(from_pandas.schema(), from_csv.schema());
+    for (p, c) in from_pandas.columns.iter().zip(&from_csv.columns) {
+        assert_eq!(p.nulls, c.nulls, "{}", p.name);
+    }
+    // What we write reads back; a damaged file is refused by name.
+    let ours = dir.path().join("ours.parquet");
+    write_table(&ours, &from_csv).unwrap();
+    let back = read_table(&ours, &CsvOptions::default()).unwrap();
+    assert_eq!(back.schema(), from_csv.schema());
+    assert_eq!(back.column("island"), from_csv.column("island"));
+    let bytes = std::fs::read(&ours).unwrap();
+    std::fs::write(&ours, &bytes[..bytes.len() / 2]).unwrap();
+    let error = read_table(&ours, &CsvOptions::default()).unwrap_err();
+    assert!(
+        error.to_string().contains("ours.parquet") && error.to_string().contains("Parquet"),
+        "{error}"
+    );
+}
+
 fn stream(manifest: &std::path::Path, input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
     crate::common::stream(&[manifest.to_str().unwrap()], input)
 }

@@ -209,7 +209,6 @@ fn canonical_nulls(values: &mut ColumnValues, nulls: &mut Option<Vec<u8>>) {
         ColumnValues::S64(v) => missing.for_each(|i| v[i] = 0),
         ColumnValues::Bool(v) => missing.for_each(|i| v[i] = false),
         ColumnValues::String(v) => missing.for_each(|i| v[i].clear()),
-        _ => {}
     }
 }
 

@@ -13,6 +13,7 @@ mod hostile_input_tests;
 mod input;
 mod ipc;
 pub mod parquet;
+pub mod profile;
 pub mod score;
 pub mod split;
 

@@ -10,7 +10,7 @@ pub struct GenerateArgs {
     /// Rows to write.
     #[arg(long, value_name = "N")]
     pub rows: u64,
-    /// The file to write: CSV, or Arrow IPC for .arrow/.arrows/.ipc/.feather.
+    /// The file to write: CSV, Arrow IPC for .arrow/.arrows/.ipc/.feather, or Parquet for .parquet/.pq.
     #[arg(long, short, value_name = "FILE")]
     pub out: PathBuf,
     /// The same seed gives the same file.

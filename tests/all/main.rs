@@ -18,6 +18,7 @@ mod kernels;
 mod manifests;
 mod operations;
 mod penguins;
+mod recommend;
 mod registry;
 mod select;
 mod snapshots;

@@ -8,17 +8,103 @@
 //! regular file only, never a pipe. A file is read one batch at a time
 //! (pages are decoded as the batch needs them), so a chunked run holds one
 //! chunk whatever the file's size. Untrusted files: the footer's length is
-//! checked against the file's size before it is read, every decoding step
-//! runs contained (a panic in the decoder becomes an error naming the
-//! file), and a schema frames cannot hold is refused by column before any
-//! data is read.
+//! checked against the file's size before it is read; the crate reads
+//! through [`Source`], which refuses any read past the end of the file (a
+//! forged length in a page header otherwise made the crate's Thrift skip
+//! loop for minutes reading nothing at the end; found by the fuzzer) and
+//! any range a footer claims beyond it before allocating for it; every
+//! decoding step runs contained (a panic in the decoder becomes an error
+//! naming the file); and a schema frames cannot hold is refused by column
+//! before any data is read.
 
 use super::arrow::{batch_to_frame, check_schema};
 use arrow_array::RecordBatch;
 use kernel_host_types::DataError;
 use kernel_host_types::bindings::Frame;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::{ChunkReader, Length};
+use std::io::Read;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A Parquet file as the crate reads it: positional reads (readers do not
+/// share a cursor) that stop at the file's length, where reading on is an
+/// error rather than an endless run of empty reads.
+#[derive(Clone)]
+pub struct Source {
+    file: Arc<std::fs::File>,
+    len: u64,
+}
+
+impl Length for Source {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Reads `[pos, end)` of a file; a read at `end` is an error.
+pub struct Bounded {
+    file: Arc<std::fs::File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos >= self.end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a read past the end of the file",
+            ));
+        }
+        let want = buf.len().min((self.end - self.pos).min(usize::MAX as u64) as usize);
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            // The file shrank under us.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file ended early (was it truncated while being read?)",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl ChunkReader for Source {
+    type T = std::io::BufReader<Bounded>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        if start > self.len {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "a read at byte {start} of a {}-byte file",
+                self.len
+            )));
+        }
+        Ok(std::io::BufReader::new(Bounded {
+            file: self.file.clone(),
+            pos: start,
+            end: self.len,
+        }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let end = start.checked_add(length as u64).filter(|e| *e <= self.len);
+        if end.is_none() {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "{length} bytes at byte {start} of a {}-byte file",
+                self.len
+            )));
+        }
+        let mut buffer = vec![0u8; length];
+        self.file.read_exact_at(&mut buffer, start)?;
+        Ok(buffer.into())
+    }
+}
 
 /// Rows per row group in the files we write: readers can stream them a
 /// row group at a time, and the writer holds one encoded row group.
@@ -48,7 +134,7 @@ fn error(file: &Path, row: Option<u64>, message: String) -> DataError {
 pub struct ParquetBatches {
     path: PathBuf,
     /// Before the first batch: the batch size is the first caller's.
-    builder: Option<ParquetRecordBatchReaderBuilder<std::fs::File>>,
+    builder: Option<ParquetRecordBatchReaderBuilder<Source>>,
     reader: Option<ParquetRecordBatchReader>,
     /// Rows the footer says the file holds, and rows returned so far.
     rows: u64,
@@ -76,7 +162,11 @@ impl ParquetBatches {
         // the crate checks the length against the file too, but a hostile
         // length should not even reach it.
         check_footer(&file, size).map_err(unreadable)?;
-        let builder = super::ipc::contained(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        let source = Source {
+            file: Arc::new(file),
+            len: size,
+        };
+        let builder = super::ipc::contained(|| ParquetRecordBatchReaderBuilder::try_new(source))
             .map_err(|e| unreadable(e.to_string()))?
             .map_err(|e| unreadable(e.to_string()))?;
         check_schema(builder.schema(), path)?;
@@ -150,7 +240,6 @@ impl ParquetBatches {
 /// Checks the last 8 bytes: a metadata length that fits in the file, and
 /// the magic.
 fn check_footer(file: &std::fs::File, size: u64) -> Result<(), String> {
-    use std::os::unix::fs::FileExt as _;
     if size < 12 {
         return Err(format!(
             "{size} bytes is too short (a Parquet file starts and ends with `PAR1`)"

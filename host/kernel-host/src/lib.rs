@@ -41,6 +41,7 @@ mod error;
 pub mod explain;
 pub mod job;
 mod pipeline;
+pub mod recommend;
 pub mod registry;
 pub mod report;
 pub mod scaffold;

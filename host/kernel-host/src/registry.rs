@@ -40,6 +40,7 @@ struct Index {
 }
 
 /// A registry directory.
+#[derive(Clone, Debug)]
 pub struct Registry {
     dir: PathBuf,
 }

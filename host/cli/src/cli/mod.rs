@@ -11,6 +11,8 @@ mod inspect;
 mod lock;
 mod new;
 mod predict;
+mod profile;
+mod recommend;
 mod progress;
 mod registry;
 mod run;
@@ -77,7 +79,11 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Fit a pipeline (or load a bundle) and print what each kernel learned, with what the host observed.
     Explain(explain::ExplainArgs),
-    /// Write a deterministic synthetic data set (CSV or Arrow) for tests and benchmarks.
+    /// Profile a table (CSV, Arrow or Parquet) in one streamed pass: types, missing values, cardinality, ranges, skew, ID-like and constant columns, the target and the task it implies.
+    Profile(profile::ProfileArgs),
+    /// Recommend pipelines for a table from the kernels at hand (probed in the sandbox, cross-validated within a budget), explain each step, and write the best as a manifest.
+    Recommend(recommend::RecommendArgs),
+    /// Write a deterministic synthetic data set (CSV, Arrow or Parquet) for tests and benchmarks.
     Generate(generate::GenerateArgs),
     /// Serve a bundle (or fit a manifest), predicting Arrow IPC batches from stdin to stdout (exit 65 bad input, 70 kernel fault or bug, 75 retry).
     Stream(stream::StreamArgs),
@@ -121,6 +127,8 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Validate(args) => validate::validate(args).await,
         Command::Explain(args) => explain::explain(args).await,
         Command::Generate(args) => generate::generate(args).await,
+        Command::Profile(args) => profile::profile(args).await,
+        Command::Recommend(args) => recommend::recommend(args).await,
         Command::Stream(args) => stream::stream(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

@@ -1,0 +1,311 @@
+//! `kernel-host profile` and `kernel-host recommend`: the written manifest
+//! runs as is and scores within a point of the shipped pipelines on the
+//! same rows; kernels take part by what they declare and what probing
+//! shows, so a classifier added to the registry becomes a candidate.
+
+use crate::common::*;
+use kernel_host_guests as guests;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The shipped kernels, copied into `dir/kernels`.
+fn shipped(dir: &Path) -> PathBuf {
+    let kernels = dir.join("kernels");
+    std::fs::create_dir_all(&kernels).unwrap();
+    for k in [
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER,
+        guests::STANDARD_SCALER,
+        guests::PCA,
+        guests::LOGISTIC_REGRESSION,
+        guests::MLP_CLASSIFIER,
+        guests::SGD_CLASSIFIER,
+        guests::RIDGE_REGRESSION,
+        guests::K_MEANS,
+    ] {
+        let from = Path::new(k);
+        std::fs::copy(from, kernels.join(from.file_name().unwrap())).unwrap();
+    }
+    kernels
+}
+
+/// `kernel-host run MANIFEST --report`: the report's metric value.
+fn metric_of(manifest: &Path) -> (String, f64) {
+    let report = manifest.with_extension("report.json");
+    let o = kernel_host(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let metric = &report["metric"];
+    (
+        metric["name"].as_str().unwrap_or_default().to_string(),
+        metric["value"].as_f64().unwrap(),
+    )
+}
+
+/// `manifest` with its `[data]` table replaced by the one in `from`, and
+/// its relative kernel paths made absolute.
+fn with_data_of(manifest: &Path, from: &str, dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut doc: toml::Table = text.parse().unwrap();
+    let data: toml::Table = from.parse().unwrap();
+    doc.insert("data".into(), data["data"].clone());
+    let base = manifest.parent().unwrap();
+    if let Some(toml::Value::Table(kernels)) = doc.get_mut("kernels") {
+        for (_, k) in kernels.iter_mut() {
+            if let Some(toml::Value::String(s)) = k.get_mut("source") {
+                *s = base.join(&*s).to_str().unwrap().to_string();
+            }
+        }
+    }
+    doc.remove("output");
+    let path = dir.join(name);
+    std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+fn recommend(data: &Path, target: &str, kernels: &Path, write: &Path) -> serde_json::Value {
+    let o = kernel_host(&[
+        "recommend",
+        data.to_str().unwrap(),
+        "--target",
+        target,
+        "--kernels",
+        kernels.to_str().unwrap(),
+        "--budget",
+        "120s",
+        "--write",
+        write.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn penguins_recommendation_runs_as_written_and_matches_the_shipped_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = shipped(dir.path());
+    let data = workspace().join("examples/penguins/data/penguins.csv");
+    let manifest = dir.path().join("m.toml");
+    let rec = recommend(&data, "species", &kernels, &manifest);
+    assert_eq!(rec["profile"]["task"], "multiclass");
+    // Every classifier is a candidate; no clusterer or regressor is.
+    let names: Vec<String> = rec["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["steps"].as_array().unwrap().last().unwrap()["kernel"].to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for model in ["logistic-regression", "mlp-classifier", "sgd-classifier"] {
+        assert!(names.iter().any(|n| n.contains(model)), "{names:?}");
+    }
+    // Steps chosen by what the data needs, each with its reason.
+    let reasons = rec["reasons"].to_string();
+    assert!(reasons.contains("sex 3.2 %"), "{reasons}");
+    assert!(reasons.contains("island has 3 categories"), "{reasons}");
+    let best = &rec["candidates"][0];
+    let kernels_of_best: Vec<&str> = best["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kernels_of_best[..3],
+        ["simple-imputer", "one-hot-encoder", "standard-scaler"]
+    );
+    assert!(best["score"][0].as_f64().unwrap() > 0.95, "{best}");
+
+    // The manifest runs without edits; the shipped pipelines on the same
+    // rows (the written [data] table) score no more than a point better.
+    let (metric, recommended) = metric_of(&manifest);
+    assert_eq!(metric, "accuracy");
+    let written = std::fs::read_to_string(&manifest).unwrap();
+    let data_table = {
+        let doc: toml::Table = written.parse().unwrap();
+        let mut data = doc["data"].as_table().unwrap().clone();
+        let input = manifest.parent().unwrap().join(data["input"].as_str().unwrap());
+        data.insert("input".into(), input.to_str().unwrap().into());
+        let mut t = toml::Table::new();
+        t.insert("data".into(), toml::Value::Table(data));
+        toml::to_string(&t).unwrap()
+    };
+    for shipped in ["pipeline.toml", "mlp.toml"] {
+        let path = with_data_of(
+            &workspace().join("examples/penguins").join(shipped),
+            &data_table,
+            dir.path(),
+            shipped,
+        );
+        let (_, score) = metric_of(&path);
+        assert!(
+            recommended >= score - 0.01,
+            "{shipped}: {score} vs recommended {recommended}"
+        );
+    }
+}
+
+#[test]
+fn generated_regression_with_holes_and_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = shipped(dir.path());
+    let data = dir.path().join("reg.parquet");
+    let o = kernel_host(&[
+        "generate",
+        "--rows",
+        "4000",
+        "--seed",
+        "11",
+        "--task",
+        "regression",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let manifest = dir.path().join("reg.toml");
+    let rec = recommend(&data, "value", &kernels, &manifest);
+    assert_eq!(rec["profile"]["task"], "regression");
+    assert_eq!(rec["candidates"].as_array().unwrap().len(), 1);
+    let (metric, recommended) = metric_of(&manifest);
+    assert_eq!(metric, "r2");
+    // What a person would write: impute, one-hot, scale, ridge.
+    let hand = format!(
+        "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n\
+         [data]\ninput = {:?}\nsplit = {{ test-fraction = 0.25, seed = 0, stratify = false }}\ntarget = \"value\"\n\
+         [kernels.impute]\nsource = {:?}\nparams = {{ strategy = \"mean\", string_strategy = \"most_frequent\" }}\n\
+         [kernels.encode]\nsource = {:?}\nparams = {{ handle_unknown = \"ignore\" }}\n\
+         [kernels.scale]\nsource = {:?}\n[kernels.model]\nsource = {:?}\n",
+        data,
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER,
+        guests::STANDARD_SCALER,
+        guests::RIDGE_REGRESSION
+    );
+    let hand_path = dir.path().join("hand.toml");
+    std::fs::write(&hand_path, hand).unwrap();
+    let (_, score) = metric_of(&hand_path);
+    assert!(
+        recommended >= score - 0.01,
+        "hand-written {score} vs recommended {recommended}"
+    );
+}
+
+#[test]
+fn a_classifier_added_to_the_registry_becomes_a_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    let with_registry = |args: &[&str]| {
+        kernel_host_command()
+            .env("KERNEL_HOST_REGISTRY", &registry)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for k in [
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER,
+        guests::STANDARD_SCALER,
+        guests::LOGISTIC_REGRESSION,
+    ] {
+        let o = with_registry(&["registry", "add", k]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let data = workspace().join("examples/penguins/data/penguins.csv");
+    let candidates = || {
+        let o = with_registry(&[
+            "recommend",
+            data.to_str().unwrap(),
+            "--target",
+            "species",
+            "--budget",
+            "0",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", out(&o));
+        let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut models: Vec<String> = rec["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["steps"].as_array().unwrap().last().unwrap()["kernel"].as_str().unwrap().to_string())
+            .collect();
+        models.sort();
+        models
+    };
+    assert_eq!(candidates(), ["logistic-regression"]);
+    let o = with_registry(&["registry", "add", guests::MLP_CLASSIFIER]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(candidates(), ["logistic-regression", "mlp-classifier"]);
+    // A registry manifest runs as written too (kernels pinned by version).
+    let manifest = dir.path().join("m.toml");
+    let o = with_registry(&[
+        "recommend",
+        data.to_str().unwrap(),
+        "--target",
+        "species",
+        "--budget",
+        "30s",
+        "--write",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("registry = \"simple-imputer@=1.0.0\""), "{text}");
+    let o = with_registry(&["run", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+}
+
+#[test]
+fn profile_and_recommend_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = workspace().join("examples/penguins/data/penguins.csv");
+    let o = kernel_host(&["profile", data.to_str().unwrap(), "--target", "specie"]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("specie") && out(&o).contains("no such column (columns: species, island"),
+        "{}",
+        out(&o)
+    );
+    let o = kernel_host(&["profile", data.to_str().unwrap(), "--target", "species", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["rows"], 344);
+    assert_eq!(p["target"]["classes"][0], serde_json::json!(["Adelie", 152]));
+    let sex = p["columns"].as_array().unwrap().iter().find(|c| c["name"] == "sex").unwrap();
+    assert_eq!((sex["missing"].as_u64(), sex["distinct"].as_u64()), (Some(11), Some(2)));
+    // No kernel that fits the task: said, with what to do.
+    let kernels = dir.path().join("only-transformers");
+    std::fs::create_dir_all(&kernels).unwrap();
+    std::fs::copy(guests::SIMPLE_IMPUTER, kernels.join("imputer.wasm")).unwrap();
+    std::fs::copy(guests::ONE_HOT_ENCODER, kernels.join("encoder.wasm")).unwrap();
+    std::fs::write(kernels.join("junk.wasm"), b"not a component").unwrap();
+    let o = kernel_host(&[
+        "recommend",
+        data.to_str().unwrap(),
+        "--target",
+        "species",
+        "--kernels",
+        kernels.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("no available kernel is a classifier"),
+        "{}",
+        out(&o)
+    );
+}

@@ -413,7 +413,7 @@ impl Pipeline {
     }
 }
 
-/// Reads a CSV or Arrow file as the CLI does (same types), as a RecordBatch.
+/// Reads a CSV, Arrow or Parquet file as the CLI does (same types), as a RecordBatch.
 #[pyfunction]
 fn read_table(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     let frame = py

@@ -139,7 +139,10 @@ fn penguins_recommendation_runs_as_written_and_matches_the_shipped_pipelines() {
     let data_table = {
         let doc: toml::Table = written.parse().unwrap();
         let mut data = doc["data"].as_table().unwrap().clone();
-        let input = manifest.parent().unwrap().join(data["input"].as_str().unwrap());
+        let input = manifest
+            .parent()
+            .unwrap()
+            .join(data["input"].as_str().unwrap());
         data.insert("input".into(), input.to_str().unwrap().into());
         let mut t = toml::Table::new();
         t.insert("data".into(), toml::Value::Table(data));
@@ -242,7 +245,12 @@ fn a_classifier_added_to_the_registry_becomes_a_candidate() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| c["steps"].as_array().unwrap().last().unwrap()["kernel"].as_str().unwrap().to_string())
+            .map(|c| {
+                c["steps"].as_array().unwrap().last().unwrap()["kernel"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         models.sort();
         models
@@ -265,7 +273,10 @@ fn a_classifier_added_to_the_registry_becomes_a_candidate() {
     ]);
     assert!(o.status.success(), "{}", out(&o));
     let text = std::fs::read_to_string(&manifest).unwrap();
-    assert!(text.contains("registry = \"simple-imputer@=1.0.0\""), "{text}");
+    assert!(
+        text.contains("registry = \"simple-imputer@=1.0.0\""),
+        "{text}"
+    );
     let o = with_registry(&["run", manifest.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
 }
@@ -281,13 +292,30 @@ fn profile_and_recommend_say_what_is_wrong() {
         "{}",
         out(&o)
     );
-    let o = kernel_host(&["profile", data.to_str().unwrap(), "--target", "species", "--json"]);
+    let o = kernel_host(&[
+        "profile",
+        data.to_str().unwrap(),
+        "--target",
+        "species",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", out(&o));
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["rows"], 344);
-    assert_eq!(p["target"]["classes"][0], serde_json::json!(["Adelie", 152]));
-    let sex = p["columns"].as_array().unwrap().iter().find(|c| c["name"] == "sex").unwrap();
-    assert_eq!((sex["missing"].as_u64(), sex["distinct"].as_u64()), (Some(11), Some(2)));
+    assert_eq!(
+        p["target"]["classes"][0],
+        serde_json::json!(["Adelie", 152])
+    );
+    let sex = p["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sex")
+        .unwrap();
+    assert_eq!(
+        (sex["missing"].as_u64(), sex["distinct"].as_u64()),
+        (Some(11), Some(2))
+    );
     // No kernel that fits the task: said, with what to do.
     let kernels = dir.path().join("only-transformers");
     std::fs::create_dir_all(&kernels).unwrap();

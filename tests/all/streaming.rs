@@ -387,7 +387,9 @@ async fn parquet_files_work_in_and_out() {
     let as_text = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
     for chunk in [None, Some(50)] {
         let run = async |plan: Plan| match chunk {
-            Some(n) => crate::common::run_chunked(&sandbox(), plan, n).await.unwrap(),
+            Some(n) => crate::common::run_chunked(&sandbox(), plan, n)
+                .await
+                .unwrap(),
             None => crate::common::run(&sandbox(), plan).await.unwrap(),
         };
         let from_csv = run(manifest(
@@ -411,7 +413,10 @@ async fn parquet_files_work_in_and_out() {
         for class in ["Adelie", "Chinstrap", "Gentoo"] {
             let name = format!("proba_{class}");
             let bits = |f: &Frame| -> Vec<u64> {
-                f64s(f.column(&name).unwrap()).iter().map(|v| v.to_bits()).collect()
+                f64s(f.column(&name).unwrap())
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
             };
             // CSV text round-trips f64 exactly (shortest representation).
             assert_eq!(bits(&a), bits(&b), "{name}, chunks {chunk:?}");

@@ -203,7 +203,11 @@ fn canonical_nulls(values: &mut ColumnValues, nulls: &mut Option<Vec<u8>>) {
     let Some(mask) = nulls.as_ref() else {
         return;
     };
-    let missing = mask.iter().enumerate().filter(|(_, m)| **m != 0).map(|(i, _)| i);
+    let missing = mask
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| **m != 0)
+        .map(|(i, _)| i);
     match values {
         ColumnValues::F64(v) => missing.for_each(|i| v[i] = f64::NAN),
         ColumnValues::S64(v) => missing.for_each(|i| v[i] = 0),

@@ -61,7 +61,9 @@ impl Read for Bounded {
                 "a read past the end of the file",
             ));
         }
-        let want = buf.len().min((self.end - self.pos).min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min((self.end - self.pos).min(usize::MAX as u64) as usize);
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
             // The file shrank under us.
@@ -151,13 +153,8 @@ impl ParquetBatches {
             .metadata()
             .map_err(|e| error(path, None, format!("cannot read: {e}")))?
             .len();
-        let unreadable = |why: String| {
-            error(
-                path,
-                None,
-                format!("not a readable Parquet file: {why}"),
-            )
-        };
+        let unreadable =
+            |why: String| error(path, None, format!("not a readable Parquet file: {why}"));
         // The footer is 4 bytes of metadata length and the magic `PAR1`;
         // the crate checks the length against the file too, but a hostile
         // length should not even reach it.
@@ -312,7 +309,13 @@ mod tests {
                     // Missing values as every reader makes them (NaN).
                     values: ColumnValues::F64(
                         (0..rows)
-                            .map(|i| if i % 7 == 3 { f64::NAN } else { i as f64 * 0.5 - 3.0 })
+                            .map(|i| {
+                                if i % 7 == 3 {
+                                    f64::NAN
+                                } else {
+                                    i as f64 * 0.5 - 3.0
+                                }
+                            })
                             .collect(),
                     ),
                     nulls: Some((0..rows).map(|i| u8::from(i % 7 == 3)).collect()),
@@ -359,14 +362,18 @@ mod tests {
                     x.name == y.name
                         && x.nulls == y.nulls
                         && match (&x.values, &y.values) {
-                            (ColumnValues::F64(p), ColumnValues::F64(q)) => {
-                                p.iter().map(|v| v.to_bits()).eq(q.iter().map(|v| v.to_bits()))
-                            }
+                            (ColumnValues::F64(p), ColumnValues::F64(q)) => p
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .eq(q.iter().map(|v| v.to_bits())),
                             (p, q) => p == q,
                         }
                 })
         };
-        assert!(same(&read_parquet(&path).unwrap(), &frame), "whole read differs");
+        assert!(
+            same(&read_parquet(&path).unwrap(), &frame),
+            "whole read differs"
+        );
         // Batches of any size, across row groups, concatenate to the same.
         let mut batches = ParquetBatches::open(&path).unwrap();
         assert_eq!(batches.rows(), 300_000);

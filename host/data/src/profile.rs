@@ -132,7 +132,9 @@ impl Profile {
     /// The feature columns: every column but the target.
     pub fn features(&self) -> impl Iterator<Item = &ColumnProfile> {
         let target = self.target.as_ref().map(|t| t.name.as_str());
-        self.columns.iter().filter(move |c| Some(c.name.as_str()) != target)
+        self.columns
+            .iter()
+            .filter(move |c| Some(c.name.as_str()) != target)
     }
 
     /// A short description of every problem a pipeline must handle, and of
@@ -486,7 +488,13 @@ fn add_chunk(tallies: &mut [Tally], chunk: &Frame) {
 /// with at most [`MAX_INTEGER_CLASSES`] values) are classes; other numbers
 /// are regressed.
 pub fn task_of(target: &ColumnProfile) -> Task {
-    let classes = |n: u64| if n <= 2 { Task::Binary } else { Task::Multiclass };
+    let classes = |n: u64| {
+        if n <= 2 {
+            Task::Binary
+        } else {
+            Task::Multiclass
+        }
+    };
     match target.ty {
         ColumnType::String | ColumnType::Bool => classes(target.distinct),
         ColumnType::S64 if target.distinct <= MAX_INTEGER_CLASSES => classes(target.distinct),
@@ -569,7 +577,13 @@ pub fn render(p: &Profile) -> String {
             let _ = writeln!(out, "task: clustering (no target given)");
         }
     }
-    let width = p.columns.iter().map(|c| c.name.len()).max().unwrap_or(6).max(6);
+    let width = p
+        .columns
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let _ = writeln!(
         out,
         "\n{:width$}  {:6}  {:>14}  {:>9}  summary",
@@ -581,7 +595,11 @@ pub fn render(p: &Profile) -> String {
         } else {
             format!("{} ({})", c.missing, percent(c.missing_rate))
         };
-        let distinct = format!("{}{}", if c.distinct_capped { ">=" } else { "" }, c.distinct);
+        let distinct = format!(
+            "{}{}",
+            if c.distinct_capped { ">=" } else { "" },
+            c.distinct
+        );
         let summary = match (&c.numeric, c.ty) {
             (Some(n), ColumnType::F64 | ColumnType::S64) => format!(
                 "{} .. {}, mean {}, sd {}, skew {:.2}",

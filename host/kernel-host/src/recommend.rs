@@ -19,8 +19,7 @@
 //! extrapolated from the sample.
 
 use crate::bindings::{
-    Capabilities, Column, ColumnValues, Frame, KernelInfo, KernelKind, Param, ParamType,
-    ParamValue,
+    Capabilities, Column, ColumnValues, Frame, KernelInfo, KernelKind, Param, ParamType, ParamValue,
 };
 use crate::data::profile::{Profile, Task, percent};
 use crate::select::{self, CvResult, Dataset, metrics};
@@ -91,7 +90,10 @@ pub async fn discover(
         match source {
             KernelsFrom::Dir(dir) => {
                 let entries = std::fs::read_dir(dir).map_err(|e| {
-                    Error::io(format!("reading the kernels directory {}", dir.display()), e.into())
+                    Error::io(
+                        format!("reading the kernels directory {}", dir.display()),
+                        e.into(),
+                    )
                 })?;
                 let mut paths: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -216,7 +218,9 @@ fn holes(every: usize) -> Vec<u8> {
 }
 
 fn categories() -> Vec<&'static str> {
-    (0..PROBE_ROWS).map(|i| ["red", "green", "blue"][i % 3]).collect()
+    (0..PROBE_ROWS)
+        .map(|i| ["red", "green", "blue"][i % 3])
+        .collect()
 }
 
 /// Fits a fresh instance configured with `params` on `fit`, then
@@ -314,7 +318,8 @@ async fn probe(component: &KernelComponent) -> Roles {
     let mut roles = Roles::default();
     for params in configurations(&info) {
         if roles.fills_numbers.is_none()
-            && let Some(out) = try_transform(component, &params, &numeric_holes, &numeric_holes).await
+            && let Some(out) =
+                try_transform(component, &params, &numeric_holes, &numeric_holes).await
             && filled(&numeric_holes, &out, "a")
         {
             roles.fills_numbers = Some(params.clone());
@@ -536,7 +541,8 @@ pub fn manifest(
         "\n[pipeline]\nname = {}\nsteps = [{}]\n",
         toml_string(&format!(
             "recommended-{}",
-            data.file_stem().map_or("data".into(), |s| s.to_string_lossy())
+            data.file_stem()
+                .map_or("data".into(), |s| s.to_string_lossy())
         )),
         steps.join(", ")
     );
@@ -585,7 +591,11 @@ pub fn manifest(
                 );
             }
             None => {
-                let _ = writeln!(out, "source = {}", toml_string(&relative(&kernel.path, dir)));
+                let _ = writeln!(
+                    out,
+                    "source = {}",
+                    toml_string(&relative(&kernel.path, dir))
+                );
             }
         }
         if !step.params.is_empty() {
@@ -636,16 +646,14 @@ struct Preprocessing {
     problems: Vec<String>,
 }
 
-fn first_with<'a>(
-    available: &'a [Available],
+fn first_with(
+    available: &[Available],
     role: impl Fn(&Roles) -> Option<&Vec<Param>>,
     partial_fit: bool,
-) -> Option<(usize, &'a Available, Vec<Param>)> {
+) -> Option<(usize, &Available, Vec<Param>)> {
     available.iter().enumerate().find_map(|(i, a)| {
         let ok = !partial_fit || a.info.capabilities.contains(Capabilities::PARTIAL_FIT);
-        role(&a.roles)
-            .filter(|_| ok)
-            .map(|p| (i, a, p.clone()))
+        role(&a.roles).filter(|_| ok).map(|p| (i, a, p.clone()))
     })
 }
 
@@ -690,7 +698,11 @@ fn preprocessing(
                 _ if !ok => None,
                 (false, false, Some(n), Some(s)) => {
                     let mut params = n.clone();
-                    params.extend(s.iter().filter(|p| !n.iter().any(|q| q.name == p.name)).cloned());
+                    params.extend(
+                        s.iter()
+                            .filter(|p| !n.iter().any(|q| q.name == p.name))
+                            .cloned(),
+                    );
                     Some((i, a, params))
                 }
                 (false, true, Some(n), _) => Some((i, a, n.clone())),
@@ -761,7 +773,11 @@ fn preprocessing(
             None => problems.push(format!(
                 "no available kernel encodes the string column{} {}; add an encoder to the kernels",
                 if strings.len() == 1 { "" } else { "s" },
-                strings.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                strings
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -837,7 +853,10 @@ pub async fn recommend(
         if c.constant {
             dropped.push((c.name.clone(), "constant".to_string()));
         } else if c.id_like {
-            dropped.push((c.name.clone(), format!("an identifier ({} distinct values)", c.distinct)));
+            dropped.push((
+                c.name.clone(),
+                format!("an identifier ({} distinct values)", c.distinct),
+            ));
         } else if c.missing == profile.rows {
             dropped.push((c.name.clone(), "always missing".to_string()));
         } else {
@@ -868,7 +887,10 @@ pub async fn recommend(
         ((64u64 << 20) / per_row).clamp(1024, 1 << 20) as usize
     });
     if chunked {
-        let names: Vec<&str> = models.iter().map(|i| available[*i].info.name.as_str()).collect();
+        let names: Vec<&str> = models
+            .iter()
+            .map(|i| available[*i].info.name.as_str())
+            .collect();
         reasons.push(format!(
             "chunked fit: {} rows (~{} in memory) exceed the memory budget ({}); {} support{} partial-fit",
             profile.rows,
@@ -972,8 +994,7 @@ pub async fn recommend(
         let dataset = sample(&plans[0], options, kind)?;
         rec.sample_rows = dataset.x.rows as usize;
         let full_rows = (rec.profile.rows as f64 * (1.0 - options.test_fraction)).max(1.0);
-        let fold_rows =
-            (dataset.x.rows as f64 * (1.0 - 1.0 / options.folds as f64)).max(1.0);
+        let fold_rows = (dataset.x.rows as f64 * (1.0 - 1.0 / options.folds as f64)).max(1.0);
         let scale = full_rows / fold_rows;
         for (c, plan) in candidates.iter_mut().zip(&plans) {
             if started.elapsed() >= options.budget {
@@ -1021,14 +1042,10 @@ pub async fn recommend(
                 select::show(mean, std),
                 options.folds,
                 rec.sample_rows,
-                candidates
-                    .get(1)
-                    .and_then(|c| Some((c, c.score?)))
-                    .map_or(String::new(), |(c, (m, s))| format!(
-                        " (next: {} {})",
-                        c.name,
-                        select::show(m, s)
-                    ))
+                candidates.get(1).and_then(|c| Some((c, c.score?))).map_or(
+                    String::new(),
+                    |(c, (m, s))| format!(" (next: {} {})", c.name, select::show(m, s))
+                )
             ),
             None => format!(
                 "recommended: {} — not cross-validated ({}); the rules alone chose it",
@@ -1101,12 +1118,20 @@ pub fn render(rec: &Recommendation) -> String {
         "\ncandidates ({}{}):",
         rec.metric,
         if rec.sample_rows > 0 {
-            format!(", {}-fold cross-validation on {} rows", rec.folds, rec.sample_rows)
+            format!(
+                ", {}-fold cross-validation on {} rows",
+                rec.folds, rec.sample_rows
+            )
         } else {
             String::new()
         }
     );
-    let width = rec.candidates.iter().map(|c| c.name.len()).max().unwrap_or(10);
+    let width = rec
+        .candidates
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(10);
     for (i, c) in rec.candidates.iter().enumerate() {
         let score = match (c.score, &c.not_scored) {
             (Some((m, s)), _) => select::show(m, s),

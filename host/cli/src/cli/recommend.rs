@@ -44,9 +44,9 @@ pub fn parse_budget(text: &str) -> Result<Duration, String> {
         Some(i) => (&text[..i], &text[i..]),
         None => (text, "s"),
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a time: write seconds (`90`) or `90s`, `2m`, `1h`"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a time: write seconds (`90`) or `90s`, `2m`, `1h`")
+    })?;
     let seconds = match unit {
         "s" => value,
         "m" => value * 60.0,
@@ -58,7 +58,9 @@ pub fn parse_budget(text: &str) -> Result<Duration, String> {
 
 fn sources(kernels: &[String]) -> Vec<KernelsFrom> {
     if kernels.is_empty() {
-        return vec![KernelsFrom::Registry(Registry::open(Registry::default_dir()))];
+        return vec![KernelsFrom::Registry(Registry::open(
+            Registry::default_dir(),
+        ))];
     }
     kernels
         .iter()
@@ -84,8 +86,8 @@ pub async fn recommend(args: RecommendArgs) -> Result<(), Error> {
         ..Options::default()
     };
     let sandbox = Sandbox::builder().build()?;
-    let scratch = tempfile::tempdir()
-        .map_err(|e| Error::io("creating a temporary directory", e.into()))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e.into()))?;
     let quiet = args.json;
     let progress = move |line: &str| {
         if !quiet {

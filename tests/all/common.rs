@@ -17,6 +17,8 @@ pub fn kernel_host_command() -> std::process::Command {
             "KERNEL_HOST_CACHE_DIR",
             workspace().join("target/test-cache"),
         )
+        // Tests keep no run history unless they set one up.
+        .env("KERNEL_HOST_HISTORY", "off")
         .current_dir(workspace());
     command
 }

@@ -337,3 +337,173 @@ fn profile_and_recommend_say_what_is_wrong() {
         out(&o)
     );
 }
+
+/// The history: runs on one data set change what `recommend` puts first on
+/// a similar one (and it says why); two processes writing at once both
+/// land every record.
+#[test]
+fn the_history_changes_a_recommendation_and_survives_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.sqlite");
+    let kernels = dir.path().join("kernels");
+    std::fs::create_dir_all(&kernels).unwrap();
+    for k in [
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER,
+        guests::STANDARD_SCALER,
+        guests::LOGISTIC_REGRESSION,
+        guests::SGD_CLASSIFIER,
+    ] {
+        let from = Path::new(k);
+        std::fs::copy(from, kernels.join(from.file_name().unwrap())).unwrap();
+    }
+    let with_history = |args: &[&str]| {
+        kernel_host_command()
+            .env("KERNEL_HOST_HISTORY", &history)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let generate = |name: &str, seed: &str| {
+        let path = dir.path().join(name);
+        let o = kernel_host(&[
+            "generate",
+            "--rows",
+            "3000",
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", out(&o));
+        path
+    };
+    let first = generate("first.csv", "1");
+    let second = generate("second.csv", "2");
+    let top = |data: &Path| {
+        let o = with_history(&[
+            "recommend",
+            data.to_str().unwrap(),
+            "--target",
+            "label",
+            "--kernels",
+            kernels.to_str().unwrap(),
+            "--budget",
+            "0",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", out(&o));
+        let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let model = rec["candidates"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["kernel"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (model, rec["recommendation"].as_str().unwrap().to_string())
+    };
+    // No history: the rules alone, in name order.
+    let (model, why) = top(&second);
+    assert_eq!(model, "logistic-regression", "{why}");
+    assert!(why.contains("the rules alone"), "{why}");
+
+    // On the first data set, an over-regularized logistic regression loses
+    // to the SGD classifier: two runs, recorded.
+    let manifest = |name: &str, model: &str, params: &str| {
+        let text = format!(
+            "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n\
+             [data]\ninput = {:?}\nsplit = {{ test-fraction = 0.25, seed = 0 }}\ntarget = \"label\"\n\
+             [kernels.impute]\nsource = {:?}\nparams = {{ strategy = \"mean\", string_strategy = \"most_frequent\" }}\n\
+             [kernels.encode]\nsource = {:?}\nparams = {{ handle_unknown = \"ignore\" }}\n\
+             [kernels.scale]\nsource = {:?}\n[kernels.model]\nsource = {model:?}\n{params}\n",
+            first,
+            guests::SIMPLE_IMPUTER,
+            guests::ONE_HOT_ENCODER,
+            guests::STANDARD_SCALER,
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let weak = manifest(
+        "weak.toml",
+        guests::LOGISTIC_REGRESSION,
+        "params = { c = 1e-6 }",
+    );
+    let sgd = manifest("sgd.toml", guests::SGD_CLASSIFIER, "");
+    for m in [&weak, &sgd] {
+        let o = with_history(&["run", m.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let o = with_history(&["history", "list", "--json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let records: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 2, "{records}");
+    let score = |model: &str| {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pipeline"].as_array().unwrap().last().unwrap() == model)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        score("sgd-classifier") > score("logistic-regression"),
+        "{records}"
+    );
+    // The second data set is similar (same columns, another seed): the
+    // history now puts the SGD classifier first, and says why.
+    let (model, why) = top(&second);
+    assert_eq!(model, "sgd-classifier", "{why}");
+    assert!(
+        why.contains("chosen by the history")
+            && why.contains("sgd-classifier scored best (beating logistic-regression)"),
+        "{why}"
+    );
+    // `--no-history` ignores it.
+    let o = with_history(&[
+        "recommend",
+        second.to_str().unwrap(),
+        "--target",
+        "label",
+        "--kernels",
+        kernels.to_str().unwrap(),
+        "--budget",
+        "0",
+        "--no-history",
+    ]);
+    assert!(out(&o).contains("the rules alone"), "{}", out(&o));
+
+    // Two processes writing at once: every record lands.
+    let writers: Vec<_> = [&weak, &sgd]
+        .into_iter()
+        .map(|m| {
+            let m = m.clone();
+            let history = history.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let o = kernel_host_command()
+                        .env("KERNEL_HOST_HISTORY", &history)
+                        .args(["run", m.to_str().unwrap()])
+                        .output()
+                        .unwrap();
+                    assert!(o.status.success(), "{}", out(&o));
+                    assert!(!out(&o).contains("could not record"), "{}", out(&o));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let o = with_history(&["history", "list", "--limit", "100", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 12);
+    // Forget the first data set: what is left is about nothing.
+    let o = with_history(&["history", "forget", "--data", first.to_str().unwrap()]);
+    assert!(out(&o).contains("forgot 12 records"), "{}", out(&o));
+}

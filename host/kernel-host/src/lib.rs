@@ -39,6 +39,7 @@ pub mod bundle;
 pub mod conformance;
 mod error;
 pub mod explain;
+pub mod history;
 pub mod job;
 mod pipeline;
 pub mod recommend;

@@ -16,7 +16,11 @@
 //! With a time budget, candidates are cross-validated on the training
 //! rows (a seeded sample of them when there are many), ranked by the
 //! task's primary metric, and their fit time and memory on the whole data
-//! extrapolated from the sample.
+//! extrapolated from the sample. With a run history (see
+//! [`crate::history`]), the model that scored best on similar data sets is
+//! cross-validated first (it is scored even when the budget runs out),
+//! wins ties, and leads the ranking when nothing is cross-validated; every
+//! cross-validated candidate is added to the history.
 
 use crate::bindings::{
     Capabilities, Column, ColumnValues, Frame, KernelInfo, KernelKind, Param, ParamType, ParamValue,
@@ -408,6 +412,11 @@ pub struct Recommendation {
     pub recommendation: String,
     /// Rows per chunk when the data is too large to fit whole.
     pub chunk_rows: Option<usize>,
+    /// What the run history said about these candidates, if anything.
+    pub history: Option<crate::history::Evidence>,
+    /// Problems that did not stop the recommendation (a history that
+    /// could not be written...).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -826,6 +835,7 @@ pub async fn recommend(
     from: &[KernelsFrom],
     options: &Options,
     scratch: &Path,
+    mut history: Option<&mut crate::history::History>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(Recommendation, Vec<Available>), Error> {
     let profile = crate::data::profile::profile(
@@ -960,7 +970,39 @@ pub async fn recommend(
         candidates: Vec::new(),
         recommendation: String::new(),
         chunk_rows,
+        history: None,
+        notes: Vec::new(),
     };
+    let fingerprint = crate::history::Fingerprint::of_profile(&rec.profile, &rec.features);
+    if let Some(h) = history.as_deref() {
+        let models: Vec<String> = candidates
+            .iter()
+            .filter_map(|c| c.steps.last().map(|s| s.kernel.clone()))
+            .collect();
+        match h.evidence(&fingerprint, &models) {
+            Ok(evidence) => {
+                if let Some(summary) = &evidence.summary {
+                    rec.reasons.push(format!("history: {summary}"));
+                }
+                rec.history = Some(evidence);
+            }
+            Err(e) => rec.notes.push(format!(
+                "the history at {} could not be read: {e:#}",
+                h.path().display()
+            )),
+        }
+    }
+    let history_wins = rec
+        .history
+        .as_ref()
+        .map(|e| e.wins.clone())
+        .unwrap_or_default();
+    let wins = |c: &Candidate| -> usize {
+        let model = c.steps.last().map_or("", |s| s.kernel.as_str());
+        history_wins.get(model).copied().unwrap_or(0)
+    };
+    // The history's favourite is cross-validated first.
+    candidates.sort_by_key(|c| std::cmp::Reverse(wins(c)));
     // Each candidate as a manifest in `scratch` (absolute paths), scored
     // on the same rows and folds.
     let mut plans = Vec::new();
@@ -1008,6 +1050,28 @@ pub async fn recommend(
             match select::cross_validate(sandbox, plan, &dataset).await {
                 Ok(cv) => {
                     c.score = cv.summary(&metric);
+                    if let (Some(h), Some((mean, _))) = (history.as_deref_mut(), c.score) {
+                        let record = crate::history::NewRecord {
+                            command: "recommend".into(),
+                            data: std::path::absolute(data).unwrap_or(data.to_path_buf()),
+                            fingerprint: fingerprint.clone(),
+                            pipeline: c.steps.iter().map(|s| s.kernel.clone()).collect(),
+                            metric: metric.clone(),
+                            score: mean,
+                            scored_on: format!(
+                                "{}-fold CV on {} rows",
+                                options.folds, dataset.x.rows
+                            ),
+                            fit_seconds: cv.fit_time().as_secs_f64(),
+                            fuel: cv.fuel(),
+                        };
+                        if let Err(e) = h.record(&record) {
+                            rec.notes.push(format!(
+                                "could not add to the history at {}: {e:#}",
+                                h.path().display()
+                            ));
+                        }
+                    }
                     c.fuel = Some(cv.fuel());
                     c.estimated_fit = Some(cv.fit_time().mul_f64(scale));
                     c.estimated_memory = Some((cv.peak_memory() as f64 * scale) as u64);
@@ -1022,17 +1086,23 @@ pub async fn recommend(
             }
         }
     }
+    // By score; on equal scores (and when nothing was scored) the
+    // history's wins, then less fuel. The sort is stable: the history's
+    // order, then the names, stay for the rest.
     let higher = metrics::higher_is_better(&metric);
-    candidates.sort_by(|a, b| match (a.score, b.score) {
-        (Some(x), Some(y)) => {
-            let (x, y) = if higher { (y.0, x.0) } else { (x.0, y.0) };
-            x.partial_cmp(&y)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| a.fuel.cmp(&b.fuel))
-        }
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
+    candidates.sort_by(|a, b| {
+        let by_score = match (a.score, b.score) {
+            (Some(x), Some(y)) => {
+                let (x, y) = if higher { (y.0, x.0) } else { (x.0, y.0) };
+                x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+            }
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        by_score
+            .then_with(|| wins(b).cmp(&wins(a)))
+            .then_with(|| a.fuel.cmp(&b.fuel))
     });
     rec.recommendation = match candidates.first() {
         Some(best) => match best.score {
@@ -1047,11 +1117,18 @@ pub async fn recommend(
                     |(c, (m, s))| format!(" (next: {} {})", c.name, select::show(m, s))
                 )
             ),
-            None => format!(
-                "recommended: {} — not cross-validated ({}); the rules alone chose it",
-                best.name,
-                best.not_scored.as_deref().unwrap_or("no budget")
-            ),
+            None => match rec.history.as_ref().and_then(|e| e.summary.as_ref()) {
+                Some(summary) if wins(best) > 0 => format!(
+                    "recommended: {} — not cross-validated ({}); chosen by the history: {summary}",
+                    best.name,
+                    best.not_scored.as_deref().unwrap_or("no budget")
+                ),
+                _ => format!(
+                    "recommended: {} — not cross-validated ({}); the rules alone chose it",
+                    best.name,
+                    best.not_scored.as_deref().unwrap_or("no budget")
+                ),
+            },
         },
         None => "no candidate".into(),
     };
@@ -1149,6 +1226,9 @@ pub fn render(rec: &Recommendation) -> String {
         let _ = writeln!(out, "  {}. {:<width$}  {score}{cost}", i + 1, c.name);
     }
     let _ = writeln!(out, "\n{}", rec.recommendation);
+    for note in &rec.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     out
 }
 

@@ -6,6 +6,7 @@ mod fit;
 mod freeze;
 mod generate;
 mod graph;
+mod history;
 mod info;
 mod inspect;
 mod lock;
@@ -69,6 +70,8 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Check that a kernel component keeps the contract: properties run through the sandbox (exit 0 all pass, 1 a property failed, 2 not a kernel or could not run).
     Test(test::TestArgs),
+    /// The run history `recommend` learns from: list, show or forget records (`run` and `recommend` add to it).
+    History(history::HistoryArgs),
     /// Manage the local registry of kernels by name@version.
     Registry(registry::RegistryArgs),
     /// Pin the manifest's registry kernels in kernel-host.lock (keeps pins its ranges still allow).
@@ -119,6 +122,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Graph(args) => graph::graph(args).await,
         Command::Info(args) => info::info(args).await,
         Command::Registry(args) => registry::registry(args).await,
+        Command::History(args) => history::history(args).await,
         Command::Lock(args) => lock::lock(args).await,
         Command::Upgrade(args) => lock::upgrade(args).await,
         Command::Fit(args) => fit::fit(args).await,

@@ -35,6 +35,9 @@ pub struct RecommendArgs {
     /// Print JSON for tools instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Neither read nor add to the run history.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 /// `90`, `90s`, `2m`, `1h` as a duration.
@@ -94,12 +97,23 @@ pub async fn recommend(args: RecommendArgs) -> Result<(), Error> {
             eprintln!("{line}");
         }
     };
+    let mut history = match kernel_host::history::default_path() {
+        Some(path) if !args.no_history => match kernel_host::history::History::open(&path) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("the run history is not used: {e:#}");
+                None
+            }
+        },
+        _ => None,
+    };
     let (rec, available) = recommend::recommend(
         &sandbox,
         &args.data,
         &sources(&args.kernels),
         &options,
         scratch.path(),
+        history.as_mut(),
         &progress,
     )
     .await?;

@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// With --cv: print JSON.
     #[arg(long, requires = "cv")]
     pub json: bool,
+    /// Do not add this run to the run history (`kernel-host history`).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
@@ -52,8 +55,15 @@ pub async fn run(args: RunArgs) -> Result<(), kernel_host::Error> {
         save: None,
         predict: true,
     };
+    let plan = match &source {
+        kernel_host::job::Source::Plan(plan) if !args.no_history => Some(plan.clone()),
+        _ => None,
+    };
     let report = run_job(source, args.output.as_deref(), &args.telemetry, &options).await?;
     print_report(&report);
+    if let Some(plan) = plan {
+        super::history::record_run(&plan, &report);
+    }
     Ok(())
 }
 

@@ -65,7 +65,8 @@ pub struct Roles {
 }
 
 impl Roles {
-    fn describe(&self) -> Vec<&'static str> {
+    /// The roles in words (`fills numeric holes`, `encodes strings`...).
+    pub fn describe(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.fills_numbers.is_some() {
             out.push("fills numeric holes");

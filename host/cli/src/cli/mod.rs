@@ -10,6 +10,7 @@ mod history;
 mod info;
 mod inspect;
 mod lock;
+mod mcp;
 mod new;
 mod predict;
 mod profile;
@@ -90,6 +91,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Serve a bundle (or fit a manifest), predicting Arrow IPC batches from stdin to stdout (exit 65 bad input, 70 kernel fault or bug, 75 retry).
     Stream(stream::StreamArgs),
+    /// Serve the kernels to agents over MCP (stdio): list, inspect, profile, recommend, validate, run and explain, sandboxed, files only under --root directories.
+    Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  kernel-host completions bash > ~/.local/share/bash-completion/completions/kernel-host"
@@ -134,6 +137,7 @@ pub async fn dispatch(command: &Command) -> Result<(), kernel_host::Error> {
         Command::Profile(args) => profile::profile(args).await,
         Command::Recommend(args) => recommend::recommend(args).await,
         Command::Stream(args) => stream::stream(args).await,
+        Command::Mcp(args) => mcp::mcp(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(

@@ -506,4 +506,22 @@ fn the_history_changes_a_recommendation_and_survives_concurrent_writers() {
     // Forget the first data set: what is left is about nothing.
     let o = with_history(&["history", "forget", "--data", first.to_str().unwrap()]);
     assert!(out(&o).contains("forgot 12 records"), "{}", out(&o));
+    // `compare` records each cross-validated candidate.
+    let o = with_history(&[
+        "compare",
+        weak.to_str().unwrap(),
+        sgd.to_str().unwrap(),
+        "--cv",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let o = with_history(&["history", "list", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["command"] == "compare" && r["scored_on"] == "3-fold CV on 2250 rows")
+    );
 }

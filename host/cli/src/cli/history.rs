@@ -198,3 +198,79 @@ fn schema_of(
         .filter(|(name, _)| plan.data.features.as_ref().is_none_or(|f| f.contains(name)))
         .collect())
 }
+
+/// One cross-validated pipeline to record.
+pub struct Scored<'a> {
+    pub plan: &'a kernel_host::Plan,
+    pub score: f64,
+    pub fit_seconds: f64,
+    pub fuel: u64,
+}
+
+/// Records cross-validated pipelines (`compare`'s rows, `tune`'s best) on
+/// `rows` training rows in `folds` folds. Quiet when the history is off; a
+/// failure is a warning.
+pub async fn record_cv(
+    command: &str,
+    sandbox: &kernel_host::Sandbox,
+    scored: &[Scored<'_>],
+    metric: &str,
+    rows: u32,
+    folds: usize,
+) {
+    let Some(path) = history::default_path() else {
+        return;
+    };
+    let mut records = Vec::new();
+    for s in scored {
+        let data = match &s.plan.data.source {
+            kernel_host::manifest::DataSource::Files { train, .. } => train.clone(),
+            kernel_host::manifest::DataSource::Split { input, .. } => input.clone(),
+        };
+        // The kernels' own names, as `recommend` knows them (loads are
+        // cached: the candidates were just loaded to score them).
+        let names = match kernel_host::Pipeline::load(sandbox, s.plan.clone()).await {
+            Ok(p) => p
+                .steps()
+                .iter()
+                .map(|step| {
+                    let name = step.kernel_name();
+                    name.split('@').next().unwrap_or_default().to_string()
+                })
+                .collect(),
+            Err(_) => continue,
+        };
+        let Ok(columns) = schema_of(&data, s.plan) else {
+            continue;
+        };
+        records.push(NewRecord {
+            command: command.into(),
+            data: std::path::absolute(&data).unwrap_or(data),
+            fingerprint: Fingerprint {
+                task: history::task_of_metric(metric).into(),
+                rows: u64::from(rows),
+                target: s.plan.data.target.clone(),
+                columns,
+            },
+            pipeline: names,
+            metric: metric.into(),
+            score: s.score,
+            scored_on: format!("{folds}-fold CV on {rows} rows"),
+            fit_seconds: s.fit_seconds,
+            fuel: s.fuel,
+        });
+    }
+    let result = (|| -> anyhow::Result<()> {
+        let mut h = History::open(&path)?;
+        for r in &records {
+            h.record(r)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(
+            "could not record in the history at {}: {e:#} (KERNEL_HOST_HISTORY=off keeps none)",
+            path.display()
+        );
+    }
+}

@@ -123,6 +123,9 @@ pub struct CompareArgs {
     /// Also write a self-contained HTML page: the table and a chart of the candidates.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Do not add the scores to the run history (`kernel-host history`).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 pub async fn compare(args: CompareArgs) -> Result<(), Error> {
@@ -176,6 +179,31 @@ pub async fn compare(args: CompareArgs) -> Result<(), Error> {
         );
     } else {
         print_comparison(&comparison, data.x.rows);
+    }
+    if !args.no_history {
+        let scored: Vec<super::history::Scored> = comparison
+            .rows
+            .iter()
+            .zip(&candidates)
+            .filter_map(|(row, candidate)| match &row.outcome {
+                compare::Outcome::Scored(cv) => Some(super::history::Scored {
+                    plan: &candidate.plan,
+                    score: cv.summary(&comparison.metric)?.0,
+                    fit_seconds: cv.fit_time().as_secs_f64(),
+                    fuel: cv.fuel(),
+                }),
+                compare::Outcome::Failed(_) => None,
+            })
+            .collect();
+        super::history::record_cv(
+            "compare",
+            &sandbox,
+            &scored,
+            &comparison.metric,
+            data.x.rows,
+            data.folds.len(),
+        )
+        .await;
     }
     if comparison.recommended.is_none() {
         return Err(Error::Usage(comparison.recommendation));
@@ -335,6 +363,9 @@ pub struct TuneArgs {
     /// Also write a self-contained HTML page: the trials over time and their table.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Do not add the scores to the run history (`kernel-host history`).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 pub async fn tune(args: TuneArgs) -> Result<(), Error> {
@@ -367,6 +398,7 @@ pub async fn tune(args: TuneArgs) -> Result<(), Error> {
         bar
     });
     let best_so_far = std::sync::Mutex::new(None::<f64>);
+    let (rows, folds) = (data.x.rows, data.folds.len());
     let tuned = tune::tune(&sandbox, &plan, data, space, &options, &|trial| {
         if let Some(bar) = &bar {
             if let Some(score) = trial.score {
@@ -389,6 +421,23 @@ pub async fn tune(args: TuneArgs) -> Result<(), Error> {
     .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if !args.no_history
+        && let (Some(best_plan), Some(best)) = (
+            &tuned.best_plan,
+            tuned
+                .best
+                .and_then(|b| tuned.trials.iter().find(|t| t.number == b)),
+        )
+        && let Some(score) = best.score
+    {
+        let scored = [super::history::Scored {
+            plan: best_plan,
+            score,
+            fit_seconds: best.seconds / folds.max(1) as f64,
+            fuel: 0,
+        }];
+        super::history::record_cv("tune", &sandbox, &scored, &tuned.metric, rows, folds).await;
     }
     if let Some(out) = &args.out {
         let text = tune::tuned_manifest(&args.manifest, &plan, &tuned)?;

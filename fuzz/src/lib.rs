@@ -200,6 +200,39 @@ pub fn csv(data: &[u8]) {
 
 // ------------------------------------------------------------------- arrow
 
+/// When both reads succeed, the chunks concatenate to the whole read.
+fn chunks_match<E>(
+    whole: Result<Frame, E>,
+    chunked: Result<Vec<Frame>, kernel_host_types::DataError>,
+) {
+    if let (Ok(whole), Ok(parts)) = (whole, chunked)
+        && !parts.is_empty()
+    {
+        let joined = Frame::concat_rows(parts).expect("chunks concatenate");
+        assert!(
+            same_frame(&joined, &whole),
+            "chunked and whole reads differ:\n{joined:?}\n{whole:?}"
+        );
+    }
+}
+
+/// The chunks `Chunks` reads from `path`, `chunk_rows` at a time, each
+/// checked.
+fn chunked_read(
+    path: &Path,
+    chunk_rows: usize,
+) -> Result<Vec<Frame>, kernel_host_types::DataError> {
+    let mut chunks = Chunks::open(path, &CsvOptions::default())?;
+    let mut parts = Vec::new();
+    while let Some(frame) = chunks.next_chunk(chunk_rows)? {
+        check_frame(&frame, None).expect("Chunks returned an inconsistent frame");
+        assert!(frame.rows as usize <= chunk_rows, "chunk larger than asked");
+        let _ = chunks.bytes_read();
+        parts.push(frame);
+    }
+    Ok(parts)
+}
+
 /// `read_arrow` on the bytes as a file, and the chunked reader
 /// (`Chunks`) with a chunk size from the input's length.
 pub fn arrow(data: &[u8]) {
@@ -208,18 +241,7 @@ pub fn arrow(data: &[u8]) {
     if let Ok(frame) = &whole {
         check_frame(frame, None).expect("read_arrow returned an inconsistent frame");
     }
-    let chunk_rows = data.len() % 7 + 1;
-    let chunked = (|| {
-        let mut chunks = Chunks::open(&path, &CsvOptions::default())?;
-        let mut parts = Vec::new();
-        while let Some(frame) = chunks.next_chunk(chunk_rows)? {
-            check_frame(&frame, None).expect("Chunks returned an inconsistent frame");
-            assert!(frame.rows as usize <= chunk_rows, "chunk larger than asked");
-            let _ = chunks.bytes_read();
-            parts.push(frame);
-        }
-        Ok::<_, kernel_host_types::DataError>(parts)
-    })();
+    let chunked = chunked_read(&path, data.len() % 7 + 1);
     // As `kernel-host stream` reads standard input: the stream format, size
     // unknown (a body is believed only as its bytes arrive).
     let streamed = (|| {
@@ -249,15 +271,7 @@ pub fn arrow(data: &[u8]) {
     }
     // Whole reads also check that batches agree on their columns, chunked
     // reads do not; compare when both succeed.
-    if let (Ok(whole), Ok(parts)) = (whole, chunked)
-        && !parts.is_empty()
-    {
-        let joined = Frame::concat_rows(parts).expect("chunks concatenate");
-        assert!(
-            same_frame(&joined, &whole),
-            "chunked and whole reads differ:\n{joined:?}\n{whole:?}"
-        );
-    }
+    chunks_match(whole, chunked);
 }
 
 // ----------------------------------------------------------------- parquet
@@ -271,27 +285,8 @@ pub fn parquet(data: &[u8]) {
     if let Ok(frame) = &whole {
         check_frame(frame, None).expect("read_parquet returned an inconsistent frame");
     }
-    let chunk_rows = data.len() % 7 + 1;
-    let chunked = (|| {
-        let mut chunks = Chunks::open(&path, &CsvOptions::default())?;
-        let mut parts = Vec::new();
-        while let Some(frame) = chunks.next_chunk(chunk_rows)? {
-            check_frame(&frame, None).expect("Chunks returned an inconsistent frame");
-            assert!(frame.rows as usize <= chunk_rows, "chunk larger than asked");
-            let _ = chunks.bytes_read();
-            parts.push(frame);
-        }
-        Ok::<_, kernel_host_types::DataError>(parts)
-    })();
-    if let (Ok(whole), Ok(parts)) = (whole, chunked)
-        && !parts.is_empty()
-    {
-        let joined = Frame::concat_rows(parts).expect("chunks concatenate");
-        assert!(
-            same_frame(&joined, &whole),
-            "chunked and whole reads differ:\n{joined:?}\n{whole:?}"
-        );
-    }
+    let chunked = chunked_read(&path, data.len() % 7 + 1);
+    chunks_match(whole, chunked);
 }
 
 // ------------------------------------------------------------------- frame

@@ -77,6 +77,21 @@ fn with_data_of(manifest: &Path, from: &str, dir: &Path, name: &str) -> PathBuf 
     path
 }
 
+/// What a person would write: impute, one-hot, scale, then `model` (with
+/// `model_params`, a TOML line), on `data` split 75/25.
+fn hand_written(data: &Path, target: &str, model: &str, model_params: &str) -> String {
+    format!(
+        "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n\
+         [data]\ninput = {data:?}\nsplit = {{ test-fraction = 0.25, seed = 0, stratify = false }}\ntarget = {target:?}\n\
+         [kernels.impute]\nsource = {:?}\nparams = {{ strategy = \"mean\", string_strategy = \"most_frequent\" }}\n\
+         [kernels.encode]\nsource = {:?}\nparams = {{ handle_unknown = \"ignore\" }}\n\
+         [kernels.scale]\nsource = {:?}\n[kernels.model]\nsource = {model:?}\n{model_params}\n",
+        guests::SIMPLE_IMPUTER,
+        guests::ONE_HOT_ENCODER,
+        guests::STANDARD_SCALER,
+    )
+}
+
 fn recommend(data: &Path, target: &str, kernels: &Path, write: &Path) -> serde_json::Value {
     let o = kernel_host(&[
         "recommend",
@@ -186,19 +201,7 @@ fn generated_regression_with_holes_and_strings() {
     assert_eq!(rec["candidates"].as_array().unwrap().len(), 1);
     let (metric, recommended) = metric_of(&manifest);
     assert_eq!(metric, "r2");
-    // What a person would write: impute, one-hot, scale, ridge.
-    let hand = format!(
-        "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n\
-         [data]\ninput = {:?}\nsplit = {{ test-fraction = 0.25, seed = 0, stratify = false }}\ntarget = \"value\"\n\
-         [kernels.impute]\nsource = {:?}\nparams = {{ strategy = \"mean\", string_strategy = \"most_frequent\" }}\n\
-         [kernels.encode]\nsource = {:?}\nparams = {{ handle_unknown = \"ignore\" }}\n\
-         [kernels.scale]\nsource = {:?}\n[kernels.model]\nsource = {:?}\n",
-        data,
-        guests::SIMPLE_IMPUTER,
-        guests::ONE_HOT_ENCODER,
-        guests::STANDARD_SCALER,
-        guests::RIDGE_REGRESSION
-    );
+    let hand = hand_written(&data, "value", guests::RIDGE_REGRESSION, "");
     let hand_path = dir.path().join("hand.toml");
     std::fs::write(&hand_path, hand).unwrap();
     let (_, score) = metric_of(&hand_path);
@@ -412,17 +415,7 @@ fn the_history_changes_a_recommendation_and_survives_concurrent_writers() {
     // On the first data set, an over-regularized logistic regression loses
     // to the SGD classifier: two runs, recorded.
     let manifest = |name: &str, model: &str, params: &str| {
-        let text = format!(
-            "[pipeline]\nsteps = [\"impute\", \"encode\", \"scale\", \"model\"]\n\
-             [data]\ninput = {:?}\nsplit = {{ test-fraction = 0.25, seed = 0 }}\ntarget = \"label\"\n\
-             [kernels.impute]\nsource = {:?}\nparams = {{ strategy = \"mean\", string_strategy = \"most_frequent\" }}\n\
-             [kernels.encode]\nsource = {:?}\nparams = {{ handle_unknown = \"ignore\" }}\n\
-             [kernels.scale]\nsource = {:?}\n[kernels.model]\nsource = {model:?}\n{params}\n",
-            first,
-            guests::SIMPLE_IMPUTER,
-            guests::ONE_HOT_ENCODER,
-            guests::STANDARD_SCALER,
-        );
+        let text = hand_written(&first, "label", model, params);
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path

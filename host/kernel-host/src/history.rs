@@ -101,44 +101,37 @@ pub fn task_of_metric(metric: &str) -> &'static str {
     }
 }
 
-/// One recorded evaluation.
+/// One evaluation, as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Record {
-    pub id: i64,
-    /// RFC 3339, UTC.
-    pub at: String,
-    /// `run` or `recommend`.
+pub struct Entry {
+    /// `run`, `compare`, `tune` or `recommend`.
     pub command: String,
-    pub data: String,
+    pub data: PathBuf,
     pub fingerprint: Fingerprint,
     /// Kernel names, in step order; the last is the model.
     pub pipeline: Vec<String>,
     pub metric: String,
     pub score: f64,
-    /// What the score was measured on: `test rows` or `5-fold CV`.
+    /// What the score was measured on: `86 test rows`, `5-fold CV on 258 rows`.
     pub scored_on: String,
     pub fit_seconds: f64,
     pub fuel: u64,
 }
 
-impl Record {
+impl Entry {
     pub fn model(&self) -> &str {
         self.pipeline.last().map_or("", String::as_str)
     }
 }
 
-/// A record to add (the id and time are the store's).
-#[derive(Clone, Debug)]
-pub struct NewRecord {
-    pub command: String,
-    pub data: PathBuf,
-    pub fingerprint: Fingerprint,
-    pub pipeline: Vec<String>,
-    pub metric: String,
-    pub score: f64,
-    pub scored_on: String,
-    pub fit_seconds: f64,
-    pub fuel: u64,
+/// An entry in the store: its id and when it was added.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    #[serde(flatten)]
+    pub entry: Entry,
 }
 
 /// What the history says about some candidate models on data like this.
@@ -258,7 +251,7 @@ impl History {
     }
 
     /// Adds a record (one transaction); returns its id.
-    pub fn record(&mut self, r: &NewRecord) -> Result<i64> {
+    pub fn record(&mut self, r: &Entry) -> Result<i64> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -309,15 +302,17 @@ impl History {
             out.push(Record {
                 id,
                 at,
-                command,
-                data,
-                fingerprint: serde_json::from_str(&fingerprint)?,
-                pipeline: serde_json::from_str(&pipeline)?,
-                metric,
-                score,
-                scored_on,
-                fit_seconds: fit,
-                fuel: u64::try_from(fuel).unwrap_or(0),
+                entry: Entry {
+                    command,
+                    data: PathBuf::from(data),
+                    fingerprint: serde_json::from_str(&fingerprint)?,
+                    pipeline: serde_json::from_str(&pipeline)?,
+                    metric,
+                    score,
+                    scored_on,
+                    fit_seconds: fit,
+                    fuel: u64::try_from(fuel).unwrap_or(0),
+                },
             });
         }
         Ok(out)
@@ -370,7 +365,7 @@ impl History {
         )?;
         // (data, fingerprint, metric) -> model -> best score.
         let mut sets: BTreeMap<(String, String, String), BTreeMap<String, f64>> = BTreeMap::new();
-        for r in all {
+        for Record { entry: r, .. } in all {
             if !models.iter().any(|m| m == r.model())
                 || here.similarity(&r.fingerprint) < SIMILAR
                 || !r.score.is_finite()
@@ -379,7 +374,7 @@ impl History {
             }
             let higher = crate::select::metrics::higher_is_better(&r.metric);
             let key = (
-                r.data.clone(),
+                r.data.display().to_string(),
                 serde_json::to_string(&r.fingerprint)?,
                 r.metric.clone(),
             );
@@ -488,7 +483,7 @@ mod tests {
         let mut h = History::open(&path).unwrap();
         let here = fp("classification", 500, &[("x1", ColumnType::F64)]);
         let add = |h: &mut History, data: &str, model: &str, score: f64| {
-            h.record(&NewRecord {
+            h.record(&Entry {
                 command: "run".into(),
                 data: PathBuf::from(data),
                 fingerprint: here.clone(),
@@ -512,7 +507,7 @@ mod tests {
             e.summary.as_deref(),
             Some("on 2 of 2 similar data sets in the history, mlp scored best (beating lr)")
         );
-        assert_eq!(h.get(last).unwrap().unwrap().model(), "mlp");
+        assert_eq!(h.get(last).unwrap().unwrap().entry.model(), "mlp");
         assert_eq!(h.list(10).unwrap().len(), 4);
         assert_eq!(h.forget(&Forget::Data("b.csv".into())).unwrap(), 2);
         assert_eq!(h.list(10).unwrap().len(), 2);

@@ -466,30 +466,17 @@ fn kind_for(task: Task) -> KernelKind {
 /// A parameter value as TOML.
 fn param_toml(value: &ParamValue) -> String {
     match value {
-        ParamValue::F64(x) => {
-            let text = format!("{x:?}");
-            text
-        }
-        ParamValue::S64(x) => x.to_string(),
-        ParamValue::Bool(b) => b.to_string(),
-        ParamValue::String(s) => toml_string(s),
+        ParamValue::F64(x) => toml::Value::Float(*x),
+        ParamValue::S64(x) => toml::Value::Integer(*x),
+        ParamValue::Bool(b) => toml::Value::Boolean(*b),
+        ParamValue::String(s) => toml::Value::String(s.clone()),
     }
+    .to_string()
 }
 
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A TOML string, quoted and escaped.
+pub(crate) fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
 /// `path` relative to `base` (up to 3 levels up, never through the
@@ -1052,7 +1039,7 @@ pub async fn recommend(
                 Ok(cv) => {
                     c.score = cv.summary(&metric);
                     if let (Some(h), Some((mean, _))) = (history.as_deref_mut(), c.score) {
-                        let record = crate::history::NewRecord {
+                        let record = crate::history::Entry {
                             command: "recommend".into(),
                             data: std::path::absolute(data).unwrap_or(data.to_path_buf()),
                             fingerprint: fingerprint.clone(),

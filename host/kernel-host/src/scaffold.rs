@@ -10,6 +10,7 @@
 
 use crate::Error;
 use crate::bindings::KernelKind;
+use crate::recommend::toml_string;
 use std::path::{Path, PathBuf};
 
 /// Where the new crate finds `kernel-sdk`.
@@ -265,21 +266,6 @@ pub fn files(new: &NewKernel) -> Result<Vec<(PathBuf, String)>, Error> {
         }
     }
     Ok(out)
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Writes the new crate: into a temporary directory beside `new.dir`,

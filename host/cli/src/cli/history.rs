@@ -1,7 +1,7 @@
 //! `kernel-host history list|show|forget`, and recording finished runs.
 
 use kernel_host::Error;
-use kernel_host::history::{self, Fingerprint, Forget, History, NewRecord};
+use kernel_host::history::{self, Entry, Fingerprint, Forget, History};
 use std::path::PathBuf;
 
 #[derive(Clone, clap::Args)]
@@ -75,16 +75,17 @@ pub async fn history(args: HistoryArgs) -> Result<(), Error> {
                 println!("the history at {} is empty", h.path().display());
             }
             for r in records {
+                let e = &r.entry;
                 println!(
                     "{:>5}  {}  {:<9}  {:<14} {:.4} ({})  {}  {}",
                     r.id,
                     r.at,
-                    r.command,
-                    r.metric,
-                    r.score,
-                    r.scored_on,
-                    r.pipeline.join(" -> "),
-                    r.data
+                    e.command,
+                    e.metric,
+                    e.score,
+                    e.scored_on,
+                    e.pipeline.join(" -> "),
+                    e.data.display()
                 );
             }
         }
@@ -100,8 +101,9 @@ pub async fn history(args: HistoryArgs) -> Result<(), Error> {
                 println!("{}", super::json(&value));
                 return Ok(());
             }
-            println!("record {} ({}, {})", r.id, r.command, r.at);
-            println!("data:      {}", r.data);
+            let (id, at, r) = (r.id, r.at.clone(), r.entry);
+            println!("record {id} ({}, {at})", r.command);
+            println!("data:      {}", r.data.display());
             println!(
                 "task:      {} on {} rows, target {}",
                 r.fingerprint.task,
@@ -151,7 +153,7 @@ pub fn record_run(plan: &kernel_host::Plan, report: &kernel_host::report::RunRep
     };
     let result = (|| -> anyhow::Result<()> {
         let columns = schema_of(&data, plan)?;
-        let record = NewRecord {
+        let record = Entry {
             command: "run".into(),
             data: std::path::absolute(&data).unwrap_or(data.clone()),
             fingerprint: Fingerprint {
@@ -243,7 +245,7 @@ pub async fn record_cv(
         let Ok(columns) = schema_of(&data, s.plan) else {
             continue;
         };
-        records.push(NewRecord {
+        records.push(Entry {
             command: command.into(),
             data: std::path::absolute(&data).unwrap_or(data),
             fingerprint: Fingerprint {

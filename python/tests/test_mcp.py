@@ -40,8 +40,11 @@ def text(result):
 
 async def session_run(tmp_path):
     work = tmp_path / "work"
-    kernels = work / "kernels"
-    kernels.mkdir(parents=True)
+    work.mkdir()
+    # The server's kernels live outside its root: manifests may run them,
+    # nothing may write there.
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
     for k in SHIPPED:
         shutil.copy(GUESTS / f"{k}.wasm", kernels / f"{k}.wasm")
     shutil.copy(ROOT / "examples/penguins/data/penguins.csv", work / "penguins.csv")
@@ -58,7 +61,7 @@ async def session_run(tmp_path):
             await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}
             assert {"list_kernels", "inspect_kernel", "profile_data", "recommend", "validate_manifest",
-                    "run_manifest", "explain"} <= tools, tools
+                    "run_manifest", "explain", "compare", "tune"} <= tools, tools
 
             listed = await session.call_tool("list_kernels", {})
             assert not failed(listed), text(listed)
@@ -88,6 +91,17 @@ async def session_run(tmp_path):
             assert report["metric"]["value"] > 0.95, report["metric"]
             assert "accuracy" in text(ran)
 
+            # Compare the recommended pipeline with a variant; tune it briefly.
+            variant = work / "variant.toml"
+            variant.write_text(manifest.read_text().replace("logistic_regression.wasm", "sgd_classifier.wasm"))
+            compared = await session.call_tool("compare", {"manifests": [str(manifest), str(variant)], "folds": 3})
+            assert not failed(compared), text(compared)
+            assert len(structured(compared)["rows"]) == 2
+            assert text(compared).startswith("recommended:"), text(compared)
+            tuned = await session.call_tool("tune", {"manifest": str(manifest), "budget_seconds": 10, "trials": 4})
+            assert not failed(tuned), text(tuned)
+            assert len(structured(tuned)["trials"]) >= 1, text(tuned)
+
             explained = await session.call_tool("explain", {"path": str(manifest)})
             assert not failed(explained), text(explained)
             assert len(structured(explained)["steps"]) == 4
@@ -112,13 +126,25 @@ async def session_run(tmp_path):
                 '[pipeline]\nsteps = ["model"]\n[data]\ninput = "penguins.csv"\n'
                 'split = { test-fraction = 0.25, seed = 0 }\ntarget = "species"\n'
                 'features = ["bill_length_mm"]\n'
-                '[kernels.model]\nsource = "kernels/hostile.wasm"\n'
+                f'[kernels.model]\nsource = "{kernels / "hostile.wasm"}"\n'
                 'params = { behaviour = "loop" }\nlimits = { timeout-ms = 500, fuel = 1_000_000_000_000_000 }\n')
             bad = await session.call_tool("run_manifest", {"path": str(hostile)})
             assert failed(bad), text(bad)
             assert "model" in text(bad), text(bad)
             again = await session.call_tool("profile_data", {"path": str(work / "penguins.csv")})
             assert not failed(again), text(again)
+            # A kernel neither under a root nor among the server's kernels: refused.
+            stray = tmp_path / "stray"
+            stray.mkdir()
+            shutil.copy(GUESTS / "logistic_regression.wasm", stray / "lr.wasm")
+            strayed = work / "stray.toml"
+            strayed.write_text(
+                '[pipeline]\nsteps = ["model"]\n[data]\ninput = "penguins.csv"\n'
+                'split = { test-fraction = 0.25, seed = 0 }\ntarget = "species"\n'
+                'features = ["bill_length_mm"]\n'
+                f'[kernels.model]\nsource = "{stray / "lr.wasm"}"\n')
+            refused = await session.call_tool("run_manifest", {"path": str(strayed)})
+            assert failed(refused) and "outside the server's roots" in text(refused), text(refused)
 
 
 def test_an_agent_profiles_recommends_and_runs_through_mcp(tmp_path):

@@ -518,3 +518,74 @@ fn the_history_changes_a_recommendation_and_survives_concurrent_writers() {
             .all(|r| r["command"] == "compare" && r["scored_on"] == "3-fold CV on 2250 rows")
     );
 }
+
+/// Data that would take more than the memory budget read whole: only
+/// kernels with partial-fit are candidates, the manifest fits in chunks,
+/// and it runs as written.
+#[test]
+fn data_over_the_memory_budget_gets_a_chunked_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = shipped(dir.path());
+    let data = dir.path().join("big.csv");
+    let test = dir.path().join("rows.csv");
+    for (path, rows, seed) in [(&data, "20000", "5"), (&test, "2000", "6")] {
+        let o = kernel_host(&[
+            "generate",
+            "--rows",
+            rows,
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let manifest = dir.path().join("chunked.toml");
+    let o = kernel_host(&[
+        "recommend",
+        data.to_str().unwrap(),
+        "--target",
+        "label",
+        "--kernels",
+        kernels.to_str().unwrap(),
+        "--memory-budget-mib",
+        "1",
+        "--test",
+        test.to_str().unwrap(),
+        "--budget",
+        "60s",
+        "--write",
+        manifest.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let models: Vec<&str> = rec["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["steps"].as_array().unwrap().last().unwrap()["kernel"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(models, ["sgd-classifier"]);
+    let reasons = rec["reasons"].to_string();
+    assert!(
+        reasons.contains("chunked fit: 20000 rows")
+            && reasons.contains("sgd-classifier supports partial-fit"),
+        "{reasons}"
+    );
+    let chunk = rec["chunk_rows"].as_u64().unwrap();
+    assert!((1024..20000).contains(&chunk), "{chunk}");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(&format!("chunk-rows = {chunk}")), "{text}");
+    assert!(
+        text.contains("train = \"big.csv\"") && text.contains("test = \"rows.csv\""),
+        "{text}"
+    );
+    let (metric, score) = metric_of(&manifest);
+    assert_eq!(metric, "accuracy");
+    assert!(score > 0.5, "{score}");
+}

@@ -413,6 +413,9 @@ pub struct Recommendation {
     pub recommendation: String,
     /// Rows per chunk when the data is too large to fit whole.
     pub chunk_rows: Option<usize>,
+    /// A separate file of rows to score on: the manifest reads `train` and
+    /// `test` instead of splitting the data.
+    pub test: Option<PathBuf>,
     /// What the run history said about these candidates, if anything.
     pub history: Option<crate::history::Evidence>,
     /// Problems that did not stop the recommendation (a history that
@@ -440,6 +443,8 @@ pub struct Options {
     /// Above this much memory for the data read whole, fit in chunks.
     pub memory_budget: u64,
     pub test_fraction: f64,
+    /// Rows to score on, in a file of their own (see [`Recommendation::test`]).
+    pub test: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -451,6 +456,7 @@ impl Default for Options {
             seed: 0,
             memory_budget: 1 << 30,
             test_fraction: 0.25,
+            test: None,
         }
     }
 }
@@ -543,19 +549,30 @@ pub fn manifest(
         )),
         steps.join(", ")
     );
-    let _ = writeln!(out, "[data]\ninput = {}", toml_string(&relative(data, dir)));
-    if let Some(target) = &rec.profile.target {
-        let _ = writeln!(
-            out,
-            "split = {{ test-fraction = {test_fraction:?}, seed = {seed}, stratify = {} }}",
-            rec.profile.task.is_classification()
-        );
-        let _ = writeln!(out, "target = {}", toml_string(&target.name));
+    if rec.chunk_rows.is_some() || rec.test.is_some() {
+        // A chunked fit streams files: the test rows come in a file too.
+        let _ = writeln!(out, "[data]\ntrain = {}", toml_string(&relative(data, dir)));
+        match &rec.test {
+            Some(test) => {
+                let _ = writeln!(out, "test = {}", toml_string(&relative(test, dir)));
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "# No test file was given (`recommend --test FILE`): the run fits and\n# predicts nothing. Add `test = \"rows.csv\"` to score the pipeline."
+                );
+            }
+        }
     } else {
         let _ = writeln!(
             out,
-            "split = {{ test-fraction = {test_fraction:?}, seed = {seed}, stratify = false }}"
+            "[data]\ninput = {}\nsplit = {{ test-fraction = {test_fraction:?}, seed = {seed}, stratify = {} }}",
+            toml_string(&relative(data, dir)),
+            rec.profile.task.is_classification()
         );
+    }
+    if let Some(target) = &rec.profile.target {
+        let _ = writeln!(out, "target = {}", toml_string(&target.name));
     }
     let features: Vec<String> = rec.features.iter().map(|f| toml_string(f)).collect();
     let _ = writeln!(out, "features = [{}]", features.join(", "));
@@ -880,9 +897,12 @@ pub async fn recommend(
         .filter(|(_, a)| !chunked || a.info.capabilities.contains(Capabilities::PARTIAL_FIT))
         .map(|(i, _)| i)
         .collect();
+    // Chunks of a quarter of the budget (at most 64 MiB): the run holds a
+    // chunk, its transforms and a model.
     let chunk_rows = chunked.then(|| {
         let per_row = (profile.memory_bytes / profile.rows.max(1)).max(1);
-        ((64u64 << 20) / per_row).clamp(1024, 1 << 20) as usize
+        let chunk_bytes = (options.memory_budget / 4).min(64 << 20);
+        (chunk_bytes / per_row).clamp(1024, 1 << 20) as usize
     });
     if chunked {
         let names: Vec<&str> = models
@@ -958,6 +978,7 @@ pub async fn recommend(
         candidates: Vec::new(),
         recommendation: String::new(),
         chunk_rows,
+        test: options.test.clone(),
         history: None,
         notes: Vec::new(),
     };
@@ -1023,7 +1044,12 @@ pub async fn recommend(
         let started = Instant::now();
         let dataset = sample(&plans[0], options, kind)?;
         rec.sample_rows = dataset.x.rows as usize;
-        let full_rows = (rec.profile.rows as f64 * (1.0 - options.test_fraction)).max(1.0);
+        let held_out = if rec.chunk_rows.is_some() || rec.test.is_some() {
+            0.0
+        } else {
+            options.test_fraction
+        };
+        let full_rows = (rec.profile.rows as f64 * (1.0 - held_out)).max(1.0);
         let fold_rows = (dataset.x.rows as f64 * (1.0 - 1.0 / options.folds as f64)).max(1.0);
         let scale = full_rows / fold_rows;
         for (c, plan) in candidates.iter_mut().zip(&plans) {

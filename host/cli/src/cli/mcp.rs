@@ -26,7 +26,7 @@ pub struct McpArgs {
     /// A directory the tools may read and write under (repeatable; at least one).
     #[arg(long = "root", value_name = "DIR", required = true)]
     pub roots: Vec<PathBuf>,
-    /// Kernels `list_kernels` and `recommend` offer: a directory of components (under a root) or `registry` (repeatable; default: the registry).
+    /// Kernels `list_kernels` and `recommend` offer: a directory of components or `registry` (repeatable; default: the registry). Manifests may run kernels from these directories too (read only).
     #[arg(long, value_name = "DIR|registry")]
     pub kernels: Vec<String>,
     /// The most fuel any kernel call may have, whatever a manifest asks.
@@ -44,6 +44,8 @@ pub struct McpArgs {
 #[derive(Clone)]
 pub struct Server {
     roots: Arc<Vec<PathBuf>>,
+    /// The `--kernels` directories: kernels may be read from them.
+    kernel_dirs: Arc<Vec<PathBuf>>,
     kernels: Arc<Vec<String>>,
     caps: kernel_host::Limits,
     sandbox: Sandbox,
@@ -69,6 +71,8 @@ pub struct RecommendArgs {
     pub budget_seconds: Option<f64>,
     /// Write the recommended pipeline here as a manifest (under a root).
     pub write: Option<String>,
+    /// Rows to score on in a file of their own, under a root (default: 25 % of the data, split off).
+    pub test: Option<String>,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -81,6 +85,28 @@ pub struct PathArgs {
 pub struct ListArgs {
     /// A directory of kernel components under a root (default: the server's kernels).
     pub dir: Option<String>,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct CompareArgs {
+    /// Two or more pipeline manifests under a root, scored on the same folds.
+    pub manifests: Vec<String>,
+    /// Folds (default 5).
+    pub folds: Option<usize>,
+    /// The metric to rank by (default: the task's primary one).
+    pub metric: Option<String>,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct TuneArgs {
+    /// The pipeline manifest under a root; its model's declared parameters are searched.
+    pub manifest: String,
+    /// Seconds for the search (default 30, at most 600).
+    pub budget_seconds: Option<f64>,
+    /// Stop after this many trials.
+    pub trials: Option<usize>,
+    /// Ranges to search instead of the declared ones: `step.param=log(1e-3,1e3)`, `step.param=a,b`.
+    pub params: Option<Vec<String>>,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -110,6 +136,14 @@ fn failure(error: &Error) -> CallToolResult {
 
 impl Server {
     pub fn new(args: &McpArgs) -> Result<Server, Error> {
+        let mut kernel_dirs = Vec::new();
+        for dir in args.kernels.iter().filter(|k| *k != "registry") {
+            kernel_dirs.push(std::fs::canonicalize(dir).map_err(|e| {
+                Error::Usage(format!(
+                    "--kernels {dir}: {e}; give an existing directory or `registry`"
+                ))
+            })?);
+        }
         let mut roots = Vec::new();
         for root in &args.roots {
             let canonical = std::fs::canonicalize(root).map_err(|e| {
@@ -134,6 +168,7 @@ impl Server {
         };
         Ok(Server {
             roots: Arc::new(roots),
+            kernel_dirs: Arc::new(kernel_dirs),
             kernels: Arc::new(args.kernels.clone()),
             caps,
             sandbox: Sandbox::builder().build()?,
@@ -144,6 +179,15 @@ impl Server {
     /// `path` made absolute and resolved (symbolic links included, for the
     /// deepest part that exists), refused unless it lies under a root.
     fn allowed(&self, path: &Path) -> Result<PathBuf, Error> {
+        self.allowed_in(path, &[])
+    }
+
+    /// A kernel component: under a root or a `--kernels` directory.
+    fn allowed_kernel(&self, path: &Path) -> Result<PathBuf, Error> {
+        self.allowed_in(path, &self.kernel_dirs)
+    }
+
+    fn allowed_in(&self, path: &Path, also: &[PathBuf]) -> Result<PathBuf, Error> {
         let absolute = std::path::absolute(path)
             .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         // Resolve the deepest existing ancestor; the rest is new names.
@@ -171,7 +215,12 @@ impl Server {
             }
             full.push(name);
         }
-        if self.roots.iter().any(|root| full.starts_with(root)) {
+        if self
+            .roots
+            .iter()
+            .chain(also)
+            .any(|root| full.starts_with(root))
+        {
             Ok(full)
         } else {
             Err(Error::Usage(format!(
@@ -227,7 +276,7 @@ impl Server {
         for step in &mut plan.steps {
             let registry = step.registry.is_some();
             if !registry {
-                self.allowed(&step.source)?;
+                self.allowed_kernel(&step.source)?;
             }
             for dir in step.grants.read_dirs.values() {
                 self.allowed(dir)?;
@@ -235,7 +284,7 @@ impl Server {
             cap(&mut step.limits, &caps);
             if let Some(shadow) = &mut step.shadow {
                 if shadow.registry.is_none() {
-                    self.allowed(&shadow.source)?;
+                    self.allowed_kernel(&shadow.source)?;
                 }
                 cap(&mut shadow.limits, &caps);
             }
@@ -250,7 +299,7 @@ impl Server {
             ))
         };
         if let Some(dir) = dir {
-            return Ok(vec![KernelsFrom::Dir(self.allowed(Path::new(dir))?)]);
+            return Ok(vec![KernelsFrom::Dir(self.allowed_kernel(Path::new(dir))?)]);
         }
         if self.kernels.is_empty() {
             return Ok(vec![registry()]);
@@ -259,7 +308,7 @@ impl Server {
             .iter()
             .map(|k| match k.as_str() {
                 "registry" => Ok(registry()),
-                dir => Ok(KernelsFrom::Dir(self.allowed(Path::new(dir))?)),
+                dir => Ok(KernelsFrom::Dir(self.allowed_kernel(Path::new(dir))?)),
             })
             .collect()
     }
@@ -318,7 +367,7 @@ impl Server {
     #[tool(description = "Verify one kernel component (under a root) and return what it declares.")]
     async fn inspect_kernel(&self, Parameters(args): Parameters<PathArgs>) -> CallToolResult {
         let run = async {
-            let path = self.allowed(Path::new(&args.path))?;
+            let path = self.allowed_kernel(Path::new(&args.path))?;
             let component =
                 kernel_host::KernelComponent::load(&self.sandbox, "inspected", &path, None).await?;
             let value = kernel_host::explain::component_json(&component);
@@ -369,8 +418,14 @@ impl Server {
                 .as_deref()
                 .map(|w| self.allowed(Path::new(w)))
                 .transpose()?;
+            let test = args
+                .test
+                .as_deref()
+                .map(|t| self.allowed(Path::new(t)))
+                .transpose()?;
             let options = Options {
                 target: args.target.clone(),
+                test,
                 budget: Duration::from_secs_f64(
                     args.budget_seconds.unwrap_or(30.0).clamp(0.0, 3600.0),
                 ),
@@ -480,6 +535,81 @@ impl Server {
                     report.pipeline, report.train_rows, report.test_rows
                 ),
             };
+            Ok::<_, Error>(result(summary, value))
+        };
+        run.await.unwrap_or_else(|e| failure(&e))
+    }
+
+    #[tool(
+        description = "Score two or more manifests under a root on the same cross-validation folds (sandboxed, capped): quality, time, fuel, memory, and a recommendation that says why."
+    )]
+    async fn compare(&self, Parameters(args): Parameters<CompareArgs>) -> CallToolResult {
+        use kernel_host::select::{self, compare};
+        let run = async {
+            let paths: Vec<PathBuf> = args.manifests.iter().map(PathBuf::from).collect();
+            let plans = paths
+                .iter()
+                .map(|p| self.plan(p, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            let candidates = compare::candidates(&paths, plans, None)?;
+            let folds = args.folds.unwrap_or(5).clamp(2, 20);
+            let data = select::prepare(&self.sandbox, &candidates[0].plan, folds, 0).await?;
+            let comparison = compare::compare(
+                &self.sandbox,
+                &candidates,
+                &data,
+                args.metric.as_deref(),
+                &|_| {},
+            )
+            .await;
+            let value = serde_json::to_value(&comparison)
+                .map_err(|e| Error::Internal(format!("comparison as JSON: {e}")))?;
+            Ok::<_, Error>(result(comparison.recommendation.clone(), value))
+        };
+        run.await.unwrap_or_else(|e| failure(&e))
+    }
+
+    #[tool(
+        description = "Tune a manifest's model parameters under a root with TPE and cross-validation within a time budget (sandboxed, capped); returns every trial and the best."
+    )]
+    async fn tune(&self, Parameters(args): Parameters<TuneArgs>) -> CallToolResult {
+        use kernel_host::select::{self, tune};
+        let run = async {
+            let plan = self.plan(Path::new(&args.manifest), None)?;
+            let params = args.params.unwrap_or_default();
+            let space = tune::space(&self.sandbox, &plan, &params).await?;
+            let data = std::sync::Arc::new(select::prepare(&self.sandbox, &plan, 5, 0).await?);
+            let options = tune::TuneOptions {
+                budget: Duration::from_secs_f64(
+                    args.budget_seconds.unwrap_or(30.0).clamp(1.0, 600.0),
+                ),
+                trials: args.trials,
+                jobs: 1,
+                seed: 0,
+                metric: None,
+                random: false,
+                startup: 8,
+            };
+            let tuned = tune::tune(&self.sandbox, &plan, data, space, &options, &|_| {}).await?;
+            let best = tuned
+                .best
+                .and_then(|b| tuned.trials.iter().find(|t| t.number == b));
+            let summary = match best {
+                Some(t) => format!(
+                    "best {} {:.4} with {} ({} trials)",
+                    tuned.metric,
+                    t.score.unwrap_or(f64::NAN),
+                    t.params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    tuned.trials.len()
+                ),
+                None => format!("no trial could be scored ({} trials)", tuned.trials.len()),
+            };
+            let value = serde_json::to_value(&tuned)
+                .map_err(|e| Error::Internal(format!("search as JSON: {e}")))?;
             Ok::<_, Error>(result(summary, value))
         };
         run.await.unwrap_or_else(|e| failure(&e))

@@ -29,12 +29,18 @@ pub struct RecommendArgs {
     /// Seed of the sample, the folds and the written manifest's test split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Rows to score on in a file of their own (the manifest then reads `train` and `test` instead of splitting DATA; a chunked fit needs one to be scored).
+    #[arg(long, value_name = "FILE")]
+    pub test: Option<PathBuf>,
     /// Write the recommended pipeline as a manifest that runs as is.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Print JSON for tools instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Above this much memory for the data read whole, recommend a chunked fit (kernels with partial-fit only).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub memory_budget_mib: u64,
     /// Neither read nor add to the run history.
     #[arg(long)]
     pub no_history: bool,
@@ -86,6 +92,8 @@ pub async fn recommend(args: RecommendArgs) -> Result<(), Error> {
         budget: args.budget,
         folds: args.cv,
         seed: args.seed,
+        memory_budget: args.memory_budget_mib << 20,
+        test: args.test.clone(),
         ..Options::default()
     };
     let sandbox = Sandbox::builder().build()?;

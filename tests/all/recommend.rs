@@ -528,7 +528,9 @@ fn data_over_the_memory_budget_gets_a_chunked_pipeline() {
     let kernels = shipped(dir.path());
     let data = dir.path().join("big.csv");
     let test = dir.path().join("rows.csv");
-    for (path, rows, seed) in [(&data, "20000", "5"), (&test, "2000", "6")] {
+    // More rows than the 20 000 cross-validated: the sample is drawn while
+    // streaming the file.
+    for (path, rows, seed) in [(&data, "30000", "5"), (&test, "2000", "6")] {
         let o = kernel_host(&[
             "generate",
             "--rows",
@@ -573,12 +575,13 @@ fn data_over_the_memory_budget_gets_a_chunked_pipeline() {
     assert_eq!(models, ["sgd-classifier"]);
     let reasons = rec["reasons"].to_string();
     assert!(
-        reasons.contains("chunked fit: 20000 rows")
+        reasons.contains("chunked fit: 30000 rows")
             && reasons.contains("sgd-classifier supports partial-fit"),
         "{reasons}"
     );
+    assert_eq!(rec["sample_rows"], 20000);
     let chunk = rec["chunk_rows"].as_u64().unwrap();
-    assert!((1024..20000).contains(&chunk), "{chunk}");
+    assert!((1024..30000).contains(&chunk), "{chunk}");
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains(&format!("chunk-rows = {chunk}")), "{text}");
     assert!(

@@ -1042,7 +1042,8 @@ pub async fn recommend(
     }
     if !options.budget.is_zero() {
         let started = Instant::now();
-        let dataset = sample(&plans[0], options, kind)?;
+        let streamed = rec.chunk_rows.map(|_| rec.profile.rows);
+        let dataset = sample(&plans[0], options, kind, streamed)?;
         rec.sample_rows = dataset.x.rows as usize;
         let held_out = if rec.chunk_rows.is_some() || rec.test.is_some() {
             0.0
@@ -1150,33 +1151,88 @@ pub async fn recommend(
     Ok((rec, available))
 }
 
-/// The plan's training rows, in folds, sampled down to [`SAMPLE_ROWS`].
-fn sample(plan: &Plan, options: &Options, kind: KernelKind) -> Result<Dataset, Error> {
+/// The rows to cross-validate, in folds: the plan's training rows sampled
+/// down to [`SAMPLE_ROWS`] (seeded). When the data is fitted in chunks (too
+/// large to hold whole: `streamed` is its row count), the sample is drawn
+/// while streaming the training file, so no more than it is ever held.
+fn sample(
+    plan: &Plan,
+    options: &Options,
+    kind: KernelKind,
+    streamed: Option<u64>,
+) -> Result<Dataset, Error> {
     let stratify = kind == KernelKind::Classifier;
-    let mut dataset = Dataset::of(plan, options.folds, options.seed, stratify)?;
-    let n = dataset.x.rows as usize;
-    if n > SAMPLE_ROWS {
-        let mut rng = crate::data::generate::Rng(options.seed ^ 0x5eed);
-        let mut rows: Vec<usize> = (0..n).collect();
-        for i in 0..SAMPLE_ROWS {
-            let j = i + (rng.next_u64() % (n - i) as u64) as usize;
-            rows.swap(i, j);
+    let mut rng = crate::data::generate::Rng(options.seed ^ 0x5eed);
+    if let Some(total) = streamed.filter(|t| *t > SAMPLE_ROWS as u64)
+        && let crate::manifest::DataSource::Files { train, .. } = &plan.data.source
+    {
+        // Floyd's algorithm: SAMPLE_ROWS distinct rows of `total`, in
+        // memory proportional to the sample.
+        let mut chosen = std::collections::HashSet::with_capacity(SAMPLE_ROWS);
+        for j in (total - SAMPLE_ROWS as u64)..total {
+            let t = rng.next_u64() % (j + 1);
+            if !chosen.insert(t) {
+                chosen.insert(j);
+            }
         }
-        rows.truncate(SAMPLE_ROWS);
-        rows.sort_unstable();
-        dataset.x = dataset.x.take_rows(&rows);
-        dataset.y = dataset.y.as_ref().map(|y| select::take_column(y, &rows));
-        let strata: Option<Vec<Option<String>>> = match (&dataset.y, stratify) {
-            (Some(y), true) => Some(
-                (0..SAMPLE_ROWS)
-                    .map(|r| crate::data::cell_text(y, r))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        dataset.folds = select::folds(SAMPLE_ROWS, options.folds, options.seed, strata.as_deref());
+        let mut wanted: Vec<u64> = chosen.into_iter().collect();
+        wanted.sort_unstable();
+        let mut chunks = crate::data::Chunks::open(train, &plan.data.csv)?;
+        let (mut parts, mut at, mut next) = (Vec::new(), 0u64, 0usize);
+        while let Some(chunk) = chunks.next_chunk(65_536)? {
+            let end = at + u64::from(chunk.rows);
+            let mut take = Vec::new();
+            while next < wanted.len() && wanted[next] < end {
+                take.push((wanted[next] - at) as usize);
+                next += 1;
+            }
+            if !take.is_empty() {
+                parts.push(chunk.take_rows(&take));
+            }
+            at = end;
+        }
+        let frame = Frame::concat_rows(parts).map_err(|m| {
+            Error::Data(crate::DataError::new(
+                train,
+                format!("chunks disagree: {m}"),
+            ))
+        })?;
+        let (x, y) =
+            crate::job::features_and_target(plan, frame, train, kind != KernelKind::Clusterer)?;
+        return Ok(with_folds(x, y, options, stratify));
     }
-    Ok(dataset)
+    let dataset = Dataset::of(plan, options.folds, options.seed, stratify)?;
+    let n = dataset.x.rows as usize;
+    if n <= SAMPLE_ROWS {
+        return Ok(dataset);
+    }
+    let mut rows: Vec<usize> = (0..n).collect();
+    for i in 0..SAMPLE_ROWS {
+        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+        rows.swap(i, j);
+    }
+    rows.truncate(SAMPLE_ROWS);
+    rows.sort_unstable();
+    let x = dataset.x.take_rows(&rows);
+    let y = dataset.y.as_ref().map(|y| select::take_column(y, &rows));
+    Ok(with_folds(x, y, options, stratify))
+}
+
+/// Sampled rows in `options.folds` folds, stratified by the target when
+/// asked.
+fn with_folds(x: Frame, y: Option<Column>, options: &Options, stratify: bool) -> Dataset {
+    let n = x.rows as usize;
+    let strata: Option<Vec<Option<String>>> = match (&y, stratify) {
+        (Some(y), true) => Some((0..n).map(|r| crate::data::cell_text(y, r)).collect()),
+        _ => None,
+    };
+    let folds = select::folds(n, options.folds, options.seed, strata.as_deref());
+    Dataset {
+        x,
+        y,
+        folds,
+        seed: options.seed,
+    }
 }
 
 /// The recommendation as text.

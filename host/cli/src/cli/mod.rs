@@ -91,7 +91,7 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Serve a bundle (or fit a manifest), predicting Arrow IPC batches from stdin to stdout (exit 65 bad input, 70 kernel fault or bug, 75 retry).
     Stream(stream::StreamArgs),
-    /// Serve the kernels to agents over MCP (stdio): list, inspect, profile, recommend, validate, run and explain, sandboxed, files only under --root directories.
+    /// Serve the kernels to agents over MCP (stdio): list, inspect, profile, recommend, validate, run, explain, compare and tune, sandboxed, files only under --root directories.
     Mcp(mcp::McpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(

@@ -1102,8 +1102,9 @@ impl KernelInstance {
         };
         let started = Instant::now();
         if let Err(e) = self.shared.learn_fresh(&access).await {
-            // Dense images then: slower, as exact.
-            tracing::warn!(kernel = %self.shared.id, "{e}");
+            // Dense images then, from now on: slower, as exact.
+            access.give_up_fresh();
+            tracing::warn!(kernel = %self.shared.id, "{e}; snapshots of this kernel stay dense");
         }
         // Reuse the buffers of an image nothing else holds any more (their
         // pages are mapped: a fresh 2 MiB buffer costs ~200 µs of faults).

@@ -29,6 +29,9 @@ pub struct Access {
     /// pages that differ from them). Unset for components whose
     /// instantiation runs code ([`Access::sparse`] is false).
     fresh: OnceLock<Arc<Fresh>>,
+    /// Reading a fresh instance failed once: images stay dense rather than
+    /// paying for (and warning about) a new attempt at every snapshot.
+    fresh_failed: std::sync::atomic::AtomicBool,
 }
 
 struct MemoryAccess {
@@ -225,6 +228,7 @@ impl Access {
             memories,
             globals,
             fresh: OnceLock::new(),
+            fresh_failed: Default::default(),
         })
     }
 
@@ -241,7 +245,16 @@ impl Access {
 
     /// Whether sparse images wait for [`Access::learn_fresh`].
     pub fn needs_fresh(&self) -> bool {
-        self.sparse() && self.fresh.get().is_none()
+        self.sparse()
+            && self.fresh.get().is_none()
+            && !self.fresh_failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A fresh instance could not be read: from now on images of this
+    /// component are dense (exact, larger), without further attempts.
+    pub fn give_up_fresh(&self) {
+        self.fresh_failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads a fresh instance's memories once per component, the reference

@@ -38,6 +38,15 @@ def text(result):
     return " ".join(getattr(c, "text", "") for c in result.content)
 
 
+def one_step(kernel, extra=""):
+    """A one-step manifest on penguins.csv beside it, running `kernel`."""
+    return (
+        '[pipeline]\nsteps = ["model"]\n[data]\ninput = "penguins.csv"\n'
+        'split = { test-fraction = 0.25, seed = 0 }\ntarget = "species"\n'
+        'features = ["bill_length_mm"]\n'
+        f'[kernels.model]\nsource = "{kernel}"\n' + extra)
+
+
 async def session_run(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -122,12 +131,9 @@ async def session_run(tmp_path):
             # sandbox; the server says which kernel and why, and keeps serving.
             shutil.copy(GUESTS / "hostile.wasm", kernels / "hostile.wasm")
             hostile = work / "hostile.toml"
-            hostile.write_text(
-                '[pipeline]\nsteps = ["model"]\n[data]\ninput = "penguins.csv"\n'
-                'split = { test-fraction = 0.25, seed = 0 }\ntarget = "species"\n'
-                'features = ["bill_length_mm"]\n'
-                f'[kernels.model]\nsource = "{kernels / "hostile.wasm"}"\n'
-                'params = { behaviour = "loop" }\nlimits = { timeout-ms = 500, fuel = 1_000_000_000_000_000 }\n')
+            hostile.write_text(one_step(
+                kernels / "hostile.wasm",
+                'params = { behaviour = "loop" }\nlimits = { timeout-ms = 500, fuel = 1_000_000_000_000_000 }\n'))
             bad = await session.call_tool("run_manifest", {"path": str(hostile)})
             assert failed(bad), text(bad)
             assert "model" in text(bad), text(bad)
@@ -138,11 +144,7 @@ async def session_run(tmp_path):
             stray.mkdir()
             shutil.copy(GUESTS / "logistic_regression.wasm", stray / "lr.wasm")
             strayed = work / "stray.toml"
-            strayed.write_text(
-                '[pipeline]\nsteps = ["model"]\n[data]\ninput = "penguins.csv"\n'
-                'split = { test-fraction = 0.25, seed = 0 }\ntarget = "species"\n'
-                'features = ["bill_length_mm"]\n'
-                f'[kernels.model]\nsource = "{stray / "lr.wasm"}"\n')
+            strayed.write_text(one_step(stray / "lr.wasm"))
             refused = await session.call_tool("run_manifest", {"path": str(strayed)})
             assert failed(refused) and "outside the server's roots" in text(refused), text(refused)
 

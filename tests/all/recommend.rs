@@ -37,6 +37,22 @@ fn shipped(dir: &Path) -> PathBuf {
     kernels
 }
 
+/// `kernel-host generate`: `rows` rows of the `task` data set at `path`.
+fn generate(path: &Path, rows: u64, seed: u64, task: &str) {
+    let o = kernel_host(&[
+        "generate",
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--task",
+        task,
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+}
+
 /// `kernel-host run MANIFEST --report`: the report's metric value.
 fn metric_of(manifest: &Path) -> (String, f64) {
     let report = manifest.with_extension("report.json");
@@ -183,18 +199,7 @@ fn generated_regression_with_holes_and_strings() {
     let dir = tempfile::tempdir().unwrap();
     let kernels = shipped(dir.path());
     let data = dir.path().join("reg.parquet");
-    let o = kernel_host(&[
-        "generate",
-        "--rows",
-        "4000",
-        "--seed",
-        "11",
-        "--task",
-        "regression",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", out(&o));
+    generate(&data, 4000, 11, "regression");
     let manifest = dir.path().join("reg.toml");
     let rec = recommend(&data, "value", &kernels, &manifest);
     assert_eq!(rec["profile"]["task"], "regression");
@@ -367,22 +372,10 @@ fn the_history_changes_a_recommendation_and_survives_concurrent_writers() {
             .output()
             .unwrap()
     };
-    let generate = |name: &str, seed: &str| {
-        let path = dir.path().join(name);
-        let o = kernel_host(&[
-            "generate",
-            "--rows",
-            "3000",
-            "--seed",
-            seed,
-            "--out",
-            path.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", out(&o));
-        path
-    };
-    let first = generate("first.csv", "1");
-    let second = generate("second.csv", "2");
+    let first = dir.path().join("first.csv");
+    let second = dir.path().join("second.csv");
+    generate(&first, 3000, 1, "classification");
+    generate(&second, 3000, 2, "classification");
     let top = |data: &Path| {
         let o = with_history(&[
             "recommend",
@@ -530,18 +523,8 @@ fn data_over_the_memory_budget_gets_a_chunked_pipeline() {
     let test = dir.path().join("rows.csv");
     // More rows than the 20 000 cross-validated: the sample is drawn while
     // streaming the file.
-    for (path, rows, seed) in [(&data, "30000", "5"), (&test, "2000", "6")] {
-        let o = kernel_host(&[
-            "generate",
-            "--rows",
-            rows,
-            "--seed",
-            seed,
-            "--out",
-            path.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    generate(&data, 30_000, 5, "classification");
+    generate(&test, 2000, 6, "classification");
     let manifest = dir.path().join("chunked.toml");
     let o = kernel_host(&[
         "recommend",

@@ -149,8 +149,18 @@ impl Step {
             total.snapshots += s.snapshots;
             total.snapshot_time += s.snapshot_time;
             total.cache_hits += s.cache_hits;
+            total.give_backs += s.give_backs;
+            total.give_back_time += s.give_back_time;
         }
         total
+    }
+
+    /// Linear memory the step's instances (workers and shadow included)
+    /// hold now, bytes.
+    pub fn memory(&self) -> u64 {
+        let shadow = self.shadow.as_ref().map(|s| s.instance.memory());
+        self.instance.memory() + self.workers.iter().map(KernelInstance::memory).sum::<u64>()
+            + shadow.unwrap_or(0)
     }
 
     /// What comparing with the shadow found, if the step has one.
@@ -207,8 +217,45 @@ impl Step {
             .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
     }
 
-    /// Runs the step on its joined input for one pass.
+    /// Runs the step on its joined input for one pass, then gives back
+    /// the memory its instances grew into (see [`Step::give_back`]).
     async fn run(
+        &mut self,
+        pass: Pass,
+        input: Frame,
+        y: Option<Arc<Column>>,
+        feeds_others: bool,
+    ) -> Result<Produced, Error> {
+        let produced = self.run_pass(pass, input, y, feeds_others).await;
+        if produced.is_ok() {
+            self.give_back().await;
+        }
+        produced
+    }
+
+    /// Gives back the linear memory the step's instances (its kernel, its
+    /// workers and shadow) hold beyond their state, when over the
+    /// sandbox's threshold ([`kernel_host_sandbox::SandboxBuilder::give_back_above`]):
+    /// a step done with a large frame does not keep the frame's pages
+    /// while the next steps run. A failure is logged: the instance is
+    /// rebuilt from its snapshot at its next call.
+    pub async fn give_back(&mut self) {
+        let Some(above) = self.component.sandbox().give_back_above() else {
+            return;
+        };
+        let shadow = self.shadow.as_mut().map(|s| &mut s.instance);
+        let instances = std::iter::once(&mut self.instance)
+            .chain(&mut self.workers)
+            .chain(shadow);
+        for instance in instances {
+            if let Err(e) = instance.give_back(above).await {
+                tracing::warn!(step = %self.spec.id, "could not give back the kernel's memory: {e}");
+            }
+        }
+    }
+
+    /// [`Step::run`] without the give-back.
+    async fn run_pass(
         &mut self,
         pass: Pass,
         input: Frame,
@@ -922,6 +969,11 @@ impl Pipeline {
             };
             let fitted = step.instance.fit(&x, y.as_ref()).await;
             step.fitted(fitted.map_err(Error::from))?;
+        }
+        // The wave is fitted: what its steps (and the earlier ones, which
+        // transformed every chunk) grew into is given back.
+        for step in &mut self.steps {
+            step.give_back().await;
         }
         buffered.bytes = buffered
             .frames

@@ -87,6 +87,12 @@ pub struct StepReport {
     #[serde(serialize_with = "seconds", rename = "snapshot_seconds")]
     pub snapshot_time: Duration,
     pub cache_hits: u64,
+    /// Times the step's memory was given back after a pass, the time that
+    /// took, and the linear memory its instances held at the end, bytes.
+    pub give_backs: u64,
+    #[serde(serialize_with = "seconds", rename = "give_back_seconds")]
+    pub give_back_time: Duration,
+    pub final_memory: u64,
     /// How a shadow kernel's outputs compared, if the step has one.
     pub shadow: Option<crate::pipeline::Agreement>,
     /// The shadow's quality metric minus the primary's (final step only).
@@ -114,6 +120,9 @@ impl StepReport {
             snapshots: stats.snapshots,
             snapshot_time: stats.snapshot_time,
             cache_hits: stats.cache_hits,
+            give_backs: stats.give_backs,
+            give_back_time: stats.give_back_time,
+            final_memory: step.memory(),
             shadow: step.agreement().cloned(),
             shadow_metric_delta: None,
         }

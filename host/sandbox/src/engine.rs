@@ -62,7 +62,14 @@ pub struct SandboxBuilder {
     device: kernel_host_tensor::DeviceChoice,
     by_reference: bool,
     verify_loads: bool,
+    give_back_above: Option<u64>,
 }
+
+/// Memory an instance may hold after a pass before the host gives back
+/// what it grew into beyond its state (see
+/// [`crate::KernelInstance::give_back`]): smaller memories are kept, the
+/// next call would fault their pages in again.
+pub const GIVE_BACK_ABOVE: u64 = 32 << 20;
 
 /// Bytes of each pooled memory slot kept resident (zeroed in place rather
 /// than returned to the kernel) when an instance goes. A rollback writes
@@ -87,6 +94,7 @@ impl Default for SandboxBuilder {
             device: kernel_host_tensor::DeviceChoice::Auto,
             by_reference: true,
             verify_loads: false,
+            give_back_above: Some(GIVE_BACK_ABOVE),
         }
     }
 }
@@ -158,6 +166,14 @@ impl SandboxBuilder {
     /// off; `--verify` on the command line).
     pub fn verify_loads(mut self, verify: bool) -> Self {
         self.verify_loads = verify;
+        self
+    }
+
+    /// Instances holding more linear memory than this after a pipeline
+    /// step are given a fresh, small memory holding the same state (default
+    /// [`GIVE_BACK_ABOVE`]); `None` keeps every memory at its peak.
+    pub fn give_back_above(mut self, bytes: Option<u64>) -> Self {
+        self.give_back_above = bytes;
         self
     }
 
@@ -266,6 +282,7 @@ impl SandboxBuilder {
                 admission: Arc::new(tokio::sync::Semaphore::new(PIPELINE_INSTANCES as usize)),
                 loads: crate::kernel::LoadCache::default(),
                 verify_loads: self.verify_loads,
+                give_back_above: self.give_back_above,
             }),
         })
     }
@@ -287,6 +304,7 @@ struct Inner {
     /// [`crate::KernelComponent::load_for`]).
     loads: crate::kernel::LoadCache,
     verify_loads: bool,
+    give_back_above: Option<u64>,
 }
 
 /// Kernel instances pipelines may hold at once in one sandbox: the pool has
@@ -324,6 +342,12 @@ impl Sandbox {
     /// [`SandboxBuilder::verify_loads`]).
     pub fn verify_loads(&self) -> bool {
         self.inner.verify_loads
+    }
+
+    /// Memory above which pipelines give an instance's memory back after a
+    /// step (see [`SandboxBuilder::give_back_above`]).
+    pub fn give_back_above(&self) -> Option<u64> {
+        self.inner.give_back_above
     }
 
     /// Reserves `instances` instance slots for one pipeline, all at once,

@@ -559,6 +559,7 @@ impl KernelComponent {
             access: self.loaded.access.as_ref().ok().cloned(),
             frozen: self.loaded.frozen.is_some(),
             by_reference: self.loaded.by_reference.clone(),
+            kind: self.loaded.info.kind,
         });
         let (store, bindings, instance) = shared.fresh().await?;
         let context = CallContext {
@@ -588,6 +589,8 @@ impl KernelComponent {
             restarted: false,
             rolled_back: false,
             last: (Duration::ZERO, 0),
+            reload_refused: false,
+            probe: None,
         })
     }
 }
@@ -737,6 +740,8 @@ struct Shared {
     frozen: bool,
     /// The operations it takes frames by reference for.
     by_reference: Arc<[String]>,
+    /// What it says it is: which call shows its behaviour on a probe.
+    kind: bindings::KernelKind,
 }
 
 impl Shared {
@@ -861,6 +866,23 @@ pub struct KernelStats {
     pub rollbacks: u64,
     /// Most bytes of host tensors the kernel held at once.
     pub tensor_peak: u64,
+    /// Times the instance gave its memory back after a peak, and the time
+    /// that took (see [`KernelInstance::give_back`]).
+    pub give_backs: u64,
+    pub give_back_time: Duration,
+}
+
+/// What [`KernelInstance::give_back`] did; memory sizes in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveBack {
+    /// Kept the memory: it was small, the instance held host resources, or
+    /// its state could not be carried into a smaller one.
+    Kept,
+    /// A fresh instance holds the last snapshot (or the parameters).
+    Restored { from: u64, to: u64 },
+    /// A fresh instance loaded the kernel's `save-state`, checked by saving
+    /// it again.
+    Reloaded { from: u64, to: u64 },
 }
 
 /// One sandboxed kernel instance.
@@ -892,7 +914,16 @@ pub struct KernelInstance {
     rolled_back: bool,
     /// Wall time and fuel of export calls since the last recorded call.
     last: (Duration, u64),
+    /// Its `save-state` failed or did not load back into the same bytes:
+    /// memory is not given back through it.
+    reload_refused: bool,
+    /// The first rows of the last frame it was given: a fresh instance
+    /// that loaded the saved state must answer them as this one does.
+    probe: Option<Frame>,
 }
+
+/// Rows of [`KernelInstance::probe`].
+const PROBE_ROWS: usize = 16;
 
 /// A state to return an instance to: see [`KernelInstance::checkpoint`].
 pub enum Checkpoint {
@@ -981,6 +1012,11 @@ impl KernelInstance {
         }
     }
 
+    /// Linear memory the instance holds now, bytes.
+    pub fn memory(&self) -> u64 {
+        self.store.data().limiter.current()
+    }
+
     /// Replaces a store poisoned by a failed call with a fresh instance
     /// holding the last snapshot: the state after the last successful
     /// state-changing call. Without a usable snapshot the fresh instance is
@@ -990,12 +1026,31 @@ impl KernelInstance {
         if !self.poisoned {
             return Ok(());
         }
-        self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
-        self.stats.tensor_peak = self
-            .stats
-            .tensor_peak
-            .max(self.store.data().tensors.accounts.peak);
-        // The poisoned store goes first: its pooled memory slot, pages still
+        let restored = self.rebuild().await?;
+        self.restarted = true;
+        self.stats.restarts += 1;
+        if let Some(bytes) = restored {
+            self.stats.rollbacks += 1;
+            self.rolled_back = true;
+            tracing::info!(
+                kernel = %self.shared.id,
+                bytes,
+                "rolled back to the snapshot of its last good state"
+            );
+        } else {
+            tracing::info!(kernel = %self.shared.id, "replaced a failed instance with a fresh one");
+        }
+        Ok(())
+    }
+
+    /// Replaces the store with a fresh instance holding the last snapshot
+    /// (returns the image's bytes) or, without a usable one, configured
+    /// with the last accepted parameters (returns `None`). The instance
+    /// stays poisoned if this fails.
+    async fn rebuild(&mut self) -> Result<Option<u64>, Error> {
+        self.poisoned = true;
+        self.fold_peaks();
+        // The old store goes first: its pooled memory slot, pages still
         // mapped, is then the one the new instance gets (the pool prefers
         // the slot this component used last), and the restore writes into
         // resident pages instead of faulting them in.
@@ -1005,8 +1060,6 @@ impl KernelInstance {
         self.instance = instance;
         self.stderr_logged = 0;
         self.poisoned = false;
-        self.restarted = true;
-        self.stats.restarts += 1;
         self.state_hash = None;
         if let (Some(access), Some(image)) = (self.shared.access.clone(), self.usable_snapshot()) {
             let started = self.begin();
@@ -1016,16 +1069,9 @@ impl KernelInstance {
             )
             .await;
             self.finish("restore", started, outcome)?;
-            self.stats.rollbacks += 1;
-            self.rolled_back = true;
-            tracing::info!(
-                kernel = %self.shared.id,
-                bytes = image.bytes(),
-                "rolled back to the snapshot of its last good state"
-            );
-            return Ok(());
+            return Ok(Some(image.bytes()));
         }
-        if !self.params.is_empty() {
+        if !self.params.is_empty() && !self.shared.frozen {
             // Not through `configure`, which would revive again on failure.
             let started = self.begin();
             let outcome = {
@@ -1039,8 +1085,187 @@ impl KernelInstance {
             let result = self.finish("configure", started, outcome)?;
             refused(self.id(), "configure", result)?;
         }
-        tracing::info!(kernel = %self.shared.id, "replaced a failed instance with a fresh one");
-        Ok(())
+        Ok(None)
+    }
+
+    /// Keeps the peaks of the store about to be replaced.
+    fn fold_peaks(&mut self) {
+        self.stats.peak_memory = self.stats.peak_memory.max(self.store.data().limiter.peak());
+        self.stats.tensor_peak = self
+            .stats
+            .tensor_peak
+            .max(self.store.data().tensors.accounts.peak);
+    }
+
+    /// Gives back the linear memory the instance grew into beyond its
+    /// state, when it holds more than `above` bytes. A wasm memory never
+    /// shrinks, and the pages a call touched (a frame copied in, buffers
+    /// since freed) stay resident, so a kernel that once held a large frame
+    /// would hold its memory for as long as the instance lives. The
+    /// instance is replaced by a fresh one (its pooled slot returns the old
+    /// pages) holding the same state:
+    ///
+    /// - the last snapshot when it is at most a quarter of the memory (or,
+    ///   before any state-changing call, the parameters): exactly the
+    ///   state, as a rollback restores it;
+    /// - else the kernel's own `save-state` when it is at most a quarter of
+    ///   the memory, loaded into the fresh instance and accepted only if
+    ///   saving again there gives the same bytes (a kernel whose saved
+    ///   state does not round-trip, say one that saves a `HashMap` in
+    ///   iteration order, keeps its memory; it is not asked again). The
+    ///   snapshot is then retaken from the small instance.
+    ///
+    /// The calls it makes are not counted in [`KernelStats::calls`] nor
+    /// reported; their time is [`KernelStats::give_back_time`]. A kernel
+    /// holding host resources (tensors, streams) keeps its memory. A
+    /// `transform` that changes the kernel's state (it should not) loses
+    /// that change, as it would to a rollback.
+    pub async fn give_back(&mut self, above: u64) -> Result<GiveBack, Error> {
+        self.revive().await?;
+        let from = self.store.data().limiter.current();
+        if from <= above || self.store.data_mut().host_handles() > 0 {
+            return Ok(GiveBack::Kept);
+        }
+        let started = Instant::now();
+        let (stats, last) = (self.stats, self.last);
+        let outcome = self.give_back_from(from).await;
+        // The memory it held (and the fresh one's) count; the calls do not.
+        self.fold_peaks();
+        self.stats = KernelStats {
+            peak_memory: self.stats.peak_memory,
+            tensor_peak: self.stats.tensor_peak,
+            snapshots: self.stats.snapshots,
+            snapshot_time: self.stats.snapshot_time,
+            give_backs: stats.give_backs + u64::from(outcome.as_ref().is_ok_and(|g| *g != GiveBack::Kept)),
+            give_back_time: stats.give_back_time + started.elapsed(),
+            ..stats
+        };
+        self.last = last;
+        if let Ok(done) = &outcome {
+            tracing::debug!(kernel = %self.shared.id, ?done, elapsed = ?started.elapsed(), "gave back memory");
+        }
+        outcome
+    }
+
+    async fn give_back_from(&mut self, from: u64) -> Result<GiveBack, Error> {
+        let restorable = match (&self.shared.access, &self.snapshot) {
+            (Some(_), Some(image)) => {
+                image.host_handles == 0 && image.bytes().saturating_mul(4) <= from
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if restorable {
+            self.rebuild().await?;
+            let to = self.store.data().limiter.current();
+            return Ok(GiveBack::Restored { from, to });
+        }
+        if self.reload_refused {
+            return Ok(GiveBack::Kept);
+        }
+        let state = match guarded!(self, "save-state", |k, store| k.call_save_state(store))
+            .and_then(|r| refused(self.id(), "save-state", r))
+        {
+            Ok(state) => state,
+            Err(e) if self.poisoned => return Err(e),
+            Err(e) => {
+                tracing::debug!(kernel = %self.shared.id, "keeps its memory: {e}");
+                self.reload_refused = true;
+                return Ok(GiveBack::Kept);
+            }
+        };
+        if (state.len() as u64).saturating_mul(4) > from {
+            return Ok(GiveBack::Kept);
+        }
+        // Same bytes saved again is not enough: a `save-state` that leaves
+        // the model out saves the same bytes from the instance it emptied.
+        // The fresh instance must also answer the probe rows alike.
+        let Some(probe) = self.probe.clone() else {
+            return Ok(GiveBack::Kept);
+        };
+        let before = self.behaviour(&probe).await;
+        if self.poisoned {
+            return Ok(GiveBack::Kept);
+        }
+        self.fold_peaks();
+        let (store, bindings, instance) = self.shared.fresh().await?;
+        let old_store = std::mem::replace(&mut self.store, store);
+        let old_bindings = std::mem::replace(&mut self.bindings, bindings);
+        let old_instance = std::mem::replace(&mut self.instance, instance);
+        let old_logged = std::mem::replace(&mut self.stderr_logged, 0);
+        let same = match self.reload(&state).await {
+            Ok(same) => same && self.behaviour(&probe).await == before && !self.poisoned,
+            Err(e) => {
+                tracing::debug!(kernel = %self.shared.id, "its saved state does not load back: {e}");
+                false
+            }
+        };
+        if !same {
+            self.store = old_store;
+            self.bindings = old_bindings;
+            self.instance = old_instance;
+            self.stderr_logged = old_logged;
+            self.poisoned = false;
+            self.reload_refused = true;
+            tracing::info!(
+                kernel = %self.shared.id,
+                "keeps its memory at its peak: its saved state does not load back into an instance that behaves the same"
+            );
+            return Ok(GiveBack::Kept);
+        }
+        drop(old_store);
+        if self.shared.access.is_some() {
+            let previous = self.snapshot.clone();
+            if let Err(e) = self.take_snapshot().await {
+                // The previous image is the same state, laid out larger.
+                self.snapshot = previous;
+                return Err(e);
+            }
+        }
+        let to = self.store.data().limiter.current();
+        Ok(GiveBack::Reloaded { from, to })
+    }
+
+    /// A digest of what the kernel answers to `probe` (its transform, or
+    /// its predictions), or the error it gives.
+    async fn behaviour(&mut self, probe: &Frame) -> Result<cache::Key, String> {
+        let answer = if self.shared.kind == bindings::KernelKind::Transformer {
+            guarded!(self, "transform", |k, store| k.call_transform(store, probe))
+                .and_then(|r| refused(self.id(), "transform", r))
+        } else {
+            guarded!(self, "predict", |k, store| k.call_predict(store, probe))
+                .and_then(|r| refused(self.id(), "predict", r))
+                .map(|c| Frame {
+                    rows: probe.rows,
+                    columns: vec![c],
+                })
+        };
+        answer
+            .map(|f| cache::frame_digest(&f))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Keeps the first rows of `x` as the probe of a later give-back.
+    fn keep_probe(&mut self, x: &Frame) {
+        if x.rows > 0 {
+            self.probe = Some(x.slice_rows(0, (x.rows as usize).min(PROBE_ROWS)));
+        }
+    }
+
+    /// Configures a fresh instance, loads `state` into it and saves it
+    /// again: whether that gives the same bytes.
+    async fn reload(&mut self, state: &[u8]) -> Result<bool, Error> {
+        if !self.params.is_empty() && !self.shared.frozen {
+            guarded!(self, "configure", |k, store| k
+                .call_configure(store, &self.params))
+            .and_then(|r| refused(self.id(), "configure", r))?;
+        }
+        guarded!(self, "load-state", |k, store| k
+            .call_load_state(store, state))
+        .and_then(|r| refused(self.id(), "load-state", r))?;
+        let again = guarded!(self, "save-state", |k, store| k.call_save_state(store))
+            .and_then(|r| refused(self.id(), "save-state", r))?;
+        Ok(again == state)
     }
 
     /// The snapshot to restore, unless it holds host handles a fresh
@@ -1344,6 +1569,7 @@ impl KernelInstance {
 
     pub async fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
         self.state_hash = None;
+        self.keep_probe(x);
         let result = if self.takes_by_reference("fit") {
             self.fit_by_reference(x, y, false).await
         } else {
@@ -1357,6 +1583,7 @@ impl KernelInstance {
 
     pub async fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), Error> {
         self.state_hash = None;
+        self.keep_probe(x);
         let result = if self.takes_by_reference("partial-fit") {
             self.fit_by_reference(x, y, true).await
         } else {
@@ -1490,6 +1717,7 @@ impl KernelInstance {
             return (result, x);
         }
         self.state_hash = None;
+        self.keep_probe(&x);
         let rows = x.rows;
         let columns: Vec<Arc<Column>> = x.columns.into_iter().map(Arc::new).collect();
         let result = self
@@ -1515,6 +1743,7 @@ impl KernelInstance {
             return self.fit(&x, y.as_deref()).await;
         }
         self.state_hash = None;
+        self.keep_probe(&x);
         let rows = x.rows;
         let columns = x.columns.into_iter().map(Arc::new).collect();
         let result = self.fit_lending(columns, y.as_ref(), rows, false).await;

@@ -36,6 +36,8 @@ mod state;
 
 pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};
 pub use error::{Error, Fault, LoadProblem, RefusalKind, Result};
-pub use kernel::{Checkpoint, KernelComponent, KernelInstance, KernelStats, MAX_KERNEL_BYTES};
+pub use kernel::{
+    Checkpoint, GiveBack, KernelComponent, KernelInstance, KernelStats, MAX_KERNEL_BYTES,
+};
 pub use limiter::MemoryLimiter;
 pub use observe::{CallContext, CallObserver, CallRecord, Outcome};

@@ -37,6 +37,11 @@ impl MemoryLimiter {
         self.peak as u64
     }
 
+    /// Total linear memory the store has now, bytes.
+    pub fn current(&self) -> u64 {
+        self.total as u64
+    }
+
     /// The refused size since the last call, clearing it.
     pub fn take_refusal(&mut self) -> Option<usize> {
         self.refused.take()

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use kernel_host::bindings::{Frame, ParamValue};
-use kernel_host::{Checkpoint, Fault, Grants, KernelInstance, Limits, Sandbox};
+use kernel_host::{Checkpoint, Fault, GiveBack, Grants, KernelInstance, Limits, Sandbox};
 use kernel_host_guests as guests;
 
 fn data() -> Frame {
@@ -317,5 +317,141 @@ async fn a_frozen_kernel_predicts_without_configure_or_load_state() {
         // Reconfiguring would reset the baked-in state: refused.
         let (_, fault) = fault_of(thawed.configure(&params_of(&params)).await);
         assert!(fault.to_string().contains("frozen"), "{fault}");
+    }
+}
+
+/// A sandbox that copies frames into every kernel: a large frame then
+/// grows the kernel's own memory.
+fn copying() -> Sandbox {
+    Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .frames_by_reference(false)
+        .build()
+        .unwrap()
+}
+
+/// `rows` rows of three features and a three-class string target.
+fn large(rows: usize) -> (Frame, kernel_host::bindings::Column) {
+    let feature = |name: &str, k: f64| {
+        f64_column(
+            name,
+            (0..rows)
+                .map(|i| ((i % 97) as f64) * k + (i % 3) as f64)
+                .collect(),
+        )
+    };
+    let x = frame(vec![
+        feature("a", 0.5),
+        feature("b", -1.25),
+        feature("c", 2.0),
+    ]);
+    let labels = (0..rows)
+        .map(|i| ["x", "y", "z"][i % 3].to_string())
+        .collect();
+    let y = kernel_host::bindings::Column {
+        name: "label".into(),
+        values: kernel_host::bindings::ColumnValues::String(labels),
+        nulls: None,
+    };
+    (x, y)
+}
+
+fn probe() -> Frame {
+    let (x, _) = large(50);
+    frame(x.columns)
+}
+
+/// After a fit on a large frame a kernel's memory stays at its peak until
+/// it is given back: a fresh instance then holds the same state (its saved
+/// state, checked), answers exactly as before, and the calls made to move
+/// it are not counted as the kernel's. Once the snapshot is small, a later
+/// peak (a large transform) is given back from the snapshot itself.
+#[tokio::test]
+async fn a_kernel_gives_back_the_memory_a_large_frame_grew() {
+    let sandbox = copying();
+    let component = load(&sandbox, "scaler", guests::STANDARD_SCALER).await;
+    let mut scaler = component
+        .instantiate(limits(100_000_000_000, 1024, 120_000), Grants::default())
+        .await
+        .unwrap();
+    let (big, _) = large(1 << 20);
+    scaler.fit(&big, None).await.unwrap();
+    let before = scaler.transform(&probe()).await.unwrap();
+    let from = scaler.memory();
+    assert!(
+        from > 24 << 20,
+        "the fit grew the memory to {from} bytes only"
+    );
+    let calls = scaler.stats().calls;
+    let done = scaler.give_back(4 << 20).await.unwrap();
+    let GiveBack::Reloaded { from: was, to } = done else {
+        panic!("{done:?}");
+    };
+    assert_eq!(was, from);
+    assert!(to * 4 < from, "{to} of {from} bytes");
+    assert_eq!(scaler.memory(), to);
+    assert_eq!(
+        scaler.stats().calls,
+        calls,
+        "give-back calls are not the kernel's"
+    );
+    assert_eq!(scaler.stats().give_backs, 1);
+    assert!(scaler.stats().peak_memory >= from);
+    assert_eq!(scaler.transform(&probe()).await.unwrap(), before);
+
+    // The snapshot was retaken from the small instance: a transform's peak
+    // goes back to it.
+    let image = scaler.snapshot().unwrap().bytes();
+    assert!(image * 4 < from, "snapshot of {image} bytes");
+    scaler.transform(&big).await.unwrap();
+    let from = scaler.memory();
+    let done = scaler.give_back(4 << 20).await.unwrap();
+    assert!(
+        matches!(done, GiveBack::Restored { to, .. } if to * 4 < from),
+        "{done:?}"
+    );
+    assert_eq!(scaler.transform(&probe()).await.unwrap(), before);
+
+    // Below the threshold, nothing happens.
+    assert_eq!(scaler.give_back(u64::MAX).await.unwrap(), GiveBack::Kept);
+}
+
+/// A kernel whose `save-state` leaves its model out saves the same bytes
+/// again from the emptied instance, but answers the probe rows otherwise:
+/// it keeps its memory and its model. The correct kernel it was made from
+/// gives its memory back with the same predictions.
+#[tokio::test]
+async fn a_saved_state_that_loses_the_model_is_not_used_to_give_memory_back() {
+    let sandbox = copying();
+    let (big, y) = large(1 << 19);
+    for (name, gives_back) in [("forgets-state", false), ("faultless", true)] {
+        let path = guests::FAULTY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
+            .unwrap();
+        let component = load(&sandbox, name, path).await;
+        let mut kernel = component
+            .instantiate(limits(100_000_000_000, 1024, 120_000), Grants::default())
+            .await
+            .unwrap();
+        kernel.configure(&[]).await.unwrap();
+        kernel.fit(&big, Some(&y)).await.unwrap();
+        let before = kernel.predict(&probe()).await.unwrap();
+        let from = kernel.memory();
+        let done = kernel.give_back(4 << 20).await.unwrap();
+        if gives_back {
+            assert!(
+                matches!(done, GiveBack::Reloaded { .. }),
+                "{name}: {done:?}"
+            );
+            assert!(kernel.memory() * 4 < from, "{name}");
+        } else {
+            assert_eq!(done, GiveBack::Kept, "{name}");
+            assert_eq!(kernel.memory(), from, "{name}");
+            // Not asked again.
+            assert_eq!(kernel.give_back(4 << 20).await.unwrap(), GiveBack::Kept);
+        }
+        assert_eq!(kernel.predict(&probe()).await.unwrap(), before, "{name}");
     }
 }

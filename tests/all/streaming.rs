@@ -526,3 +526,61 @@ fn the_generator_is_deterministic() {
         "numeric columns have gaps"
     );
 }
+
+/// Giving memory back after every step (threshold 0: every instance, every
+/// pass) changes no prediction, bit for bit: the penguins pipeline and a
+/// generated data set with holes and strings through impute -> one-hot ->
+/// scale -> logistic regression, whole and in chunks, with frames copied
+/// into the kernels and by reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_memory_back_changes_no_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let synthetic = {
+        let mut plan = Plan::load(&workspace().join("examples/synthetic/pipeline.toml")).unwrap();
+        plan.data.source = kernel_host::manifest::DataSource::Files {
+            train: generated(&dir, "train.csv", 3000, 5),
+            test: Some(generated(&dir, "test.csv", 600, 6)),
+        };
+        plan
+    };
+    let penguins = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
+    for (name, plan) in [("penguins", penguins), ("synthetic", synthetic)] {
+        for by_reference in [false, true] {
+            for chunk in [None, Some(100)] {
+                let mut outputs = Vec::new();
+                for give_back in [None, Some(0)] {
+                    let sandbox = kernel_host::Sandbox::builder()
+                        .cache_dir(Some(workspace().join("target/test-cache")))
+                        .frames_by_reference(by_reference)
+                        .give_back_above(give_back)
+                        .build()
+                        .unwrap();
+                    let mut plan = plan.clone();
+                    let out = dir.path().join(format!("{name}-{give_back:?}.csv"));
+                    plan.output.predictions = Some(out.clone());
+                    plan.data.chunk_rows = chunk;
+                    let report = run(&sandbox, plan).await.unwrap();
+                    let gave: u64 = report.steps.iter().map(|s| s.give_backs).sum();
+                    let case = format!("{name}, by reference {by_reference}, chunks {chunk:?}");
+                    if give_back.is_some() {
+                        assert!(
+                            gave >= report.steps.len() as u64,
+                            "{case}: {gave} give-backs"
+                        );
+                    } else {
+                        assert_eq!(gave, 0, "{case}");
+                    }
+                    let table = read_table(&out, &CsvOptions::default()).unwrap();
+                    outputs.push((
+                        report.metric,
+                        kernel_host::cache::frame_digest(&table),
+                        case,
+                    ));
+                }
+                let (a, b) = (&outputs[0], &outputs[1]);
+                assert_eq!(a.0, b.0, "{}: metric", a.2);
+                assert_eq!(a.1, b.1, "{}: predictions differ", a.2);
+            }
+        }
+    }
+}

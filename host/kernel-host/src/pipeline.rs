@@ -159,7 +159,8 @@ impl Step {
     /// hold now, bytes.
     pub fn memory(&self) -> u64 {
         let shadow = self.shadow.as_ref().map(|s| s.instance.memory());
-        self.instance.memory() + self.workers.iter().map(KernelInstance::memory).sum::<u64>()
+        self.instance.memory()
+            + self.workers.iter().map(KernelInstance::memory).sum::<u64>()
             + shadow.unwrap_or(0)
     }
 

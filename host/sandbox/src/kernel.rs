@@ -1136,7 +1136,8 @@ impl KernelInstance {
             tensor_peak: self.stats.tensor_peak,
             snapshots: self.stats.snapshots,
             snapshot_time: self.stats.snapshot_time,
-            give_backs: stats.give_backs + u64::from(outcome.as_ref().is_ok_and(|g| *g != GiveBack::Kept)),
+            give_backs: stats.give_backs
+                + u64::from(outcome.as_ref().is_ok_and(|g| *g != GiveBack::Kept)),
             give_back_time: stats.give_back_time + started.elapsed(),
             ..stats
         };

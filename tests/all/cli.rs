@@ -42,6 +42,36 @@ fn run_prints_the_accuracy_and_per_kernel_costs() {
         assert!(text.contains(step), "`{step}` missing from {text}");
     }
     assert!(out.is_file());
+
+    // In chunks sized from the memory budget; a bad size is a usage error.
+    let o = kernel_host(&[
+        "run",
+        "examples/penguins/pipeline.toml",
+        "--chunk-rows",
+        "auto",
+        "--output",
+        out.to_str().unwrap(),
+        "-v",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("chunk-rows = \"auto\": chunks of"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("accuracy: "), "{}", stdout(&o));
+    let o = kernel_host(&[
+        "run",
+        "examples/penguins/pipeline.toml",
+        "--chunk-rows",
+        "many",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`many` is not a number of rows (or `auto`)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Every kind of hostile kernel, through the binary: exit code 2, the

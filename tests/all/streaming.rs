@@ -584,3 +584,39 @@ async fn giving_memory_back_changes_no_prediction() {
         }
     }
 }
+
+/// `chunk-rows = "auto"` sizes the chunks from the memory budget and the
+/// data's parsed row size, and runs exactly as that many rows given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_chunk_rows_come_from_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = Plan::load(&workspace().join("examples/synthetic/pipeline.toml")).unwrap();
+    let train = generated(&dir, "train.csv", 20_000, 7);
+    plan.data.source = kernel_host::manifest::DataSource::Files {
+        train: train.clone(),
+        test: Some(generated(&dir, "test.csv", 2_000, 8)),
+    };
+    let csv = CsvOptions::default();
+    // 1/256 of the budget, within 512 KiB and 8 MiB, over ~150 bytes a row.
+    let rows = |budget: u64| kernel_host::job::auto_chunk_rows(&train, &csv, budget).unwrap();
+    let default = rows(512 << 20);
+    assert!((8_000..20_000).contains(&default), "{default}");
+    assert!(rows(1 << 20) < default / 3, "a small budget, small chunks");
+    assert_eq!(rows(1 << 40), rows(64 << 30), "capped");
+    let mut outputs = Vec::new();
+    for auto in [true, false] {
+        let mut plan = plan.clone();
+        let out = dir.path().join(format!("p-{auto}.csv"));
+        plan.output.predictions = Some(out.clone());
+        if auto {
+            plan.data.chunk_auto = true;
+        } else {
+            plan.data.chunk_rows = Some(default);
+        }
+        let report = run(&sandbox(), plan).await.unwrap();
+        assert_eq!(report.fit, kernel_host::job::FitMode::Chunked(default));
+        let table = read_table(&out, &csv).unwrap();
+        outputs.push((report.metric, kernel_host::cache::frame_digest(&table)));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

@@ -112,7 +112,8 @@ struct RawData {
     null_values: Option<Vec<String>>,
     #[serde(default)]
     schema: BTreeMap<String, ColumnType>,
-    chunk_rows: Option<u64>,
+    /// A number of rows, or `"auto"`.
+    chunk_rows: Option<toml::Value>,
     memory_budget_mib: Option<u64>,
 }
 
@@ -962,17 +963,27 @@ fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
     if let Some(nulls) = raw.null_values {
         csv.null_values = nulls;
     }
-    if raw.chunk_rows == Some(0) {
-        return Err(src.error_at(None, "data.chunk-rows", "must be at least 1"));
-    }
+    let (chunk_rows, chunk_auto) = match raw.chunk_rows {
+        None => (None, false),
+        Some(toml::Value::Integer(n)) if n >= 1 => {
+            (Some(usize::try_from(n).unwrap_or(usize::MAX)), false)
+        }
+        Some(toml::Value::String(w)) if w == "auto" => (None, true),
+        Some(other) => {
+            return Err(src.error_at(
+                None,
+                "data.chunk-rows",
+                format!("`{other}` is not a number of rows: give one (at least 1), or \"auto\" to size the chunks from `memory-budget-mib`"),
+            ));
+        }
+    };
     Ok(DataSpec {
         source,
         target: raw.target,
         features: raw.features,
         csv,
-        chunk_rows: raw
-            .chunk_rows
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        chunk_rows,
+        chunk_auto,
         memory_budget: mib_key(
             src,
             "data.memory-budget-mib",
@@ -1050,6 +1061,31 @@ mod tests {
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn chunk_rows_is_a_number_or_auto() {
+        let dir = Scratch::new("d.csv");
+        let with = |value: &str| {
+            let text = format!(
+                "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = \"d.csv\"\nchunk-rows = {value}\n[kernels.k]\nsource = \"k.wasm\"\n"
+            );
+            std::fs::write(dir.manifest(), text).unwrap();
+            Plan::load(&dir.manifest())
+        };
+        let auto = with("\"auto\"").unwrap();
+        assert_eq!((auto.data.chunk_rows, auto.data.chunk_auto), (None, true));
+        let rows = with("500").unwrap();
+        assert_eq!(
+            (rows.data.chunk_rows, rows.data.chunk_auto),
+            (Some(500), false)
+        );
+        for bad in ["\"lots\"", "0", "-5", "1.5"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("data.chunk-rows"), "{bad}: {e}");
+            assert!(e.message.contains("is not a number of rows"), "{bad}: {e}");
+            assert!(e.message.contains("\"auto\""), "{bad}: {e}");
         }
     }
 

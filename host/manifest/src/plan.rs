@@ -112,6 +112,11 @@ pub struct DataSpec {
     pub csv: CsvOptions,
     /// Read and fit the input this many rows at a time (`None`: whole).
     pub chunk_rows: Option<usize>,
+    /// `chunk-rows = "auto"`: chunked, the size chosen from
+    /// `memory_budget` and the data when the job starts (which then sets
+    /// `chunk_rows`; see `kernel_host::job::auto_chunk_rows`).
+    #[serde(default)]
+    pub chunk_auto: bool,
     /// Input held for kernels that cannot fit in chunks, bytes.
     pub memory_budget: u64,
 }

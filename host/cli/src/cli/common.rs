@@ -21,15 +21,33 @@ pub struct DataArgs {
     /// The rows to predict (CSV or Arrow), instead of the manifest's test data.
     #[arg(long, short, visible_alias = "test", value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Read (and fit) the data this many rows at a time, in bounded memory (overrides `data.chunk-rows`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub chunk_rows: Option<u64>,
+    /// Read (and fit) the data this many rows at a time, in bounded memory, or `auto`: chunks sized from `data.memory-budget-mib` (overrides `data.chunk-rows`).
+    #[arg(long, value_name = "N|auto", value_parser = parse_chunk_rows)]
+    pub chunk_rows: Option<ChunkRows>,
     /// Grant a bundle the rights it records (directories, clocks, entropy, limits above the defaults); without this a bundle asking for any is refused.
     #[arg(long)]
     pub trust_bundle: bool,
     /// Run a bundle with the grants and limits of this manifest (yours, steps matched by id) instead of those it records.
     #[arg(long, value_name = "MANIFEST", conflicts_with = "trust_bundle")]
     pub rights_from: Option<PathBuf>,
+}
+
+/// `--chunk-rows`: a number of rows or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkRows {
+    Rows(usize),
+    Auto,
+}
+
+fn parse_chunk_rows(text: &str) -> Result<ChunkRows, String> {
+    if text == "auto" {
+        return Ok(ChunkRows::Auto);
+    }
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(ChunkRows::Rows(n)),
+        Err(_) => Err(format!("`{text}` is not a number of rows (or `auto`)")),
+    }
 }
 
 impl DataArgs {
@@ -41,9 +59,11 @@ impl DataArgs {
         Ok(DataOverrides {
             train: self.train.clone(),
             input: self.input.clone(),
-            chunk_rows: self
-                .chunk_rows
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            chunk_rows: match self.chunk_rows {
+                Some(ChunkRows::Rows(n)) => Some(n),
+                _ => None,
+            },
+            chunk_auto: self.chunk_rows == Some(ChunkRows::Auto),
             trust_bundle: self.trust_bundle,
             rights_from,
         })

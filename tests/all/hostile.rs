@@ -473,3 +473,50 @@ async fn a_load_record_is_only_used_for_the_file_it_describes() {
         "{err}"
     );
 }
+
+/// A kernel whose `save-state` never returns costs a give-back at most 2 s,
+/// not its own time limit (a minute here, fuel unbounded): it is rebuilt
+/// from its snapshot with its state, keeps serving, and is not asked again.
+#[tokio::test]
+async fn a_save_state_that_never_returns_cannot_stall_a_give_back() {
+    let sandbox = Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .frames_by_reference(false)
+        .build()
+        .unwrap();
+    let params = [("behaviour", text("save-state-loop"))];
+    let mut hostile = instance_with(
+        &sandbox,
+        "villain",
+        guests::HOSTILE,
+        &params,
+        limits(u64::MAX / 2, 1024, 60_000),
+        Grants::default(),
+    )
+    .await;
+    // A large frame copied in leaves its pages dirty: the snapshot is as
+    // large as the memory, so the give-back asks the kernel's save-state.
+    let big = frame(vec![f64_column("x", (0..1 << 21).map(f64::from).collect())]);
+    hostile.fit(&big, None).await.unwrap();
+    let started = Instant::now();
+    let (kernel, fault) = fault_of(hostile.give_back(0).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(kernel, "villain");
+    assert!(
+        matches!(fault, Fault::Timeout { limit } if limit == Duration::from_secs(2)),
+        "{fault}"
+    );
+    assert_eq!(hostile.transform(&one_row()).await.unwrap(), one_row());
+    assert_eq!(hostile.stats().rollbacks, 0, "not a failed call");
+    let started = Instant::now();
+    assert_eq!(
+        hostile.give_back(0).await.unwrap(),
+        kernel_host::GiveBack::Kept
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    host_still_serves(&sandbox).await;
+}

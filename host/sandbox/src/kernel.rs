@@ -925,6 +925,10 @@ pub struct KernelInstance {
 /// Rows of [`KernelInstance::probe`].
 const PROBE_ROWS: usize = 16;
 
+/// Longest a give-back may take (within the kernel's own time limit)
+/// before the instance is rebuilt from its snapshot instead.
+const GIVE_BACK_TIME: Duration = Duration::from_secs(2);
+
 /// A state to return an instance to: see [`KernelInstance::checkpoint`].
 pub enum Checkpoint {
     /// A snapshot of the whole instance (`None`: as instantiated) and the
@@ -1128,7 +1132,34 @@ impl KernelInstance {
         }
         let started = Instant::now();
         let (stats, last) = (self.stats, self.last);
-        let outcome = self.give_back_from(from).await;
+        let outcome = if self.shared.access.is_some() {
+            // The snapshot (or, before any state-changing call, the
+            // parameters) is the state: a kernel slow to save or load gives
+            // up after GIVE_BACK_TIME and is rebuilt from it, not waited for
+            // up to its own limit.
+            let previous = self.snapshot.clone();
+            let limit = GIVE_BACK_TIME.min(self.shared.limits.timeout);
+            match tokio::time::timeout(limit, self.give_back_from(from)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    if self.snapshot.is_none() {
+                        // Cancelled while retaking it.
+                        self.snapshot = previous;
+                    }
+                    self.reload_refused = true;
+                    self.poisoned = true;
+                    let revived = self.revive().await;
+                    // Not a failed call of the caller's: not reported as one.
+                    self.rolled_back = false;
+                    self.restarted = false;
+                    revived.and(Err(self
+                        .shared
+                        .fault("give-back", Fault::Timeout { limit })))
+                }
+            }
+        } else {
+            self.give_back_from(from).await
+        };
         // The memory it held (and the fresh one's) count; the calls do not.
         self.fold_peaks();
         self.stats = KernelStats {
@@ -1142,6 +1173,14 @@ impl KernelInstance {
             ..stats
         };
         self.last = last;
+        if matches!(
+            outcome,
+            Ok(GiveBack::Restored { .. } | GiveBack::Reloaded { .. })
+        ) {
+            // Buffers of earlier images, kept for reuse, are as large as
+            // the peak: they go too (a checkpoint sharing one keeps it).
+            self.retired.clear();
+        }
         if let Ok(done) = &outcome {
             tracing::debug!(kernel = %self.shared.id, ?done, elapsed = ?started.elapsed(), "gave back memory");
         }

@@ -47,6 +47,7 @@ const BEHAVIOURS: &[&str] = &[
     "drift",
     "escape",
     "random",
+    "save-state-loop",
 ];
 
 thread_local! {
@@ -250,6 +251,12 @@ impl Guest for Hostile {
     }
 
     fn save_state() -> Result<Vec<u8>, KernelError> {
+        if BEHAVIOUR.with_borrow(|b| b.0 == "save-state-loop") {
+            let mut i: u64 = 0;
+            loop {
+                i = black_box(i.wrapping_add(1));
+            }
+        }
         Ok(Vec::new())
     }
 

@@ -455,3 +455,33 @@ async fn a_saved_state_that_loses_the_model_is_not_used_to_give_memory_back() {
         assert_eq!(kernel.predict(&probe()).await.unwrap(), before, "{name}");
     }
 }
+
+/// A large dense state (24 MiB of random ballast) is restored through the
+/// prefaulted, huge-page path, and the memory is byte for byte the image.
+#[tokio::test]
+async fn a_large_snapshot_restores_the_memory_exactly() {
+    let sandbox = sandbox();
+    let params = [("state-mib", ParamValue::S64(24))];
+    let mut kernel = instance_with(
+        &sandbox,
+        "opaque",
+        guests::OPAQUE,
+        &params,
+        limits(100_000_000_000, 256, 60_000),
+        Grants::default(),
+    )
+    .await;
+    kernel.fit(&data(), None).await.unwrap();
+    let image = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(image.bytes() > 24 << 20, "{}", image.bytes());
+    let whole = image.materialize();
+    let before = outputs(&mut kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+    kernel.fit(&data(), None).await.unwrap();
+    assert_ne!(outputs(&mut kernel).await, before);
+    kernel.rollback_to(checkpoint).await.unwrap();
+    let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(again.materialize() == whole, "memory differs");
+    assert_eq!(again.globals, image.globals);
+    assert_eq!(outputs(&mut kernel).await, before);
+}

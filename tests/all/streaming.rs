@@ -620,3 +620,30 @@ async fn auto_chunk_rows_come_from_the_memory_budget() {
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// Each pass of a chunked fit reads what the previous one kept (the parsed
+/// input, then the outputs of the steps fitted so far), so every chunk goes
+/// through each step once: impute, encode and scale each see every chunk
+/// once to fit, once to transform for the next step, and once to predict —
+/// the same number of calls — where re-reading the input would make the
+/// first step transform each chunk once per later wave
+/// (`a_chunked_run_equals_the_whole_run` checks the predictions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_fit_transforms_each_chunk_once_per_step() {
+    let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
+    let report = crate::common::run_chunked(&sandbox(), plan, 25)
+        .await
+        .unwrap();
+    let calls = |id: &str| {
+        report
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.calls)
+            .unwrap()
+    };
+    // 258 training rows: 11 chunks; 86 test rows: 4.
+    assert!(calls("impute") >= 11 + 11 + 4, "{}", calls("impute"));
+    assert_eq!(calls("impute"), calls("encode"));
+    assert_eq!(calls("encode"), calls("scale"));
+}

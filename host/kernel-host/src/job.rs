@@ -25,8 +25,11 @@ use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, KernelResolver, Plan};
 use crate::pipeline::{Buffered, Output, Pipeline};
 use crate::report::{Provenance, RunReport, StepReport};
+use crate::spill::{Spill, SpillReader, SpillWriter};
 use crate::{Sandbox, Step};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a job reports how far it got. The CLI draws a progress bar on a
@@ -317,53 +320,94 @@ async fn fit_chunked(
     let mut train_rows = 0u64;
     let mut schema = Vec::new();
     let waves = pipeline.waves();
-    // Parse a CSV once when there is more than one pass (Arrow and
-    // Parquet are typed and columnar: they are read again instead).
-    let mut spilled: Option<Spill> = None;
+    // Each pass but the last spills, for every chunk, the frames the next
+    // pass needs (see `crate::spill`): after the first, the parsed input
+    // (a CSV is parsed once; Arrow and Parquet files, typed and columnar,
+    // are read again instead); after the others, the outputs of the steps
+    // fitted so far that later steps read, so each chunk goes through
+    // each step once per fit instead of through every earlier step on
+    // every pass. The parsed input is kept for the whole fit: if a later
+    // spill cannot be written, the next pass starts from it again.
+    let mut parsed: Option<Arc<Spill>> = None;
+    let mut carried: Option<Arc<Spill>> = None;
     for (w, wave) in waves.iter().enumerate() {
         let mut buffered = Buffered::new(plan.data.memory_budget);
-        let source = spilled
-            .as_ref()
-            .map_or(train.as_path(), |s| s.path.as_path());
-        let mut chunks = Chunks::open(source, &csv)?;
-        let mut spill = (spilled.is_none() && w + 1 < waves.len() && !is_columnar(&train))
+        let mut writer = (w + 1 < waves.len() && !(w == 0 && is_columnar(&train)))
             .then(SpillWriter::create)
             .and_then(spill_or_warn);
+        // Carried frames need only the last wave's steps; the parsed
+        // input, every earlier step.
+        let (from, is_carried) = match (&carried, &parsed) {
+            (Some(spill), _) => (Some(spill.clone()), true),
+            (None, Some(spill)) => (Some(spill.clone()), false),
+            (None, None) => (None, false),
+        };
+        let source = from.as_ref().map_or(train.clone(), |s| s.path.clone());
         progress.start(
             &format!("fit {}/{}", w + 1, waves.len()),
-            source,
-            file_size(source),
+            &source,
+            file_size(&source),
         );
         let mut rows = 0u64;
-        while let Some(chunk) = chunks.next_chunk(chunk_rows)? {
-            if let Some(writer) = &mut spill
-                && let Err(e) = writer.write(&chunk)
-            {
-                tracing::warn!("{e:#}; the next passes parse the training file again");
-                spill = None;
-            }
-            let first_row = rows + 1;
-            rows += u64::from(chunk.rows);
-            let (x, y) = features_and_target(&plan, chunk, &train, true)?;
-            // Every chunk must look like the first: the CSV reader fixes
-            // the types, the features must not come and go.
-            let x = if schema.is_empty() {
-                schema = x.schema();
-                x
-            } else {
-                x.conform(&schema, &train, first_row)?
-            };
-            pipeline
-                .fit_chunk(x, y.as_ref(), wave, &mut buffered)
+        let mut feed = async |frames: HashMap<String, Frame>,
+                              y: Option<Column>,
+                              carried: bool,
+                              writer: &mut Option<SpillWriter>| {
+            let next = pipeline
+                .fit_chunk(frames, carried, y.as_ref(), wave, &mut buffered)
                 .await?;
-            progress.update(chunks.bytes_read(), rows);
+            if let Some(spill) = writer
+                && let Err(e) = spill.write(next, y)
+            {
+                tracing::warn!("{e:#}; the next pass starts from the parsed input");
+                *writer = None;
+            }
+            Ok::<(), Error>(())
+        };
+        match &from {
+            Some(spill) => {
+                let mut reader = SpillReader::open(spill)?;
+                while let Some((frames, y)) = reader.next_chunk()? {
+                    rows += frames.values().next().map_or(0, |f| u64::from(f.rows));
+                    feed(frames, y, is_carried, &mut writer).await?;
+                    progress.update(reader.bytes_read(), rows);
+                }
+            }
+            None => {
+                let mut chunks = Chunks::open(&train, &csv)?;
+                while let Some(chunk) = chunks.next_chunk(chunk_rows)? {
+                    let first_row = rows + 1;
+                    rows += u64::from(chunk.rows);
+                    let (x, y) = features_and_target(&plan, chunk, &train, true)?;
+                    // Every chunk must look like the first: the CSV reader
+                    // fixes the types, the features must not come and go.
+                    let x = if schema.is_empty() {
+                        schema = x.schema();
+                        x
+                    } else {
+                        x.conform(&schema, &train, first_row)?
+                    };
+                    feed(
+                        HashMap::from([("source".to_string(), x)]),
+                        y,
+                        false,
+                        &mut writer,
+                    )
+                    .await?;
+                    progress.update(chunks.bytes_read(), rows);
+                }
+            }
         }
-        if let Some(writer) = spill {
-            spilled = spill_or_warn(writer.finish());
+        let done = writer.and_then(|w| spill_or_warn(w.finish())).map(Arc::new);
+        if w == 0 && !is_columnar(&train) {
+            parsed.clone_from(&done);
         }
+        carried = done;
         pipeline.finish_wave(wave, &mut buffered).await?;
         progress.finish();
-        train_rows = rows;
+        if w == 0 {
+            train_rows = rows;
+        }
     }
     Ok((
         Fitted {
@@ -409,82 +453,6 @@ pub fn auto_chunk_rows(path: &Path, csv: &CsvOptions, budget: u64) -> Result<usi
     Ok(usize::try_from(target / per_row)
         .unwrap_or(usize::MAX)
         .clamp(64, 1 << 20))
-}
-
-/// A chunked fit's training chunks as parsed by its first pass, kept as
-/// an Arrow IPC stream in the temporary directory (`TMPDIR`), so that later
-/// passes read them back instead of parsing the file again. Removed when
-/// dropped.
-struct Spill {
-    path: PathBuf,
-}
-
-impl Drop for Spill {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Writes a [`Spill`] chunk by chunk (no fsync: it lives as long as the
-/// fit).
-struct SpillWriter {
-    spill: Spill,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    writer: Option<arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>>,
-}
-
-impl SpillWriter {
-    fn create() -> anyhow::Result<SpillWriter> {
-        use anyhow::Context as _;
-        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "kernel-host-spill-{}-{n}.arrows",
-            std::process::id()
-        ));
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("cannot spill the parsed chunks to {}", path.display()))?;
-        Ok(SpillWriter {
-            spill: Spill { path },
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-            writer: None,
-        })
-    }
-
-    fn write(&mut self, chunk: &Frame) -> anyhow::Result<()> {
-        use anyhow::Context as _;
-        let context = || format!("spilling parsed chunks to {}", self.spill.path.display());
-        let batch = crate::data::arrow::frame_to_batch(chunk).with_context(context)?;
-        if self.writer.is_none()
-            && let Some(file) = self.file.take()
-        {
-            self.writer = Some(
-                arrow_ipc::writer::StreamWriter::try_new(file, &batch.schema())
-                    .with_context(context)?,
-            );
-        }
-        match &mut self.writer {
-            Some(writer) => writer.write(&batch).with_context(context),
-            None => anyhow::bail!("{}: the writer is gone", context()),
-        }
-    }
-
-    fn finish(mut self) -> anyhow::Result<Spill> {
-        use anyhow::Context as _;
-        let context = || format!("spilling parsed chunks to {}", self.spill.path.display());
-        // No chunk at all: nothing to read back either way.
-        let Some(mut writer) = self.writer.take() else {
-            anyhow::bail!("{}: no chunks", context());
-        };
-        writer.finish().with_context(context)?;
-        writer
-            .into_inner()
-            .with_context(context)?
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(context)?;
-        Ok(self.spill)
-    }
 }
 
 /// The spill, or `None` with a warning: the passes then parse the

@@ -47,6 +47,7 @@ pub mod registry;
 pub mod report;
 pub mod scaffold;
 pub mod select;
+pub mod spill;
 pub mod stream;
 pub mod telemetry;
 pub mod validate;

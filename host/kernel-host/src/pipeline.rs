@@ -861,23 +861,41 @@ impl Pipeline {
         crate::graph::waves(&ids, &inputs)
     }
 
-    /// Feeds one chunk to the steps of `wave`: earlier (fitted) steps
-    /// transform it, then each step of the wave partial-fits its share, or
-    /// holds it in `buffered` if its kernel cannot fit incrementally.
+    /// Feeds one chunk to the steps of `wave`: the frames it needs are
+    /// made from `outputs` ("source", and the outputs of earlier steps a
+    /// previous pass kept), earlier (fitted) steps transforming what is
+    /// missing, then each step of the wave partial-fits its share, or holds
+    /// it in `buffered` if its kernel cannot fit incrementally. With
+    /// `carried`, `outputs` is what this method returned for the same chunk
+    /// in the previous wave's pass, and only the steps whose outputs are
+    /// read from here on still have to transform it; otherwise every
+    /// earlier step runs. Returns the frames a pass for the next wave
+    /// needs: "source" and the earlier steps' outputs that a step of this
+    /// wave or a later one reads.
     pub async fn fit_chunk(
         &mut self,
-        x: Frame,
+        mut outputs: HashMap<String, Frame>,
+        carried: bool,
         y: Option<&Column>,
         wave: &[usize],
         buffered: &mut Buffered,
-    ) -> Result<(), Error> {
+    ) -> Result<HashMap<String, Frame>, Error> {
         let waves = self.waves();
         let depth = |i: usize| waves.iter().position(|w| w.contains(&i)).unwrap_or(0);
         let current = wave.first().map_or(0, |i| depth(*i));
         let depths: Vec<usize> = (0..self.steps.len()).map(depth).collect();
-        let mut outputs: HashMap<String, Frame> = HashMap::from([("source".to_string(), x)]);
+        // What this wave's steps and later ones read.
+        let needed: std::collections::HashSet<String> = self
+            .steps
+            .iter()
+            .zip(&depths)
+            .filter(|(_, d)| **d >= current)
+            .flat_map(|(s, _)| s.spec.inputs.iter().map(|i| i.name().to_string()))
+            .collect();
         let upstream: Vec<usize> = (0..self.steps.len())
             .filter(|j| depths[*j] < current)
+            .filter(|j| !outputs.contains_key(&self.steps[*j].spec.id))
+            .filter(|j| !carried || needed.contains(&self.steps[*j].spec.id))
             .collect();
         for j in upstream {
             let input = self.joined_input(j, &outputs)?;
@@ -937,7 +955,8 @@ impl Pipeline {
                 held.1.push(y.clone());
             }
         }
-        Ok(())
+        outputs.retain(|name, _| needed.contains(name));
+        Ok(outputs)
     }
 
     /// Fits the steps of `wave` that were given their input in

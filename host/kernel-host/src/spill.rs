@@ -236,7 +236,7 @@ fn decode(batch: &RecordBatch) -> Result<(HashMap<String, Frame>, Option<Column>
     let mut y = None;
     let schema = batch.schema();
     let columns = batch.columns();
-    if columns.len() % 2 != 0 {
+    if !columns.len().is_multiple_of(2) {
         return Err("a column without its null mask".into());
     }
     for pair in 0..columns.len() / 2 {

@@ -137,21 +137,29 @@ async fn a_sparse_snapshot_restores_the_memory_exactly() {
             image.bytes(),
             image.memory_bytes()
         );
-        let whole = image.materialize();
-        let before = outputs(&mut kernel).await;
-        let checkpoint = kernel.checkpoint().await.unwrap();
-        // Other random pages, another fit count.
-        kernel.fit(&data(), None).await.unwrap();
-        assert_ne!(outputs(&mut kernel).await, before);
-        kernel.rollback_to(checkpoint).await.unwrap();
-        let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
-        assert!(
-            again.materialize() == whole,
-            "round {round}: memory differs"
-        );
-        assert_eq!(again.globals, image.globals);
-        assert_eq!(outputs(&mut kernel).await, before);
+        rolls_back_exactly(&mut kernel, &image, &format!("round {round}")).await;
     }
+}
+
+/// Checkpoints `kernel` (whose last snapshot is `image`), fits again (the
+/// opaque kernel's state then differs), rolls back, and checks the memory
+/// is byte for byte the image's, globals and outputs too.
+async fn rolls_back_exactly(
+    kernel: &mut KernelInstance,
+    image: &kernel_host::snapshot::Image,
+    what: &str,
+) {
+    let whole = image.materialize();
+    let before = outputs(kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+    // Other random pages, another fit count.
+    kernel.fit(&data(), None).await.unwrap();
+    assert_ne!(outputs(kernel).await, before, "{what}");
+    kernel.rollback_to(checkpoint).await.unwrap();
+    let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(again.materialize() == whole, "{what}: memory differs");
+    assert_eq!(again.globals, image.globals, "{what}");
+    assert_eq!(outputs(kernel).await, before, "{what}");
 }
 
 #[tokio::test]
@@ -474,14 +482,5 @@ async fn a_large_snapshot_restores_the_memory_exactly() {
     kernel.fit(&data(), None).await.unwrap();
     let image = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert!(image.bytes() > 24 << 20, "{}", image.bytes());
-    let whole = image.materialize();
-    let before = outputs(&mut kernel).await;
-    let checkpoint = kernel.checkpoint().await.unwrap();
-    kernel.fit(&data(), None).await.unwrap();
-    assert_ne!(outputs(&mut kernel).await, before);
-    kernel.rollback_to(checkpoint).await.unwrap();
-    let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
-    assert!(again.materialize() == whole, "memory differs");
-    assert_eq!(again.globals, image.globals);
-    assert_eq!(outputs(&mut kernel).await, before);
+    rolls_back_exactly(&mut kernel, &image, "24 MiB").await;
 }

@@ -1114,16 +1114,22 @@ impl KernelInstance {
     ///   state, as a rollback restores it;
     /// - else the kernel's own `save-state` when it is at most a quarter of
     ///   the memory, loaded into the fresh instance and accepted only if
-    ///   saving again there gives the same bytes (a kernel whose saved
-    ///   state does not round-trip, say one that saves a `HashMap` in
-    ///   iteration order, keeps its memory; it is not asked again). The
-    ///   snapshot is then retaken from the small instance.
+    ///   saving again there gives the same bytes and the fresh instance
+    ///   answers the first rows of the last frame it was fitted on (its
+    ///   `transform`, or `predict`) exactly as the old one does. A kernel
+    ///   whose saved state does not round-trip (say a `HashMap` saved in
+    ///   iteration order) or leaves something out keeps its memory, and is
+    ///   not asked again. The snapshot is then retaken from the small
+    ///   instance.
     ///
-    /// The calls it makes are not counted in [`KernelStats::calls`] nor
-    /// reported; their time is [`KernelStats::give_back_time`]. A kernel
-    /// holding host resources (tensors, streams) keeps its memory. A
-    /// `transform` that changes the kernel's state (it should not) loses
-    /// that change, as it would to a rollback.
+    /// With snapshots, a give-back taking over 2 s (within the kernel's
+    /// own time limit) is abandoned: the instance is rebuilt from its
+    /// snapshot and the error says so. The calls it makes are not counted
+    /// in [`KernelStats::calls`] nor reported; their time is
+    /// [`KernelStats::give_back_time`]. A kernel holding host resources
+    /// (tensors, streams) keeps its memory. A `transform` that changes the
+    /// kernel's state (it should not) loses that change, as it would to a
+    /// rollback.
     pub async fn give_back(&mut self, above: u64) -> Result<GiveBack, Error> {
         self.revive().await?;
         let from = self.store.data().limiter.current();

@@ -99,6 +99,10 @@ impl MemoryImage {
         self.len = memory.len();
         self.runs.clear();
         self.data.clear();
+        // At most the whole memory: reserved once rather than grown by
+        // doubling (each growth copies what is held and faults fresh
+        // pages in). Pages never written are never resident.
+        self.data.reserve_exact(memory.len());
         let Some(fresh) = fresh else {
             self.runs.push(0..memory.len());
             self.data.extend_from_slice(memory);

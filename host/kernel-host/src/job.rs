@@ -455,11 +455,11 @@ pub fn auto_chunk_rows(path: &Path, csv: &CsvOptions, budget: u64) -> Result<usi
         .clamp(64, 1 << 20))
 }
 
-/// The spill, or `None` with a warning: the passes then parse the
-/// training file each time, as slower as correct.
+/// The spill, or `None` with a warning: the next pass then starts from
+/// the parsed input (or the training file), slower and as correct.
 fn spill_or_warn<T>(result: anyhow::Result<T>) -> Option<T> {
     result
-        .map_err(|e| tracing::warn!("{e:#}; every pass parses the training file"))
+        .map_err(|e| tracing::warn!("{e:#}; the next pass starts from the parsed input"))
         .ok()
 }
 
@@ -697,19 +697,18 @@ pub async fn predict_held(
 ) -> Result<Option<Predicted>, Error> {
     let output = fitted.plan().output.predictions.clone();
     let plan = fitted.plan();
-    let (mut chunk_rows, auto) = (plan.data.chunk_rows, plan.data.chunk_auto);
     let file = training_file(plan);
     match held {
         Held::File(None) => Ok(None),
         Held::File(Some(path)) => {
-            if auto && chunk_rows.is_none() {
-                let plan = fitted.plan();
-                chunk_rows = Some(auto_chunk_rows(
+            let chunk_rows = match plan.data.chunk_rows {
+                None if plan.data.chunk_auto => Some(auto_chunk_rows(
                     &path,
                     &plan.data.csv,
                     plan.data.memory_budget,
-                )?);
-            }
+                )?),
+                rows => rows,
+            };
             let mut predictor = Predictor::new(fitted, output.as_deref())?;
             predictor.file(&path, chunk_rows, progress).await?;
             predictor.finish().map(Some)

@@ -24,6 +24,7 @@ use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, is_columnar, read
 use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, KernelResolver, Plan};
 use crate::pipeline::{Buffered, Output, Pipeline};
+use crate::readahead::ReadAhead;
 use crate::report::{Provenance, RunReport, StepReport};
 use crate::spill::{Spill, SpillReader, SpillWriter};
 use crate::{Sandbox, Step};
@@ -349,33 +350,27 @@ async fn fit_chunked(
             file_size(&source),
         );
         let mut rows = 0u64;
-        let mut feed = async |frames: HashMap<String, Frame>,
-                              y: Option<Column>,
-                              carried: bool,
-                              writer: &mut Option<SpillWriter>| {
-            let next = pipeline
-                .fit_chunk(frames, carried, y.as_ref(), wave, &mut buffered)
-                .await?;
-            if let Some(spill) = writer
-                && let Err(e) = spill.write(next, y)
-            {
-                tracing::warn!("{e:#}; the next pass starts from the parsed input");
-                *writer = None;
-            }
-            Ok::<(), Error>(())
-        };
-        match &from {
+        // The next chunk is read (parsed, or decoded from the spill) on
+        // a thread of its own while the steps work on this one.
+        let mut chunks = match &from {
             Some(spill) => {
                 let mut reader = SpillReader::open(spill)?;
-                while let Some((frames, y)) = reader.next_chunk()? {
-                    rows += frames.values().next().map_or(0, |f| u64::from(f.rows));
-                    feed(frames, y, is_carried, &mut writer).await?;
-                    progress.update(reader.bytes_read(), rows);
-                }
+                ReadAhead::spawn(source.display().to_string(), READ_AHEAD, move || {
+                    Ok(reader.next_chunk()?.map(|(frames, y)| ChunkIn {
+                        frames,
+                        y,
+                        bytes_read: reader.bytes_read(),
+                    }))
+                })?
             }
             None => {
                 let mut chunks = Chunks::open(&train, &csv)?;
-                while let Some(chunk) = chunks.next_chunk(chunk_rows)? {
+                let (plan, train) = (plan.clone(), train.clone());
+                let (mut schema, mut rows) = (Vec::new(), 0u64);
+                ReadAhead::spawn(train.display().to_string(), READ_AHEAD, move || {
+                    let Some(chunk) = chunks.next_chunk(chunk_rows)? else {
+                        return Ok(None);
+                    };
                     let first_row = rows + 1;
                     rows += u64::from(chunk.rows);
                     let (x, y) = features_and_target(&plan, chunk, &train, true)?;
@@ -387,16 +382,35 @@ async fn fit_chunked(
                     } else {
                         x.conform(&schema, &train, first_row)?
                     };
-                    feed(
-                        HashMap::from([("source".to_string(), x)]),
+                    Ok(Some(ChunkIn {
+                        frames: HashMap::from([("source".to_string(), x)]),
                         y,
-                        false,
-                        &mut writer,
-                    )
-                    .await?;
-                    progress.update(chunks.bytes_read(), rows);
-                }
+                        bytes_read: chunks.bytes_read(),
+                    }))
+                })?
             }
+        };
+        while let Some(chunk) = chunks.next().await? {
+            let frames = chunk.frames;
+            rows += frames.values().next().map_or(0, |f| u64::from(f.rows));
+            if schema.is_empty()
+                && let Some(x) = frames.get("source")
+            {
+                schema = x.schema();
+            }
+            let y = chunk.y.map(Arc::new);
+            let keep = |next: &[(&str, &Frame)]| {
+                if let Some(spill) = &mut writer
+                    && let Err(e) = spill.write(next, y.as_deref())
+                {
+                    tracing::warn!("{e:#}; the next pass starts from the parsed input");
+                    writer = None;
+                }
+            };
+            pipeline
+                .fit_chunk(frames, is_carried, y.clone(), wave, &mut buffered, keep)
+                .await?;
+            progress.update(chunk.bytes_read, rows);
         }
         let done = writer.and_then(|w| spill_or_warn(w.finish())).map(Arc::new);
         if w == 0 && !is_columnar(&train) {
@@ -418,6 +432,17 @@ async fn fit_chunked(
         },
         Held::File(test),
     ))
+}
+
+/// Chunks read ahead of the one the steps work on.
+const READ_AHEAD: usize = 1;
+
+/// A chunk as a pass reads it: the frames by name ("source", or what the
+/// previous pass kept), the target, and how far into the file it ends.
+struct ChunkIn {
+    frames: HashMap<String, Frame>,
+    y: Option<Column>,
+    bytes_read: u64,
 }
 
 /// Parsed bytes a chunk of `chunk-rows = "auto"` aims at: 1/256 of the
@@ -652,9 +677,16 @@ impl<'a> Predictor<'a> {
             Some(rows) => {
                 let mut chunks = Chunks::open(path, &csv)?;
                 progress.start("predict", path, file_size(path));
-                while let Some(chunk) = chunks.next_chunk(rows)? {
+                // Parsed a chunk ahead, on a thread of its own.
+                let mut ahead =
+                    ReadAhead::spawn(path.display().to_string(), READ_AHEAD, move || {
+                        Ok(chunks
+                            .next_chunk(rows)?
+                            .map(|chunk| (chunk, chunks.bytes_read())))
+                    })?;
+                while let Some((chunk, bytes_read)) = ahead.next().await? {
                     self.batch(chunk, path).await?;
-                    progress.update(chunks.bytes_read(), self.rows);
+                    progress.update(bytes_read, self.rows);
                 }
                 progress.finish();
             }

@@ -42,6 +42,7 @@ pub mod explain;
 pub mod history;
 pub mod job;
 mod pipeline;
+mod readahead;
 pub mod recommend;
 pub mod registry;
 pub mod report;

@@ -179,8 +179,9 @@ impl Step {
         .into()
     }
 
-    /// [`Step::join_inputs`], moving out each input this step is the last
-    /// reader of (counted in `readers`) instead of copying it.
+    /// The step's inputs from `outputs`, joined column-wise in the
+    /// declared order, moving out each input this step is the last reader
+    /// of (counted in `readers`) instead of copying it.
     fn take_inputs(
         &self,
         outputs: &mut HashMap<String, Frame>,
@@ -197,12 +198,6 @@ impl Step {
                 outputs.get(name).cloned()
             }
         })
-    }
-
-    /// The step's inputs, taken from `outputs`, joined column-wise in the
-    /// declared order.
-    fn join_inputs(&self, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
-        self.gather(|name| outputs.get(name).cloned())
     }
 
     /// The inputs `input` gives for each of the step's input names, joined
@@ -866,20 +861,22 @@ impl Pipeline {
     /// previous pass kept), earlier (fitted) steps transforming what is
     /// missing, then each step of the wave partial-fits its share, or holds
     /// it in `buffered` if its kernel cannot fit incrementally. With
-    /// `carried`, `outputs` is what this method returned for the same chunk
-    /// in the previous wave's pass, and only the steps whose outputs are
-    /// read from here on still have to transform it; otherwise every
-    /// earlier step runs. Returns the frames a pass for the next wave
-    /// needs: "source" and the earlier steps' outputs that a step of this
-    /// wave or a later one reads.
+    /// `carried`, `outputs` is what `keep` was given for the same chunk in
+    /// the previous wave's pass, and only the steps whose outputs are read
+    /// from here on still have to transform it; otherwise every earlier
+    /// step runs. Before the wave's steps take their input, `keep` is given
+    /// the frames a pass for the next wave needs: "source" and the earlier
+    /// steps' outputs that a step of this wave or a later one reads. Each
+    /// frame is handed to its last reader, not copied.
     pub async fn fit_chunk(
         &mut self,
         mut outputs: HashMap<String, Frame>,
         carried: bool,
-        y: Option<&Column>,
+        y: Option<Arc<Column>>,
         wave: &[usize],
         buffered: &mut Buffered,
-    ) -> Result<HashMap<String, Frame>, Error> {
+        keep: impl FnOnce(&[(&str, &Frame)]),
+    ) -> Result<(), Error> {
         let waves = self.waves();
         let depth = |i: usize| waves.iter().position(|w| w.contains(&i)).unwrap_or(0);
         let current = wave.first().map_or(0, |i| depth(*i));
@@ -897,8 +894,19 @@ impl Pipeline {
             .filter(|j| !outputs.contains_key(&self.steps[*j].spec.id))
             .filter(|j| !carried || needed.contains(&self.steps[*j].spec.id))
             .collect();
+        // Who still reads each frame: the upstream steps, the wave's, and
+        // `keep` for what the next pass needs.
+        let mut readers: HashMap<String, usize> = HashMap::new();
+        for &i in upstream.iter().chain(wave) {
+            for input in &self.steps[i].spec.inputs {
+                *readers.entry(input.name().to_string()).or_default() += 1;
+            }
+        }
+        for name in &needed {
+            *readers.entry(name.clone()).or_default() += 1;
+        }
         for j in upstream {
-            let input = self.joined_input(j, &outputs)?;
+            let input = self.steps[j].take_inputs(&mut outputs, &mut readers)?;
             if let Produced::Frame(frame) = self.steps[j]
                 .run(
                     Pass::Predict {
@@ -913,9 +921,21 @@ impl Pipeline {
                 outputs.insert(self.steps[j].spec.id.clone(), frame);
             }
         }
+        let mut kept: Vec<(&str, &Frame)> = outputs
+            .iter()
+            .filter(|(name, _)| needed.contains(*name))
+            .map(|(name, frame)| (name.as_str(), frame))
+            .collect();
+        kept.sort_by(|a, b| a.0.cmp(b.0));
+        keep(&kept);
+        for name in &needed {
+            if let Some(n) = readers.get_mut(name) {
+                *n = n.saturating_sub(1);
+            }
+        }
         for &i in wave {
-            let input = self.joined_input(i, &outputs)?;
             let step = &mut self.steps[i];
+            let input = step.take_inputs(&mut outputs, &mut readers)?;
             let (selected, _) = step
                 .spec
                 .select
@@ -927,7 +947,10 @@ impl Pipeline {
                 .capabilities
                 .contains(Capabilities::PARTIAL_FIT)
             {
-                let fitted = step.instance.partial_fit(&selected, y).await;
+                let fitted = step
+                    .instance
+                    .partial_fit_consumed(selected, y.clone())
+                    .await;
                 step.fitted(fitted.map_err(Error::from))?;
                 continue;
             }
@@ -951,12 +974,11 @@ impl Pipeline {
                 .into());
             }
             held.0.push(selected);
-            if let Some(y) = y {
-                held.1.push(y.clone());
+            if let Some(y) = &y {
+                held.1.push(Column::clone(y));
             }
         }
-        outputs.retain(|name, _| needed.contains(name));
-        Ok(outputs)
+        Ok(())
     }
 
     /// Fits the steps of `wave` that were given their input in
@@ -1002,11 +1024,6 @@ impl Pipeline {
             .map(|f| crate::cache::frame_bytes(f) as u64)
             .sum();
         Ok(())
-    }
-
-    /// Step `i`'s inputs joined column-wise.
-    fn joined_input(&self, i: usize, outputs: &HashMap<String, Frame>) -> Result<Frame, Error> {
-        self.steps[i].join_inputs(outputs)
     }
 }
 

@@ -62,12 +62,9 @@ impl SpillWriter {
         })
     }
 
-    /// Appends one chunk: `frames` by name and the target `y`.
-    pub fn write(
-        &mut self,
-        frames: HashMap<String, Frame>,
-        y: Option<Column>,
-    ) -> anyhow::Result<()> {
+    /// Appends one chunk: `frames` by name and the target `y` (copied:
+    /// numbers and masks as they are, strings into one buffer a column).
+    pub fn write(&mut self, frames: &[(&str, &Frame)], y: Option<&Column>) -> anyhow::Result<()> {
         use anyhow::Context as _;
         let context = || format!("spilling chunks to {}", self.spill.path.display());
         let batch = encode(frames, y)
@@ -175,28 +172,25 @@ impl SpillReader {
 }
 
 /// One chunk as a record batch (frames in name order).
-/// Numbers and masks move into the batch without a copy.
-fn encode(frames: HashMap<String, Frame>, y: Option<Column>) -> Result<RecordBatch, String> {
-    let mut named: Vec<(String, Frame)> = frames.into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut rows = y
-        .as_ref()
-        .map(|y| kernel_host_types::frame::column_len(y) as u32);
+fn encode(frames: &[(&str, &Frame)], y: Option<&Column>) -> Result<RecordBatch, String> {
+    let mut named = frames.to_vec();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let mut rows = y.map(|y| kernel_host_types::frame::column_len(y) as u32);
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    let mut push = |name: String, column: Column| {
-        let (ty, array): (DataType, ArrayRef) = match column.values {
-            ColumnValues::F64(v) => (DataType::Float64, Arc::new(Float64Array::from(v))),
-            ColumnValues::S64(v) => (DataType::Int64, Arc::new(Int64Array::from(v))),
-            ColumnValues::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v))),
+    let mut push = |name: String, column: &Column| {
+        let (ty, array): (DataType, ArrayRef) = match &column.values {
+            ColumnValues::F64(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
+            ColumnValues::S64(v) => (DataType::Int64, Arc::new(Int64Array::from(v.clone()))),
+            ColumnValues::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v.clone()))),
             ColumnValues::String(v) => (
                 DataType::Utf8,
                 Arc::new(StringArray::from_iter_values(v.iter())),
             ),
         };
         let len = array.len();
-        let mask: ArrayRef = match column.nulls {
-            Some(mask) => Arc::new(UInt8Array::from(mask)),
+        let mask: ArrayRef = match &column.nulls {
+            Some(mask) => Arc::new(UInt8Array::from(mask.clone())),
             None => Arc::new(UInt8Array::new_null(len)),
         };
         fields.push(Field::new(&name, ty, false));
@@ -213,7 +207,7 @@ fn encode(frames: HashMap<String, Frame>, y: Option<Column>) -> Result<RecordBat
             return Err(format!("a frame named `{frame_name}` cannot be spilled"));
         }
         rows.get_or_insert(frame.rows);
-        for column in frame.columns {
+        for column in &frame.columns {
             push(format!("{frame_name}{SEP}{}", column.name), column);
         }
     }
@@ -331,11 +325,7 @@ mod tests {
             ColumnValues::String(vec!["A".into(), "B".into(), "A".into()]),
             None,
         );
-        let frames = HashMap::from([
-            ("source".to_string(), a.clone()),
-            ("scale".to_string(), b.clone()),
-        ]);
-        let batch = encode(frames, Some(y.clone())).unwrap();
+        let batch = encode(&[("source", &a), ("scale", &b)], Some(&y)).unwrap();
         let (back, back_y) = decode(&batch).unwrap();
         assert_eq!(back_y.as_ref(), Some(&y));
         assert_eq!(back["scale"], b);
@@ -351,14 +341,11 @@ mod tests {
         assert_eq!(source.columns[0].nulls, a.columns[0].nulls);
         assert_eq!(source.columns[1..], a.columns[1..]);
         // Frames without the target, and a frame with no columns.
-        let only = HashMap::from([(
-            "e".to_string(),
-            Frame {
-                rows: 4,
-                columns: vec![],
-            },
-        )]);
-        let (back, y) = decode(&encode(only, None).unwrap()).unwrap();
+        let empty = Frame {
+            rows: 4,
+            columns: vec![],
+        };
+        let (back, y) = decode(&encode(&[("e", &empty)], None).unwrap()).unwrap();
         assert!(y.is_none());
         assert!(back.is_empty() || back["e"].columns.is_empty());
     }

@@ -1785,16 +1785,41 @@ impl KernelInstance {
     /// kernel that builds a host matrix from its columns frees them before
     /// it starts iterating). Others as `fit`.
     pub async fn fit_consumed(&mut self, x: Frame, y: Option<Arc<Column>>) -> Result<(), Error> {
-        if !self.takes_by_reference("fit") {
-            return self.fit(&x, y.as_deref()).await;
+        self.consume_for_fit(x, y, false).await
+    }
+
+    /// [`KernelInstance::partial_fit`] of a frame the caller no longer
+    /// needs, as [`KernelInstance::fit_consumed`]: a chunked fit hands
+    /// each chunk over instead of lending a copy.
+    pub async fn partial_fit_consumed(
+        &mut self,
+        x: Frame,
+        y: Option<Arc<Column>>,
+    ) -> Result<(), Error> {
+        self.consume_for_fit(x, y, true).await
+    }
+
+    async fn consume_for_fit(
+        &mut self,
+        x: Frame,
+        y: Option<Arc<Column>>,
+        partial: bool,
+    ) -> Result<(), Error> {
+        let operation = if partial { "partial-fit" } else { "fit" };
+        if !self.takes_by_reference(operation) {
+            return if partial {
+                self.partial_fit(&x, y.as_deref()).await
+            } else {
+                self.fit(&x, y.as_deref()).await
+            };
         }
         self.state_hash = None;
         self.keep_probe(&x);
         let rows = x.rows;
         let columns = x.columns.into_iter().map(Arc::new).collect();
-        let result = self.fit_lending(columns, y.as_ref(), rows, false).await;
-        let result = self.settle("fit", result).await;
-        self.record("fit", rows, &result, |_| 0, false);
+        let result = self.fit_lending(columns, y.as_ref(), rows, partial).await;
+        let result = self.settle(operation, result).await;
+        self.record(operation, rows, &result, |_| 0, false);
         result
     }
 

@@ -607,11 +607,17 @@ async fn auto_chunk_rows_come_from_the_memory_budget() {
     let plan = synthetic_plan(&dir, (20_000, 7), (2_000, 8));
     let train = dir.path().join("train.csv");
     let csv = CsvOptions::default();
-    // 1/256 of the budget, within 512 KiB and 8 MiB, over ~150 bytes a row.
+    // 1/1024 of the budget, within 256 KiB and 8 MiB, over ~150 bytes a
+    // row.
     let rows = |budget: u64| kernel_host::job::auto_chunk_rows(&train, &csv, budget).unwrap();
     let default = rows(512 << 20);
-    assert!((8_000..20_000).contains(&default), "{default}");
-    assert!(rows(1 << 20) < default / 3, "a small budget, small chunks");
+    assert!((2_000..6_000).contains(&default), "{default}");
+    assert!(
+        rows(64 << 20) < default * 2 / 3,
+        "a small budget, small chunks"
+    );
+    assert_eq!(rows(1 << 20), rows(64 << 20), "at least 256 KiB");
+    assert!(rows(4 << 30) > default * 6, "a large budget, large chunks");
     assert_eq!(rows(1 << 40), rows(64 << 30), "capped");
     let mut outputs = Vec::new();
     for auto in [true, false] {
@@ -656,4 +662,72 @@ async fn a_chunked_fit_transforms_each_chunk_once_per_step() {
     assert!(calls("impute") >= 11 + 11 + 4, "{}", calls("impute"));
     assert_eq!(calls("impute"), calls("encode"));
     assert_eq!(calls("encode"), calls("scale"));
+}
+
+/// A chunked pass reads ahead on one thread and transforms through the
+/// earlier steps on another task while the wave's steps fit: a failure on
+/// any of the three ends the run with the error that names its cause (the
+/// kernel, or the file's row and column), nothing hangs, and the sandbox
+/// runs the next job as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_anywhere_in_a_chunked_pass_ends_it_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = generated(&dir, "train.csv", 12_000, 3);
+    let plan = |behaviour: &str, train: &std::path::Path| {
+        let text = format!(
+            "[pipeline]\nsteps = [\"impute\", \"encode\", \"odd\", \"model\"]\n\
+             [data]\ntrain = {:?}\ntest = {:?}\ntarget = \"label\"\nchunk-rows = 500\n\
+             [kernels.impute]\nsource = {:?}\n[kernels.encode]\nsource = {:?}\n\
+             [kernels.odd]\nsource = {:?}\nparams = {{ behaviour = {behaviour:?} }}\n\
+             [kernels.model]\nsource = {:?}\n",
+            train.display().to_string(),
+            train.display().to_string(),
+            guests::SIMPLE_IMPUTER,
+            guests::ONE_HOT_ENCODER,
+            guests::HOSTILE,
+            guests::SGD_CLASSIFIER,
+        );
+        let path = dir.path().join(format!("{behaviour}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Plan::load(&path).unwrap()
+    };
+    let sandbox = sandbox();
+    let message = |e: Error| format!("{e:#}");
+
+    // The earlier steps' task: `odd` traps transforming each chunk for
+    // the model's pass.
+    let e = message(
+        run(&sandbox, plan("transform-panic", &train))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.contains("odd"), "{e}");
+    assert!(e.contains("panicked"), "{e}");
+
+    // The wave's side: `odd` refuses its first chunk while the encoder
+    // transforms the next ones.
+    let e = message(run(&sandbox, plan("refuse", &train)).await.unwrap_err());
+    assert!(e.contains("odd") && e.contains("refused on purpose"), "{e}");
+
+    // The reading thread: a bad number past the rows the types are
+    // inferred from.
+    let text = std::fs::read_to_string(&train).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let x1 = header.iter().position(|c| *c == "x1").unwrap();
+    let mut cells: Vec<String> = lines[11_000].split(',').map(String::from).collect();
+    cells[x1] = "eleven".into();
+    lines[11_000] = cells.join(",");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let e = message(run(&sandbox, plan("none", &bad)).await.unwrap_err());
+    assert!(
+        e.contains("bad.csv") && e.contains("11000") && e.contains("x1"),
+        "{e}"
+    );
+
+    // And the host carries on.
+    let report = run(&sandbox, plan("none", &train)).await.unwrap();
+    assert_eq!(report.fit, kernel_host::job::FitMode::Chunked(500));
+    assert!(report.metric.is_some());
 }

@@ -22,6 +22,10 @@ use kernel_host::{Pipeline, Sandbox};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The command line's allocator, so the plain parse pays what the run pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -235,7 +239,6 @@ fn main() {
         println!("streaming benchmark: run with `cargo bench --bench streaming`");
         return;
     }
-    kernel_host::tune_process_allocator();
     // Streaming first: the run's peak memory is read from getrusage, where
     // a spawned child can be charged with its parent's resident pages.
     // `KERNEL_HOST_BENCH_STREAMING=0`: the parallel transforms alone.

@@ -23,7 +23,7 @@ use crate::data::score::Score;
 use crate::data::{Chunks, ColumnType, CsvOptions, TableWriter, is_columnar, read_table};
 use crate::error::{DataError, Error, ManifestError};
 use crate::manifest::{DataSource, KernelResolver, Plan};
-use crate::pipeline::{Buffered, Output, Pipeline};
+use crate::pipeline::{Buffered, ChunkIn, Output, Pipeline};
 use crate::readahead::ReadAhead;
 use crate::report::{Provenance, RunReport, StepReport};
 use crate::spill::{Spill, SpillReader, SpillWriter};
@@ -352,7 +352,7 @@ async fn fit_chunked(
         let mut rows = 0u64;
         // The next chunk is read (parsed, or decoded from the spill) on
         // a thread of its own while the steps work on this one.
-        let mut chunks = match &from {
+        let chunks = match &from {
             Some(spill) => {
                 let mut reader = SpillReader::open(spill)?;
                 ReadAhead::spawn(source.display().to_string(), READ_AHEAD, move || {
@@ -390,28 +390,23 @@ async fn fit_chunked(
                 })?
             }
         };
-        while let Some(chunk) = chunks.next().await? {
-            let frames = chunk.frames;
-            rows += frames.values().next().map_or(0, |f| u64::from(f.rows));
-            if schema.is_empty()
-                && let Some(x) = frames.get("source")
-            {
-                schema = x.schema();
-            }
-            let y = chunk.y.map(Arc::new);
-            let keep = |next: &[(&str, &Frame)]| {
+        pipeline
+            .fit_pass(chunks, is_carried, wave, &mut buffered, |next, y, chunk| {
+                rows += chunk.rows;
+                if schema.is_empty()
+                    && let Some((_, x)) = next.iter().find(|(name, _)| *name == "source")
+                {
+                    schema = x.schema();
+                }
                 if let Some(spill) = &mut writer
-                    && let Err(e) = spill.write(next, y.as_deref())
+                    && let Err(e) = spill.write(next, y)
                 {
                     tracing::warn!("{e:#}; the next pass starts from the parsed input");
                     writer = None;
                 }
-            };
-            pipeline
-                .fit_chunk(frames, is_carried, y.clone(), wave, &mut buffered, keep)
-                .await?;
-            progress.update(chunk.bytes_read, rows);
-        }
+                progress.update(chunk.bytes_read, rows);
+            })
+            .await?;
         let done = writer.and_then(|w| spill_or_warn(w.finish())).map(Arc::new);
         if w == 0 && !is_columnar(&train) {
             parsed.clone_from(&done);
@@ -437,32 +432,31 @@ async fn fit_chunked(
 /// Chunks read ahead of the one the steps work on.
 const READ_AHEAD: usize = 1;
 
-/// A chunk as a pass reads it: the frames by name ("source", or what the
-/// previous pass kept), the target, and how far into the file it ends.
-struct ChunkIn {
-    frames: HashMap<String, Frame>,
-    y: Option<Column>,
-    bytes_read: u64,
-}
-
-/// Parsed bytes a chunk of `chunk-rows = "auto"` aims at: 1/256 of the
-/// memory budget (2 MiB by default), within these bounds. A chunk passes
+/// Parsed bytes a chunk of `chunk-rows = "auto"` aims at: 1/1024 of the
+/// memory budget (512 KiB by default), within these bounds. A chunk passes
 /// through every step (copies, transformed frames, the kernels' buffers)
-/// beside the spill writer and the predictions. Measured (1M generated
-/// rows, 146 parsed bytes a row, impute -> one-hot -> scale -> SGD, this
-/// 2-core machine): chunks of 8 192 rows (1.2 MiB) peaked at 42 MiB RSS,
-/// 16 384 at 58 MiB, 57 456 (8 MiB) at 143 MiB, 65 536 at 159 MiB; wall
-/// time 4.3-5.6 s across 2 048 to 65 536 rows, within the noise.
-const AUTO_CHUNK_BYTES: std::ops::RangeInclusive<u64> = (512 << 10)..=(8 << 20);
+/// beside the spill writer and the predictions, and a pass holds about
+/// four at once (one read ahead, one being read, one the earlier steps
+/// transform, one the wave's steps fit). Measured (1M generated rows, 146
+/// parsed bytes a row, impute -> one-hot -> scale -> SGD, this 2-core
+/// machine, reading ahead, mimalloc): chunks of 2 048 rows peaked at 65
+/// MiB RSS, 3 590 (512 KiB) at 82-86 MiB, 8 192 at 90 MiB, 14 364 (2 MiB)
+/// at 111-121 MiB, 65 536 at 204 MiB; wall time 2.2-2.7 s for all of
+/// them, within the noise.
+const AUTO_CHUNK_BYTES: std::ops::RangeInclusive<u64> = (256 << 10)..=(8 << 20);
+
+/// The share of the memory budget a chunk of `chunk-rows = "auto"` aims at.
+const AUTO_CHUNK_SHARE: u64 = 1024;
 
 /// Rows read to estimate a row's size.
 const AUTO_SAMPLE_ROWS: usize = 1024;
 
 /// Rows per chunk of `chunk-rows = "auto"` for the data in `path`: the
-/// parsed size of its first rows, scaled to 1/256 of `budget` (within
-/// 512 KiB and 8 MiB), between 64 and 1 048 576 rows.
+/// parsed size of its first rows, scaled to 1/1024 of `budget` (within
+/// 256 KiB and 8 MiB), between 64 and 1 048 576 rows.
 pub fn auto_chunk_rows(path: &Path, csv: &CsvOptions, budget: u64) -> Result<usize, Error> {
-    let target = (budget / 256).clamp(*AUTO_CHUNK_BYTES.start(), *AUTO_CHUNK_BYTES.end());
+    let target =
+        (budget / AUTO_CHUNK_SHARE).clamp(*AUTO_CHUNK_BYTES.start(), *AUTO_CHUNK_BYTES.end());
     let mut chunks = Chunks::open(path, csv)?;
     let per_row = match chunks.next_chunk(AUTO_SAMPLE_ROWS)? {
         Some(sample) if sample.rows > 0 => {

@@ -9,6 +9,7 @@ use crate::cache::ResultCache;
 use crate::error::{Error, Fault, ManifestError, RefusalKind};
 use crate::graph::Input;
 use crate::manifest::{KernelSpec, OnFailure, Plan};
+use crate::readahead::ReadAhead;
 use crate::{Checkpoint, KernelComponent, KernelInstance};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -829,6 +830,172 @@ impl Pipeline {
     }
 }
 
+/// A chunk as a pass of a chunked fit reads it: the frames by name
+/// ("source", or what the previous pass kept), the target, and how far
+/// into the file it ends.
+pub struct ChunkIn {
+    pub frames: HashMap<String, Frame>,
+    pub y: Option<Column>,
+    pub bytes_read: u64,
+}
+
+/// What [`Pipeline::fit_pass`] tells its `keep` about a chunk.
+pub struct ChunkDone {
+    /// Rows in the chunk.
+    pub rows: u64,
+    /// Bytes of the file read up to the chunk's end.
+    pub bytes_read: u64,
+}
+
+/// A chunk the earlier steps have transformed, with who still reads each
+/// frame.
+struct Staged {
+    outputs: HashMap<String, Frame>,
+    readers: HashMap<String, usize>,
+    y: Option<Arc<Column>>,
+    done: ChunkDone,
+}
+
+/// The earlier steps' side of [`Pipeline::fit_pass`] for one chunk: runs
+/// the steps of `earlier` whose outputs are missing (with `carried`, only
+/// those read from here on), taking each input from its last reader.
+async fn transform_earlier(
+    earlier: &mut [(usize, Step)],
+    chunk: ChunkIn,
+    carried: bool,
+    needed: &std::collections::HashSet<String>,
+    wave_reads: &[String],
+) -> Result<Staged, Error> {
+    let ChunkIn {
+        frames: mut outputs,
+        y,
+        bytes_read,
+    } = chunk;
+    let rows = outputs.values().next().map_or(0, |f| u64::from(f.rows));
+    let upstream: Vec<usize> = (0..earlier.len())
+        .filter(|&j| !outputs.contains_key(&earlier[j].1.spec.id))
+        .filter(|&j| !carried || needed.contains(&earlier[j].1.spec.id))
+        .collect();
+    // Who still reads each frame: the upstream steps, the wave's, and
+    // `keep` for what the next pass needs.
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    let upstream_reads = upstream.iter().flat_map(|&j| {
+        earlier[j]
+            .1
+            .spec
+            .inputs
+            .iter()
+            .map(|i| i.name().to_string())
+    });
+    for name in upstream_reads
+        .chain(wave_reads.iter().cloned())
+        .chain(needed.iter().cloned())
+    {
+        *readers.entry(name).or_default() += 1;
+    }
+    for j in upstream {
+        let step = &mut earlier[j].1;
+        let input = step.take_inputs(&mut outputs, &mut readers)?;
+        let produced = step
+            .run(
+                Pass::Predict {
+                    probabilities: false,
+                },
+                input,
+                None,
+                true,
+            )
+            .await?;
+        if let Produced::Frame(frame) = produced {
+            outputs.insert(step.spec.id.clone(), frame);
+        }
+    }
+    Ok(Staged {
+        outputs,
+        readers,
+        y: y.map(Arc::new),
+        done: ChunkDone { rows, bytes_read },
+    })
+}
+
+/// The wave's side of [`Pipeline::fit_pass`] for one chunk.
+async fn fit_staged(
+    manifest: &std::path::Path,
+    slots: &mut [Option<Step>],
+    chunk: Staged,
+    needed: &std::collections::HashSet<String>,
+    wave: &[usize],
+    buffered: &mut Buffered,
+    keep: &mut impl FnMut(&[(&str, &Frame)], Option<&Column>, &ChunkDone),
+) -> Result<(), Error> {
+    let Staged {
+        mut outputs,
+        mut readers,
+        y,
+        done,
+    } = chunk;
+    let mut kept: Vec<(&str, &Frame)> = outputs
+        .iter()
+        .filter(|(name, _)| needed.contains(*name))
+        .map(|(name, frame)| (name.as_str(), frame))
+        .collect();
+    kept.sort_by(|a, b| a.0.cmp(b.0));
+    keep(&kept, y.as_deref(), &done);
+    for name in needed {
+        if let Some(n) = readers.get_mut(name) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    for &i in wave {
+        let Some(step) = slots[i].as_mut() else {
+            continue;
+        };
+        let input = step.take_inputs(&mut outputs, &mut readers)?;
+        let (selected, _) = step
+            .spec
+            .select
+            .split(input)
+            .map_err(|m| step.graph_error(m))?;
+        if step
+            .component
+            .info()
+            .capabilities
+            .contains(Capabilities::PARTIAL_FIT)
+        {
+            let fitted = step
+                .instance
+                .partial_fit_consumed(selected, y.clone())
+                .await;
+            step.fitted(fitted.map_err(Error::from))?;
+            continue;
+        }
+        buffered.bytes += crate::cache::frame_bytes(&selected) as u64;
+        let held = buffered.frames.entry(i).or_default();
+        let rows: u64 =
+            held.0.iter().map(|f| u64::from(f.rows)).sum::<u64>() + u64::from(selected.rows);
+        if buffered.bytes > buffered.budget {
+            return Err(ManifestError {
+                file: manifest.to_path_buf(),
+                line: step.spec.line,
+                key: Some("data.memory-budget-mib".into()),
+                message: format!(
+                    "step `{}` ({}) cannot fit in chunks, and its input passed the memory budget of {} MiB after {rows} rows; \
+                     use a kernel with partial-fit (e.g. sgd-classifier), raise `data.memory-budget-mib`, or run without chunks",
+                    step.spec.id,
+                    step.kernel_name(),
+                    buffered.budget >> 20
+                ),
+            }
+            .into());
+        }
+        held.0.push(selected);
+        if let Some(y) = &y {
+            held.1.push(Column::clone(y));
+        }
+    }
+    Ok(())
+}
+
 /// Inputs held for steps that cannot fit incrementally, within a budget.
 pub struct Buffered {
     frames: HashMap<usize, (Vec<Frame>, Vec<Column>)>,
@@ -856,129 +1023,134 @@ impl Pipeline {
         crate::graph::waves(&ids, &inputs)
     }
 
-    /// Feeds one chunk to the steps of `wave`: the frames it needs are
-    /// made from `outputs` ("source", and the outputs of earlier steps a
-    /// previous pass kept), earlier (fitted) steps transforming what is
-    /// missing, then each step of the wave partial-fits its share, or holds
-    /// it in `buffered` if its kernel cannot fit incrementally. With
-    /// `carried`, `outputs` is what `keep` was given for the same chunk in
-    /// the previous wave's pass, and only the steps whose outputs are read
-    /// from here on still have to transform it; otherwise every earlier
-    /// step runs. Before the wave's steps take their input, `keep` is given
-    /// the frames a pass for the next wave needs: "source" and the earlier
-    /// steps' outputs that a step of this wave or a later one reads. Each
-    /// frame is handed to its last reader, not copied.
-    pub async fn fit_chunk(
+    /// One pass of a chunked fit: feeds every chunk `chunks` reads to the
+    /// steps of `wave`. The frames a chunk needs are made from what was
+    /// read ("source", or the outputs of earlier steps a previous pass
+    /// kept), earlier (fitted) steps transforming what is missing, then
+    /// each step of the wave partial-fits its share, or holds it in
+    /// `buffered` if its kernel cannot fit incrementally. With `carried`,
+    /// a chunk is what `keep` was given for it in the previous wave's
+    /// pass, and only the steps whose outputs are read from here on still
+    /// transform it; otherwise every earlier step runs.
+    ///
+    /// Before the wave's steps take a chunk, `keep` is given the frames a
+    /// pass for the next wave needs ("source" and the earlier steps'
+    /// outputs that a step of this wave or a later one reads, by name),
+    /// the target and the chunk's size. Each frame is handed to its last
+    /// reader, not copied.
+    ///
+    /// The earlier steps run on a task of their own, a chunk ahead of the
+    /// wave's steps (with the reader a chunk ahead of them): on two cores
+    /// the transforms cost little wall time. Chunks keep their order, so
+    /// every fit sees what a sequential pass would give it.
+    pub async fn fit_pass(
         &mut self,
-        mut outputs: HashMap<String, Frame>,
+        mut chunks: ReadAhead<ChunkIn>,
         carried: bool,
-        y: Option<Arc<Column>>,
         wave: &[usize],
         buffered: &mut Buffered,
-        keep: impl FnOnce(&[(&str, &Frame)]),
+        mut keep: impl FnMut(&[(&str, &Frame)], Option<&Column>, &ChunkDone),
     ) -> Result<(), Error> {
         let waves = self.waves();
         let depth = |i: usize| waves.iter().position(|w| w.contains(&i)).unwrap_or(0);
         let current = wave.first().map_or(0, |i| depth(*i));
-        let depths: Vec<usize> = (0..self.steps.len()).map(depth).collect();
         // What this wave's steps and later ones read.
-        let needed: std::collections::HashSet<String> = self
-            .steps
+        let needed: Arc<std::collections::HashSet<String>> = Arc::new(
+            self.steps
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| depth(*i) >= current)
+                .flat_map(|(_, s)| s.spec.inputs.iter().map(|i| i.name().to_string()))
+                .collect(),
+        );
+        // What the wave's steps read, one count a reader.
+        let wave_reads: Vec<String> = wave
             .iter()
-            .zip(&depths)
-            .filter(|(_, d)| **d >= current)
-            .flat_map(|(s, _)| s.spec.inputs.iter().map(|i| i.name().to_string()))
+            .flat_map(|&i| {
+                self.steps[i]
+                    .spec
+                    .inputs
+                    .iter()
+                    .map(|i| i.name().to_string())
+            })
             .collect();
-        let upstream: Vec<usize> = (0..self.steps.len())
-            .filter(|j| depths[*j] < current)
-            .filter(|j| !outputs.contains_key(&self.steps[*j].spec.id))
-            .filter(|j| !carried || needed.contains(&self.steps[*j].spec.id))
+        // The earlier steps go to the transforming task and come back.
+        let mut slots: Vec<Option<Step>> = std::mem::take(&mut self.steps)
+            .into_iter()
+            .map(Some)
             .collect();
-        // Who still reads each frame: the upstream steps, the wave's, and
-        // `keep` for what the next pass needs.
-        let mut readers: HashMap<String, usize> = HashMap::new();
-        for &i in upstream.iter().chain(wave) {
-            for input in &self.steps[i].spec.inputs {
-                *readers.entry(input.name().to_string()).or_default() += 1;
-            }
-        }
-        for name in &needed {
-            *readers.entry(name.clone()).or_default() += 1;
-        }
-        for j in upstream {
-            let input = self.steps[j].take_inputs(&mut outputs, &mut readers)?;
-            if let Produced::Frame(frame) = self.steps[j]
-                .run(
-                    Pass::Predict {
-                        probabilities: false,
-                    },
-                    input,
-                    None,
-                    true,
-                )
-                .await?
-            {
-                outputs.insert(self.steps[j].spec.id.clone(), frame);
-            }
-        }
-        let mut kept: Vec<(&str, &Frame)> = outputs
-            .iter()
-            .filter(|(name, _)| needed.contains(*name))
-            .map(|(name, frame)| (name.as_str(), frame))
+        // In the order of the waves, so every input is made before it is
+        // read.
+        let mut order: Vec<usize> = (0..slots.len()).filter(|&i| depth(i) < current).collect();
+        order.sort_by_key(|&i| (depth(i), i));
+        let earlier: Vec<(usize, Step)> = order
+            .into_iter()
+            .filter_map(|i| slots[i].take().map(|s| (i, s)))
             .collect();
-        kept.sort_by(|a, b| a.0.cmp(b.0));
-        keep(&kept);
-        for name in &needed {
-            if let Some(n) = readers.get_mut(name) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        for &i in wave {
-            let step = &mut self.steps[i];
-            let input = step.take_inputs(&mut outputs, &mut readers)?;
-            let (selected, _) = step
-                .spec
-                .select
-                .split(input)
-                .map_err(|m| step.graph_error(m))?;
-            if step
-                .component
-                .info()
-                .capabilities
-                .contains(Capabilities::PARTIAL_FIT)
-            {
-                let fitted = step
-                    .instance
-                    .partial_fit_consumed(selected, y.clone())
-                    .await;
-                step.fitted(fitted.map_err(Error::from))?;
-                continue;
-            }
-            buffered.bytes += crate::cache::frame_bytes(&selected) as u64;
-            let held = buffered.frames.entry(i).or_default();
-            let rows: u64 =
-                held.0.iter().map(|f| u64::from(f.rows)).sum::<u64>() + u64::from(selected.rows);
-            if buffered.bytes > buffered.budget {
-                return Err(ManifestError {
-                    file: self.plan.path.clone(),
-                    line: step.spec.line,
-                    key: Some("data.memory-budget-mib".into()),
-                    message: format!(
-                        "step `{}` ({}) cannot fit in chunks, and its input passed the memory budget of {} MiB after {rows} rows; \
-                         use a kernel with partial-fit (e.g. sgd-classifier), raise `data.memory-budget-mib`, or run without chunks",
-                        step.spec.id,
-                        step.kernel_name(),
-                        buffered.budget >> 20
-                    ),
+        let (staged, mut ready) = tokio::sync::mpsc::channel::<Result<Staged, Error>>(1);
+        let transforming = {
+            let needed = needed.clone();
+            tokio::spawn(async move {
+                let mut earlier = earlier;
+                loop {
+                    let item = match chunks.next().await {
+                        Ok(Some(chunk)) => {
+                            transform_earlier(&mut earlier, chunk, carried, &needed, &wave_reads)
+                                .await
+                        }
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    // The wave's side stopped (it failed): nothing more
+                    // is wanted.
+                    if staged.send(item).await.is_err() || failed {
+                        break;
+                    }
                 }
-                .into());
-            }
-            held.0.push(selected);
-            if let Some(y) = &y {
-                held.1.push(Column::clone(y));
+                earlier
+            })
+        };
+        let mut failure = None;
+        while let Some(item) = ready.recv().await {
+            let fed = match item {
+                Ok(chunk) => {
+                    fit_staged(
+                        &self.plan.path,
+                        &mut slots,
+                        chunk,
+                        &needed,
+                        wave,
+                        buffered,
+                        &mut keep,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = fed {
+                failure = Some(e);
+                break;
             }
         }
-        Ok(())
+        drop(ready);
+        match transforming.await {
+            Ok(earlier) => {
+                for (i, step) in earlier {
+                    slots[i] = Some(step);
+                }
+            }
+            Err(e) => {
+                failure.get_or_insert(Error::Internal(format!(
+                    "the task transforming chunks for the next steps stopped: {e}"
+                )));
+            }
+        }
+        self.steps = slots.into_iter().flatten().collect();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Fits the steps of `wave` that were given their input in

@@ -6,8 +6,10 @@
 //!      host uses (the floor: reading the bytes at all), and
 //!    - `kernel-host run` of impute → one-hot → scale → SGD logistic
 //!      regression in chunks of 65 536 rows, as a child process, with its
-//!      peak resident memory (getrusage). A chunked fit reads the training
-//!      file once per wave of the graph (here 4) and the test file once.
+//!      peak resident memory (getrusage). A chunked fit parses the
+//!      training file once and makes one pass per wave of the graph (here
+//!      4; the later three read what the previous one spilled), then
+//!      parses the test file once. Both processes allocate with mimalloc.
 //! 2. The parallel transform speedup: the scaler on 2M rows × 8 columns
 //!    with `parallel = 2` against one instance.
 //!

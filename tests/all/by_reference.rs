@@ -59,7 +59,7 @@ async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     let scaler = load(&by_ref, "scale", guests::STANDARD_SCALER).await;
     assert_eq!(scaler.by_reference(), ["fit", "partial-fit", "transform"]);
     let imputer = load(&by_ref, "impute", guests::SIMPLE_IMPUTER).await;
-    assert_eq!(imputer.by_reference(), ["fit", "transform"]);
+    assert_eq!(imputer.by_reference(), ["fit", "partial-fit", "transform"]);
     let encoder = load(&by_ref, "encode", guests::ONE_HOT_ENCODER).await;
     assert_eq!(encoder.by_reference(), ["fit", "partial-fit", "transform"]);
     let model = load(&by_ref, "model", guests::LOGISTIC_REGRESSION).await;
@@ -95,6 +95,30 @@ async fn partial_fit_by_reference_learns_what_by_copy_learns() {
         states.push(scaler.save_state().await.unwrap());
     }
     assert_eq!(states[0], states[1]);
+
+    // The imputer, on every column (strings and holes too): the host
+    // counts the strings, the numbers are summed one by one.
+    let x = penguins("train.csv");
+    for strategy in ["mean", "most_frequent"] {
+        let params = [("strategy", ParamValue::String(strategy.into()))];
+        let mut states = Vec::new();
+        for reference in [true, false] {
+            let sandbox = sandbox_by(reference);
+            let mut imputer = instance(&sandbox, "impute", guests::SIMPLE_IMPUTER, &params).await;
+            let mut start = 0;
+            while start < x.rows as usize {
+                let end = (start + 37).min(x.rows as usize);
+                let rows: Vec<usize> = (start..end).collect();
+                imputer
+                    .partial_fit(&x.take_rows(&rows), None)
+                    .await
+                    .unwrap();
+                start = end;
+            }
+            states.push(imputer.save_state().await.unwrap());
+        }
+        assert_eq!(states[0], states[1], "{strategy}");
+    }
 }
 
 fn wide_frame(rows: usize, cols: usize) -> Frame {

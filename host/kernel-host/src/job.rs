@@ -327,8 +327,11 @@ async fn fit_chunked(
     // are read again instead); after the others, the outputs of the steps
     // fitted so far that later steps read, so each chunk goes through
     // each step once per fit instead of through every earlier step on
-    // every pass. The parsed input is kept for the whole fit: if a later
-    // spill cannot be written, the next pass starts from it again.
+    // every pass. The parsed input is kept until a later spill is
+    // written: if that one cannot be, the next pass starts from it again;
+    // once one is, a failure further on means parsing the file again
+    // (the parsed copy, as large as the input, would otherwise hold disk
+    // and page cache for the whole fit).
     let mut parsed: Option<Arc<Spill>> = None;
     let mut carried: Option<Arc<Spill>> = None;
     for (w, wave) in waves.iter().enumerate() {
@@ -410,6 +413,9 @@ async fn fit_chunked(
         let done = writer.and_then(|w| spill_or_warn(w.finish())).map(Arc::new);
         if w == 0 && !is_columnar(&train) {
             parsed.clone_from(&done);
+        }
+        if w > 0 && done.is_some() {
+            parsed = None;
         }
         carried = done;
         pipeline.finish_wave(wave, &mut buffered).await?;

@@ -9,6 +9,13 @@
 //! are kept) and each column's null mask rides in a `UInt8` column of its
 //! own, null where the column had no mask. A column is named
 //! `<frame>\u{1f}<column>`, the target `\u{1f}<column>`.
+//!
+//! Record batches are LZ4-compressed (`lz4_flex`, pure Rust): writing a
+//! spill into the page cache was the largest single cost of a 5 GB
+//! chunked run (37 % of all CPU samples, `copy_folio_from_iter_atomic`),
+//! and one-hot columns, masks and repeated labels shrink many times. On
+//! 1M generated rows the three spills went 89, 90 and 153 MB -> 68, 68
+//! and 66 MB; the 5 GB run 116-128 s -> 86 s, system time 48 -> 29 s.
 
 use crate::bindings::{Column, ColumnValues, Frame};
 use crate::error::Error;
@@ -73,9 +80,16 @@ impl SpillWriter {
         if self.writer.is_none()
             && let Some(file) = self.file.take()
         {
+            let options = arrow_ipc::writer::IpcWriteOptions::default()
+                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+                .with_context(context)?;
             self.writer = Some(
-                arrow_ipc::writer::StreamWriter::try_new(file, &batch.schema())
-                    .with_context(context)?,
+                arrow_ipc::writer::StreamWriter::try_new_with_options(
+                    file,
+                    &batch.schema(),
+                    options,
+                )
+                .with_context(context)?,
             );
         }
         match &mut self.writer {
@@ -286,6 +300,57 @@ fn decode(batch: &RecordBatch) -> Result<(HashMap<String, Frame>, Option<Column>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks written to a spill file come back in order, exactly, and
+    /// compressed: one-hot columns of 0/1 take a fraction of their bytes.
+    #[test]
+    fn a_spill_file_gives_back_its_chunks_compressed() {
+        let chunk = |k: usize| Frame {
+            rows: 4096,
+            columns: vec![
+                Column {
+                    name: "hot".into(),
+                    values: ColumnValues::F64(
+                        (0..4096)
+                            .map(|i| f64::from(u8::from((i + k) % 7 == 0)))
+                            .collect(),
+                    ),
+                    nulls: None,
+                },
+                Column {
+                    name: "s".into(),
+                    values: ColumnValues::String(
+                        (0..4096).map(|i| format!("v{}", (i * k) % 5)).collect(),
+                    ),
+                    nulls: Some((0..4096).map(|i| u8::from(i % 11 == 0)).collect()),
+                },
+            ],
+        };
+        let y = |k: usize| Column {
+            name: "label".into(),
+            values: ColumnValues::S64((0..4096).map(|i| ((i + k) % 3) as i64).collect()),
+            nulls: None,
+        };
+        let mut writer = SpillWriter::create().unwrap();
+        for k in 0..3 {
+            writer.write(&[("encode", &chunk(k))], Some(&y(k))).unwrap();
+        }
+        let spill = writer.finish().unwrap();
+        let size = std::fs::metadata(&spill.path).unwrap().len();
+        // Uncompressed: 3 chunks x 4096 rows x (8 + ~2 + 4 + 1 + 1 + 8 + 1) bytes.
+        assert!(size < 3 * 4096 * 25 / 3, "{size} bytes");
+        let mut reader = SpillReader::open(&spill).unwrap();
+        for k in 0..3 {
+            let (frames, label) = reader.next_chunk().unwrap().unwrap();
+            assert_eq!(frames["encode"], chunk(k));
+            assert_eq!(label, Some(y(k)));
+        }
+        assert!(reader.next_chunk().unwrap().is_none());
+        let path = spill.path.clone();
+        drop(reader);
+        drop(spill);
+        assert!(!path.exists(), "removed when dropped");
+    }
 
     #[test]
     fn chunks_round_trip_exactly() {

@@ -312,7 +312,7 @@ mod tests {
                     name: "hot".into(),
                     values: ColumnValues::F64(
                         (0..4096)
-                            .map(|i| f64::from(u8::from((i + k) % 7 == 0)))
+                            .map(|i| f64::from(u8::from((i + k).is_multiple_of(7))))
                             .collect(),
                     ),
                     nulls: None,
@@ -322,7 +322,11 @@ mod tests {
                     values: ColumnValues::String(
                         (0..4096).map(|i| format!("v{}", (i * k) % 5)).collect(),
                     ),
-                    nulls: Some((0..4096).map(|i| u8::from(i % 11 == 0)).collect()),
+                    nulls: Some(
+                        (0..4096u32)
+                            .map(|i| u8::from(i.is_multiple_of(11)))
+                            .collect(),
+                    ),
                 },
             ],
         };

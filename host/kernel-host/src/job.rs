@@ -350,7 +350,7 @@ async fn fit_chunked(
         progress.start(
             &format!("fit {}/{}", w + 1, waves.len()),
             &source,
-            file_size(&source),
+            from.as_ref().map_or(file_size(&train), |s| s.size()),
         );
         let mut rows = 0u64;
         // The next chunk is read (parsed, or decoded from the spill) on

@@ -32,13 +32,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Separates a frame's name from its column's.
 const SEP: char = '\u{1f}';
 
-/// A spill file, removed when dropped.
+/// A spill file. On Unix its name is removed as soon as it is created, so
+/// nothing is left behind however the process ends (killed included); the
+/// data lives while a handle is open. Elsewhere the file is removed when
+/// dropped.
 pub struct Spill {
+    /// Where it was created (for messages).
     pub path: PathBuf,
+    file: Arc<std::fs::File>,
+}
+
+impl Spill {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
 }
 
 impl Drop for Spill {
     fn drop(&mut self) {
+        #[cfg(not(unix))]
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -60,11 +73,22 @@ impl SpillWriter {
             "kernel-host-spill-{}-{n}.arrows",
             std::process::id()
         ));
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("cannot spill the chunks to {}", path.display()))?;
+        let context = || format!("cannot spill the chunks to {}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(context)?;
+        #[cfg(unix)]
+        std::fs::remove_file(&path).with_context(context)?;
+        let writing = file.try_clone().with_context(context)?;
         Ok(SpillWriter {
-            spill: Spill { path },
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            spill: Spill {
+                path,
+                file: Arc::new(file),
+            },
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, writing)),
             writer: None,
         })
     }
@@ -125,8 +149,26 @@ pub struct SpillReader {
 
 /// Counts the bytes read through it (for progress).
 struct Counting {
-    inner: std::io::BufReader<std::fs::File>,
+    inner: std::io::BufReader<At>,
     read: Arc<AtomicU64>,
+}
+
+/// Reads a shared file from its own offset, so readers of one spill do not
+/// move each other's position.
+struct At {
+    file: Arc<std::fs::File>,
+    offset: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.offset)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&*self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 impl Read for Counting {
@@ -145,7 +187,10 @@ impl SpillReader {
                 spill.path.display()
             ))
         };
-        let file = std::fs::File::open(&spill.path).map_err(|e| failed(&e))?;
+        let file = At {
+            file: spill.file.clone(),
+            offset: 0,
+        };
         let read = Arc::new(AtomicU64::new(0));
         let counting = Counting {
             inner: std::io::BufReader::with_capacity(1 << 20, file),
@@ -340,7 +385,9 @@ mod tests {
             writer.write(&[("encode", &chunk(k))], Some(&y(k))).unwrap();
         }
         let spill = writer.finish().unwrap();
-        let size = std::fs::metadata(&spill.path).unwrap().len();
+        #[cfg(unix)]
+        assert!(!spill.path.exists(), "no name left to leak");
+        let size = spill.size();
         // Uncompressed: 3 chunks x 4096 rows x (8 + ~2 + 4 + 1 + 1 + 8 + 1) bytes.
         assert!(size < 3 * 4096 * 25 / 3, "{size} bytes");
         let mut reader = SpillReader::open(&spill).unwrap();
@@ -350,10 +397,12 @@ mod tests {
             assert_eq!(label, Some(y(k)));
         }
         assert!(reader.next_chunk().unwrap().is_none());
+        // A second reader starts from the beginning.
+        let mut again = SpillReader::open(&spill).unwrap();
+        assert_eq!(again.next_chunk().unwrap().unwrap().0["encode"], chunk(0));
         let path = spill.path.clone();
-        drop(reader);
-        drop(spill);
-        assert!(!path.exists(), "removed when dropped");
+        drop((reader, again, spill));
+        assert!(!path.exists(), "removed");
     }
 
     #[test]

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: host frames hold strings cell by
 /// cell, and glibc spent about a fifth of a chunked run in malloc and
-/// free. Measured on this 2-core machine (five runs each, 1M generated
-/// rows, impute -> one-hot -> scale -> SGD in auto chunks): median 3.70 s
-/// against 4.70 s, peak RSS 64 MiB against 55 MiB; the 1M-row whole
-/// pipeline 3.8-4.0 s and 422-473 MiB against 3.8-4.1 s and 506-507 MiB.
+/// free. Measured on this 2-core machine, first by preloading Debian's
+/// mimalloc (five runs each, 1M generated rows, impute -> one-hot ->
+/// scale -> SGD in auto chunks): median 3.70 s against 4.70 s, peak RSS
+/// 64 MiB against 55 MiB; then with this crate, the 1M-row whole
+/// pipeline by reference: 3.4-4.3 s and 472-499 MiB against glibc's
+/// 3.8-4.1 s and 506-507 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -934,12 +934,11 @@ async fn fit_staged(
         y,
         done,
     } = chunk;
-    let mut kept: Vec<(&str, &Frame)> = outputs
+    let kept: Vec<(&str, &Frame)> = outputs
         .iter()
         .filter(|(name, _)| needed.contains(*name))
         .map(|(name, frame)| (name.as_str(), frame))
         .collect();
-    kept.sort_by(|a, b| a.0.cmp(b.0));
     keep(&kept, y.as_deref(), &done);
     for name in needed {
         if let Some(n) = readers.get_mut(name) {

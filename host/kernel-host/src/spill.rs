@@ -10,12 +10,17 @@
 //! own, null where the column had no mask. A column is named
 //! `<frame>\u{1f}<column>`, the target `\u{1f}<column>`.
 //!
-//! Record batches are LZ4-compressed (`lz4_flex`, pure Rust): writing a
-//! spill into the page cache was the largest single cost of a 5 GB
-//! chunked run (37 % of all CPU samples, `copy_folio_from_iter_atomic`),
-//! and one-hot columns, masks and repeated labels shrink many times. On
-//! 1M generated rows the three spills went 89, 90 and 153 MB -> 68, 68
-//! and 66 MB; the 5 GB run 116-128 s -> 86 s, system time 48 -> 29 s.
+//! Each chunk is one LZ4 block (`lz4_flex`, pure Rust): the Arrow IPC
+//! messages written for it (the schema before the first chunk, the end of
+//! the stream after the last), compressed whole, behind their raw and
+//! compressed lengths (`u32`, little-endian). Writing a spill into the
+//! page cache was the largest single cost of a 5 GB chunked run (37 % of
+//! all CPU samples, `copy_folio_from_iter_atomic`), and one-hot columns,
+//! masks and repeated labels shrink many times: on 1M generated rows the
+//! three spills went 89, 90 and 153 MB -> 68, 68 and 66 MB, the 5 GB run
+//! 116-128 s -> 86 s. (Arrow's own `LZ4_FRAME` compression, used first,
+//! compresses each buffer as a frame and decodes it through `read_to_end`,
+//! which zeroes and copies every buffer once more.)
 
 use crate::bindings::{Column, ColumnValues, Frame};
 use crate::error::Error;
@@ -24,7 +29,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,8 +65,11 @@ impl Drop for Spill {
 /// fit).
 pub struct SpillWriter {
     spill: Spill,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    writer: Option<arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>>,
+    file: std::io::BufWriter<std::fs::File>,
+    /// Encodes into memory; its bytes become a block at each chunk.
+    writer: Option<arrow_ipc::writer::StreamWriter<Vec<u8>>>,
+    /// The last block, compressed (reused).
+    compressed: Vec<u8>,
 }
 
 impl SpillWriter {
@@ -88,8 +96,9 @@ impl SpillWriter {
                 path,
                 file: Arc::new(file),
             },
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, writing)),
+            file: std::io::BufWriter::with_capacity(1 << 20, writing),
             writer: None,
+            compressed: Vec::new(),
         })
     }
 
@@ -97,60 +106,73 @@ impl SpillWriter {
     /// numbers and masks as they are, strings into one buffer a column).
     pub fn write(&mut self, frames: &[(&str, &Frame)], y: Option<&Column>) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let context = || format!("spilling chunks to {}", self.spill.path.display());
+        let path = self.spill.path.clone();
+        let context = || format!("spilling chunks to {}", path.display());
         let batch = encode(frames, y)
             .map_err(anyhow::Error::msg)
             .with_context(context)?;
-        if self.writer.is_none()
-            && let Some(file) = self.file.take()
-        {
-            let options = arrow_ipc::writer::IpcWriteOptions::default()
-                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-                .with_context(context)?;
-            self.writer = Some(
-                arrow_ipc::writer::StreamWriter::try_new_with_options(
-                    file,
-                    &batch.schema(),
-                    options,
-                )
-                .with_context(context)?,
-            );
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(
+                arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
+                    .with_context(context)?,
+            ),
+        };
+        writer.write(&batch).with_context(context)?;
+        self.block().with_context(context)
+    }
+
+    /// Compresses what the encoder wrote since the last block and appends
+    /// it to the file.
+    fn block(&mut self) -> anyhow::Result<()> {
+        let Some(writer) = &mut self.writer else {
+            return Ok(());
+        };
+        let raw = writer.get_mut();
+        if raw.is_empty() {
+            return Ok(());
         }
-        match &mut self.writer {
-            Some(writer) => writer.write(&batch).with_context(context),
-            None => anyhow::bail!("{}: the writer is gone", context()),
-        }
+        let raw_len = u32::try_from(raw.len())
+            .map_err(|_| anyhow::anyhow!("a chunk of {} bytes (4 GiB at most)", raw.len()))?;
+        self.compressed
+            .resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+        let n = lz4_flex::block::compress_into(raw, &mut self.compressed)?;
+        raw.clear();
+        let n_len = u32::try_from(n).map_err(|_| anyhow::anyhow!("a block over 4 GiB"))?;
+        self.file.write_all(&raw_len.to_le_bytes())?;
+        self.file.write_all(&n_len.to_le_bytes())?;
+        self.file.write_all(&self.compressed[..n])?;
+        Ok(())
     }
 
     pub fn finish(mut self) -> anyhow::Result<Spill> {
         use anyhow::Context as _;
-        let context = || format!("spilling chunks to {}", self.spill.path.display());
+        let path = self.spill.path.clone();
+        let context = || format!("spilling chunks to {}", path.display());
         // No chunk at all: nothing to read back either way.
-        let Some(mut writer) = self.writer.take() else {
+        let Some(writer) = &mut self.writer else {
             anyhow::bail!("{}: no chunks", context());
         };
         writer.finish().with_context(context)?;
-        writer
-            .into_inner()
-            .with_context(context)?
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(context)?;
+        self.block().with_context(context)?;
+        self.file.flush().with_context(context)?;
         Ok(self.spill)
     }
 }
 
 /// Reads a [`Spill`] back, a chunk at a time.
 pub struct SpillReader {
-    reader: arrow_ipc::reader::StreamReader<Counting>,
-    read: Arc<AtomicU64>,
+    file: std::io::BufReader<At>,
+    decoder: arrow_ipc::reader::StreamDecoder,
+    /// The last block read, compressed (reused).
+    compressed: Vec<u8>,
+    /// The memory of the last block decompressed, once its chunk was
+    /// copied out (reused).
+    spare: Vec<u8>,
+    /// The block after the last chunk was read.
+    ended: bool,
+    read: u64,
     path: PathBuf,
-}
-
-/// Counts the bytes read through it (for progress).
-struct Counting {
-    inner: std::io::BufReader<At>,
-    read: Arc<AtomicU64>,
 }
 
 /// Reads a shared file from its own offset, so readers of one spill do not
@@ -171,36 +193,19 @@ impl Read for At {
     }
 }
 
-impl Read for Counting {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 impl SpillReader {
     pub fn open(spill: &Spill) -> Result<SpillReader, Error> {
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::Internal(format!(
-                "reading back the chunks spilled to {}: {e}",
-                spill.path.display()
-            ))
-        };
         let file = At {
             file: spill.file.clone(),
             offset: 0,
         };
-        let read = Arc::new(AtomicU64::new(0));
-        let counting = Counting {
-            inner: std::io::BufReader::with_capacity(1 << 20, file),
-            read: read.clone(),
-        };
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(counting, None).map_err(|e| failed(&e))?;
         Ok(SpillReader {
-            reader,
-            read,
+            file: std::io::BufReader::with_capacity(1 << 20, file),
+            decoder: arrow_ipc::reader::StreamDecoder::new(),
+            compressed: Vec::new(),
+            spare: Vec::new(),
+            ended: false,
+            read: 0,
             path: spill.path.clone(),
         })
     }
@@ -210,24 +215,100 @@ impl SpillReader {
     pub fn next_chunk(
         &mut self,
     ) -> Result<Option<(HashMap<String, Frame>, Option<Column>)>, Error> {
-        match self.reader.next() {
-            None => Ok(None),
-            Some(Ok(batch)) => decode(&batch).map(Some).map_err(|m| {
-                Error::Internal(format!(
-                    "reading back the chunks spilled to {}: {m}",
-                    self.path.display()
-                ))
-            }),
-            Some(Err(e)) => Err(Error::Internal(format!(
-                "reading back the chunks spilled to {}: {e}",
-                self.path.display()
-            ))),
+        let path = self.path.clone();
+        let failed = |m: &dyn std::fmt::Display| {
+            Error::Internal(format!(
+                "reading back the chunks spilled to {}: {m}",
+                path.display()
+            ))
+        };
+        match self.next_batch() {
+            Ok(Some((batch, block))) => {
+                let chunk = decode(&batch).map(Some).map_err(|m| failed(&m));
+                drop(batch);
+                // The chunk was copied out: the block's memory serves the
+                // next one (a fresh buffer of a chunk's size every time
+                // faulted its pages in anew: twice the system time).
+                if let Ok(spare) = block.into_vec::<u8>() {
+                    self.spare = spare;
+                }
+                chunk
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(failed(&format!("{e:#}"))),
+        }
+    }
+
+    /// The next record batch: blocks are read and decoded until one
+    /// completes (the first block also holds the schema, the last only
+    /// the end of the stream), with the block it was decoded from.
+    fn next_batch(&mut self) -> anyhow::Result<Option<(RecordBatch, arrow_buffer::Buffer)>> {
+        loop {
+            let mut header = [0u8; 8];
+            let got = read_full(&mut self.file, &mut header)?;
+            if got == 0 {
+                // Cut at a block boundary, the stream would look whole.
+                if !self.ended {
+                    anyhow::bail!("the file ends before the end of the stream was written");
+                }
+                self.decoder.finish()?;
+                return Ok(None);
+            }
+            if got < header.len() {
+                anyhow::bail!("the file ends inside a block header");
+            }
+            let [a, b, c, d, e, f, g, h] = header;
+            let raw = u32::from_le_bytes([a, b, c, d]) as usize;
+            let len = u32::from_le_bytes([e, f, g, h]) as usize;
+            self.compressed.resize(len, 0);
+            self.file.read_exact(&mut self.compressed)?;
+            self.read += (header.len() + len) as u64;
+            let mut bytes = std::mem::take(&mut self.spare);
+            bytes.resize(raw, 0);
+            let n = lz4_flex::block::decompress_into(&self.compressed, &mut bytes)?;
+            if n != raw {
+                anyhow::bail!("a block of {n} bytes where {raw} were written");
+            }
+            let block = arrow_buffer::Buffer::from_vec(bytes);
+            let mut buffer = block.clone();
+            let mut batch = None;
+            while !buffer.is_empty() {
+                if let Some(decoded) = self.decoder.decode(&mut buffer)? {
+                    if batch.is_some() {
+                        anyhow::bail!("two chunks in one block");
+                    }
+                    batch = Some(decoded);
+                }
+            }
+            drop(buffer);
+            if let Some(batch) = batch {
+                return Ok(Some((batch, block)));
+            }
+            // Only the last block holds no chunk: the end of the stream.
+            self.ended = true;
+            if let Ok(spare) = block.into_vec::<u8>() {
+                self.spare = spare;
+            }
         }
     }
 
     pub fn bytes_read(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
+        self.read
     }
+}
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// One chunk as a record batch (frames in name order).
@@ -403,6 +484,45 @@ mod tests {
         let path = spill.path.clone();
         drop((reader, again, spill));
         assert!(!path.exists(), "removed");
+    }
+
+    /// A spill cut short (a full disk, a file someone truncated) is an
+    /// error naming the spill, never a panic or a silent end.
+    #[test]
+    fn a_truncated_spill_is_an_error_not_an_end() {
+        let chunk = |k: usize| Frame {
+            rows: 1000,
+            columns: vec![Column {
+                name: "x".into(),
+                values: ColumnValues::F64((0..1000).map(|i| (i * (k + 1)) as f64).collect()),
+                nulls: None,
+            }],
+        };
+        let mut writer = SpillWriter::create().unwrap();
+        for k in 0..3 {
+            writer.write(&[("source", &chunk(k))], None).unwrap();
+        }
+        let spill = writer.finish().unwrap();
+        let size = spill.size();
+        // Without the last block (the end of the stream) the cut falls
+        // between blocks.
+        let end = 8 + lz4_flex::block::compress(&[255, 255, 255, 255, 0, 0, 0, 0]).len() as u64;
+        for cut in [3, size / 2, size - 3, size - end] {
+            spill.file.set_len(cut).unwrap();
+            let mut reader = SpillReader::open(&spill).unwrap();
+            let mut outcome = Ok(None);
+            for _ in 0..4 {
+                outcome = reader.next_chunk();
+                if !matches!(outcome, Ok(Some(_))) {
+                    break;
+                }
+            }
+            let e = outcome.expect_err("a truncated spill must not end quietly");
+            assert!(
+                e.to_string().contains("reading back the chunks spilled to"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

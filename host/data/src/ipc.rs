@@ -140,8 +140,9 @@ impl<R: Read> BatchReader<R> {
     }
 }
 
-/// Fills `buf` from `input` as far as it goes; the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` from `input` as far as it goes (fewer bytes only at the
+/// end of the input); the bytes read.
+pub fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match input.read(&mut buf[n..]) {

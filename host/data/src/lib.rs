@@ -19,6 +19,7 @@ pub mod split;
 
 pub use chunks::{Chunks, INFER_ROWS, TableWriter};
 pub use csv::{CsvChunks, CsvOptions, MAX_RECORD_BYTES, read_csv, write_csv};
+pub use ipc::read_full;
 pub use kernel_host_types::{ColumnType, DataError, cell_text, column_len};
 
 use kernel_host_types::bindings::Frame;

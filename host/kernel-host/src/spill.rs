@@ -245,7 +245,7 @@ impl SpillReader {
     fn next_batch(&mut self) -> anyhow::Result<Option<(RecordBatch, arrow_buffer::Buffer)>> {
         loop {
             let mut header = [0u8; 8];
-            let got = read_full(&mut self.file, &mut header)?;
+            let got = kernel_host_data::read_full(&mut self.file, &mut header)?;
             if got == 0 {
                 // Cut at a block boundary, the stream would look whole.
                 if !self.ended {
@@ -295,20 +295,6 @@ impl SpillReader {
     pub fn bytes_read(&self) -> u64 {
         self.read
     }
-}
-
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// One chunk as a record batch (frames in name order).

@@ -18,10 +18,12 @@ use std::process::ExitCode;
 ///
 /// Built with `no_thp`: mimalloc otherwise asks for transparent huge pages
 /// on its arenas, and every chunk's buffers then faulted in (and zeroed)
-/// 2 MiB pages: 9 % of a chunked run's samples in `clear_page_erms`. Three
-/// interleaved runs each, 1M rows: auto chunks 2.90-3.27 s, 78-84 MiB ->
-/// 2.27-2.83 s, 50-59 MiB; chunks of 65 536 rows 3.02-3.63 s ->
-/// 2.60-2.75 s; 5 GB in chunks of 65 536, one run each: 117.6 s -> 108.7 s.
+/// 2 MiB pages: 9 % of a chunked run's samples in `clear_page_erms`. 1M
+/// rows, auto chunks, four interleaved runs with and without
+/// `MIMALLOC_ALLOW_THP=0`: 2.90-3.27 s, 76-82 MiB -> 2.27-2.83 s,
+/// 49-58 MiB; chunks of 65 536 rows, three interleaved runs of the two
+/// builds: 3.02-3.63 s -> 2.60-2.75 s; 5 GB in chunks of 65 536, one run
+/// each: 117.6 s -> 108.7 s.
 /// Only mimalloc's own advice goes: snapshot restores still ask for huge
 /// pages where they want them (`MADV_HUGEPAGE`).
 #[global_allocator]

@@ -53,6 +53,8 @@ async fn rolls_back(fail: &str, limits: Limits) -> Fault {
         rollbacks + 1,
         "{fail}: not rolled back"
     );
+    // Onto the spare instance made after the first fit.
+    assert_eq!(kernel.stats().spares_used, 1, "{fail}");
     assert_eq!(outputs(&mut kernel).await, before, "{fail}: state changed");
     // And the kernel keeps working from there: the third fit also fails
     // (fits count from the restored state), the outputs are still the same.
@@ -483,4 +485,99 @@ async fn a_large_snapshot_restores_the_memory_exactly() {
     let image = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert!(image.bytes() > 24 << 20, "{}", image.bytes());
     rolls_back_exactly(&mut kernel, &image, "24 MiB").await;
+}
+
+/// A spare instance (made ahead, grown and prefaulted for the snapshot it
+/// expects) takes a rollback to any image at least as large, and the
+/// memory is then exactly the image's; one grown past the image it is
+/// asked to restore is not used, so the memory keeps the image's size.
+#[tokio::test]
+async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
+    let sandbox = sandbox();
+    let mut kernel = opaque(&sandbox, "none", Limits::default()).await;
+    kernel.fit(&data(), None).await.unwrap();
+    let small = kernel.snapshot().unwrap().clone();
+    let before = outputs(&mut kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+
+    // A larger state (8 MiB of ballast), then a fit that traps: rolled
+    // back onto the spare made for the 1 MiB state (smaller: it grows).
+    let larger = [("state-mib", ParamValue::S64(8)), ("fail", text("trap"))];
+    kernel.configure(&params_of(&larger[..1])).await.unwrap();
+    kernel.fit(&data(), None).await.unwrap();
+    let large = kernel.snapshot().unwrap().clone();
+    assert!(large.memory_bytes() > small.memory_bytes() + (6 << 20));
+    kernel.configure(&params_of(&larger)).await.unwrap();
+    let configured = kernel.snapshot().unwrap().clone();
+    assert!(kernel.fit(&data(), None).await.is_err());
+    let stats = kernel.stats();
+    assert_eq!((stats.rollbacks, stats.spares_used), (1, 1));
+    let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(again.materialize() == configured.materialize());
+    assert_eq!(again.globals, configured.globals);
+
+    // The next spare was made for the large image: the small one cannot
+    // use it (memories do not shrink).
+    kernel.rollback_to(checkpoint).await.unwrap();
+    let stats = kernel.stats();
+    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert_eq!(restored.memory_bytes(), small.memory_bytes());
+    assert!(restored.materialize() == small.materialize());
+    assert_eq!(outputs(&mut kernel).await, before);
+    assert_eq!((stats.rollbacks, stats.spares_used), (2, 1));
+}
+
+/// Spares are capped per sandbox, and a spare's place is given back when
+/// its kernel goes; with none, rollbacks make their own instance.
+#[tokio::test]
+async fn spare_instances_are_capped_and_given_back() {
+    let sandbox = Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .spare_instances(1)
+        .build()
+        .unwrap();
+    let mut first = opaque(&sandbox, "trap", Limits::default()).await;
+    let mut second = opaque(&sandbox, "trap", Limits::default()).await;
+    first.fit(&data(), None).await.unwrap();
+    second.fit(&data(), None).await.unwrap();
+    let expected = outputs(&mut second).await;
+    // The first kernel holds the one spare.
+    assert!(second.fit(&data(), None).await.is_err());
+    assert_eq!(
+        (second.stats().rollbacks, second.stats().spares_used),
+        (1, 0)
+    );
+    assert!(first.fit(&data(), None).await.is_err());
+    assert_eq!((first.stats().rollbacks, first.stats().spares_used), (1, 1));
+    assert_eq!(sandbox.spares_held(), 1);
+    drop(first);
+    // Its place is freed once the task making its spare has seen it gone.
+    let waited = std::time::Instant::now();
+    while sandbox.spares_held() > 0 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The second kernel's next snapshot makes one.
+    second.snapshot_now().await.unwrap();
+    assert!(second.fit(&data(), None).await.is_err());
+    assert_eq!(
+        (second.stats().rollbacks, second.stats().spares_used),
+        (2, 1)
+    );
+    assert_eq!(outputs(&mut second).await, expected);
+
+    let none = Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .spare_instances(0)
+        .build()
+        .unwrap();
+    let mut kernel = opaque(&none, "trap", Limits::default()).await;
+    kernel.fit(&data(), None).await.unwrap();
+    let expected = outputs(&mut kernel).await;
+    assert!(kernel.fit(&data(), None).await.is_err());
+    assert_eq!(
+        (kernel.stats().rollbacks, kernel.stats().spares_used),
+        (1, 0)
+    );
+    assert_eq!(outputs(&mut kernel).await, expected);
 }

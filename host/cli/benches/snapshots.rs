@@ -1,8 +1,10 @@
 //! `cargo bench --bench snapshots`: what transparent snapshots cost.
 //!
 //! 1. For a kernel holding 1 MiB and 64 MiB of state (the `opaque` test
-//!    guest, which cannot export its state): taking a snapshot, and rolling
-//!    back to one (new store + instance + writing the image back), against
+//!    guest, which cannot export its state): taking a snapshot; rolling
+//!    back to a checkpoint after a fit changed the state, and after a fit
+//!    that traps, with spare instances (default) and without (new store +
+//!    instance + writing the image back), against
 //!    the physical floor measured in the same run: a host memcpy of the same
 //!    bytes into fresh memory (page faults included, as a restore into a new
 //!    instance has them) and into memory already touched.
@@ -17,11 +19,14 @@ mod common;
 use common::median;
 
 use kernel_host::bindings::{Column, Frame, Param, ParamValue};
-use kernel_host::{Grants, KernelComponent, Limits, Pipeline, Plan, Sandbox};
+use kernel_host::{Grants, KernelComponent, KernelInstance, Limits, Pipeline, Plan, Sandbox};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 15;
+
+/// Samples of each rollback median (they are short and noisy).
+const ROLLBACK_RUNS: usize = 31;
 
 fn sandbox(snapshots: bool) -> Sandbox {
     Sandbox::builder().snapshots(snapshots).build().unwrap()
@@ -53,13 +58,18 @@ fn time(mut f: impl FnMut() -> Duration) -> Duration {
     median((0..RUNS).map(|_| f()).collect())
 }
 
-async fn state_sizes(keep_resident: usize, label: &str) {
-    let sandbox = Sandbox::builder()
-        .keep_resident(keep_resident)
-        .build()
-        .unwrap();
+fn param(name: &str, value: ParamValue) -> Param {
+    Param {
+        name: name.into(),
+        value,
+    }
+}
+
+/// An `opaque` kernel holding `mib` MiB of state, fitted once (so it has a
+/// snapshot); `fail = "trap"` from its second fit on, if `trap`.
+async fn opaque(sandbox: &Sandbox, mib: i64, trap: bool) -> KernelInstance {
     let component = KernelComponent::load(
-        &sandbox,
+        sandbox,
         "opaque",
         Path::new(kernel_host_guests::OPAQUE),
         None,
@@ -72,23 +82,49 @@ async fn state_sizes(keep_resident: usize, label: &str) {
         timeout: Duration::from_secs(600),
         ..Limits::default()
     };
-    println!(
-        "| state | kept resident | image held / memory | snapshot | restore (new store + write) | memcpy, fresh pages | memcpy, touched pages | restore / fresh memcpy |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut kernel = component
+        .instantiate(limits, Grants::default())
+        .await
+        .unwrap();
+    let mut params = vec![param("state-mib", ParamValue::S64(mib))];
+    if trap {
+        params.push(param("fail", ParamValue::String("trap".into())));
+        params.push(param("fail-from", ParamValue::S64(2)));
+    }
+    kernel.configure(&params).await.unwrap();
+    kernel.fit(&frame(1000, 4), None).await.unwrap();
+    kernel
+}
+
+/// Median time of a rollback after a fit that traps (every fit after the
+/// first does), from the kernel's own count of its rollbacks' time.
+async fn trap_rollbacks(sandbox: &Sandbox, mib: i64) -> Duration {
+    let mut kernel = opaque(sandbox, mib, true).await;
+    let x = frame(1000, 4);
+    let mut samples = Vec::new();
+    for _ in 0..=ROLLBACK_RUNS {
+        let before = kernel.stats();
+        assert!(kernel.fit(&x, None).await.is_err(), "the fit should trap");
+        let after = kernel.stats();
+        assert_eq!(after.rollbacks, before.rollbacks + 1, "one rollback a trap");
+        samples.push(after.rollback_time - before.rollback_time);
+    }
+    median(samples[1..].to_vec())
+}
+
+async fn state_sizes(keep_resident: usize, label: &str, spares: usize) {
+    let sandbox = Sandbox::builder()
+        .keep_resident(keep_resident)
+        .spare_instances(spares)
+        .build()
+        .unwrap();
+    let spares = if spares == kernel_host::SPARE_INSTANCES {
+        format!("{spares} (default)")
+    } else {
+        spares.to_string()
+    };
     for mib in [1i64, 64] {
-        let mut kernel = component
-            .instantiate(limits, Grants::default())
-            .await
-            .unwrap();
-        kernel
-            .configure(&[Param {
-                name: "state-mib".into(),
-                value: ParamValue::S64(mib),
-            }])
-            .await
-            .unwrap();
-        kernel.fit(&frame(1000, 4), None).await.unwrap();
+        let mut kernel = opaque(&sandbox, mib, false).await;
         let image = kernel.snapshot().unwrap();
         // The floor: copying the memory the kernel holds (the image's
         // whole memory, which a dense restore writes).
@@ -100,13 +136,18 @@ async fn state_sizes(keep_resident: usize, label: &str) {
             kernel.snapshot_now().await.unwrap();
             snapshot.push(started.elapsed());
         }
+        // Back to a checkpoint after a fit changed the state (as a
+        // pipeline does when a later step fails).
+        let x = frame(1000, 4);
         let mut restore = Vec::new();
-        for _ in 0..=RUNS {
+        for _ in 0..=ROLLBACK_RUNS {
             let checkpoint = kernel.checkpoint().await.unwrap();
+            kernel.fit(&x, None).await.unwrap();
             let started = Instant::now();
             kernel.rollback_to(checkpoint).await.unwrap();
             restore.push(started.elapsed());
         }
+        let trapped = trap_rollbacks(&sandbox, mib).await;
 
         let source = vec![7u8; bytes];
         let fresh = time(|| {
@@ -130,14 +171,15 @@ async fn state_sizes(keep_resident: usize, label: &str) {
             median(restore[1..].to_vec()),
         );
         println!(
-            "| {mib} MiB | {label} | {:.1} / {:.1} MiB | {} | {} | {} | {} | {:.2}x |",
+            "| {mib} MiB | {label} | {spares} | {:.1} / {:.1} MiB | {} | {} | {} | {} | {} | {:.2}x |",
             held as f64 / (1 << 20) as f64,
             bytes as f64 / (1 << 20) as f64,
             show(snapshot),
             show(restore),
+            show(trapped),
             show(fresh),
             show(touched),
-            restore.as_secs_f64() / fresh.as_secs_f64(),
+            trapped.as_secs_f64() / fresh.as_secs_f64(),
         );
     }
 }
@@ -181,8 +223,14 @@ fn main() {
         .build()
         .unwrap();
     println!("## Snapshot and restore\n");
+    println!(
+        "| state | kept resident | spare instances | image held / memory | snapshot | rollback to a checkpoint | rollback after a trap | memcpy, fresh pages | memcpy, touched pages | rollback after a trap / fresh memcpy |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (bytes, label) in KEEP_RESIDENT {
-        runtime.block_on(state_sizes(bytes, label));
+        for spares in [kernel_host::SPARE_INSTANCES, 0] {
+            runtime.block_on(state_sizes(bytes, label, spares));
+        }
     }
 
     println!("\n## Snapshot overhead on a pipeline fit\n");

@@ -59,6 +59,7 @@ pub struct SandboxBuilder {
     observer: Arc<dyn CallObserver>,
     snapshots: bool,
     keep_resident: usize,
+    spares: usize,
     device: kernel_host_tensor::DeviceChoice,
     by_reference: bool,
     verify_loads: bool,
@@ -91,6 +92,7 @@ impl Default for SandboxBuilder {
             observer: Arc::new(Unobserved),
             snapshots: true,
             keep_resident: KEEP_RESIDENT,
+            spares: SPARE_INSTANCES,
             device: kernel_host_tensor::DeviceChoice::Auto,
             by_reference: true,
             verify_loads: false,
@@ -154,6 +156,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Spare instances kept at once, made ahead of rollbacks (default
+    /// [`SPARE_INSTANCES`]; 0: a rollback makes its own instance).
+    pub fn spare_instances(mut self, spares: usize) -> Self {
+        self.spares = spares.min(MAX_SPARE_INSTANCES);
+        self
+    }
+
     /// Where kernels' host tensors live: `auto` (CUDA when usable, default),
     /// `cpu` or `cuda`.
     pub fn device(mut self, device: kernel_host_tensor::DeviceChoice) -> Self {
@@ -205,11 +214,14 @@ impl SandboxBuilder {
         config.memory_init_cow(true);
         if self.pooling {
             let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(256)
-                .total_core_instances(1024)
-                .total_memories(512)
-                .total_tables(1024)
-                .total_stacks(256)
+            // Room for the spare instances (see [`SPARE_INSTANCES`]) on
+            // top of what kernel instances may take.
+            let spares = self.spares as u32;
+            pool.total_component_instances(256 + spares)
+                .total_core_instances(1024 + 4 * spares)
+                .total_memories(512 + 2 * spares)
+                .total_tables(1024 + 4 * spares)
+                .total_stacks(256 + spares)
                 .max_core_instances_per_component(16)
                 .max_memories_per_component(8)
                 .max_tables_per_component(32)
@@ -290,6 +302,8 @@ impl SandboxBuilder {
                 tensors,
                 stop,
                 admission: Arc::new(tokio::sync::Semaphore::new(PIPELINE_INSTANCES as usize)),
+                spares: Arc::new(tokio::sync::Semaphore::new(self.spares)),
+                spare_limit: self.spares,
                 loads: crate::kernel::LoadCache::default(),
                 verify_loads: self.verify_loads,
                 give_back_above: self.give_back_above,
@@ -313,6 +327,9 @@ struct Inner {
     stop: Arc<AtomicBool>,
     /// Instance slots pipelines reserve before loading (see [`Sandbox::admit`]).
     admission: Arc<tokio::sync::Semaphore>,
+    /// Spare instances made ahead of rollbacks (see [`SPARE_INSTANCES`]).
+    spares: Arc<tokio::sync::Semaphore>,
+    spare_limit: usize,
     /// Kernels this sandbox loaded, by file identity (see
     /// [`crate::KernelComponent::load_for`]).
     loads: crate::kernel::LoadCache,
@@ -324,6 +341,18 @@ struct Inner {
 /// 256 component instances, and the rest are kept for instances made
 /// outside pipelines (`inspect`, registry probes).
 pub const PIPELINE_INSTANCES: u32 = 224;
+
+/// Spare instances a sandbox keeps at once: a kernel instance that has a
+/// snapshot gets a fresh instance of its component made ahead, on a task
+/// of its own, so that rolling back is writing the image into it rather
+/// than waiting for the failed store's slot to be reset and a new instance
+/// to be made (see `KernelInstance::rollback_to`). The pool has room for
+/// them beyond the kernel instances', so a spare never takes a slot a
+/// kernel needs; past this many, instances roll back without one.
+pub const SPARE_INSTANCES: usize = 16;
+
+/// Most spare instances [`SandboxBuilder::spare_instances`] accepts.
+pub const MAX_SPARE_INSTANCES: usize = 256;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -349,6 +378,18 @@ impl Sandbox {
 
     pub(crate) fn loads(&self) -> &crate::kernel::LoadCache {
         &self.inner.loads
+    }
+
+    /// Leave to keep one spare instance (see [`SPARE_INSTANCES`]), if
+    /// fewer than that many are kept now.
+    pub(crate) fn spare_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.spares.clone().try_acquire_owned().ok()
+    }
+
+    /// Spare instances kept now (being made or made, see
+    /// [`SPARE_INSTANCES`]).
+    pub fn spares_held(&self) -> usize {
+        self.inner.spare_limit - self.inner.spares.available_permits()
     }
 
     /// Whether every load re-reads and re-hashes its file (see

@@ -591,6 +591,7 @@ impl KernelComponent {
             last: (Duration::ZERO, 0),
             reload_refused: false,
             probe: None,
+            spare: None,
         })
     }
 }
@@ -752,6 +753,54 @@ impl Shared {
         Ok((store, bindings, instance))
     }
 
+    /// Starts making a spare instance on a task of its own, then dropping
+    /// `replaced` there (a store a rollback replaced: resetting its pool
+    /// slot is then off the rollback's path, and the spare is not kept
+    /// waiting for it). With `like`, the spare is readied for restoring it
+    /// (see [`Access::prepare`]). `None` when the sandbox keeps as many
+    /// spares as it may or no runtime runs tasks; `replaced` is then
+    /// dropped here.
+    fn prepare_spare(
+        self: &Arc<Self>,
+        replaced: Option<Store<HostState>>,
+        like: Option<Snapshot>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Spare>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let leave = self.sandbox.spare_permit()?;
+        let shared = self.clone();
+        let (made_one, spare) = tokio::sync::oneshot::channel();
+        runtime.spawn(async move {
+            let made = async {
+                let (mut store, bindings, instance) = shared.fresh().await?;
+                let mut sizes = None;
+                if let (Some(access), Some(image)) = (&shared.access, like) {
+                    let prepared = tokio::time::timeout(
+                        shared.limits.timeout,
+                        access.prepare(&mut store, &instance, &image),
+                    )
+                    .await
+                    .map_err(|_| Error::Host(anyhow::anyhow!("preparing it timed out")))?
+                    .map_err(|e| Error::Host(anyhow::anyhow!("preparing it: {e:#}")))?;
+                    sizes = Some(prepared);
+                }
+                Ok::<_, Error>(Spare {
+                    store,
+                    bindings,
+                    instance,
+                    sizes,
+                    _leave: leave,
+                })
+            };
+            match made.await {
+                // Unsent (the instance is gone): dropped here.
+                Ok(spare) => drop(made_one.send(spare)),
+                Err(e) => tracing::debug!(kernel = %shared.id, "no spare instance: {e}"),
+            }
+            drop(replaced);
+        });
+        Some(spare)
+    }
+
     /// A new store, limits and metering set, holding no instance yet.
     fn store(&self) -> Result<Store<HostState>, Error> {
         let tensors = kernel_host_tensor::StoreTensors::new(
@@ -862,8 +911,13 @@ pub struct KernelStats {
     /// time they took.
     pub snapshots: u64,
     pub snapshot_time: Duration,
-    /// Times a snapshot was restored: after a failed call, or on request.
+    /// Times a snapshot was restored: after a failed call, or on request,
+    /// and the time that took (replacing the store and writing the image).
     pub rollbacks: u64,
+    pub rollback_time: Duration,
+    /// Times a store was replaced by a spare instance made ahead (see
+    /// [`crate::SPARE_INSTANCES`]) rather than a new one.
+    pub spares_used: u64,
     /// Most bytes of host tensors the kernel held at once.
     pub tensor_peak: u64,
     /// Times the instance gave its memory back after a peak, and the time
@@ -920,6 +974,22 @@ pub struct KernelInstance {
     /// The first rows of the last frame it was given: a fresh instance
     /// that loaded the saved state must answer them as this one does.
     probe: Option<Frame>,
+    /// A fresh instance being made, or made, for the next rollback.
+    spare: Option<tokio::sync::oneshot::Receiver<Spare>>,
+}
+
+/// A fresh store and instance of a kernel made ahead of its next rollback
+/// (see [`crate::SPARE_INSTANCES`]): it has run nothing but
+/// instantiation, as the one a rollback would make.
+struct Spare {
+    store: Store<HostState>,
+    bindings: Exports,
+    instance: Instance,
+    /// Its memories' sizes once grown for an image (`None`: as
+    /// instantiated): it can take images at least that large.
+    sizes: Option<Vec<usize>>,
+    /// Released once the store is gone (fields drop in order).
+    _leave: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Rows of [`KernelInstance::probe`].
@@ -1030,11 +1100,13 @@ impl KernelInstance {
         if !self.poisoned {
             return Ok(());
         }
+        let started = Instant::now();
         let restored = self.rebuild().await?;
         self.restarted = true;
         self.stats.restarts += 1;
         if let Some(bytes) = restored {
             self.stats.rollbacks += 1;
+            self.stats.rollback_time += started.elapsed();
             self.rolled_back = true;
             tracing::info!(
                 kernel = %self.shared.id,
@@ -1054,26 +1126,38 @@ impl KernelInstance {
     async fn rebuild(&mut self) -> Result<Option<u64>, Error> {
         self.poisoned = true;
         self.fold_peaks();
-        // The old store goes first: its pooled memory slot, pages still
-        // mapped, is then the one the new instance gets (the pool prefers
-        // the slot this component used last), and the restore writes into
-        // resident pages instead of faulting them in.
-        self.store = self.shared.store()?;
-        let (bindings, instance) = self.shared.instantiate(&mut self.store).await?;
-        self.bindings = bindings;
-        self.instance = instance;
+        let image = self.usable_snapshot();
+        let replaced = match self.take_spare(image.as_deref()).await {
+            // Made ahead: the failed store is dropped (its slot reset) on
+            // the task that makes the next spare, after the restore.
+            Some(spare) => {
+                self.stats.spares_used += 1;
+                self.bindings = spare.bindings;
+                self.instance = spare.instance;
+                Some(std::mem::replace(&mut self.store, spare.store))
+            }
+            None => {
+                // The old store goes first: its pooled memory slot, pages
+                // still mapped, is then the one the new instance gets (the
+                // pool prefers the slot this component used last), and the
+                // restore writes into resident pages instead of faulting
+                // them in.
+                self.store = self.shared.store()?;
+                let (bindings, instance) = self.shared.instantiate(&mut self.store).await?;
+                self.bindings = bindings;
+                self.instance = instance;
+                None
+            }
+        };
         self.stderr_logged = 0;
         self.poisoned = false;
         self.state_hash = None;
-        if let (Some(access), Some(image)) = (self.shared.access.clone(), self.usable_snapshot()) {
-            let started = self.begin();
-            let outcome = tokio::time::timeout(
-                self.shared.limits.timeout,
-                access.restore(&mut self.store, &self.instance, &image),
-            )
-            .await;
-            self.finish("restore", started, outcome)?;
-            return Ok(Some(image.bytes()));
+        let restored = self.restore_snapshot(image).await;
+        if self.spare.is_none() {
+            self.spare = self.shared.prepare_spare(replaced, self.snapshot.clone());
+        }
+        if let Some(bytes) = restored? {
+            return Ok(Some(bytes));
         }
         if !self.params.is_empty() && !self.shared.frozen {
             // Not through `configure`, which would revive again on failure.
@@ -1090,6 +1174,42 @@ impl KernelInstance {
             refused(self.id(), "configure", result)?;
         }
         Ok(None)
+    }
+
+    /// Writes `image` (the last usable snapshot) into the fresh instance:
+    /// its bytes, or `None` without one.
+    async fn restore_snapshot(&mut self, image: Option<Snapshot>) -> Result<Option<u64>, Error> {
+        let (Some(access), Some(image)) = (self.shared.access.clone(), image) else {
+            return Ok(None);
+        };
+        let started = self.begin();
+        let outcome = tokio::time::timeout(
+            self.shared.limits.timeout,
+            access.restore(&mut self.store, &self.instance, &image),
+        )
+        .await;
+        self.finish("restore", started, outcome)?;
+        Ok(Some(image.bytes()))
+    }
+
+    /// The spare instance, if one was made and can take `image` (without
+    /// one: is as instantiated); one grown past `image` is dropped. A spare
+    /// still being made is waited for: it started before a new instance
+    /// would have.
+    async fn take_spare(&mut self, image: Option<&Image>) -> Option<Spare> {
+        let spare = self.spare.take()?.await.ok()?;
+        let fits = match (&spare.sizes, image) {
+            (None, _) => true,
+            (Some(sizes), Some(image)) => {
+                sizes.len() == image.memories.len()
+                    && sizes
+                        .iter()
+                        .zip(&image.memories)
+                        .all(|(size, m)| *size <= m.len)
+            }
+            (Some(_), None) => false,
+        };
+        fits.then_some(spare)
     }
 
     /// Keeps the peaks of the store about to be replaced.
@@ -1410,6 +1530,10 @@ impl KernelInstance {
         self.snapshot = Some(Arc::new(image));
         self.stats.snapshots += 1;
         self.stats.snapshot_time += started.elapsed();
+        // A state worth rolling back to: have an instance ready for it.
+        if self.spare.is_none() {
+            self.spare = self.shared.prepare_spare(None, self.snapshot.clone());
+        }
         Ok(())
     }
 
@@ -1433,7 +1557,15 @@ impl KernelInstance {
     pub async fn rollback_to(&mut self, checkpoint: Checkpoint) -> Result<(), Error> {
         match checkpoint {
             Checkpoint::Image { snapshot, params } => {
-                self.snapshot = snapshot;
+                // The image replaced is kept for its buffers (the next
+                // snapshot reuses them): freeing a 64 MiB image here took
+                // milliseconds of the rollback.
+                if let Some(current) = std::mem::replace(&mut self.snapshot, snapshot) {
+                    self.retired.push(current);
+                }
+                while self.retired.len() > 2 {
+                    self.retired.remove(0);
+                }
                 self.params = params;
                 self.poisoned = true;
                 self.revive().await

@@ -34,7 +34,9 @@ pub mod observe;
 pub mod snapshot;
 mod state;
 
-pub use engine::{Metering, Sandbox, SandboxBuilder, sha256_hex};
+pub use engine::{
+    MAX_SPARE_INSTANCES, Metering, SPARE_INSTANCES, Sandbox, SandboxBuilder, sha256_hex,
+};
 pub use error::{Error, Fault, LoadProblem, RefusalKind, Result};
 pub use kernel::{
     Checkpoint, GiveBack, KernelComponent, KernelInstance, KernelStats, MAX_KERNEL_BYTES,

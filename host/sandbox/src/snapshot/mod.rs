@@ -315,6 +315,45 @@ impl Access {
         Ok(image)
     }
 
+    /// Readies a fresh `instance` for a later [`Access::restore`] of an
+    /// image like `image`: grows each memory to the image's size and, for
+    /// images holding at most [`PREPARE_PREFAULT_MAX`] bytes, faults in the
+    /// pages the image's runs will be written to, so that the restore only
+    /// copies. Returns the memories' sizes; an instance so prepared may
+    /// take any image whose memories are at least as large (memories never
+    /// shrink).
+    pub async fn prepare<T: Send + 'static>(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        instance: &Instance,
+        image: &Image,
+    ) -> Result<Vec<usize>> {
+        let mut store = store.as_context_mut();
+        let mut sizes = Vec::with_capacity(self.memories.len());
+        let prefault_runs = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
+        for (memory, recorded) in self.memories.iter().zip(&image.memories) {
+            if let Some(seek) = memory.seek {
+                let seek = instance.get_typed_func::<(u32, u32), ()>(&mut store, seek)?;
+                let total = u32::try_from(recorded.len)
+                    .map_err(|_| wasmtime::Error::msg("a snapshot memory over 4 GiB"))?;
+                seek.call_async(&mut store, (0, total)).await?;
+            }
+            let len = read(&mut store, instance, memory.read, |view| {
+                if prefault_runs {
+                    for (at, bytes) in recorded.pieces() {
+                        if let Some(range) = view.get(at..at + bytes.len()) {
+                            prefault(range);
+                        }
+                    }
+                }
+                view.len()
+            })
+            .await?;
+            sizes.push(len);
+        }
+        Ok(sizes)
+    }
+
     /// Writes `image` into `instance`, which must be a fresh instance of
     /// this component or of one with the same core modules (memories never
     /// shrink, so each is at most as large as the image's). An image taken
@@ -382,6 +421,12 @@ impl Access {
 
 /// Images holding less than this are written without prefaulting.
 const PREFAULT_MIN: usize = 4 << 20;
+
+/// Largest image whose pages [`Access::prepare`] faults in ahead: the
+/// ones [`Access::restore`] would otherwise fault in a page at a time. A
+/// spare instance holds that much memory while it waits; a larger image's
+/// spare is only grown, and its restore prefaults as without a spare.
+pub const PREPARE_PREFAULT_MAX: usize = PREFAULT_MIN;
 
 /// Runs at least this long are backed with 2 MiB pages where aligned.
 const HUGE_RUN_MIN: usize = 8 << 20;

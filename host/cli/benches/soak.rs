@@ -114,6 +114,11 @@ fn main() {
     if let Ok(bytes) = std::env::var("KERNEL_HOST_SOAK_RESIDENT") {
         builder = builder.keep_resident(bytes.parse().unwrap());
     }
+    // KERNEL_HOST_SOAK_SPARES: spare instances kept for rollbacks (default
+    // 16; 0 to compare without).
+    if let Ok(spares) = std::env::var("KERNEL_HOST_SOAK_SPARES") {
+        builder = builder.spare_instances(spares.parse().unwrap());
+    }
     let sandbox = builder.build().unwrap();
     let mut penguins = Plan::load(&workspace.join("examples/penguins/pipeline.toml")).unwrap();
     // Judged by the accuracy; a thousand writers of one file are tested

@@ -259,6 +259,11 @@ async fn on_failure_rollback_keeps_the_old_state_and_carries_on() {
     assert_ne!(after[..3], before[..3], "steps 1-3 refitted");
     assert_eq!(after[3], before[3], "step 4 kept its state");
     assert_eq!(pipeline.steps()[3].skipped_fits, 1);
+    let report = kernel_host::report::StepReport::of(&pipeline.steps()[3]);
+    assert_eq!(report.rollbacks, 1);
+    assert!(report.rollback_time > std::time::Duration::ZERO);
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["rollback_seconds"].as_f64().unwrap() > 0.0, "{json}");
 }
 
 /// Freezes `kernel` into a file and loads it back.

@@ -146,6 +146,8 @@ impl Step {
             total.faults += s.faults;
             total.restarts += s.restarts;
             total.rollbacks += s.rollbacks;
+            total.rollback_time += s.rollback_time;
+            total.spares_used += s.spares_used;
             total.tensor_peak = total.tensor_peak.max(s.tensor_peak);
             total.snapshots += s.snapshots;
             total.snapshot_time += s.snapshot_time;

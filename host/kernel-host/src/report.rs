@@ -78,6 +78,10 @@ pub struct StepReport {
     pub restarts: u64,
     /// Snapshots restored after failed calls.
     pub rollbacks: u64,
+    /// The time the rollbacks took (replacing the store and writing the
+    /// image back).
+    #[serde(serialize_with = "seconds", rename = "rollback_seconds")]
+    pub rollback_time: Duration,
     /// Fits that failed, were rolled back and skipped (`on-failure = "rollback"`).
     pub skipped_fits: u64,
     /// Most bytes of host tensors held at once.
@@ -115,6 +119,7 @@ impl StepReport {
             faults: stats.faults,
             restarts: stats.restarts,
             rollbacks: stats.rollbacks,
+            rollback_time: stats.rollback_time,
             skipped_fits: step.skipped_fits,
             tensor_peak_bytes: stats.tensor_peak,
             snapshots: stats.snapshots,

@@ -515,8 +515,7 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     kernel.configure(&params_of(&larger)).await.unwrap();
     let configured = kernel.snapshot().unwrap().clone();
     assert!(kernel.fit(&data(), None).await.is_err());
-    let stats = kernel.stats();
-    assert_eq!((stats.rollbacks, stats.spares_used), (1, 1));
+    assert_eq!(rollbacks(&kernel), (1, 1));
     let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert!(again.materialize() == configured.materialize());
     assert_eq!(again.globals, configured.globals);
@@ -524,23 +523,34 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     // The next spare was made for the large image: the small one cannot
     // use it (memories do not shrink).
     kernel.rollback_to(checkpoint).await.unwrap();
-    let stats = kernel.stats();
+    let after = rollbacks(&kernel);
     let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert_eq!(restored.memory_bytes(), small.memory_bytes());
     assert!(restored.materialize() == small.materialize());
     assert_eq!(outputs(&mut kernel).await, before);
-    assert_eq!((stats.rollbacks, stats.spares_used), (2, 1));
+    assert_eq!(after, (2, 1));
+}
+
+/// A sandbox keeping at most `spares` spare instances.
+fn with_spares(spares: usize) -> Sandbox {
+    Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .spare_instances(spares)
+        .build()
+        .unwrap()
+}
+
+/// Rollbacks, and those onto a spare instance.
+fn rollbacks(kernel: &KernelInstance) -> (u64, u64) {
+    let stats = kernel.stats();
+    (stats.rollbacks, stats.spares_used)
 }
 
 /// Spares are capped per sandbox, and a spare's place is given back when
 /// its kernel goes; with none, rollbacks make their own instance.
 #[tokio::test]
 async fn spare_instances_are_capped_and_given_back() {
-    let sandbox = Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .spare_instances(1)
-        .build()
-        .unwrap();
+    let sandbox = with_spares(1);
     let mut first = opaque(&sandbox, "trap", Limits::default()).await;
     let mut second = opaque(&sandbox, "trap", Limits::default()).await;
     first.fit(&data(), None).await.unwrap();
@@ -548,12 +558,9 @@ async fn spare_instances_are_capped_and_given_back() {
     let expected = outputs(&mut second).await;
     // The first kernel holds the one spare.
     assert!(second.fit(&data(), None).await.is_err());
-    assert_eq!(
-        (second.stats().rollbacks, second.stats().spares_used),
-        (1, 0)
-    );
+    assert_eq!(rollbacks(&second), (1, 0));
     assert!(first.fit(&data(), None).await.is_err());
-    assert_eq!((first.stats().rollbacks, first.stats().spares_used), (1, 1));
+    assert_eq!(rollbacks(&first), (1, 1));
     assert_eq!(sandbox.spares_held(), 1);
     drop(first);
     // Its place is freed once the task making its spare has seen it gone.
@@ -565,24 +572,14 @@ async fn spare_instances_are_capped_and_given_back() {
     // The second kernel's next snapshot makes one.
     second.snapshot_now().await.unwrap();
     assert!(second.fit(&data(), None).await.is_err());
-    assert_eq!(
-        (second.stats().rollbacks, second.stats().spares_used),
-        (2, 1)
-    );
+    assert_eq!(rollbacks(&second), (2, 1));
     assert_eq!(outputs(&mut second).await, expected);
 
-    let none = Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .spare_instances(0)
-        .build()
-        .unwrap();
+    let none = with_spares(0);
     let mut kernel = opaque(&none, "trap", Limits::default()).await;
     kernel.fit(&data(), None).await.unwrap();
     let expected = outputs(&mut kernel).await;
     assert!(kernel.fit(&data(), None).await.is_err());
-    assert_eq!(
-        (kernel.stats().rollbacks, kernel.stats().spares_used),
-        (1, 0)
-    );
+    assert_eq!(rollbacks(&kernel), (1, 0));
     assert_eq!(outputs(&mut kernel).await, expected);
 }

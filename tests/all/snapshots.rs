@@ -583,3 +583,35 @@ async fn spare_instances_are_capped_and_given_back() {
     assert_eq!(rollbacks(&kernel), (1, 0));
     assert_eq!(outputs(&mut kernel).await, expected);
 }
+
+/// A kernel holding host tensors cannot have its snapshot restored (a
+/// fresh instance would not hold them): after a failure it is replaced by
+/// a fresh instance, configured again — the spare, made fresh for that
+/// rather than grown for an image it could not take.
+#[tokio::test]
+async fn a_kernel_holding_host_tensors_is_replaced_by_a_fresh_spare() {
+    let sandbox = sandbox();
+    let mut kernel = instance_with(
+        &sandbox,
+        "probe",
+        guests::TENSOR_PROBE,
+        &[("behaviour", text("matmul")), ("target", text("8"))],
+        limits(u64::MAX / 2, 256, 500),
+        Grants::default(),
+    )
+    .await;
+    kernel.fit(&data(), None).await.unwrap();
+    assert!(kernel.snapshot().unwrap().host_handles > 0);
+    let looping = [("behaviour", text("matmul-loop")), ("target", text("8"))];
+    kernel.configure(&params_of(&looping)).await.unwrap();
+    let (_, fault) = fault_of(kernel.fit(&data(), None).await);
+    assert!(matches!(fault, Fault::Timeout { .. }), "{fault}");
+    let stats = kernel.stats();
+    assert_eq!(
+        (stats.restarts, stats.rollbacks, stats.spares_used),
+        (1, 0, 1)
+    );
+    // Configured again (to loop), with no tensors.
+    let (_, again) = fault_of(kernel.fit(&data(), None).await);
+    assert!(matches!(again, Fault::Timeout { .. }), "{again}");
+}

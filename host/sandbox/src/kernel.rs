@@ -1154,7 +1154,7 @@ impl KernelInstance {
         self.state_hash = None;
         let restored = self.restore_snapshot(image).await;
         if self.spare.is_none() {
-            self.spare = self.shared.prepare_spare(replaced, self.snapshot.clone());
+            self.spare = self.shared.prepare_spare(replaced, self.restorable());
         }
         if let Some(bytes) = restored? {
             return Ok(Some(bytes));
@@ -1193,7 +1193,8 @@ impl KernelInstance {
     }
 
     /// The spare instance, if one was made and can take `image` (without
-    /// one: is as instantiated); one grown past `image` is dropped. A spare
+    /// one: is as instantiated); one grown past `image` is dropped on a
+    /// task. A spare
     /// still being made is waited for: it started before a new instance
     /// would have.
     async fn take_spare(&mut self, image: Option<&Image>) -> Option<Spare> {
@@ -1209,7 +1210,15 @@ impl KernelInstance {
             }
             (Some(_), None) => false,
         };
-        fits.then_some(spare)
+        if fits {
+            return Some(spare);
+        }
+        // Dropped (its slot reset) off the rollback's path.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(async move { drop(spare) })),
+            Err(_) => drop(spare),
+        }
+        None
     }
 
     /// Keeps the peaks of the store about to be replaced.
@@ -1434,6 +1443,12 @@ impl KernelInstance {
         Ok(again == state)
     }
 
+    /// The last snapshot if a rollback could restore it (no host handles),
+    /// quietly: what a spare instance is readied for.
+    fn restorable(&self) -> Option<Snapshot> {
+        self.snapshot.clone().filter(|s| s.host_handles == 0)
+    }
+
     /// The snapshot to restore, unless it holds host handles a fresh
     /// instance would not have.
     fn usable_snapshot(&self) -> Option<Snapshot> {
@@ -1532,7 +1547,7 @@ impl KernelInstance {
         self.stats.snapshot_time += started.elapsed();
         // A state worth rolling back to: have an instance ready for it.
         if self.spare.is_none() {
-            self.spare = self.shared.prepare_spare(None, self.snapshot.clone());
+            self.spare = self.shared.prepare_spare(None, self.restorable());
         }
         Ok(())
     }

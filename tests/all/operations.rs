@@ -170,6 +170,59 @@ async fn a_trap_is_counted_under_its_outcome_and_the_restart_too() {
     );
 }
 
+#[tokio::test]
+async fn a_rollback_is_counted_and_timed() {
+    let telemetry = Telemetry::builder().metrics().build().unwrap();
+    let sandbox = sandbox_with(telemetry.clone());
+    let params = [("fail", text("trap")), ("fail-from", ParamValue::S64(2))];
+    let mut kernel = instance(&sandbox, "keeper", guests::OPAQUE, &params).await;
+    let x = frame(vec![f64_column("x", vec![1.0, 2.0])]);
+    kernel.fit(&x, None).await.unwrap();
+    assert!(kernel.fit(&x, None).await.is_err());
+    let m = parse(&telemetry.metrics().unwrap().render());
+    let step = [("step", "keeper")];
+    assert_eq!(value(&m, "kernel_host_rollbacks_total", &step), Some(1.0));
+    assert_eq!(
+        value(&m, "kernel_host_rollback_duration_seconds_count", &step),
+        Some(1.0)
+    );
+    let seconds = value(&m, "kernel_host_rollback_duration_seconds_sum", &step).unwrap();
+    assert!(seconds > 0.0 && seconds < 10.0, "{seconds}");
+    assert_eq!(
+        kernel.stats().rollback_time.as_secs_f64(),
+        seconds,
+        "the metric and the kernel's own count agree"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_says_which_call_was_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let telemetry = Telemetry::builder()
+        .audit(AuditLog::open(&log).unwrap())
+        .build()
+        .unwrap();
+    let sandbox = sandbox_with(telemetry);
+    let params = [("fail", text("trap")), ("fail-from", ParamValue::S64(2))];
+    let mut kernel = instance(&sandbox, "keeper", guests::OPAQUE, &params).await;
+    let x = frame(vec![f64_column("x", vec![1.0, 2.0])]);
+    kernel.fit(&x, None).await.unwrap();
+    assert!(kernel.fit(&x, None).await.is_err());
+    let fits: Vec<serde_json::Value> = audit_lines(&log)
+        .into_iter()
+        .filter(|l| l["operation"] == "fit")
+        .collect();
+    assert_eq!(fits.len(), 2);
+    assert!(fits[0].get("rollback_ms").is_none(), "{}", fits[0]);
+    assert_eq!(fits[1]["outcome"], "trap");
+    assert!(
+        fits[1]["rollback_ms"].as_f64().unwrap() > 0.0,
+        "{}",
+        fits[1]
+    );
+}
+
 fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()

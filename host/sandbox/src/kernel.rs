@@ -587,7 +587,7 @@ impl KernelComponent {
             cache: None,
             state_hash: None,
             restarted: false,
-            rolled_back: false,
+            rollback: None,
             last: (Duration::ZERO, 0),
             reload_refused: false,
             probe: None,
@@ -964,8 +964,8 @@ pub struct KernelInstance {
     state_hash: Option<cache::Key>,
     /// The store was replaced since the last recorded call.
     restarted: bool,
-    /// A snapshot was restored since the last recorded call.
-    rolled_back: bool,
+    /// A snapshot was restored since the last recorded call, in this long.
+    rollback: Option<Duration>,
     /// Wall time and fuel of export calls since the last recorded call.
     last: (Duration, u64),
     /// Its `save-state` failed or did not load back into the same bytes:
@@ -1106,8 +1106,9 @@ impl KernelInstance {
         self.stats.restarts += 1;
         if let Some(bytes) = restored {
             self.stats.rollbacks += 1;
-            self.stats.rollback_time += started.elapsed();
-            self.rolled_back = true;
+            let took = started.elapsed();
+            self.stats.rollback_time += took;
+            self.rollback = Some(self.rollback.unwrap_or_default() + took);
             tracing::info!(
                 kernel = %self.shared.id,
                 bytes,
@@ -1285,7 +1286,7 @@ impl KernelInstance {
                     self.poisoned = true;
                     let revived = self.revive().await;
                     // Not a failed call of the caller's: not reported as one.
-                    self.rolled_back = false;
+                    self.rollback = None;
                     self.restarted = false;
                     revived.and(Err(self
                         .shared
@@ -1693,6 +1694,7 @@ impl KernelInstance {
         cached: bool,
     ) {
         let (duration, fuel) = std::mem::take(&mut self.last);
+        let rollback = self.rollback.take();
         let record = CallRecord {
             operation,
             start: Instant::now()
@@ -1709,7 +1711,8 @@ impl KernelInstance {
             tensor_bytes: self.stats().tensor_peak,
             cached,
             restarted: std::mem::take(&mut self.restarted),
-            rolled_back: std::mem::take(&mut self.rolled_back),
+            rolled_back: rollback.is_some(),
+            rollback_duration: rollback.unwrap_or_default(),
         };
         self.observer.call(&self.context, &record);
     }

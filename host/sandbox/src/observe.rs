@@ -110,6 +110,9 @@ pub struct CallRecord {
     pub restarted: bool,
     /// A snapshot was restored before this call returned (after a fault).
     pub rolled_back: bool,
+    /// The time restoring it took (zero without a rollback).
+    #[serde(serialize_with = "seconds", rename = "rollback_seconds")]
+    pub rollback_duration: Duration,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -35,6 +35,10 @@ struct Line<'a> {
     rows_in: u64,
     rows_out: u64,
     cached: bool,
+    /// Set when the call failed and the instance was restored to its last
+    /// snapshot: how long that took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_ms: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +90,9 @@ impl AuditLog {
             rows_in: r.rows_in,
             rows_out: r.rows_out,
             cached: r.cached,
+            rollback_ms: r
+                .rolled_back
+                .then_some(r.rollback_duration.as_secs_f64() * 1e3),
         };
         let mut bytes = match serde_json::to_vec(&line) {
             Ok(b) => b,

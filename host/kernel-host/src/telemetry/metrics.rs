@@ -11,6 +11,7 @@
 //! | `kernel_host_rows_out_total` | counter | `operation` |
 //! | `kernel_host_instance_restarts_total` | counter | |
 //! | `kernel_host_rollbacks_total` | counter | |
+//! | `kernel_host_rollback_duration_seconds` | histogram | |
 //! | `kernel_host_cache_hits_total` | counter | `operation` |
 //! | `kernel_host_cache_misses_total` | counter | `operation` |
 
@@ -27,6 +28,7 @@ pub struct Metrics {
     registry: Registry,
     calls: CounterVec,
     duration: HistogramVec,
+    rollback_duration: HistogramVec,
     fuel: CounterVec,
     memory: GaugeVec,
     tensor_bytes: GaugeVec,
@@ -100,6 +102,15 @@ impl Metrics {
             &labels(&["operation"]),
         )?;
         registry.register(Box::new(duration.clone()))?;
+        let rollback_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "kernel_host_rollback_duration_seconds",
+                "Wall time of restoring a kernel instance to its last snapshot.",
+            )
+            .buckets(prometheus::exponential_buckets(1e-5, 4.0, 12)?),
+            &labels(&[]),
+        )?;
+        registry.register(Box::new(rollback_duration.clone()))?;
         let memory = GaugeVec::new(
             Opts::new(
                 "kernel_host_linear_memory_peak_bytes",
@@ -121,6 +132,7 @@ impl Metrics {
             registry,
             calls,
             duration,
+            rollback_duration,
             fuel,
             memory,
             rows_in,
@@ -173,6 +185,9 @@ impl Metrics {
         }
         if r.rolled_back {
             self.rollbacks.with_label_values(&base).inc();
+            self.rollback_duration
+                .with_label_values(&base)
+                .observe(r.rollback_duration.as_secs_f64());
         }
         if matches!(r.operation, "transform" | "predict" | "predict-proba")
             && r.outcome == super::Outcome::Ok

@@ -484,17 +484,23 @@ mod tests {
                 nulls: None,
             }],
         };
-        let mut writer = SpillWriter::create().unwrap();
-        for k in 0..3 {
-            writer.write(&[("source", &chunk(k))], None).unwrap();
-        }
-        let spill = writer.finish().unwrap();
-        let size = spill.size();
+        let spilled = || {
+            let mut writer = SpillWriter::create().unwrap();
+            for k in 0..3 {
+                writer.write(&[("source", &chunk(k))], None).unwrap();
+            }
+            writer.finish().unwrap()
+        };
+        let size = spilled().size();
         // Without the last block (the end of the stream) the cut falls
         // between blocks.
         let end = 8 + lz4_flex::block::compress(&[255, 255, 255, 255, 0, 0, 0, 0]).len() as u64;
         for cut in [3, size / 2, size - 3, size - end] {
+            // A whole spill each time, then cut (cutting one file again
+            // and again would lengthen it with zeros).
+            let spill = spilled();
             spill.file.set_len(cut).unwrap();
+            assert_eq!(spill.size(), cut);
             let mut reader = SpillReader::open(&spill).unwrap();
             let mut outcome = Ok(None);
             for _ in 0..4 {

@@ -1453,16 +1453,15 @@ impl KernelInstance {
     /// The snapshot to restore, unless it holds host handles a fresh
     /// instance would not have.
     fn usable_snapshot(&self) -> Option<Snapshot> {
-        let image = self.snapshot.as_ref()?;
-        if image.host_handles > 0 {
+        let usable = self.restorable();
+        if let (None, Some(image)) = (&usable, &self.snapshot) {
             tracing::warn!(
                 kernel = %self.shared.id,
                 handles = image.host_handles,
                 "cannot restore the snapshot: the kernel held host resources when it was taken"
             );
-            return None;
         }
-        Some(image.clone())
+        usable
     }
 
     /// Ends a state-changing call: on success the new state is snapshotted;

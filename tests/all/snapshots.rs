@@ -53,8 +53,10 @@ async fn rolls_back(fail: &str, limits: Limits) -> Fault {
         rollbacks + 1,
         "{fail}: not rolled back"
     );
-    // Onto the spare instance made after the first fit.
+    // Onto the spare instance made after the first fit, which already
+    // held the state (restored ahead): the rollback only swapped stores.
     assert_eq!(kernel.stats().spares_used, 1, "{fail}");
+    assert_eq!(kernel.stats().restored_ahead, 1, "{fail}");
     assert_eq!(outputs(&mut kernel).await, before, "{fail}: state changed");
     // And the kernel keeps working from there: the third fit also fails
     // (fits count from the restored state), the outputs are still the same.
@@ -64,6 +66,7 @@ async fn rolls_back(fail: &str, limits: Limits) -> Fault {
         before,
         "{fail}: second rollback"
     );
+    assert_eq!(kernel.stats().restored_ahead, 2, "{fail}");
     fault
 }
 
@@ -529,6 +532,60 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     assert!(restored.materialize() == small.materialize());
     assert_eq!(outputs(&mut kernel).await, before);
     assert_eq!(after, (2, 1));
+}
+
+/// Small states are restored into the spare ahead after every snapshot. A
+/// rollback to an older checkpoint writes over the newer state the spare
+/// holds; snapshots taken faster than the spare follows leave it holding
+/// the newest. Each ends byte for byte where a fresh instance restored
+/// with the image would, and the spare keeps one place.
+#[tokio::test]
+async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
+    let sandbox = with_spares(4);
+    let mut kernel = opaque(&sandbox, "none", Limits::default()).await;
+    kernel.fit(&data(), None).await.unwrap();
+    let first = kernel.snapshot().unwrap().clone();
+    let before = outputs(&mut kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+    for _ in 0..3 {
+        kernel.fit(&data(), None).await.unwrap();
+    }
+    let newer = kernel.snapshot().unwrap().clone();
+    assert!(newer.materialize() != first.materialize());
+    assert_ne!(outputs(&mut kernel).await, before);
+
+    // Back to the checkpoint, over the newer state the spare holds.
+    kernel.rollback_to(checkpoint).await.unwrap();
+    let stats = kernel.stats();
+    assert_eq!(
+        (stats.rollbacks, stats.spares_used, stats.restored_ahead),
+        (1, 1, 0)
+    );
+    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(restored.materialize() == first.materialize());
+    assert_eq!(restored.globals, first.globals);
+    assert_eq!(outputs(&mut kernel).await, before);
+
+    // Snapshots in a row: each newer one supersedes the spare's work.
+    kernel.fit(&data(), None).await.unwrap();
+    for _ in 0..20 {
+        kernel.snapshot_now().await.unwrap();
+    }
+    let latest = kernel.snapshot().unwrap().clone();
+    let expected = outputs(&mut kernel).await;
+    let checkpoint = kernel.checkpoint().await.unwrap();
+    kernel.rollback_to(checkpoint).await.unwrap();
+    let stats = kernel.stats();
+    assert_eq!(
+        (stats.rollbacks, stats.spares_used, stats.restored_ahead),
+        (2, 2, 1)
+    );
+    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(restored.materialize() == latest.materialize());
+    assert_eq!(restored.globals, latest.globals);
+    assert_eq!(outputs(&mut kernel).await, expected);
+    // One spare in the making at a time, whatever the chain of tasks.
+    assert!(sandbox.spares_held() <= 1);
 }
 
 /// A sandbox keeping at most `spares` spare instances.

@@ -148,6 +148,7 @@ impl Step {
             total.rollbacks += s.rollbacks;
             total.rollback_time += s.rollback_time;
             total.spares_used += s.spares_used;
+            total.restored_ahead += s.restored_ahead;
             total.tensor_peak = total.tensor_peak.max(s.tensor_peak);
             total.snapshots += s.snapshots;
             total.snapshot_time += s.snapshot_time;

@@ -18,7 +18,7 @@ use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
 use crate::freeze::Frozen;
 use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
-use crate::snapshot::{self, Access, Image, Snapshot};
+use crate::snapshot::{self, Access, Image, PREPARE_PREFAULT_MAX, Snapshot, Written};
 use crate::state::{HostState, panic_message};
 use kernel_host_types::Grants;
 use kernel_host_types::bindings::exports::kernel_host::kernel::{kernel as plain, kernel_ref};
@@ -28,6 +28,7 @@ use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::Instance;
 use wasmtime::component::Resource;
@@ -592,6 +593,7 @@ impl KernelComponent {
             reload_refused: false,
             probe: None,
             spare: None,
+            spare_for: Arc::default(),
         })
     }
 }
@@ -753,43 +755,107 @@ impl Shared {
         Ok((store, bindings, instance))
     }
 
-    /// Starts making a spare instance on a task of its own, then dropping
+    /// Starts readying a spare instance on a task of its own, then dropping
     /// `replaced` there (a store a rollback replaced: resetting its pool
     /// slot is then off the rollback's path, and the spare is not kept
-    /// waiting for it). With `like`, the spare is readied for restoring it
-    /// (see [`Access::prepare`]). `None` when the sandbox keeps as many
-    /// spares as it may or no runtime runs tasks; `replaced` is then
-    /// dropped here.
+    /// waiting for it). The spare is the one `previous` is making, if it
+    /// can take `like` (the state a rollback would restore), or a fresh
+    /// instance. For an image of at most [`PREPARE_PREFAULT_MAX`] bytes the
+    /// spare is *restored* with it ahead, so a rollback to it only swaps
+    /// stores; a larger one's spare is grown to its size (see
+    /// [`Access::prepare`]). `wanted` names the newest state asked for: a
+    /// task whose state was superseded by a newer snapshot before it began
+    /// leaves the restore to the task for that one. `None` when the sandbox
+    /// keeps as many spares as it may or no runtime runs tasks; `replaced`
+    /// is then dropped here.
     fn prepare_spare(
         self: &Arc<Self>,
         replaced: Option<Store<HostState>>,
+        previous: Option<tokio::sync::oneshot::Receiver<Spare>>,
         like: Option<Snapshot>,
+        wanted: &Arc<AtomicU64>,
     ) -> Option<tokio::sync::oneshot::Receiver<Spare>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let leave = self.sandbox.spare_permit()?;
+        // A spare in the making brings its permit; otherwise one is taken
+        // now (refused at the sandbox's cap).
+        let mut leave = match previous {
+            Some(_) => None,
+            None => Some(self.sandbox.spare_permit()?),
+        };
+        let id = like.as_ref().map_or(0, |image| image.id);
+        wanted.store(id, Ordering::Relaxed);
+        let wanted = wanted.clone();
         let shared = self.clone();
         let (made_one, spare) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
+            let old = match previous {
+                Some(previous) => previous.await.ok(),
+                None => None,
+            };
             let made = async {
-                let (mut store, bindings, instance) = shared.fresh().await?;
-                let mut sizes = None;
-                if let (Some(access), Some(image)) = (&shared.access, like) {
-                    let prepared = tokio::time::timeout(
-                        shared.limits.timeout,
-                        access.prepare(&mut store, &instance, &image),
+                let mut spare = match old {
+                    Some(old) if old.fits(like.as_deref()) => old,
+                    old => {
+                        if let Some(old) = old {
+                            leave = Some(old._leave);
+                        }
+                        let leave = match leave {
+                            Some(leave) => leave,
+                            None => shared.sandbox.spare_permit().ok_or_else(|| {
+                                Error::Host(anyhow::anyhow!("the sandbox keeps all spares it may"))
+                            })?,
+                        };
+                        let (store, bindings, instance) = shared.fresh().await?;
+                        Spare {
+                            store,
+                            bindings,
+                            instance,
+                            sizes: None,
+                            holds: None,
+                            _leave: leave,
+                        }
+                    }
+                };
+                let (Some(access), Some(image)) = (&shared.access, like) else {
+                    return Ok(spare);
+                };
+                if wanted.load(Ordering::Relaxed) != id {
+                    // A newer snapshot's task follows and readies it.
+                    return Ok(spare);
+                }
+                let ahead = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
+                if spare.sizes.is_some() && !ahead {
+                    return Ok(spare);
+                }
+                let limit = shared.limits.timeout;
+                let failed = |what: &str, e: String| Error::Host(anyhow::anyhow!("{what}: {e}"));
+                if spare.sizes.is_none() {
+                    let sizes = tokio::time::timeout(
+                        limit,
+                        access.prepare(&mut spare.store, &spare.instance, &image),
                     )
                     .await
-                    .map_err(|_| Error::Host(anyhow::anyhow!("preparing it timed out")))?
-                    .map_err(|e| Error::Host(anyhow::anyhow!("preparing it: {e:#}")))?;
-                    sizes = Some(prepared);
+                    .map_err(|_| failed("preparing it", "timed out".into()))?
+                    .map_err(|e| failed("preparing it", format!("{e:#}")))?;
+                    spare.sizes = Some(sizes);
                 }
-                Ok::<_, Error>(Spare {
-                    store,
-                    bindings,
-                    instance,
-                    sizes,
-                    _leave: leave,
-                })
+                if ahead {
+                    let written = tokio::time::timeout(
+                        limit,
+                        access.restore_over(
+                            &mut spare.store,
+                            &spare.instance,
+                            &image,
+                            spare.holds.as_ref(),
+                        ),
+                    )
+                    .await
+                    .map_err(|_| failed("restoring it ahead", "timed out".into()))?
+                    .map_err(|e| failed("restoring it ahead", format!("{e:#}")))?;
+                    spare.sizes = Some(image.memories.iter().map(|m| m.len).collect());
+                    spare.holds = Some(written);
+                }
+                Ok::<_, Error>(spare)
             };
             match made.await {
                 // Unsent (the instance is gone): dropped here.
@@ -918,6 +984,10 @@ pub struct KernelStats {
     /// Times a store was replaced by a spare instance made ahead (see
     /// [`crate::SPARE_INSTANCES`]) rather than a new one.
     pub spares_used: u64,
+    /// Of those, rollbacks that found the state already restored into the
+    /// spare (small states are restored ahead after each snapshot): they
+    /// only swapped stores.
+    pub restored_ahead: u64,
     /// Most bytes of host tensors the kernel held at once.
     pub tensor_peak: u64,
     /// Times the instance gave its memory back after a peak, and the time
@@ -974,13 +1044,15 @@ pub struct KernelInstance {
     /// The first rows of the last frame it was given: a fresh instance
     /// that loaded the saved state must answer them as this one does.
     probe: Option<Frame>,
-    /// A fresh instance being made, or made, for the next rollback.
+    /// A spare instance being readied, or ready, for the next rollback.
     spare: Option<tokio::sync::oneshot::Receiver<Spare>>,
+    /// [`Image::id`] of the state the newest spare task readies it for.
+    spare_for: Arc<AtomicU64>,
 }
 
-/// A fresh store and instance of a kernel made ahead of its next rollback
-/// (see [`crate::SPARE_INSTANCES`]): it has run nothing but
-/// instantiation, as the one a rollback would make.
+/// A store and instance of a kernel made ahead of its next rollback (see
+/// [`crate::SPARE_INSTANCES`]): it has run no kernel code, only
+/// instantiation and the host's own accessors.
 struct Spare {
     store: Store<HostState>,
     bindings: Exports,
@@ -988,8 +1060,29 @@ struct Spare {
     /// Its memories' sizes once grown for an image (`None`: as
     /// instantiated): it can take images at least that large.
     sizes: Option<Vec<usize>>,
+    /// The image restored into it ahead, if one was.
+    holds: Option<Written>,
     /// Released once the store is gone (fields drop in order).
     _leave: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Spare {
+    /// Whether a rollback to `image` (`None`: to a fresh, reconfigured
+    /// instance) can use it: memories cannot shrink, and only an untouched
+    /// instance passes for a fresh one.
+    fn fits(&self, image: Option<&Image>) -> bool {
+        match (&self.sizes, image) {
+            (None, _) => true,
+            (Some(sizes), Some(image)) => {
+                sizes.len() == image.memories.len()
+                    && sizes
+                        .iter()
+                        .zip(&image.memories)
+                        .all(|(size, m)| *size <= m.len)
+            }
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// Rows of [`KernelInstance::probe`].
@@ -1128,14 +1221,15 @@ impl KernelInstance {
         self.poisoned = true;
         self.fold_peaks();
         let image = self.usable_snapshot();
-        let replaced = match self.take_spare(image.as_deref()).await {
+        let (replaced, holds) = match self.take_spare(image.as_deref()).await {
             // Made ahead: the failed store is dropped (its slot reset) on
             // the task that makes the next spare, after the restore.
             Some(spare) => {
                 self.stats.spares_used += 1;
                 self.bindings = spare.bindings;
                 self.instance = spare.instance;
-                Some(std::mem::replace(&mut self.store, spare.store))
+                let replaced = std::mem::replace(&mut self.store, spare.store);
+                (Some(replaced), spare.holds)
             }
             None => {
                 // The old store goes first: its pooled memory slot, pages
@@ -1147,15 +1241,18 @@ impl KernelInstance {
                 let (bindings, instance) = self.shared.instantiate(&mut self.store).await?;
                 self.bindings = bindings;
                 self.instance = instance;
-                None
+                (None, None)
             }
         };
         self.stderr_logged = 0;
         self.poisoned = false;
         self.state_hash = None;
-        let restored = self.restore_snapshot(image).await;
+        let restored = self.restore_snapshot(image, holds.as_ref()).await;
         if self.spare.is_none() {
-            self.spare = self.shared.prepare_spare(replaced, self.restorable());
+            let like = self.restorable();
+            self.spare = self
+                .shared
+                .prepare_spare(replaced, None, like, &self.spare_for);
         }
         if let Some(bytes) = restored? {
             return Ok(Some(bytes));
@@ -1177,16 +1274,25 @@ impl KernelInstance {
         Ok(None)
     }
 
-    /// Writes `image` (the last usable snapshot) into the fresh instance:
+    /// Writes `image` (the last usable snapshot) into the instance, fresh
+    /// or a spare holding `over` (nothing to write when that is `image`):
     /// its bytes, or `None` without one.
-    async fn restore_snapshot(&mut self, image: Option<Snapshot>) -> Result<Option<u64>, Error> {
+    async fn restore_snapshot(
+        &mut self,
+        image: Option<Snapshot>,
+        over: Option<&Written>,
+    ) -> Result<Option<u64>, Error> {
         let (Some(access), Some(image)) = (self.shared.access.clone(), image) else {
             return Ok(None);
         };
+        if over.is_some_and(|over| image.id != 0 && over.id == image.id) {
+            self.stats.restored_ahead += 1;
+            return Ok(Some(image.bytes()));
+        }
         let started = self.begin();
         let outcome = tokio::time::timeout(
             self.shared.limits.timeout,
-            access.restore(&mut self.store, &self.instance, &image),
+            access.restore_over(&mut self.store, &self.instance, &image, over),
         )
         .await;
         self.finish("restore", started, outcome)?;
@@ -1194,24 +1300,12 @@ impl KernelInstance {
     }
 
     /// The spare instance, if one was made and can take `image` (without
-    /// one: is as instantiated); one grown past `image` is dropped on a
-    /// task. A spare
-    /// still being made is waited for: it started before a new instance
-    /// would have.
+    /// one: is as instantiated); one that cannot is dropped on a task. A
+    /// spare still being made is waited for: it started before a new
+    /// instance would have.
     async fn take_spare(&mut self, image: Option<&Image>) -> Option<Spare> {
         let spare = self.spare.take()?.await.ok()?;
-        let fits = match (&spare.sizes, image) {
-            (None, _) => true,
-            (Some(sizes), Some(image)) => {
-                sizes.len() == image.memories.len()
-                    && sizes
-                        .iter()
-                        .zip(&image.memories)
-                        .all(|(size, m)| *size <= m.len)
-            }
-            (Some(_), None) => false,
-        };
-        if fits {
+        if spare.fits(image) {
             return Some(spare);
         }
         // Dropped (its slot reset) off the rollback's path.
@@ -1545,9 +1639,17 @@ impl KernelInstance {
         self.snapshot = Some(Arc::new(image));
         self.stats.snapshots += 1;
         self.stats.snapshot_time += started.elapsed();
-        // A state worth rolling back to: have an instance ready for it.
-        if self.spare.is_none() {
-            self.spare = self.shared.prepare_spare(None, self.restorable());
+        // A state worth rolling back to: have an instance ready for it
+        // (restored ahead with it when it is small, see `prepare_spare`).
+        let like = self.restorable();
+        let ahead = like
+            .as_ref()
+            .is_some_and(|image| image.bytes() <= PREPARE_PREFAULT_MAX as u64);
+        if self.spare.is_none() || ahead {
+            let previous = self.spare.take();
+            self.spare = self
+                .shared
+                .prepare_spare(None, previous, like, &self.spare_for);
         }
         Ok(())
     }

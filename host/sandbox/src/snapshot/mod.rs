@@ -144,6 +144,34 @@ impl MemoryImage {
         self.runs.push(run);
     }
 
+    /// The parts of `dirty` (sorted ranges of a memory that may differ from
+    /// a fresh one) that this image's runs do not cover: what writing this
+    /// image over a memory so dirtied must set back to fresh bytes.
+    pub fn cleaning(&self, dirty: &[std::ops::Range<usize>]) -> Vec<std::ops::Range<usize>> {
+        let mut left = Vec::new();
+        let mut runs = self.runs.iter().peekable();
+        for range in dirty {
+            let mut at = range.start;
+            while at < range.end {
+                // Runs wholly before `at` cover nothing from here on.
+                while runs.next_if(|run| run.end <= at).is_some() {}
+                match runs.peek() {
+                    Some(run) if run.start < range.end => {
+                        if run.start > at {
+                            left.push(at..run.start);
+                        }
+                        at = run.end.max(at);
+                    }
+                    _ => {
+                        left.push(at..range.end);
+                        at = range.end;
+                    }
+                }
+            }
+        }
+        left
+    }
+
     /// The whole memory: `fresh` (zeros without it), grown to [`Self::len`],
     /// with the runs written over it.
     pub fn materialize(&self, fresh: Option<&[u8]>) -> Vec<u8> {
@@ -171,7 +199,25 @@ pub struct Image {
     /// The fresh memories the runs are relative to (`None`: to zeros, and
     /// each memory is one run).
     pub fresh: Option<Arc<Fresh>>,
+    /// Which capture took it (0: none): two images with the same nonzero
+    /// id are the same state.
+    pub id: u64,
 }
+
+/// What a restore left in an instance's memories: the image it wrote and
+/// the ranges of each memory that may differ from a fresh instance's. A
+/// later [`Access::restore_over`] sets those ranges back where the next
+/// image does not cover them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// [`Image::id`] of the image written.
+    pub id: u64,
+    /// Per memory, in order, not overlapping.
+    pub dirty: Vec<Vec<std::ops::Range<usize>>>,
+}
+
+/// Ids of captured images (0 is no image's).
+static NEXT_IMAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Image {
     /// Bytes of memory the image holds (the changed pages' bytes).
@@ -291,6 +337,7 @@ impl Access {
     ) -> Result<Image> {
         let mut store = store.as_context_mut();
         let mut image = reuse.unwrap_or_default();
+        image.id = NEXT_IMAGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         image.fresh = self.fresh.get().cloned();
         image
             .memories
@@ -361,26 +408,55 @@ impl Access {
     /// any other is written whole.
     pub async fn restore<T: Send + 'static>(
         &self,
+        store: impl AsContextMut<Data = T>,
+        instance: &Instance,
+        image: &Image,
+    ) -> Result<Written> {
+        self.restore_over(store, instance, image, None).await
+    }
+
+    /// Like [`Access::restore`], into an instance that ran no code since a
+    /// restore left `over` in it (`None`: a fresh instance): the ranges
+    /// `over` dirtied that `image` does not cover are set back to a fresh
+    /// instance's bytes first, so the instance ends exactly as a fresh one
+    /// restored with `image`. Nothing is written when `over` is `image`.
+    /// The memories `over` left must be at most as large as the image's.
+    pub async fn restore_over<T: Send + 'static>(
+        &self,
         mut store: impl AsContextMut<Data = T>,
         instance: &Instance,
         image: &Image,
-    ) -> Result<()> {
+        over: Option<&Written>,
+    ) -> Result<Written> {
         let mut store = store.as_context_mut();
         if image.memories.len() != self.memories.len() || image.globals.len() != self.globals.len()
         {
             wasmtime::bail!("the snapshot does not match this component's memories and globals");
         }
-        let same_fresh = match (&image.fresh, self.fresh.get()) {
+        if let Some(over) = over {
+            if over.dirty.len() != self.memories.len() {
+                wasmtime::bail!("the instance was restored with another component's snapshot");
+            }
+            if image.id != 0 && over.id == image.id {
+                return Ok(over.clone());
+            }
+        }
+        let fresh = self.fresh.get();
+        let same_fresh = match (&image.fresh, fresh) {
             (Some(taken), Some(here)) => Arc::ptr_eq(taken, here),
             _ => false,
         };
+        let mut dirty = Vec::with_capacity(self.memories.len());
         for (m, (memory, recorded)) in self.memories.iter().zip(&image.memories).enumerate() {
             let write = instance.get_typed_func::<(&[u8],), ()>(&mut store, memory.write)?;
             let seek = match memory.seek {
                 Some(seek) if same_fresh => seek,
                 _ => {
+                    // Written whole from the start: covers whatever `over`
+                    // left below the image's size, which is all of it.
                     let whole = recorded.materialize(image.fresh_memory(m));
                     write.call_async(&mut store, (whole.as_slice(),)).await?;
+                    dirty.push(vec![0..recorded.len]);
                     continue;
                 }
             };
@@ -401,11 +477,29 @@ impl Access {
                 })
                 .await?;
             }
+            if let Some(over) = over {
+                let fresh = fresh
+                    .and_then(|f| f.memories.get(m))
+                    .map_or(&[][..], Vec::as_slice);
+                for range in recorded.cleaning(&over.dirty[m]) {
+                    if range.end > recorded.len {
+                        wasmtime::bail!("the instance holds a larger memory than the snapshot");
+                    }
+                    let mut bytes = vec![0; range.len()];
+                    if let Some(from) = fresh.get(range.start..range.end.min(fresh.len())) {
+                        bytes[..from.len()].copy_from_slice(from);
+                    }
+                    seek.call_async(&mut store, (range.start as u32, total))
+                        .await?;
+                    write.call_async(&mut store, (bytes.as_slice(),)).await?;
+                }
+            }
             for (at, bytes) in recorded.pieces() {
                 // Fits: `at` is below `total`.
                 seek.call_async(&mut store, (at as u32, total)).await?;
                 write.call_async(&mut store, (bytes,)).await?;
             }
+            dirty.push(recorded.runs.clone());
         }
         for (global, value) in self.globals.iter().zip(&image.globals) {
             match *value {
@@ -415,7 +509,10 @@ impl Access {
                 GlobalValue::F64(v) => set(&mut store, instance, global.set, v).await?,
             }
         }
-        Ok(())
+        Ok(Written {
+            id: image.id,
+            dirty,
+        })
     }
 }
 
@@ -580,6 +677,65 @@ mod tests {
             image.record(&memory, Some(&fresh));
             assert_eq!(image, again);
         }
+    }
+
+    /// Writing an image over a memory another image was written into (the
+    /// ranges [`MemoryImage::cleaning`] names set back to fresh bytes, then
+    /// the image's runs) leaves what writing it into a fresh memory does.
+    #[test]
+    fn an_image_written_over_another_leaves_what_a_fresh_restore_does() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for case in 0..300 {
+            let fresh_len = rng.below(30 * PAGE) + 1;
+            let mut fresh = vec![0u8; fresh_len];
+            for b in fresh.iter_mut().take(fresh_len / 3) {
+                *b = rng.next() as u8;
+            }
+            let before_len = fresh_len + rng.below(100 * PAGE);
+            let after_len = before_len + rng.below(3) * rng.below(50 * PAGE);
+            let (mut before, mut after) = (MemoryImage::default(), MemoryImage::default());
+            let before_pages = rng.below(60);
+            before.record(
+                &dirty(&mut rng, &fresh, before_len, before_pages),
+                Some(&fresh),
+            );
+            let after_pages = rng.below(60);
+            let wanted = dirty(&mut rng, &fresh, after_len, after_pages);
+            after.record(&wanted, Some(&fresh));
+
+            let mut memory = before.materialize(Some(&fresh));
+            memory.resize(after_len, 0);
+            let cleaning = after.cleaning(&before.runs);
+            for range in &cleaning {
+                assert!(
+                    range.end <= before_len,
+                    "case {case}: only what was dirtied"
+                );
+                for at in range.clone() {
+                    memory[at] = fresh.get(at).copied().unwrap_or(0);
+                }
+            }
+            for (at, bytes) in after.pieces() {
+                memory[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+            assert_eq!(memory, wanted, "case {case}");
+            // Nothing cleaned twice, nothing the new runs cover.
+            assert!(cleaning.windows(2).all(|w| w[0].end <= w[1].start));
+            assert!(cleaning.iter().all(|c| {
+                after
+                    .runs
+                    .iter()
+                    .all(|r| c.end <= r.start || r.end <= c.start)
+            }));
+        }
+        // Over the same runs: nothing to clean.
+        let mut image = MemoryImage::default();
+        image.runs = vec![PAGE..3 * PAGE, 8 * PAGE..9 * PAGE];
+        assert!(image.cleaning(&image.runs.clone()).is_empty());
+        assert_eq!(
+            image.cleaning(&[0..10 * PAGE]),
+            vec![0..PAGE, 3 * PAGE..8 * PAGE, 9 * PAGE..10 * PAGE]
+        );
     }
 
     #[test]

@@ -517,6 +517,7 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     assert!(large.memory_bytes() > small.memory_bytes() + (6 << 20));
     kernel.configure(&params_of(&larger)).await.unwrap();
     let configured = kernel.snapshot().unwrap().clone();
+    kernel.spare_ready().await;
     assert!(kernel.fit(&data(), None).await.is_err());
     assert_eq!(rollbacks(&kernel), (1, 1));
     let again = kernel.snapshot_now().await.unwrap().unwrap().clone();
@@ -534,8 +535,9 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     assert_eq!(after, (2, 1));
 }
 
-/// Small states are restored into the spare ahead after every snapshot. A
-/// rollback to an older checkpoint writes over the newer state the spare
+/// Small states are restored into a spare instance ahead: after every
+/// snapshot, or while a checkpoint is held, with the checkpoint's state.
+/// A rollback to an older checkpoint writes over the state the spare
 /// holds; snapshots taken faster than the spare follows leave it holding
 /// the newest. Each ends byte for byte where a fresh instance restored
 /// with the image would, and the spare keeps one place.
@@ -543,28 +545,43 @@ async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
 async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     let sandbox = with_spares(4);
     let mut kernel = opaque(&sandbox, "none", Limits::default()).await;
+    let counts = |kernel: &KernelInstance| {
+        let stats = kernel.stats();
+        (stats.rollbacks, stats.spares_used, stats.restored_ahead)
+    };
     kernel.fit(&data(), None).await.unwrap();
     let first = kernel.snapshot().unwrap().clone();
     let before = outputs(&mut kernel).await;
+
+    // A checkpoint held across fits: the spare keeps its state.
     let checkpoint = kernel.checkpoint().await.unwrap();
     for _ in 0..3 {
         kernel.fit(&data(), None).await.unwrap();
     }
-    let newer = kernel.snapshot().unwrap().clone();
-    assert!(newer.materialize() != first.materialize());
+    assert!(kernel.snapshot().unwrap().materialize() != first.materialize());
     assert_ne!(outputs(&mut kernel).await, before);
-
-    // Back to the checkpoint, over the newer state the spare holds.
+    kernel.spare_ready().await;
     kernel.rollback_to(checkpoint).await.unwrap();
-    let stats = kernel.stats();
-    assert_eq!(
-        (stats.rollbacks, stats.spares_used, stats.restored_ahead),
-        (1, 1, 0)
-    );
+    assert_eq!(counts(&kernel), (1, 1, 1));
     let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert!(restored.materialize() == first.materialize());
     assert_eq!(restored.globals, first.globals);
     assert_eq!(outputs(&mut kernel).await, before);
+
+    // Two checkpoints: the spare holds the later one's state, and the
+    // rollback to the earlier one writes over it.
+    let earlier = kernel.checkpoint().await.unwrap();
+    kernel.fit(&data(), None).await.unwrap();
+    let later = kernel.checkpoint().await.unwrap();
+    kernel.fit(&data(), None).await.unwrap();
+    kernel.spare_ready().await;
+    kernel.rollback_to(earlier).await.unwrap();
+    assert_eq!(counts(&kernel), (2, 2, 1));
+    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(restored.materialize() == first.materialize());
+    assert_eq!(restored.globals, first.globals);
+    assert_eq!(outputs(&mut kernel).await, before);
+    drop(later);
 
     // Snapshots in a row: each newer one supersedes the spare's work.
     kernel.fit(&data(), None).await.unwrap();
@@ -575,16 +592,12 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     let expected = outputs(&mut kernel).await;
     let checkpoint = kernel.checkpoint().await.unwrap();
     kernel.rollback_to(checkpoint).await.unwrap();
-    let stats = kernel.stats();
-    assert_eq!(
-        (stats.rollbacks, stats.spares_used, stats.restored_ahead),
-        (2, 2, 1)
-    );
+    assert_eq!(counts(&kernel), (3, 3, 2));
     let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
     assert!(restored.materialize() == latest.materialize());
     assert_eq!(restored.globals, latest.globals);
     assert_eq!(outputs(&mut kernel).await, expected);
-    // One spare in the making at a time, whatever the chain of tasks.
+    // One spare at a time, whatever the chain of tasks behind it.
     assert!(sandbox.spares_held() <= 1);
 }
 

@@ -594,6 +594,7 @@ impl KernelComponent {
             probe: None,
             spare: None,
             spare_for: Arc::default(),
+            pinned: std::sync::Weak::new(),
         })
     }
 }
@@ -787,10 +788,30 @@ impl Shared {
         let wanted = wanted.clone();
         let shared = self.clone();
         let (made_one, spare) = tokio::sync::oneshot::channel();
+        // Held weakly until its turn: a task waiting behind another must
+        // not keep an image the next snapshot would reuse the buffers of.
+        let like = like.as_ref().map(Arc::downgrade);
         runtime.spawn(async move {
             let old = match previous {
                 Some(previous) => previous.await.ok(),
                 None => None,
+            };
+            // Superseded by a newer snapshot (or its image is gone): the
+            // spare is passed on as it is, to the task for that one.
+            let like = match (
+                wanted.load(Ordering::Relaxed) == id,
+                like.map(|image| image.upgrade()),
+            ) {
+                (true, None) => Some(None),
+                (true, Some(Some(image))) => Some(Some(image)),
+                _ => None,
+            };
+            let Some(like) = like else {
+                if let Some(old) = old {
+                    drop(made_one.send(old));
+                }
+                drop(replaced);
+                return;
             };
             let made = async {
                 let mut spare = match old {
@@ -819,10 +840,6 @@ impl Shared {
                 let (Some(access), Some(image)) = (&shared.access, like) else {
                     return Ok(spare);
                 };
-                if wanted.load(Ordering::Relaxed) != id {
-                    // A newer snapshot's task follows and readies it.
-                    return Ok(spare);
-                }
                 let ahead = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
                 if spare.sizes.is_some() && !ahead {
                     return Ok(spare);
@@ -1048,6 +1065,9 @@ pub struct KernelInstance {
     spare: Option<tokio::sync::oneshot::Receiver<Spare>>,
     /// [`Image::id`] of the state the newest spare task readies it for.
     spare_for: Arc<AtomicU64>,
+    /// The image of the last checkpoint taken (not rolled back to), while
+    /// anything holds it: the spare stays readied for it.
+    pinned: std::sync::Weak<Image>,
 }
 
 /// A store and instance of a kernel made ahead of its next rollback (see
@@ -1248,12 +1268,13 @@ impl KernelInstance {
         self.poisoned = false;
         self.state_hash = None;
         let restored = self.restore_snapshot(image, holds.as_ref()).await;
-        if self.spare.is_none() {
-            let like = self.restorable();
-            self.spare = self
-                .shared
-                .prepare_spare(replaced, None, like, &self.spare_for);
-        }
+        // The next spare, for the state now held (after the one still
+        // being readied for another state, if a rollback left it).
+        let like = self.restorable();
+        let previous = self.spare.take();
+        self.spare = self
+            .shared
+            .prepare_spare(replaced, previous, like, &self.spare_for);
         if let Some(bytes) = restored? {
             return Ok(Some(bytes));
         }
@@ -1301,10 +1322,24 @@ impl KernelInstance {
 
     /// The spare instance, if one was made and can take `image` (without
     /// one: is as instantiated); one that cannot is dropped on a task. A
-    /// spare still being made is waited for: it started before a new
-    /// instance would have.
+    /// spare still being readied for `image` is waited for (it started
+    /// before a new instance would have); one still being readied for
+    /// another state is left to finish (a new instance is sooner than
+    /// waiting for it, then writing over what it wrote) and kept.
     async fn take_spare(&mut self, image: Option<&Image>) -> Option<Spare> {
-        let spare = self.spare.take()?.await.ok()?;
+        let mut pending = self.spare.take()?;
+        let spare = match pending.try_recv() {
+            Ok(spare) => spare,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                let wanted = self.spare_for.load(Ordering::Relaxed);
+                if image.map_or(0, |image| image.id) != wanted {
+                    self.spare = Some(pending);
+                    return None;
+                }
+                pending.await.ok()?
+            }
+        };
         if spare.fits(image) {
             return Some(spare);
         }
@@ -1538,6 +1573,23 @@ impl KernelInstance {
         Ok(again == state)
     }
 
+    /// Whether a checkpoint (anything besides this instance's own
+    /// snapshot and retired images) still holds the image of the last one
+    /// taken.
+    fn checkpoint_held(&self) -> bool {
+        let Some(image) = self.pinned.upgrade() else {
+            return false;
+        };
+        let own = self
+            .snapshot
+            .iter()
+            .chain(&self.retired)
+            .filter(|held| Arc::ptr_eq(held, &image))
+            .count();
+        // One more: `image` itself.
+        Arc::strong_count(&image) > own + 1
+    }
+
     /// The last snapshot if a rollback could restore it (no host handles),
     /// quietly: what a spare instance is readied for.
     fn restorable(&self) -> Option<Snapshot> {
@@ -1641,11 +1693,14 @@ impl KernelInstance {
         self.stats.snapshot_time += started.elapsed();
         // A state worth rolling back to: have an instance ready for it
         // (restored ahead with it when it is small, see `prepare_spare`).
+        // While a checkpoint holds an earlier image, the spare stays
+        // restored with that one: the state a failure of this or a later
+        // call of the pipeline goes back to.
         let like = self.restorable();
         let ahead = like
             .as_ref()
             .is_some_and(|image| image.bytes() <= PREPARE_PREFAULT_MAX as u64);
-        if self.spare.is_none() || ahead {
+        if self.spare.is_none() || (ahead && !self.checkpoint_held()) {
             let previous = self.spare.take();
             self.spare = self
                 .shared
@@ -1662,6 +1717,18 @@ impl KernelInstance {
         if self.shared.access.is_some()
             && self.snapshot.as_ref().is_none_or(|s| s.host_handles == 0)
         {
+            if let Some(image) = self.restorable() {
+                // Readies the spare for a rollback to it (see
+                // `take_snapshot`), unless that is under way.
+                self.pinned = Arc::downgrade(&image);
+                let ahead = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
+                if ahead && self.spare_for.load(Ordering::Relaxed) != image.id {
+                    let previous = self.spare.take();
+                    self.spare =
+                        self.shared
+                            .prepare_spare(None, previous, Some(image), &self.spare_for);
+                }
+            }
             return Ok(Checkpoint::Image {
                 snapshot: self.snapshot.clone(),
                 params: self.params.clone(),
@@ -1674,6 +1741,7 @@ impl KernelInstance {
     pub async fn rollback_to(&mut self, checkpoint: Checkpoint) -> Result<(), Error> {
         match checkpoint {
             Checkpoint::Image { snapshot, params } => {
+                self.pinned = std::sync::Weak::new();
                 // The image replaced is kept for its buffers (the next
                 // snapshot reuses them): freeing a 64 MiB image here took
                 // milliseconds of the rollback.
@@ -1699,6 +1767,21 @@ impl KernelInstance {
     /// The store and raw instance (for `freeze`).
     pub(crate) fn raw(&mut self) -> (&mut Store<HostState>, Instance) {
         (&mut self.store, self.instance)
+    }
+
+    /// Waits until the spare instance being readied for the next rollback,
+    /// if any, is ready (for tests and benchmarks: rollbacks do not wait
+    /// for a spare being readied for another state than theirs).
+    pub async fn spare_ready(&mut self) {
+        let Some(pending) = self.spare.take() else {
+            return;
+        };
+        if let Ok(spare) = pending.await {
+            let (ready, receiver) = tokio::sync::oneshot::channel();
+            // The receiver is alive: cannot fail.
+            let _ = ready.send(spare);
+            self.spare = Some(receiver);
+        }
     }
 
     /// The last snapshot, if any (for tests and benchmarks).

@@ -599,6 +599,23 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     assert_eq!(outputs(&mut kernel).await, expected);
     // One spare at a time, whatever the chain of tasks behind it.
     assert!(sandbox.spares_held() <= 1);
+
+    // Not restored ahead (`restore_ahead(0)`): the rollback writes the
+    // image into the spare, to the same end.
+    let sandbox = Sandbox::builder()
+        .cache_dir(Some(workspace().join("target/test-cache")))
+        .restore_ahead(0)
+        .build()
+        .unwrap();
+    let mut kernel = opaque(&sandbox, "trap", Limits::default()).await;
+    kernel.fit(&data(), None).await.unwrap();
+    let image = kernel.snapshot().unwrap().clone();
+    let expected = outputs(&mut kernel).await;
+    assert!(kernel.fit(&data(), None).await.is_err());
+    assert_eq!(counts(&kernel), (1, 1, 0));
+    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(restored.materialize() == image.materialize());
+    assert_eq!(outputs(&mut kernel).await, expected);
 }
 
 /// A sandbox keeping at most `spares` spare instances.

@@ -2,9 +2,11 @@
 //!
 //! 1. For a kernel holding 1 MiB and 64 MiB of state (the `opaque` test
 //!    guest, which cannot export its state): taking a snapshot; rolling
-//!    back to a checkpoint after a fit changed the state, and after a fit
-//!    that traps, with spare instances (default) and without (new store +
-//!    instance + writing the image back), against
+//!    back to a checkpoint (held across a fit that changed the state), and
+//!    after a fit that traps: with spare instances restored ahead with
+//!    states up to 4 MiB (default), spares not restored ahead (the image is
+//!    written into the spare at the rollback), no spares (new store +
+//!    instance + writing the image), and every state restored ahead; against
 //!    the physical floor measured in the same run: a host memcpy of the same
 //!    bytes into fresh memory (page faults included, as a restore into a new
 //!    instance has them) and into memory already touched.
@@ -112,16 +114,19 @@ async fn trap_rollbacks(sandbox: &Sandbox, mib: i64) -> Duration {
     median(samples[1..].to_vec())
 }
 
-async fn state_sizes(keep_resident: usize, label: &str, spares: usize) {
+async fn state_sizes(keep_resident: usize, label: &str, spares: usize, ahead: u64) {
     let sandbox = Sandbox::builder()
         .keep_resident(keep_resident)
         .spare_instances(spares)
+        .restore_ahead(ahead)
         .build()
         .unwrap();
-    let spares = if spares == kernel_host::SPARE_INSTANCES {
-        format!("{spares} (default)")
-    } else {
-        spares.to_string()
+    let spares = match (spares, ahead) {
+        (0, _) => "none".to_string(),
+        (kernel_host::SPARE_INSTANCES, kernel_host::RESTORE_AHEAD) => {
+            format!("{spares} / {} MiB (default)", ahead >> 20)
+        }
+        _ => format!("{spares} / {} MiB", ahead >> 20),
     };
     for mib in [1i64, 64] {
         let mut kernel = opaque(&sandbox, mib, false).await;
@@ -224,14 +229,18 @@ fn main() {
         .unwrap();
     println!("## Snapshot and restore\n");
     println!(
-        "| state | kept resident | spare instances | image held / memory | snapshot | rollback to a checkpoint | rollback after a trap | memcpy, fresh pages | memcpy, touched pages | rollback after a trap / fresh memcpy |"
+        "| state | kept resident | spare instances / restored ahead up to | image held / memory | snapshot | rollback to a checkpoint | rollback after a trap | memcpy, fresh pages | memcpy, touched pages | rollback after a trap / fresh memcpy |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let (spares, ahead) = (kernel_host::SPARE_INSTANCES, kernel_host::RESTORE_AHEAD);
     for (bytes, label) in KEEP_RESIDENT {
-        for spares in [kernel_host::SPARE_INSTANCES, 0] {
-            runtime.block_on(state_sizes(bytes, label, spares));
+        for (spares, ahead) in [(spares, ahead), (spares, 0), (0, 0)] {
+            runtime.block_on(state_sizes(bytes, label, spares, ahead));
         }
     }
+    // Every state restored ahead, 64 MiB included (default residency).
+    let (bytes, label) = KEEP_RESIDENT[0];
+    runtime.block_on(state_sizes(bytes, label, spares, 80 << 20));
 
     println!("\n## Snapshot overhead on a pipeline fit\n");
     println!(

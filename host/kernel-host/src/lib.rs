@@ -71,8 +71,8 @@ pub use kernel_host_manifest::Plan;
 /// converts into [`Error`].
 pub use kernel_host_sandbox::Error as SandboxError;
 pub use kernel_host_sandbox::{
-    Checkpoint, GiveBack, KernelComponent, KernelInstance, KernelStats, Metering, SPARE_INSTANCES,
-    Sandbox, SandboxBuilder, sha256_hex,
+    Checkpoint, GiveBack, KernelComponent, KernelInstance, KernelStats, Metering, RESTORE_AHEAD,
+    SPARE_INSTANCES, Sandbox, SandboxBuilder, sha256_hex,
 };
 pub use kernel_host_types::{Grants, Limits, printable, printable_lines};
 pub use pipeline::{Output, Pipeline, PipelineCheckpoint, Step};

@@ -18,7 +18,7 @@ use crate::engine::{Sandbox, sha256_hex};
 use crate::error::{Error, Fault, LoadProblem};
 use crate::freeze::Frozen;
 use crate::observe::{CallContext, CallObserver, CallRecord, Outcome};
-use crate::snapshot::{self, Access, Image, PREPARE_PREFAULT_MAX, Snapshot, Written};
+use crate::snapshot::{self, Access, Image, Snapshot, Written};
 use crate::state::{HostState, panic_message};
 use kernel_host_types::Grants;
 use kernel_host_types::bindings::exports::kernel_host::kernel::{kernel as plain, kernel_ref};
@@ -761,8 +761,8 @@ impl Shared {
     /// slot is then off the rollback's path, and the spare is not kept
     /// waiting for it). The spare is the one `previous` is making, if it
     /// can take `like` (the state a rollback would restore), or a fresh
-    /// instance. For an image of at most [`PREPARE_PREFAULT_MAX`] bytes the
-    /// spare is *restored* with it ahead, so a rollback to it only swaps
+    /// instance. For an image of at most [`Sandbox::restore_ahead`] bytes
+    /// the spare is *restored* with it ahead, so a rollback to it only swaps
     /// stores; a larger one's spare is grown to its size (see
     /// [`Access::prepare`]). `wanted` names the newest state asked for: a
     /// task whose state was superseded by a newer snapshot before it began
@@ -840,7 +840,7 @@ impl Shared {
                 let (Some(access), Some(image)) = (&shared.access, like) else {
                     return Ok(spare);
                 };
-                let ahead = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
+                let ahead = image.bytes() <= shared.sandbox.restore_ahead();
                 if spare.sizes.is_some() && !ahead {
                     return Ok(spare);
                 }
@@ -1699,7 +1699,7 @@ impl KernelInstance {
         let like = self.restorable();
         let ahead = like
             .as_ref()
-            .is_some_and(|image| image.bytes() <= PREPARE_PREFAULT_MAX as u64);
+            .is_some_and(|image| image.bytes() <= self.shared.sandbox.restore_ahead());
         if self.spare.is_none() || (ahead && !self.checkpoint_held()) {
             let previous = self.spare.take();
             self.spare = self
@@ -1721,7 +1721,7 @@ impl KernelInstance {
                 // Readies the spare for a rollback to it (see
                 // `take_snapshot`), unless that is under way.
                 self.pinned = Arc::downgrade(&image);
-                let ahead = image.bytes() <= PREPARE_PREFAULT_MAX as u64;
+                let ahead = image.bytes() <= self.shared.sandbox.restore_ahead();
                 if ahead && self.spare_for.load(Ordering::Relaxed) != image.id {
                     let previous = self.spare.take();
                     self.spare =

@@ -35,7 +35,8 @@ pub mod snapshot;
 mod state;
 
 pub use engine::{
-    MAX_SPARE_INSTANCES, Metering, SPARE_INSTANCES, Sandbox, SandboxBuilder, sha256_hex,
+    MAX_SPARE_INSTANCES, Metering, RESTORE_AHEAD, SPARE_INSTANCES, Sandbox, SandboxBuilder,
+    sha256_hex,
 };
 pub use error::{Error, Fault, LoadProblem, RefusalKind, Result};
 pub use kernel::{

@@ -167,9 +167,12 @@ impl SandboxBuilder {
 
     /// Largest snapshot (bytes of changed pages) a spare instance is
     /// restored with ahead, on a task, after each snapshot (default
-    /// [`RESTORE_AHEAD`]; 0: never). A rollback to that state then only
-    /// swaps stores; the price is one restore's work in the background per
-    /// state-changing call, and the spare holding the state resident.
+    /// [`RESTORE_AHEAD`]). A rollback to that state then only swaps stores;
+    /// the price is one restore's work in the background per
+    /// state-changing call, and the spare holding the state resident. A
+    /// larger state is rolled back without a spare, in the failed store's
+    /// own slot (0: every state is; spares then serve only kernels whose
+    /// state cannot be restored).
     pub fn restore_ahead(mut self, bytes: u64) -> Self {
         self.restore_ahead = bytes;
         self

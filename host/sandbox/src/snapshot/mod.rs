@@ -520,9 +520,8 @@ impl Access {
 const PREFAULT_MIN: usize = 4 << 20;
 
 /// Largest image whose pages [`Access::prepare`] faults in ahead: the
-/// ones [`Access::restore`] would otherwise fault in a page at a time. A
-/// spare instance holds that much memory while it waits; a larger image's
-/// spare is only grown, and its restore prefaults as without a spare.
+/// ones [`Access::restore`] would otherwise fault in a page at a time (a
+/// larger image's are faulted in by the restore itself, with huge pages).
 pub const PREPARE_PREFAULT_MAX: usize = PREFAULT_MIN;
 
 /// Runs at least this long are backed with 2 MiB pages where aligned.

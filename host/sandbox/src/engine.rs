@@ -320,6 +320,7 @@ impl SandboxBuilder {
                 spares: Arc::new(tokio::sync::Semaphore::new(self.spares)),
                 spare_limit: self.spares,
                 restore_ahead: self.restore_ahead,
+                kept_resident: if self.pooling { self.keep_resident } else { 0 },
                 loads: crate::kernel::LoadCache::default(),
                 verify_loads: self.verify_loads,
                 give_back_above: self.give_back_above,
@@ -347,6 +348,9 @@ struct Inner {
     spares: Arc<tokio::sync::Semaphore>,
     /// See [`SandboxBuilder::restore_ahead`].
     restore_ahead: u64,
+    /// Bytes of each pooled memory kept mapped between instances (0
+    /// without the pool): see [`SandboxBuilder::keep_resident`].
+    kept_resident: usize,
     spare_limit: usize,
     /// Kernels this sandbox loaded, by file identity (see
     /// [`crate::KernelComponent::load_for`]).
@@ -415,6 +419,12 @@ impl Sandbox {
     /// See [`SandboxBuilder::restore_ahead`].
     pub fn restore_ahead(&self) -> u64 {
         self.inner.restore_ahead
+    }
+
+    /// Bytes of each pooled linear memory kept mapped between instances (0
+    /// without the pooling allocator): see [`SandboxBuilder::keep_resident`].
+    pub fn kept_resident(&self) -> usize {
+        self.inner.kept_resident
     }
 
     /// Spare instances kept now (being made or made, see

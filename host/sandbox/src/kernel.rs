@@ -761,9 +761,10 @@ impl Shared {
     /// slot is then off the rollback's path, and the spare is not kept
     /// waiting for it). The spare is the one `previous` is making, if it
     /// can take `like` (the state a rollback would restore), or a fresh
-    /// instance. The spare is *restored* with `like` ahead (callers pass
-    /// only images of at most [`Sandbox::restore_ahead`] bytes), so a
-    /// rollback to it only swaps stores. `wanted` names the newest state asked for: a
+    /// instance. The spare is *restored* with `like` ahead when it holds at
+    /// most [`Sandbox::restore_ahead`] bytes, so a rollback to it only swaps
+    /// stores; otherwise only grown to its size (see `spare_serves`).
+    /// `wanted` names the newest state asked for: a
     /// task whose state was superseded by a newer snapshot before it began
     /// leaves the restore to the task for that one. `None` when the sandbox
     /// keeps as many spares as it may or no runtime runs tasks; `replaced`
@@ -839,9 +840,6 @@ impl Shared {
                 let (Some(access), Some(image)) = (&shared.access, like) else {
                     return Ok(spare);
                 };
-                if image.bytes() > shared.sandbox.restore_ahead() {
-                    return Ok(spare);
-                }
                 let limit = shared.limits.timeout;
                 let failed = |what: &str, e: String| Error::Host(anyhow::anyhow!("{what}: {e}"));
                 if spare.sizes.is_none() {
@@ -853,6 +851,10 @@ impl Shared {
                     .map_err(|_| failed("preparing it", "timed out".into()))?
                     .map_err(|e| failed("preparing it", format!("{e:#}")))?;
                     spare.sizes = Some(sizes);
+                }
+                if image.bytes() > shared.sandbox.restore_ahead() {
+                    // Only grown: the rollback writes the image.
+                    return Ok(spare);
                 }
                 let written = tokio::time::timeout(
                     limit,
@@ -1267,7 +1269,7 @@ impl KernelInstance {
         // The next spare, for the state now held (after the one still
         // being readied for another state, if a rollback left it).
         let like = self.restorable();
-        if like.as_ref().is_none_or(|image| self.restores_ahead(image)) {
+        if like.as_ref().is_none_or(|image| self.spare_serves(image)) {
             let previous = self.spare.take();
             self.spare = self
                 .shared
@@ -1325,7 +1327,7 @@ impl KernelInstance {
     /// another state is left to finish (a new instance is sooner than
     /// waiting for it, then writing over what it wrote) and kept.
     async fn take_spare(&mut self, image: Option<&Image>) -> Option<Spare> {
-        if image.is_some_and(|image| !self.restores_ahead(image)) {
+        if image.is_some_and(|image| !self.spare_serves(image)) {
             // A large state: rolled back in the failed store's own slot
             // (see `rebuild`), the spare left as it is.
             return None;
@@ -1576,15 +1578,25 @@ impl KernelInstance {
         Ok(again == state)
     }
 
-    /// Whether rollbacks to `image` go onto a spare restored with it ahead
-    /// (at most [`Sandbox::restore_ahead`] bytes). A larger state is rolled
-    /// back without a spare, into the failed store's own pooled slot, reset
-    /// first: with a spare, the failed store's pages and the spare's were
-    /// both resident while the restore faulted in huge pages, and a 64 MiB
-    /// rollback took 100–640 ms in one run out of ten (benches/snapshots.rs,
-    /// 90th percentile) against 14–19 ms in its own slot.
+    /// Whether a spare instance is restored with `image` ahead (at most
+    /// [`Sandbox::restore_ahead`] bytes).
     fn restores_ahead(&self, image: &Image) -> bool {
         image.bytes() <= self.shared.sandbox.restore_ahead()
+    }
+
+    /// Whether rollbacks to `image` go onto a spare: one restored with it
+    /// ahead, or one only grown for it when its memories fit in the pages a
+    /// pooled slot keeps resident (the restore then faults nothing in). A
+    /// larger state is rolled back without a spare, in the failed store's
+    /// own slot, reset first: with a spare, the failed store's pages and the
+    /// spare's were both resident while the restore faulted in huge pages,
+    /// and a 64 MiB rollback took 100–640 ms one time in ten
+    /// (benches/snapshots.rs, 90th percentile) against 14–19 ms in its own
+    /// slot; with the memory kept resident the spare took it from 18 ms to
+    /// 6.5 ms.
+    fn spare_serves(&self, image: &Image) -> bool {
+        self.restores_ahead(image)
+            || image.memory_bytes() <= self.shared.sandbox.kept_resident() as u64
     }
 
     /// Whether a checkpoint (anything besides this instance's own
@@ -1710,11 +1722,13 @@ impl KernelInstance {
         // While a checkpoint holds an earlier image, the spare stays
         // restored with that one: the state a failure of this or a later
         // call of the pipeline goes back to.
-        // A larger state gets none: see `restores_ahead`.
+        // A larger state gets none: see `spare_serves`.
         let like = self.restorable();
-        let ahead = like.as_ref().map(|image| self.restores_ahead(image));
-        let wanted = match ahead {
-            Some(ahead) => ahead && (self.spare.is_none() || !self.checkpoint_held()),
+        let wanted = match &like {
+            Some(image) if self.restores_ahead(image) => {
+                self.spare.is_none() || !self.checkpoint_held()
+            }
+            Some(image) => self.spare.is_none() && self.spare_serves(image),
             None => self.spare.is_none(),
         };
         if wanted {

@@ -568,10 +568,7 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     kernel.spare_ready().await;
     kernel.rollback_to(checkpoint).await.unwrap();
     assert_eq!(counts(&kernel), (1, 1, 1));
-    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
-    assert!(restored.materialize() == first.materialize());
-    assert_eq!(restored.globals, first.globals);
-    assert_eq!(outputs(&mut kernel).await, before);
+    holds_exactly(&mut kernel, &first, &before).await;
 
     // Two checkpoints: the spare holds the later one's state, and the
     // rollback to the earlier one writes over it.
@@ -582,10 +579,7 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     kernel.spare_ready().await;
     kernel.rollback_to(earlier).await.unwrap();
     assert_eq!(counts(&kernel), (2, 2, 1));
-    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
-    assert!(restored.materialize() == first.materialize());
-    assert_eq!(restored.globals, first.globals);
-    assert_eq!(outputs(&mut kernel).await, before);
+    holds_exactly(&mut kernel, &first, &before).await;
     drop(later);
 
     // Snapshots in a row: each newer one supersedes the spare's work.
@@ -598,10 +592,7 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     let checkpoint = kernel.checkpoint().await.unwrap();
     kernel.rollback_to(checkpoint).await.unwrap();
     assert_eq!(counts(&kernel), (3, 3, 2));
-    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
-    assert!(restored.materialize() == latest.materialize());
-    assert_eq!(restored.globals, latest.globals);
-    assert_eq!(outputs(&mut kernel).await, expected);
+    holds_exactly(&mut kernel, &latest, &expected).await;
     // One spare at a time, whatever the chain of tasks behind it.
     assert!(sandbox.spares_held() <= 1);
 
@@ -618,9 +609,20 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
     let expected = outputs(&mut kernel).await;
     assert!(kernel.fit(&data(), None).await.is_err());
     assert_eq!(counts(&kernel), (1, 0, 0));
-    let restored = kernel.snapshot_now().await.unwrap().unwrap().clone();
-    assert!(restored.materialize() == image.materialize());
-    assert_eq!(outputs(&mut kernel).await, expected);
+    holds_exactly(&mut kernel, &image, &expected).await;
+}
+
+/// The kernel's memories and globals are exactly `image`'s, and it answers
+/// `outputs`.
+async fn holds_exactly(
+    kernel: &mut KernelInstance,
+    image: &kernel_host::snapshot::Image,
+    outputs_then: &[Vec<f64>],
+) {
+    let now = kernel.snapshot_now().await.unwrap().unwrap().clone();
+    assert!(now.materialize() == image.materialize());
+    assert_eq!(now.globals, image.globals);
+    assert_eq!(outputs(kernel).await, outputs_then);
 }
 
 /// A sandbox keeping at most `spares` spare instances.

@@ -180,12 +180,13 @@ async fn state_sizes(keep_resident: usize, label: &str, spares: usize, ahead: u6
             median(restore[1..].to_vec()),
         );
         println!(
-            "| {mib} MiB | {label} | {spares} | {:.1} / {:.1} MiB | {} | {} | {} | {} | {} | {ratio:.prec$}x |",
+            "| {mib} MiB | {label} | {spares} | {:.1} / {:.1} MiB | {} | {} | {} (p90 {}) | {} | {} | {ratio:.prec$}x |",
             held as f64 / (1 << 20) as f64,
             bytes as f64 / (1 << 20) as f64,
             show(snapshot),
             show(restore),
-            format!("{} (p90 {})", show(trapped), show(trapped_p90)),
+            show(trapped),
+            show(trapped_p90),
             show(fresh),
             show(touched),
             ratio = trapped.as_secs_f64() / fresh.as_secs_f64(),

@@ -456,7 +456,7 @@ impl Access {
                     // left below the image's size, which is all of it.
                     let whole = recorded.materialize(image.fresh_memory(m));
                     write.call_async(&mut store, (whole.as_slice(),)).await?;
-                    dirty.push(vec![0..recorded.len]);
+                    dirty.push(std::iter::once(0..recorded.len).collect());
                     continue;
                 }
             };
@@ -728,11 +728,13 @@ mod tests {
             }));
         }
         // Over the same runs: nothing to clean.
-        let mut image = MemoryImage::default();
-        image.runs = vec![PAGE..3 * PAGE, 8 * PAGE..9 * PAGE];
+        let image = MemoryImage {
+            runs: vec![PAGE..3 * PAGE, 8 * PAGE..9 * PAGE],
+            ..MemoryImage::default()
+        };
         assert!(image.cleaning(&image.runs.clone()).is_empty());
         assert_eq!(
-            image.cleaning(&[0..10 * PAGE]),
+            image.cleaning(std::slice::from_ref(&(0..10 * PAGE))),
             vec![0..PAGE, 3 * PAGE..8 * PAGE, 9 * PAGE..10 * PAGE]
         );
     }

@@ -625,6 +625,47 @@ async fn holds_exactly(
     assert_eq!(outputs(kernel).await, outputs_then);
 }
 
+/// A state larger than what is restored ahead rolls back without a spare
+/// (in the failed store's own slot), unless its memory fits what a pooled
+/// slot keeps resident: then onto a spare grown for it. Both exactly.
+#[tokio::test]
+async fn a_large_state_rolls_back_onto_a_spare_only_when_kept_resident() {
+    for (keep_resident, spare) in [(None, 0), (Some(16 << 20), 1)] {
+        let mut builder = Sandbox::builder().cache_dir(Some(workspace().join("target/test-cache")));
+        if let Some(bytes) = keep_resident {
+            builder = builder.keep_resident(bytes);
+        }
+        let sandbox = builder.build().unwrap();
+        let params = [
+            ("fail", text("trap")),
+            ("fail-from", ParamValue::S64(2)),
+            ("state-mib", ParamValue::S64(8)),
+        ];
+        let mut kernel = instance_with(
+            &sandbox,
+            "opaque",
+            guests::OPAQUE,
+            &params,
+            Limits::default(),
+            Grants::default(),
+        )
+        .await;
+        kernel.fit(&data(), None).await.unwrap();
+        let image = kernel.snapshot().unwrap().clone();
+        assert!(image.bytes() > kernel_host::RESTORE_AHEAD);
+        let expected = outputs(&mut kernel).await;
+        kernel.spare_ready().await;
+        assert!(kernel.fit(&data(), None).await.is_err());
+        let stats = kernel.stats();
+        assert_eq!(
+            (stats.rollbacks, stats.spares_used, stats.restored_ahead),
+            (1, spare, 0),
+            "kept resident: {keep_resident:?}"
+        );
+        holds_exactly(&mut kernel, &image, &expected).await;
+    }
+}
+
 /// A sandbox keeping at most `spares` spare instances.
 fn with_spares(spares: usize) -> Sandbox {
     Sandbox::builder()

@@ -365,12 +365,14 @@ struct Inner {
 pub const PIPELINE_INSTANCES: u32 = 224;
 
 /// Spare instances a sandbox keeps at once: a kernel instance that has a
-/// snapshot gets a fresh instance of its component made ahead, on a task
-/// of its own, so that rolling back is writing the image into it rather
-/// than waiting for the failed store's slot to be reset and a new instance
-/// to be made (see `KernelInstance::rollback_to`). The pool has room for
-/// them beyond the kernel instances', so a spare never takes a slot a
-/// kernel needs; past this many, instances roll back without one.
+/// snapshot gets an instance of its component readied ahead, on a task of
+/// its own — restored with the snapshot when it is small (see
+/// [`SandboxBuilder::restore_ahead`]), so that rolling back only swaps
+/// stores rather than waiting for the failed store's slot to be reset, a
+/// new instance to be made and the image to be written (see
+/// `KernelInstance::rollback_to`). The pool has room for them beyond the
+/// kernel instances', so a spare never takes a slot a kernel needs; past
+/// this many, instances roll back without one.
 pub const SPARE_INSTANCES: usize = 16;
 
 /// Largest snapshot a spare instance is restored with ahead by default

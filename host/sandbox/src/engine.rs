@@ -11,7 +11,7 @@
 //! | compiled components | cached on disk | A second run of the same kernel skips compilation. |
 //!
 //! The engine never grants anything to a guest by itself: capabilities come
-//! from [`Grants`](crate::Grants), per kernel.
+//! from [`Grants`](kernel_host_types::Grants), per kernel.
 
 use crate::error::Error;
 use crate::observe::{CallObserver, Unobserved};

@@ -4,7 +4,9 @@
 
 use kernel_host::bindings::{Column, ColumnValues, Frame, Param, ParamValue};
 use kernel_host::data::{CsvOptions, read_csv};
-use kernel_host::{Error, Grants, KernelComponent, KernelInstance, Limits, Sandbox};
+use kernel_host::{
+    Error, Grants, KernelComponent, KernelInstance, Limits, Sandbox, SandboxBuilder,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +40,13 @@ pub fn workspace() -> PathBuf {
 /// lives in the target directory, shared by every test.
 pub fn sandbox() -> Sandbox {
     sandbox_with(kernel_host::Telemetry::none())
+}
+
+/// A sandbox with the tests' compile cache, set up further by `with`.
+pub fn sandbox_from(with: impl FnOnce(SandboxBuilder) -> SandboxBuilder) -> Sandbox {
+    with(Sandbox::builder().cache_dir(Some(workspace().join("target/test-cache"))))
+        .build()
+        .unwrap()
 }
 
 /// Like [`sandbox`], reporting calls to `telemetry`.

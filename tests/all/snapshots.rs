@@ -14,10 +14,16 @@ fn data() -> Frame {
 }
 
 async fn opaque(sandbox: &Sandbox, fail: &str, limits: Limits) -> KernelInstance {
+    opaque_holding(sandbox, fail, 1, limits).await
+}
+
+/// The `opaque` kernel holding `mib` MiB of state, failing as `fail` says
+/// from its second fit on.
+async fn opaque_holding(sandbox: &Sandbox, fail: &str, mib: i64, limits: Limits) -> KernelInstance {
     let params = [
         ("fail", text(fail)),
         ("fail-from", ParamValue::S64(2)),
-        ("state-mib", ParamValue::S64(1)),
+        ("state-mib", ParamValue::S64(mib)),
     ];
     instance_with(
         sandbox,
@@ -172,11 +178,7 @@ async fn sdk_kernels_roll_back_too() {
     // By copy: the guest loops over the frame and runs out of fuel (by
     // reference the host computes the statistics, bounded by the wall
     // clock instead).
-    let sandbox = kernel_host::Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .frames_by_reference(false)
-        .build()
-        .unwrap();
+    let sandbox = sandbox_from(|b| b.frames_by_reference(false));
     let component = load(&sandbox, "scaler", guests::STANDARD_SCALER).await;
     assert_eq!(component.snapshots(), Ok(()));
     let mut scaler = component
@@ -341,11 +343,7 @@ async fn a_frozen_kernel_predicts_without_configure_or_load_state() {
 /// A sandbox that copies frames into every kernel: a large frame then
 /// grows the kernel's own memory.
 fn copying() -> Sandbox {
-    Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .frames_by_reference(false)
-        .build()
-        .unwrap()
+    sandbox_from(|b| b.frames_by_reference(false))
 }
 
 /// `rows` rows of three features and a three-class string target.
@@ -502,11 +500,7 @@ async fn a_large_snapshot_restores_the_memory_exactly() {
 #[tokio::test]
 async fn a_spare_instance_takes_only_the_rollbacks_it_fits() {
     // States up to 16 MiB restored ahead: the 8 MiB one below too.
-    let sandbox = Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .restore_ahead(16 << 20)
-        .build()
-        .unwrap();
+    let sandbox = sandbox_from(|b| b.restore_ahead(16 << 20));
     let mut kernel = opaque(&sandbox, "none", Limits::default()).await;
     kernel.fit(&data(), None).await.unwrap();
     let small = kernel.snapshot().unwrap().clone();
@@ -598,11 +592,7 @@ async fn a_spare_restored_ahead_ends_exactly_where_a_fresh_restore_would() {
 
     // Nothing restored ahead (`restore_ahead(0)`): the rollback writes the
     // image into a new instance in the failed one's slot, to the same end.
-    let sandbox = Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .restore_ahead(0)
-        .build()
-        .unwrap();
+    let sandbox = sandbox_from(|b| b.restore_ahead(0));
     let mut kernel = opaque(&sandbox, "trap", Limits::default()).await;
     kernel.fit(&data(), None).await.unwrap();
     let image = kernel.snapshot().unwrap().clone();
@@ -631,25 +621,11 @@ async fn holds_exactly(
 #[tokio::test]
 async fn a_large_state_rolls_back_onto_a_spare_only_when_kept_resident() {
     for (keep_resident, spare) in [(None, 0), (Some(16 << 20), 1)] {
-        let mut builder = Sandbox::builder().cache_dir(Some(workspace().join("target/test-cache")));
-        if let Some(bytes) = keep_resident {
-            builder = builder.keep_resident(bytes);
-        }
-        let sandbox = builder.build().unwrap();
-        let params = [
-            ("fail", text("trap")),
-            ("fail-from", ParamValue::S64(2)),
-            ("state-mib", ParamValue::S64(8)),
-        ];
-        let mut kernel = instance_with(
-            &sandbox,
-            "opaque",
-            guests::OPAQUE,
-            &params,
-            Limits::default(),
-            Grants::default(),
-        )
-        .await;
+        let sandbox = sandbox_from(|b| match keep_resident {
+            Some(bytes) => b.keep_resident(bytes),
+            None => b,
+        });
+        let mut kernel = opaque_holding(&sandbox, "trap", 8, Limits::default()).await;
         kernel.fit(&data(), None).await.unwrap();
         let image = kernel.snapshot().unwrap().clone();
         assert!(image.bytes() > kernel_host::RESTORE_AHEAD);
@@ -668,11 +644,7 @@ async fn a_large_state_rolls_back_onto_a_spare_only_when_kept_resident() {
 
 /// A sandbox keeping at most `spares` spare instances.
 fn with_spares(spares: usize) -> Sandbox {
-    Sandbox::builder()
-        .cache_dir(Some(workspace().join("target/test-cache")))
-        .spare_instances(spares)
-        .build()
-        .unwrap()
+    sandbox_from(|b| b.spare_instances(spares))
 }
 
 /// Rollbacks, and those onto a spare instance.

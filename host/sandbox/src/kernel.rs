@@ -1306,7 +1306,7 @@ impl KernelInstance {
         let (Some(access), Some(image)) = (self.shared.access.clone(), image) else {
             return Ok(None);
         };
-        if over.is_some_and(|over| image.id != 0 && over.id == image.id) {
+        if over.is_some_and(|over| over.is(&image)) {
             self.stats.restored_ahead += 1;
             return Ok(Some(image.bytes()));
         }

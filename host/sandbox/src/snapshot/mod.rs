@@ -216,6 +216,13 @@ pub struct Written {
     pub dirty: Vec<Vec<std::ops::Range<usize>>>,
 }
 
+impl Written {
+    /// Whether what was written is `image` (a captured one: id 0 is none's).
+    pub fn is(&self, image: &Image) -> bool {
+        image.id != 0 && self.id == image.id
+    }
+}
+
 /// Ids of captured images (0 is no image's).
 static NEXT_IMAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -362,7 +369,7 @@ impl Access {
         Ok(image)
     }
 
-    /// Readies a fresh `instance` for a later [`Access::restore`] of an
+    /// Readies a fresh `instance` for a later [`Access::restore_over`] of an
     /// image like `image`: grows each memory to the image's size and, for
     /// images holding at most [`PREPARE_PREFAULT_MAX`] bytes, faults in the
     /// pages the image's runs will be written to, so that the restore only
@@ -401,22 +408,11 @@ impl Access {
         Ok(sizes)
     }
 
-    /// Writes `image` into `instance`, which must be a fresh instance of
-    /// this component or of one with the same core modules (memories never
-    /// shrink, so each is at most as large as the image's). An image taken
-    /// relative to this component's fresh memories writes only its runs;
-    /// any other is written whole.
-    pub async fn restore<T: Send + 'static>(
-        &self,
-        store: impl AsContextMut<Data = T>,
-        instance: &Instance,
-        image: &Image,
-    ) -> Result<Written> {
-        self.restore_over(store, instance, image, None).await
-    }
-
-    /// Like [`Access::restore`], into an instance that ran no code since a
-    /// restore left `over` in it (`None`: a fresh instance): the ranges
+    /// Writes `image` into `instance`, which must be an instance of this
+    /// component (or of one with the same core modules) that ran no code
+    /// since instantiation or since a restore left `over` in it (`None`: a
+    /// fresh instance). An image taken relative to this component's fresh
+    /// memories writes only its runs; any other is written whole. The ranges
     /// `over` dirtied that `image` does not cover are set back to a fresh
     /// instance's bytes first, so the instance ends exactly as a fresh one
     /// restored with `image`. Nothing is written when `over` is `image`.
@@ -437,7 +433,7 @@ impl Access {
             if over.dirty.len() != self.memories.len() {
                 wasmtime::bail!("the instance was restored with another component's snapshot");
             }
-            if image.id != 0 && over.id == image.id {
+            if over.is(image) {
                 return Ok(over.clone());
             }
         }
@@ -520,7 +516,7 @@ impl Access {
 const PREFAULT_MIN: usize = 4 << 20;
 
 /// Largest image whose pages [`Access::prepare`] faults in ahead: the
-/// ones [`Access::restore`] would otherwise fault in a page at a time (a
+/// ones [`Access::restore_over`] would otherwise fault in a page at a time (a
 /// larger image's are faulted in by the restore itself, with huge pages).
 pub const PREPARE_PREFAULT_MAX: usize = PREFAULT_MIN;
 

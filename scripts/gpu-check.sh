@@ -47,6 +47,17 @@ fi
 for dir in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
     [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
+# cuBLAS and NVRTC may come only as Python wheels (nvidia-cublas, nvidia-cuda-nvrtc)
+# or in a versioned toolkit folder: add each folder that holds one and is not on the path yet.
+for lib in libcublas.so libcublasLt.so libnvrtc.so; do
+    ldconfig -p 2>/dev/null | grep -q "$lib" && continue
+    found=$(find /usr/local/cuda* /usr/lib /opt /usr/local/lib -maxdepth 8 -name "$lib*" 2>/dev/null | head -1 || true)
+    if [ -n "$found" ]; then
+        dir=$(dirname "$found")
+        case ":${LD_LIBRARY_PATH:-}:" in *":$dir:"*) ;; *) export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac
+    fi
+done
+echo "gpu-check: LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "gpu-check: no nvidia-smi"
 
 echo "== tensor backends and the selftest (every op vs f64, tolerance 1e-5)"

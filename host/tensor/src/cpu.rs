@@ -8,9 +8,22 @@ use ndarray::ArrayView2;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 
-/// Work between two deadline checks in a matrix product: about 25 ms at
-/// this machine's ~90 GFLOP/s (single thread).
-const BLOCK_FLOPS: usize = 1 << 31;
+/// Work for one thread between two deadline checks in a matrix product:
+/// about 90 ms at ~90 GFLOP/s. A block of rows re-packs the whole right
+/// operand, so blocks must be large: at 25 ms a 4096² product on 16
+/// threads ran in 64 blocks at 0.26× of one `dot` (H200 machine).
+const BLOCK_FLOPS_PER_THREAD: usize = 1 << 33;
+
+/// The threads matrixmultiply runs a product on: `MATMUL_NUM_THREADS`
+/// when set, else the physical cores, at most 4 (matrixmultiply's own
+/// cap; read as it reads them).
+fn matmul_threads() -> usize {
+    let asked = match std::env::var("MATMUL_NUM_THREADS") {
+        Ok(s) if !s.is_empty() => s.parse().unwrap_or(1),
+        _ => num_cpus::get_physical(),
+    };
+    asked.clamp(1, 4)
+}
 
 impl Cpu {
     pub fn new() -> Cpu {
@@ -79,13 +92,58 @@ pub(super) fn unary_fn(op: UnaryOp) -> fn(f32) -> f32 {
     }
 }
 
+/// `a · b` in blocks of `block` rows of `a` (at least one), the deadline
+/// checked before each block; row-major, written in place.
+fn product_in_blocks(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    block: usize,
+) -> Result<Tensor, TensorError> {
+    let (m, n) = (a.nrows(), b.ncols());
+    let block = block.clamp(1, m.max(1));
+    let mut product = if block >= m {
+        // One block: the product as ndarray lays it out.
+        let product = a.dot(&b);
+        if product.is_standard_layout() {
+            product
+        } else {
+            // Transposed operands can give a column-major product.
+            product.as_standard_layout().into_owned()
+        }
+    } else {
+        ndarray::Array2::<f32>::zeros((m, n))
+    };
+    let mut start = if block >= m { m } else { 0 };
+    while start < m {
+        if crate::deadline::passed() {
+            return Err(TensorError::Backend(
+                "the call's time limit passed during a matrix product".into(),
+            ));
+        }
+        let end = (start + block).min(m);
+        ndarray::linalg::general_mat_mul(
+            1.0,
+            &a.slice(ndarray::s![start..end, ..]),
+            &b,
+            0.0,
+            &mut product.slice_mut(ndarray::s![start..end, ..]),
+        );
+        start = end;
+    }
+    let (values, offset) = product.into_raw_vec_and_offset();
+    if offset.is_some_and(|o| o != 0) || values.len() != m * n {
+        return Err(TensorError::Backend("unexpected matmul layout".into()));
+    }
+    Ok(tensor(m, n, values))
+}
+
 impl Backend for Cpu {
     fn device(&self) -> Device {
         Device::Cpu
     }
 
     fn describe(&self) -> String {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = matmul_threads();
         let simd = if cfg!(target_arch = "x86_64") {
             let mut found = Vec::new();
             #[cfg(target_arch = "x86_64")]
@@ -105,7 +163,7 @@ impl Backend for Cpu {
             String::new()
         };
         format!(
-            "ndarray/matrixmultiply sgemm, {threads} threads (MATMUL_NUM_THREADS to change){}",
+            "ndarray/matrixmultiply sgemm, {threads} threads (matrixmultiply uses at most 4; MATMUL_NUM_THREADS to change){}",
             if simd.is_empty() {
                 String::new()
             } else {
@@ -130,42 +188,11 @@ impl Backend for Cpu {
         let (a, b) = (view(a)?, view(b)?);
         let a = if ta { a.t() } else { a };
         let b = if tb { b.t() } else { b };
-        let (m, k) = a.dim();
-        let n = b.ncols();
         // A large product runs in blocks of rows, the deadline checked
         // between them, so one call cannot run far past its time limit.
-        let flops_per_row = 2 * k.max(1) * n.max(1);
-        let block = (BLOCK_FLOPS / flops_per_row).clamp(1, m.max(1));
-        if block >= m {
-            // One block: the product as ndarray lays it out, no copy.
-            let mut product = a.dot(&b);
-            if !product.is_standard_layout() {
-                // Transposed operands can give a column-major product.
-                product = product.as_standard_layout().into_owned();
-            }
-            let (values, offset) = product.into_raw_vec_and_offset();
-            if offset.is_some_and(|o| o != 0) || values.len() != m * n {
-                return Err(TensorError::Backend("unexpected matmul layout".into()));
-            }
-            return Ok(tensor(m, n, values));
-        }
-        let mut values = Vec::with_capacity(m * n);
-        let mut start = 0;
-        while start < m {
-            if crate::deadline::passed() {
-                return Err(TensorError::Backend(
-                    "the call's time limit passed during a matrix product".into(),
-                ));
-            }
-            let end = (start + block).min(m);
-            let part = a.slice(ndarray::s![start..end, ..]).dot(&b);
-            values.extend(part.iter().copied());
-            start = end;
-        }
-        if values.len() != m * n {
-            return Err(TensorError::Backend("unexpected matmul layout".into()));
-        }
-        Ok(tensor(m, n, values))
+        let flops_per_row = 2 * a.ncols().max(1) * b.ncols().max(1);
+        let block = BLOCK_FLOPS_PER_THREAD.saturating_mul(matmul_threads()) / flops_per_row;
+        product_in_blocks(a, b, block)
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, TensorError> {
@@ -297,5 +324,51 @@ impl Backend for Cpu {
             }
         }
         Ok(tensor(rows, cols, out))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Row-major `rows × cols` values, none alike.
+    fn values(rows: usize, cols: usize, seed: usize) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|i| ((i * 7 + seed * 13) % 23) as f32 - 11.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_product_in_blocks_of_rows_equals_one_product() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (m, k, n) = (10, 7, 5);
+            let a = tensor(
+                if ta { k } else { m },
+                if ta { m } else { k },
+                values(m, k, 1),
+            );
+            let b = tensor(
+                if tb { n } else { k },
+                if tb { k } else { n },
+                values(k, n, 2),
+            );
+            let (va, vb) = (view(&a).unwrap(), view(&b).unwrap());
+            let va = if ta { va.t() } else { va };
+            let vb = if tb { vb.t() } else { vb };
+            let expected: Vec<f32> = (0..m)
+                .flat_map(|i| (0..n).map(move |j| (i, j)))
+                .map(|(i, j)| (0..k).map(|l| va[[i, l]] * vb[[l, j]]).sum())
+                .collect();
+            for block in [0, 1, 3, 4, 9, 10, 100] {
+                let product = product_in_blocks(va, vb, block).unwrap();
+                assert_eq!((product.rows, product.cols), (m, n));
+                assert_eq!(
+                    data(&product).unwrap(),
+                    expected,
+                    "ta {ta} tb {tb} block {block}"
+                );
+            }
+        }
     }
 }

@@ -30,8 +30,9 @@ mod tests {
 
     #[test]
     fn a_large_product_stops_at_the_deadline() {
-        // 2 * 2048^3 flops: eight blocks of rows.
-        let n = 2048;
+        // 2 * 4096^3 flops: at least four blocks of rows (matrixmultiply
+        // runs at most 4 threads).
+        let n = 4096;
         let cpu = Cpu;
         let a = cpu.fill(n, n, 1.0).unwrap();
         set(Some(Instant::now()));

@@ -89,7 +89,7 @@ impl HostState {
     /// Host work a kernel asks for counts against its call's wall clock:
     /// past the deadline, an operation waits (so the call's timer fires and
     /// the call ends as a timeout) instead of computing. A CPU matrix
-    /// product checks the deadline between blocks of rows (~25 ms of work
+    /// product checks the deadline between blocks of rows (~90 ms of work
     /// each); other operations are linear in their operands and are not
     /// interrupted.
     async fn pace(&mut self) -> Result<()> {

@@ -4,15 +4,22 @@
 
 use super::{Backend, BinaryOp, Device, ReduceOp, ScalarOp, Storage, Tensor, TensorError, UnaryOp};
 use ndarray::ArrayView2;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 
 /// Work for one thread between two deadline checks in a matrix product:
 /// about 90 ms at ~90 GFLOP/s. A block of rows re-packs the whole right
-/// operand, so blocks must be large: at 25 ms a 4096² product on 16
-/// threads ran in 64 blocks at 0.26× of one `dot` (H200 machine).
+/// operand, so blocks must be large: at 25 ms a 4096² product ran in 64
+/// blocks at 0.26× of one `dot`, at 90 ms in 4 blocks at 0.73× (H200
+/// machine, 4 threads).
 const BLOCK_FLOPS_PER_THREAD: usize = 1 << 33;
+
+/// A pessimistic sgemm rate for one thread (45–95 GFLOP/s measured): a
+/// product that would end before its deadline even at this rate runs as
+/// one block, with no deadline checks.
+const SLOW_FLOPS_PER_THREAD: f64 = 5e9;
 
 /// The threads matrixmultiply runs a product on: `MATMUL_NUM_THREADS`
 /// when set, else the physical cores, at most 4 (matrixmultiply's own
@@ -44,7 +51,7 @@ fn tensor(rows: usize, cols: usize, data: Vec<f32>) -> Tensor {
     Tensor {
         rows,
         cols,
-        storage: Storage::Cpu(data.into()),
+        storage: Storage::Cpu(Arc::new(data)),
     }
 }
 
@@ -188,10 +195,20 @@ impl Backend for Cpu {
         let (a, b) = (view(a)?, view(b)?);
         let a = if ta { a.t() } else { a };
         let b = if tb { b.t() } else { b };
-        // A large product runs in blocks of rows, the deadline checked
-        // between them, so one call cannot run far past its time limit.
+        // A product that could reach the call's deadline runs in blocks of
+        // rows, the deadline checked between them, so one call cannot run
+        // far past its time limit; one sure to end well before it runs
+        // whole (each block re-packs the right operand).
         let flops_per_row = 2 * a.ncols().max(1) * b.ncols().max(1);
-        let block = BLOCK_FLOPS_PER_THREAD.saturating_mul(matmul_threads()) / flops_per_row;
+        let threads = matmul_threads();
+        let slowest =
+            flops_per_row as f64 * a.nrows() as f64 / (SLOW_FLOPS_PER_THREAD * threads as f64);
+        let block = match crate::deadline::remaining() {
+            Some(left) if left.as_secs_f64() <= slowest => {
+                BLOCK_FLOPS_PER_THREAD.saturating_mul(threads) / flops_per_row
+            }
+            _ => a.nrows(),
+        };
         product_in_blocks(a, b, block)
     }
 

@@ -17,6 +17,14 @@ pub fn set(deadline: Option<Instant>) {
     DEADLINE.with(|d| d.set(deadline));
 }
 
+/// The time left before this thread's deadline (`None`: no deadline).
+pub fn remaining() -> Option<std::time::Duration> {
+    DEADLINE.with(|d| {
+        d.get()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    })
+}
+
 /// Whether this thread's deadline has passed.
 pub fn passed() -> bool {
     DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at))

@@ -113,7 +113,8 @@ pub struct Tensor {
 /// Where a tensor's data lives.
 #[derive(Clone)]
 pub enum Storage {
-    Cpu(Arc<[f32]>),
+    /// A `Vec` behind the `Arc`: results move in without a copy.
+    Cpu(Arc<Vec<f32>>),
     Cuda(Arc<cuda::Buffer>),
 }
 

@@ -223,7 +223,9 @@ fn main() {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1024, 4096]);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("## Matrix product, f32, CPU ({threads} threads)\n");
+    println!(
+        "## Matrix product, f32, CPU ({threads} cores; matrixmultiply runs at most 4 threads, numpy all)\n"
+    );
     println!("| n | ndarray direct | through the tensor API | API / direct | numpy `@` |");
     println!("|---|---|---|---|---|");
     for &n in &sizes {

@@ -23,13 +23,18 @@ const SLOW_FLOPS_PER_THREAD: f64 = 5e9;
 
 /// The threads matrixmultiply runs a product on: `MATMUL_NUM_THREADS`
 /// when set, else the physical cores, at most 4 (matrixmultiply's own
-/// cap; read as it reads them).
+/// cap; read as it reads them, once per process). Read on every product,
+/// counting the cores (`/proc/cpuinfo`) made the penguins MLP's small
+/// products 3× slower here and 20× on a 16-core machine.
 fn matmul_threads() -> usize {
-    let asked = match std::env::var("MATMUL_NUM_THREADS") {
-        Ok(s) if !s.is_empty() => s.parse().unwrap_or(1),
-        _ => num_cpus::get_physical(),
-    };
-    asked.clamp(1, 4)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let asked = match std::env::var("MATMUL_NUM_THREADS") {
+            Ok(s) if !s.is_empty() => s.parse().unwrap_or(1),
+            _ => num_cpus::get_physical(),
+        };
+        asked.clamp(1, 4)
+    })
 }
 
 impl Cpu {

@@ -637,31 +637,50 @@ async fn auto_chunk_rows_come_from_the_memory_budget() {
     assert_eq!(outputs[0], outputs[1]);
 }
 
-/// Each pass of a chunked fit reads what the previous one kept (the parsed
-/// input, then the outputs of the steps fitted so far), so every chunk goes
-/// through each step once: impute, encode and scale each see every chunk
-/// once to fit, once to transform for the next step, and once to predict —
-/// the same number of calls — where re-reading the input would make the
-/// first step transform each chunk once per later wave
-/// (`a_chunked_run_equals_the_whole_run` checks the predictions).
+/// What a chunked fit keeps between its passes (`data.spill`) changes
+/// which transforms run, never the predictions. `outputs`: each pass reads
+/// what the previous one kept (the parsed input, then the outputs of the
+/// steps fitted so far), so impute, encode and scale each see every chunk
+/// once to fit, once to transform for the next step, and once to predict.
+/// `input` (the default) and `none`: each later pass transforms the input
+/// through every step fitted so far, so each step transforms every chunk
+/// once more than the next (11 training chunks). Bit-identical predictions
+/// in all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunked_fit_transforms_each_chunk_once_per_step() {
-    let plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
-    let report = crate::common::run_chunked(&sandbox(), plan, 25)
-        .await
-        .unwrap();
-    let calls = |id: &str| {
-        report
-            .steps
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| s.calls)
-            .unwrap()
-    };
-    // 258 training rows: 11 chunks; 86 test rows: 4.
-    assert!(calls("impute") >= 11 + 11 + 4, "{}", calls("impute"));
-    assert_eq!(calls("impute"), calls("encode"));
-    assert_eq!(calls("encode"), calls("scale"));
+async fn what_a_chunked_fit_spills_changes_the_calls_not_the_predictions() {
+    use kernel_host::manifest::Spill;
+    let dir = tempfile::tempdir().unwrap();
+    let mut predictions = Vec::new();
+    for spill in [Spill::Input, Spill::Outputs, Spill::None] {
+        let mut plan = Plan::load(&workspace().join("examples/penguins/pipeline.toml")).unwrap();
+        plan.data.spill = spill;
+        let out = dir.path().join(format!("{spill:?}.csv"));
+        plan.output.predictions = Some(out.clone());
+        let report = crate::common::run_chunked(&sandbox(), plan, 25)
+            .await
+            .unwrap();
+        let calls = |id: &str| {
+            report
+                .steps
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.calls)
+                .unwrap()
+        };
+        // 258 training rows: 11 chunks; 86 test rows: 4.
+        let (impute, encode, scale) = (calls("impute"), calls("encode"), calls("scale"));
+        assert!(scale >= 11 + 11 + 4, "{spill:?}: {scale}");
+        match spill {
+            Spill::Outputs => assert_eq!((impute, encode), (scale, scale), "{spill:?}"),
+            Spill::Input | Spill::None => {
+                assert_eq!((impute, encode), (scale + 22, scale + 11), "{spill:?}")
+            }
+        }
+        predictions.push(std::fs::read(&out).unwrap());
+    }
+    assert!(!predictions[0].is_empty());
+    assert_eq!(predictions[0], predictions[1], "input vs outputs");
+    assert_eq!(predictions[0], predictions[2], "input vs none");
 }
 
 /// A chunked pass reads ahead on one thread and transforms through the

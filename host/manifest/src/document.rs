@@ -115,6 +115,8 @@ struct RawData {
     /// A number of rows, or `"auto"`.
     chunk_rows: Option<toml::Value>,
     memory_budget_mib: Option<u64>,
+    /// `"input"`, `"outputs"` or `"none"`.
+    spill: Option<crate::plan::Spill>,
 }
 
 #[derive(Deserialize)]
@@ -989,6 +991,7 @@ fn resolve_data(src: &Source, raw: RawData) -> Result<DataSpec, ManifestError> {
             "data.memory-budget-mib",
             raw.memory_budget_mib.unwrap_or(512),
         )?,
+        spill: raw.spill.unwrap_or_default(),
     })
 }
 
@@ -1087,6 +1090,33 @@ mod tests {
             assert!(e.message.contains("is not a number of rows"), "{bad}: {e}");
             assert!(e.message.contains("\"auto\""), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn spill_names_what_a_chunked_fit_keeps() {
+        let dir = Scratch::new("d.csv");
+        let with = |line: &str| {
+            let text = format!(
+                "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = \"d.csv\"\n{line}\n[kernels.k]\nsource = \"k.wasm\"\n"
+            );
+            std::fs::write(dir.manifest(), text).unwrap();
+            Plan::load(&dir.manifest())
+        };
+        assert_eq!(with("").unwrap().data.spill, crate::plan::Spill::Input);
+        for (value, spill) in [
+            ("input", crate::plan::Spill::Input),
+            ("outputs", crate::plan::Spill::Outputs),
+            ("none", crate::plan::Spill::None),
+        ] {
+            assert_eq!(
+                with(&format!("spill = {value:?}")).unwrap().data.spill,
+                spill
+            );
+        }
+        let e = with("spill = \"sometimes\"").unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("sometimes"), "{e}");
+        assert!(e.message.contains("outputs"), "{e}");
     }
 
     #[test]

@@ -32,4 +32,4 @@ mod plan;
 pub use error::ManifestError;
 pub use graph::Input;
 pub use lock::{KernelResolver, Lock, NoRegistry, Pin, Resolved, parse_reference};
-pub use plan::{DataSource, DataSpec, KernelSpec, OnFailure, OutputSpec, Plan};
+pub use plan::{DataSource, DataSpec, KernelSpec, OnFailure, OutputSpec, Plan, Spill};

@@ -119,6 +119,29 @@ pub struct DataSpec {
     pub chunk_auto: bool,
     /// Input held for kernels that cannot fit in chunks, bytes.
     pub memory_budget: u64,
+    /// What a chunked fit keeps on disk between its passes
+    /// (`data.spill`).
+    #[serde(default)]
+    pub spill: Spill,
+}
+
+/// What a chunked fit writes to the temporary directory between its
+/// passes (one pass per wave of the graph).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Spill {
+    /// The parsed input, once: the later passes read it and transform
+    /// each chunk through every step fitted so far. A CSV is parsed once;
+    /// Arrow and Parquet files are read again instead.
+    #[default]
+    Input,
+    /// After each pass, the outputs of the steps fitted so far: each
+    /// chunk goes through each step once, at the cost of writing and
+    /// reading a spill per pass. Pays when early steps' transforms cost
+    /// more than that.
+    Outputs,
+    /// Nothing: every pass reads the input file again (no temporary disk).
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

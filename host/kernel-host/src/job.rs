@@ -356,6 +356,12 @@ async fn fit_chunked(
             (None, None) => (None, false),
         };
         let source = from.as_ref().map_or(train.clone(), |s| s.path.clone());
+        let read_from = match (&from, &parsed) {
+            (None, _) => "the input file",
+            (Some(spill), Some(input)) if Arc::ptr_eq(spill, input) => "the spilled input",
+            (Some(_), _) => "the spilled step outputs",
+        };
+        let started = Instant::now();
         progress.start(
             &format!("fit {}/{}", w + 1, waves.len()),
             &source,
@@ -431,6 +437,13 @@ async fn fit_chunked(
         carried = done;
         pipeline.finish_wave(wave, &mut buffered).await?;
         progress.finish();
+        tracing::info!(
+            "fit pass {}/{}: {rows} rows from {} in {:.2?}",
+            w + 1,
+            waves.len(),
+            read_from,
+            started.elapsed()
+        );
         if w == 0 {
             train_rows = rows;
         }
@@ -695,11 +708,17 @@ impl<'a> Predictor<'a> {
                             .next_chunk(rows)?
                             .map(|chunk| (chunk, chunks.bytes_read())))
                     })?;
+                let started = Instant::now();
                 while let Some((chunk, bytes_read)) = ahead.next().await? {
                     self.batch(chunk, path).await?;
                     progress.update(bytes_read, self.rows);
                 }
                 progress.finish();
+                tracing::info!(
+                    "predict pass: {} rows in {:.2?}",
+                    self.rows,
+                    started.elapsed()
+                );
             }
         }
         Ok(())

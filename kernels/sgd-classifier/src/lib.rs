@@ -65,14 +65,21 @@ fn softmax(z: &mut [f64]) {
 
 impl Model {
     fn scores(&self, row: &[f64]) -> Vec<f64> {
-        let d = self.features.len();
-        let mut z: Vec<f64> = self
-            .weights
-            .iter()
-            .map(|w| w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>())
-            .collect();
-        softmax(&mut z);
+        let mut z = Vec::with_capacity(self.weights.len());
+        self.scores_into(row, &mut z);
         z
+    }
+
+    /// The class probabilities of `row` into `z` (reused across rows).
+    fn scores_into(&self, row: &[f64], z: &mut Vec<f64>) {
+        let d = self.features.len();
+        z.clear();
+        z.extend(
+            self.weights
+                .iter()
+                .map(|w| w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>()),
+        );
+        softmax(z);
     }
 
     /// Class indices in sorted class order (numeric targets numerically).
@@ -84,6 +91,67 @@ impl Model {
             .filter_map(|c| self.classes.iter().position(|k| k == c))
             .collect()
     }
+}
+
+/// Each row's class index (`None`: no label), numbering the classes in
+/// `known` first and the others in order of first appearance; and the
+/// labels those indices name. A label is `Column::label`'s text, without
+/// making it for every row.
+fn class_codes(y: &Column, known: &[String]) -> (Vec<Option<usize>>, Vec<String>) {
+    let mut labels = known.to_vec();
+    let mut index = |label: String| match labels.iter().position(|c| *c == label) {
+        Some(k) => k,
+        None => {
+            labels.push(label);
+            labels.len() - 1
+        }
+    };
+    let rows = y.len();
+    let mut codes = Vec::with_capacity(rows);
+    match &y.values {
+        ColumnValues::String(values) => {
+            // Few classes: the last one found is usually the next one too.
+            let mut last: Option<(usize, usize)> = None;
+            for (row, value) in values.iter().enumerate() {
+                if y.is_null(row) {
+                    codes.push(None);
+                    continue;
+                }
+                let k = match last {
+                    Some((r, k)) if values[r] == *value => k,
+                    _ => index(value.clone()),
+                };
+                last = Some((row, k));
+                codes.push(Some(k));
+            }
+        }
+        _ => {
+            // Numbers and booleans: the text made once per distinct value.
+            let mut seen: Vec<(u64, usize)> = Vec::new();
+            for row in 0..rows {
+                let bits = match &y.values {
+                    ColumnValues::F64(v) => v[row].to_bits(),
+                    ColumnValues::S64(v) => v[row] as u64,
+                    ColumnValues::Bool(v) => u64::from(v[row]),
+                    ColumnValues::String(_) => unreachable!("handled above"),
+                };
+                if y.is_null(row) {
+                    codes.push(None);
+                    continue;
+                }
+                let k = match seen.iter().find(|(b, _)| *b == bits) {
+                    Some(&(_, k)) => k,
+                    None => {
+                        let k = index(y.label(row).unwrap_or_default());
+                        seen.push((bits, k));
+                        k
+                    }
+                };
+                codes.push(Some(k));
+            }
+        }
+    }
+    (codes, labels)
 }
 
 impl SgdClassifier {
@@ -106,20 +174,22 @@ impl SgdClassifier {
         });
         let d = model.features.len();
         let (alpha, eta0) = (self.params.alpha, self.params.eta0);
+        let (codes, labels) = class_codes(y, &model.classes);
+        let mut p = Vec::new();
         for (row, values) in matrix.rows().enumerate() {
-            let label = y.label(row).ok_or_else(|| {
-                KernelError::invalid_input(format!("target `{}` is missing in row {row}", y.name))
-            })?;
-            let class = match model.classes.iter().position(|c| *c == label) {
-                Some(k) => k,
-                None => {
-                    model.classes.push(label);
-                    model.weights.push(vec![0.0; d + 1]);
-                    model.classes.len() - 1
-                }
+            let Some(class) = codes.get(row).copied().flatten() else {
+                return Err(KernelError::invalid_input(format!(
+                    "target `{}` is missing in row {row}",
+                    y.name
+                )));
             };
+            // A class joins, with zero weights, at its first row.
+            if class == model.classes.len() {
+                model.classes.push(labels[class].clone());
+                model.weights.push(vec![0.0; d + 1]);
+            }
             let eta = eta0 / (1.0 + eta0 * alpha * model.t as f64);
-            let p = model.scores(values);
+            model.scores_into(values, &mut p);
             for (k, w) in model.weights.iter_mut().enumerate() {
                 let residual = p[k] - f64::from(u8::from(k == class));
                 for (wj, xj) in w[..d].iter_mut().zip(values) {
@@ -174,10 +244,11 @@ impl Kernel for SgdClassifier {
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
         let model = self.fitted()?;
         let m = x.select_matrix(&model.features)?;
+        let mut p = Vec::new();
         let best: Vec<&String> = m
             .rows()
             .map(|row| {
-                let p = model.scores(row);
+                model.scores_into(row, &mut p);
                 let k = (0..p.len()).fold(0, |b, k| if p[k] > p[b] { k } else { b });
                 &model.classes[k]
             })

@@ -1067,16 +1067,20 @@ mod tests {
         }
     }
 
+    /// A one-kernel manifest in `dir` whose `[data]` table ends with
+    /// `line` (its line 5), loaded.
+    fn with_data_line(dir: &Scratch, line: &str) -> Result<Plan, ManifestError> {
+        let text = format!(
+            "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = \"d.csv\"\n{line}\n[kernels.k]\nsource = \"k.wasm\"\n"
+        );
+        std::fs::write(dir.manifest(), text).unwrap();
+        Plan::load(&dir.manifest())
+    }
+
     #[test]
     fn chunk_rows_is_a_number_or_auto() {
         let dir = Scratch::new("d.csv");
-        let with = |value: &str| {
-            let text = format!(
-                "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = \"d.csv\"\nchunk-rows = {value}\n[kernels.k]\nsource = \"k.wasm\"\n"
-            );
-            std::fs::write(dir.manifest(), text).unwrap();
-            Plan::load(&dir.manifest())
-        };
+        let with = |value: &str| with_data_line(&dir, &format!("chunk-rows = {value}"));
         let auto = with("\"auto\"").unwrap();
         assert_eq!((auto.data.chunk_rows, auto.data.chunk_auto), (None, true));
         let rows = with("500").unwrap();
@@ -1095,13 +1099,7 @@ mod tests {
     #[test]
     fn spill_names_what_a_chunked_fit_keeps() {
         let dir = Scratch::new("d.csv");
-        let with = |line: &str| {
-            let text = format!(
-                "[pipeline]\nsteps = [\"k\"]\n[data]\ntrain = \"d.csv\"\n{line}\n[kernels.k]\nsource = \"k.wasm\"\n"
-            );
-            std::fs::write(dir.manifest(), text).unwrap();
-            Plan::load(&dir.manifest())
-        };
+        let with = |line: &str| with_data_line(&dir, line);
         assert_eq!(with("").unwrap().data.spill, crate::plan::Spill::Input);
         for (value, spill) in [
             ("input", crate::plan::Spill::Input),

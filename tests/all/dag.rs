@@ -365,6 +365,43 @@ async fn parallel_transforms_keep_row_order() {
     );
 }
 
+/// A graph fitted in chunks keeps its branches apart whatever is spilled
+/// between passes: the three `data.spill` modes give byte-identical
+/// predictions, and the same labels as the whole fit (the scaler's merged
+/// statistics may move a probability in its last bits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_fitted_in_chunks_predicts_the_same_whatever_it_spills() {
+    use kernel_host::manifest::Spill;
+    let dir = tempfile::tempdir().unwrap();
+    let predict = async |spill: Option<Spill>| {
+        let mut plan = toml();
+        let out = dir.path().join(format!("{spill:?}.csv"));
+        plan.output.predictions = Some(out.clone());
+        let report = match spill {
+            Some(spill) => {
+                plan.data.spill = spill;
+                crate::common::run_chunked(&sandbox(), plan, 40).await
+            }
+            None => crate::common::run(&sandbox(), plan).await,
+        }
+        .unwrap();
+        assert_eq!(report.train_rows, 258, "{spill:?}");
+        std::fs::read(&out).unwrap()
+    };
+    let whole = predict(None).await;
+    let labels = |csv: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(csv)
+            .lines()
+            .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    let input = predict(Some(Spill::Input)).await;
+    assert_eq!(labels(&input), labels(&whole));
+    for spill in [Spill::Outputs, Spill::None] {
+        assert_eq!(predict(Some(spill)).await, input, "{spill:?} vs input");
+    }
+}
+
 /// The blocking wrapper gives the same predictions as the async API.
 #[test]
 fn the_blocking_wrapper_agrees_with_the_async_api() {

@@ -111,28 +111,25 @@ fn product_in_blocks(
     b: ArrayView2<'_, f32>,
     block: usize,
 ) -> Result<Tensor, TensorError> {
-    let (m, n) = (a.nrows(), b.ncols());
-    let block = block.clamp(1, m.max(1));
-    let mut product = if block >= m {
-        // One block: the product as ndarray lays it out.
+    let m = a.nrows();
+    if block >= m {
+        // One block: the product as ndarray lays it out; transposed
+        // operands can give a column-major one.
         let product = a.dot(&b);
-        if product.is_standard_layout() {
+        return row_major(if product.is_standard_layout() {
             product
         } else {
-            // Transposed operands can give a column-major product.
             product.as_standard_layout().into_owned()
-        }
-    } else {
-        ndarray::Array2::<f32>::zeros((m, n))
-    };
-    let mut start = if block >= m { m } else { 0 };
-    while start < m {
+        });
+    }
+    let mut product = ndarray::Array2::<f32>::zeros((m, b.ncols()));
+    for start in (0..m).step_by(block.max(1)) {
         if crate::deadline::passed() {
             return Err(TensorError::Backend(
                 "the call's time limit passed during a matrix product".into(),
             ));
         }
-        let end = (start + block).min(m);
+        let end = (start + block.max(1)).min(m);
         ndarray::linalg::general_mat_mul(
             1.0,
             &a.slice(ndarray::s![start..end, ..]),
@@ -140,8 +137,13 @@ fn product_in_blocks(
             0.0,
             &mut product.slice_mut(ndarray::s![start..end, ..]),
         );
-        start = end;
     }
+    row_major(product)
+}
+
+/// A standard-layout product as a tensor, its buffer moved in.
+fn row_major(product: ndarray::Array2<f32>) -> Result<Tensor, TensorError> {
+    let (m, n) = product.dim();
     let (values, offset) = product.into_raw_vec_and_offset();
     if offset.is_some_and(|o| o != 0) || values.len() != m * n {
         return Err(TensorError::Backend("unexpected matmul layout".into()));

@@ -89,9 +89,9 @@ impl HostState {
     /// Host work a kernel asks for counts against its call's wall clock:
     /// past the deadline, an operation waits (so the call's timer fires and
     /// the call ends as a timeout) instead of computing. A CPU matrix
-    /// product checks the deadline between blocks of rows (~90 ms of work
-    /// each); other operations are linear in their operands and are not
-    /// interrupted.
+    /// product that could reach the deadline checks it between blocks of
+    /// rows (~90 ms of work each); other operations are linear in their
+    /// operands and are not interrupted.
     async fn pace(&mut self) -> Result<()> {
         // Long CPU operations check it between blocks of work.
         kernel_host_tensor::deadline::set(self.deadline);

@@ -84,8 +84,13 @@ impl Frame {
 
 fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> {
     let cols = columns.len();
-    let mut data = vec![0.0; rows * cols];
-    for (j, column) in columns.iter().enumerate() {
+    // Every column checked first, in order (the first bad column, then
+    // its first missing row, is what is refused), then copied in blocks
+    // of rows: a block of the matrix stays in cache while each column
+    // writes its stripe of it, instead of every column streaming through
+    // the whole matrix.
+    let mut sources: Vec<std::borrow::Cow<'_, [f64]>> = Vec::with_capacity(cols);
+    for column in &columns {
         let values = column.numeric().ok_or_else(|| {
             KernelError::invalid_input(format!(
                 "column `{}` is {}; this kernel needs numeric columns (encode it first)",
@@ -93,13 +98,36 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
                 column.type_name()
             ))
         })?;
-        for i in 0..rows {
-            data[i * cols + j] = values.get(i).ok_or_else(|| {
-                KernelError::invalid_input(format!(
-                    "column `{}` has a missing value in row {i}; impute it first",
-                    column.name
-                ))
-            })?;
+        let source = values.as_f64(rows);
+        // Whole-column scans first (cheap); the row only when one fails.
+        let complete = column
+            .nulls
+            .as_deref()
+            .is_none_or(|n| n.iter().all(|b| *b == 0))
+            && !(matches!(column.values, ColumnValues::F64(_))
+                && source.iter().any(|v| v.is_nan()));
+        if !complete && let Some(i) = (0..rows).find(|&i| values.get(i).is_none()) {
+            return Err(KernelError::invalid_input(format!(
+                "column `{}` has a missing value in row {i}; impute it first",
+                column.name
+            )));
+        }
+        sources.push(source);
+    }
+    let mut data = vec![0.0; rows * cols];
+    const BLOCK_ROWS: usize = 128;
+    if cols > 0 {
+        for (b, block) in data.chunks_mut(BLOCK_ROWS * cols).enumerate() {
+            let start = b * BLOCK_ROWS;
+            let len = block.len() / cols;
+            for (j, source) in sources.iter().enumerate() {
+                for (row, value) in block
+                    .chunks_exact_mut(cols)
+                    .zip(&source[start..start + len])
+                {
+                    row[j] = *value;
+                }
+            }
         }
     }
     Ok(Matrix {
@@ -257,6 +285,19 @@ impl NumericColumn<'_> {
         self.len() == 0
     }
 
+    /// The first `rows` values as `f64` (nulls' placeholders included),
+    /// borrowed when they are `f64` already.
+    fn as_f64<'a>(&self, rows: usize) -> std::borrow::Cow<'a, [f64]>
+    where
+        Self: 'a,
+    {
+        match self.values {
+            NumericValues::F64(v) => std::borrow::Cow::Borrowed(&v[..rows]),
+            NumericValues::S64(v) => v[..rows].iter().map(|x| *x as f64).collect(),
+            NumericValues::Bool(v) => v[..rows].iter().map(|x| f64::from(u8::from(*x))).collect(),
+        }
+    }
+
     /// The non-null values, in row order.
     pub fn present(&self) -> impl Iterator<Item = f64> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
@@ -298,5 +339,92 @@ impl Matrix {
                 at / self.cols.max(1)
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The matrix as the plain definition makes it: cell by cell.
+    fn naive(frame: &Frame) -> Vec<f64> {
+        let mut data = Vec::new();
+        for i in 0..frame.len() {
+            for c in &frame.columns {
+                data.push(c.numeric().unwrap().get(i).unwrap());
+            }
+        }
+        data
+    }
+
+    fn frame(rows: usize, cols: usize) -> Frame {
+        let columns = (0..cols)
+            .map(|j| {
+                let name = format!("c{j}");
+                match j % 3 {
+                    0 => Column::f64(name, (0..rows).map(|i| (i * 31 + j) as f64 / 7.0).collect()),
+                    1 => Column::s64(
+                        name,
+                        (0..rows).map(|i| (i as i64 - 50) * (j as i64)).collect(),
+                    ),
+                    _ => Column::bool(name, (0..rows).map(|i| (i + j) % 3 == 0).collect()),
+                }
+            })
+            .collect();
+        Frame {
+            rows: rows as u32,
+            columns,
+        }
+    }
+
+    #[test]
+    fn the_matrix_holds_every_cell_in_row_major_order() {
+        for rows in [0, 1, 127, 128, 129, 300, 1000] {
+            for cols in [0, 1, 2, 3, 20] {
+                let f = frame(rows, cols);
+                let m = f.to_matrix().unwrap();
+                assert_eq!((m.rows, m.cols), (rows, cols));
+                assert_eq!(m.data, naive(&f), "{rows} x {cols}");
+                assert_eq!(m.names, f.column_names());
+                let reversed: Vec<String> = f
+                    .column_names()
+                    .into_iter()
+                    .rev()
+                    .map(str::to_string)
+                    .collect();
+                let s = f.select_matrix(&reversed).unwrap();
+                assert_eq!(s.names, reversed);
+                for (i, row) in s.rows().enumerate() {
+                    let forward: Vec<f64> =
+                        m.rows().nth(i).unwrap().iter().rev().copied().collect();
+                    assert_eq!(row, forward.as_slice());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_bad_column_and_its_first_missing_row_are_named() {
+        let mut f = frame(300, 4);
+        f.columns[3] = Column::string("text", vec![String::new(); 300]);
+        f.columns[2] = std::mem::replace(&mut f.columns[2], Column::f64("x", Vec::new()))
+            .with_nulls((0..300).map(|i| u8::from(i == 250 || i == 290)).collect());
+        let mut values: Vec<f64> = (0..300).map(f64::from).collect();
+        values[200] = f64::NAN;
+        f.columns[1] = Column::f64("c1", values);
+        let message = |f: &Frame| format!("{:?}", f.to_matrix().unwrap_err());
+        assert!(
+            message(&f).contains("`c1` has a missing value in row 200"),
+            "{}",
+            message(&f)
+        );
+        f.columns.remove(1);
+        assert!(
+            message(&f).contains("`c2` has a missing value in row 250"),
+            "{}",
+            message(&f)
+        );
+        f.columns.remove(1);
+        assert!(message(&f).contains("`text` is"), "{}", message(&f));
     }
 }

@@ -13,6 +13,7 @@
 //!   in the target's own type.
 //! - `fit` starts afresh and makes `epochs` passes over its input.
 
+use kernel_sdk::Text;
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -93,70 +94,124 @@ impl Model {
     }
 }
 
-/// Each row's class index (`None`: no label), numbering the classes in
-/// `known` first and the others in order of first appearance; and the
-/// labels those indices name. A label is `Column::label`'s text, without
-/// making it for every row.
-fn class_codes(y: &Column, known: &[String]) -> (Vec<Option<usize>>, Vec<String>) {
-    let mut labels = known.to_vec();
-    let mut index = |label: String| match labels.iter().position(|c| *c == label) {
-        Some(k) => k,
-        None => {
-            labels.push(label);
-            labels.len() - 1
-        }
-    };
-    let rows = y.len();
-    let mut codes = Vec::with_capacity(rows);
-    match &y.values {
-        ColumnValues::String(values) => {
-            // Few classes: the last one found is usually the next one too.
-            let mut last: Option<(usize, usize)> = None;
-            for (row, value) in values.iter().enumerate() {
-                if y.is_null(row) {
-                    codes.push(None);
-                    continue;
-                }
-                let k = match last {
-                    Some((r, k)) if values[r] == *value => k,
-                    _ => index(value.clone()),
-                };
-                last = Some((row, k));
-                codes.push(Some(k));
-            }
-        }
-        _ => {
-            // Numbers and booleans: the text made once per distinct value.
-            let mut seen: Vec<(u64, usize)> = Vec::new();
-            for row in 0..rows {
-                let bits = match &y.values {
-                    ColumnValues::F64(v) => v[row].to_bits(),
-                    ColumnValues::S64(v) => v[row] as u64,
-                    ColumnValues::Bool(v) => u64::from(v[row]),
-                    ColumnValues::String(_) => unreachable!("handled above"),
-                };
-                if y.is_null(row) {
-                    codes.push(None);
-                    continue;
-                }
-                let k = match seen.iter().find(|(b, _)| *b == bits) {
-                    Some(&(_, k)) => k,
-                    None => {
-                        let k = index(y.label(row).unwrap_or_default());
-                        seen.push((bits, k));
-                        k
-                    }
-                };
-                codes.push(Some(k));
-            }
+/// A classifier's target as `learn` reads it: a plain column, or the text
+/// of a string column read by reference in bulk (no allocation per row).
+enum Target<'a> {
+    Column(&'a Column),
+    Text { name: &'a str, text: &'a Text },
+}
+
+impl Target<'_> {
+    /// Reads the target `y` by reference: text in bulk, other types as a
+    /// column.
+    fn read(y: &HostColumn) -> Result<(Option<Column>, Option<Text>), KernelError> {
+        Ok(if y.kind() == ColumnType::String {
+            (None, Some(y.read_text(0, y.len())?))
+        } else {
+            (Some(y.read()?), None)
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Target::Column(y) => &y.name,
+            Target::Text { name, .. } => name,
         }
     }
-    (codes, labels)
+
+    fn label_type(&self) -> LabelType {
+        match self {
+            Target::Column(y) => LabelType::of(y),
+            Target::Text { .. } => LabelType::Text,
+        }
+    }
+
+    /// Each row's class index (`None`: no label), numbering the classes in
+    /// `known` first and the others in order of first appearance; and the
+    /// labels those indices name. A label is `Column::label`'s text,
+    /// without making it for every row.
+    fn codes(&self, known: &[String]) -> (Vec<Option<usize>>, Vec<String>) {
+        let mut labels = known.to_vec();
+        let codes = match self {
+            Target::Text { text, .. } => text_codes(text.len(), |row| text.get(row), &mut labels),
+            Target::Column(y) => match &y.values {
+                ColumnValues::String(values) => text_codes(
+                    y.len(),
+                    |row| (!y.is_null(row)).then(|| values[row].as_str()),
+                    &mut labels,
+                ),
+                _ => value_codes(y, &mut labels),
+            },
+        };
+        (codes, labels)
+    }
+}
+
+/// The index of `label` among `labels`, appended when new.
+fn index_of(labels: &mut Vec<String>, label: &str) -> usize {
+    match labels.iter().position(|c| c == label) {
+        Some(k) => k,
+        None => {
+            labels.push(label.to_string());
+            labels.len() - 1
+        }
+    }
+}
+
+/// Class indices of text labels (`label(row)`, `None` for a null).
+fn text_codes<'a>(
+    rows: usize,
+    label: impl Fn(usize) -> Option<&'a str>,
+    labels: &mut Vec<String>,
+) -> Vec<Option<usize>> {
+    let mut codes = Vec::with_capacity(rows);
+    // Few classes: the last one found is usually the next one too.
+    let mut last: Option<(&str, usize)> = None;
+    for row in 0..rows {
+        let Some(value) = label(row) else {
+            codes.push(None);
+            continue;
+        };
+        let k = match last {
+            Some((previous, k)) if previous == value => k,
+            _ => index_of(labels, value),
+        };
+        last = Some((value, k));
+        codes.push(Some(k));
+    }
+    codes
+}
+
+/// Class indices of a numeric or boolean target: the text of each
+/// distinct value made once.
+fn value_codes(y: &Column, labels: &mut Vec<String>) -> Vec<Option<usize>> {
+    let mut seen: Vec<(u64, usize)> = Vec::new();
+    (0..y.len())
+        .map(|row| {
+            let bits = match &y.values {
+                ColumnValues::F64(v) => v[row].to_bits(),
+                ColumnValues::S64(v) => v[row] as u64,
+                ColumnValues::Bool(v) => u64::from(v[row]),
+                ColumnValues::String(_) => unreachable!("text targets go to text_codes"),
+            };
+            if y.is_null(row) {
+                return None;
+            }
+            Some(match seen.iter().find(|(b, _)| *b == bits) {
+                Some(&(_, k)) => k,
+                None => {
+                    let k = index_of(labels, &y.label(row).unwrap_or_default());
+                    seen.push((bits, k));
+                    k
+                }
+            })
+        })
+        .collect()
 }
 
 impl SgdClassifier {
     /// One pass over `x`, row by row.
-    fn learn(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
+    fn learn(&mut self, x: &Frame, y: Option<Target>) -> Result<(), KernelError> {
         let y = y.ok_or_else(|| {
             KernelError::invalid_input("the SGD classifier needs a target column")
         })?;
@@ -169,18 +224,18 @@ impl SgdClassifier {
             classes: Vec::new(),
             weights: Vec::new(),
             t: 0,
-            label_type: LabelType::of(y),
-            target: y.name.clone(),
+            label_type: y.label_type(),
+            target: y.name().to_string(),
         });
         let d = model.features.len();
         let (alpha, eta0) = (self.params.alpha, self.params.eta0);
-        let (codes, labels) = class_codes(y, &model.classes);
+        let (codes, labels) = y.codes(&model.classes);
         let mut p = Vec::new();
         for (row, values) in matrix.rows().enumerate() {
             let Some(class) = codes.get(row).copied().flatten() else {
                 return Err(KernelError::invalid_input(format!(
                     "target `{}` is missing in row {row}",
-                    y.name
+                    y.name()
                 )));
             };
             // A class joins, with zero weights, at its first row.
@@ -198,6 +253,31 @@ impl SgdClassifier {
                 w[d] -= eta * residual;
             }
             model.t += 1;
+        }
+        Ok(())
+    }
+
+    /// `epochs` passes of [`SgdClassifier::learn`] over a frame by
+    /// reference: its columns read once, a string target as bulk text.
+    fn learn_ref(
+        &mut self,
+        x: &FrameRef,
+        y: Option<&HostColumn>,
+        epochs: u32,
+    ) -> Result<(), KernelError> {
+        let frame = x.read()?;
+        let (column, text) = match y {
+            Some(y) => Target::read(y)?,
+            None => (None, None),
+        };
+        let name = y.map(HostColumn::name).unwrap_or_default();
+        for _ in 0..epochs {
+            let target = match (&column, &text) {
+                (Some(column), _) => Some(Target::Column(column)),
+                (None, Some(text)) => Some(Target::Text { name: &name, text }),
+                (None, None) => None,
+            };
+            self.learn(&frame, target)?;
         }
         Ok(())
     }
@@ -220,6 +300,7 @@ impl Kernel for SgdClassifier {
         )
         .description("multinomial logistic regression by per-row SGD; exact under chunking")
         .capabilities(Capabilities::PARTIAL_FIT | Capabilities::PREDICT_PROBA)
+        .by_reference(&["fit", "partial-fit"])
     }
 
     fn new(params: SgdParams) -> Self {
@@ -232,13 +313,22 @@ impl Kernel for SgdClassifier {
     fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
         self.model = None;
         for _ in 0..self.params.epochs {
-            self.learn(x, y)?;
+            self.learn(x, y.map(Target::Column))?;
         }
         Ok(())
     }
 
     fn partial_fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
-        self.learn(x, y)
+        self.learn(x, y.map(Target::Column))
+    }
+
+    fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        self.model = None;
+        self.learn_ref(&x, y, self.params.epochs)
+    }
+
+    fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
+        self.learn_ref(x, y, 1)
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
@@ -376,6 +466,41 @@ mod tests {
                 "chunks of {size}"
             );
         }
+    }
+
+    /// By reference (the target read as bulk text or as values) and by copy
+    /// learn the same bits, for every target type, in `fit` and in
+    /// `partial_fit`.
+    #[test]
+    fn by_reference_matches_the_plain_path() {
+        let (x, y) = data();
+        let labels: Vec<String> = (0..y.len()).map(|r| y.label(r).unwrap()).collect();
+        let code = |l: &String| ["hi", "lo", "mid"].iter().position(|c| c == l).unwrap();
+        let targets = [
+            y.clone(),
+            Column::s64("y", labels.iter().map(|l| code(l) as i64 * 7 - 3).collect()),
+            Column::f64("y", labels.iter().map(|l| code(l) as f64 / 4.0).collect()),
+            Column::bool("y", labels.iter().map(|l| l == "hi").collect()),
+        ];
+        for y in &targets {
+            kernel_sdk::testing::assert_by_reference_matches::<SgdClassifier>(
+                &[("epochs", 3i64.into())],
+                &x,
+                Some(y),
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_label_is_refused_by_reference_too() {
+        let (x, y) = data();
+        let y = y.with_nulls((0..200).map(|r| u8::from(r == 17)).collect());
+        let mut k = Local::<SgdClassifier>::new();
+        let refused = k.fit_ref(&x, Some(&y)).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("missing in row 17"),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -29,6 +29,42 @@ fn null(nulls: Option<&[u8]>, row: usize) -> bool {
     nulls.is_some_and(|n| n.get(row).is_some_and(|b| *b != 0))
 }
 
+/// Positions of distinct strings: a list searched in order while there
+/// are few (a column's categories, typically; comparing a few short
+/// strings costs less than hashing one), a hash map beyond.
+#[derive(Default)]
+struct StrIndex<'a> {
+    few: Vec<(&'a str, usize)>,
+    many: std::collections::HashMap<&'a str, usize>,
+}
+
+impl<'a> StrIndex<'a> {
+    /// Entries kept in the list before moving to the map.
+    const FEW: usize = 16;
+
+    fn get(&self, key: &str) -> Option<usize> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(k, _)| *k == key).map(|(_, i)| *i)
+        } else {
+            self.many.get(key).copied()
+        }
+    }
+
+    /// Sets the position of `key` (replacing an earlier one).
+    fn insert(&mut self, key: &'a str, at: usize) {
+        if !self.many.is_empty() {
+            self.many.insert(key, at);
+        } else if let Some(entry) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            entry.1 = at;
+        } else if self.few.len() < Self::FEW {
+            self.few.push((key, at));
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(key, at);
+        }
+    }
+}
+
 /// The numeric value at `row` (s64 and bool as f64), `None` when the row is
 /// null or (for f64) NaN; `Err` for a string column.
 fn present(values: &ColumnValues, nulls: Option<&[u8]>, row: usize) -> Option<f64> {
@@ -175,16 +211,16 @@ pub fn value_counts(column: &Column) -> Result<Vec<(String, u64)>, String> {
         return Err(format!("column `{}` is not a string column", column.name));
     };
     let nulls = column.nulls.as_deref();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut index = StrIndex::default();
     let mut out: Vec<(String, u64)> = Vec::new();
     for (row, s) in v.iter().enumerate() {
         if null(nulls, row) {
             continue;
         }
-        match index.get(s.as_str()) {
-            Some(&i) => out[i].1 += 1,
+        match index.get(s) {
+            Some(i) => out[i].1 += 1,
             None => {
-                index.insert(s.as_str(), out.len());
+                index.insert(s, out.len());
                 out.push((s.clone(), 1));
             }
         }
@@ -276,18 +312,18 @@ pub fn one_hot(
         return Err(format!("column `{}` is not a string column", column.name));
     };
     let nulls = column.nulls.as_deref();
-    let index: std::collections::HashMap<&str, usize> = categories
-        .iter()
-        .enumerate()
-        .map(|(j, c)| (c.as_str(), j))
-        .collect();
+    // A category listed twice: its last column is the one set.
+    let mut index = StrIndex::default();
+    for (j, c) in categories.iter().enumerate() {
+        index.insert(c, j);
+    }
     let mut out: Vec<Vec<f64>> = vec![vec![0.0; v.len()]; categories.len()];
     let mut unknown = None;
     for (row, value) in v.iter().enumerate() {
         let hit = if null(nulls, row) {
             None
         } else {
-            index.get(value.as_str()).copied()
+            index.get(value)
         };
         match hit {
             Some(j) => out[j][row] = 1.0,
@@ -306,4 +342,69 @@ pub fn one_hot(
         })
         .collect();
     Ok((columns, unknown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(values: &[String], nulls: Option<Vec<u8>>) -> Column {
+        Column {
+            name: "s".into(),
+            values: ColumnValues::String(values.to_vec()),
+            nulls,
+        }
+    }
+
+    /// Few and many distinct values (the index moves from a list to a
+    /// map past 16), nulls skipped: counts in order of first occurrence,
+    /// as a hash map of every value gives them.
+    #[test]
+    fn value_counts_and_one_hot_agree_with_a_hash_map() {
+        for distinct in [1, 3, 16, 17, 40] {
+            let values: Vec<String> = (0..500)
+                .map(|i| format!("v{}", (i * 7 + i / 3) % distinct))
+                .collect();
+            let nulls: Vec<u8> = (0..500).map(|i| u8::from(i % 11 == 4)).collect();
+            let column = strings(&values, Some(nulls.clone()));
+            let mut expected: Vec<(String, u64)> = Vec::new();
+            let mut at = std::collections::HashMap::new();
+            for (row, v) in values.iter().enumerate() {
+                if nulls[row] != 0 {
+                    continue;
+                }
+                let i = *at.entry(v.clone()).or_insert_with(|| {
+                    expected.push((v.clone(), 0));
+                    expected.len() - 1
+                });
+                expected[i].1 += 1;
+            }
+            assert_eq!(value_counts(&column).unwrap(), expected, "{distinct}");
+
+            // Categories: all but the last seen, one listed twice.
+            let mut categories: Vec<String> = expected.iter().map(|(v, _)| v.clone()).collect();
+            let left_out = categories.pop();
+            if let Some(first) = categories.first().cloned() {
+                categories.push(first);
+            }
+            let (columns, unknown) = one_hot(&column, "s", &categories).unwrap();
+            let last_index: std::collections::HashMap<&str, usize> = categories
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (c.as_str(), j))
+                .collect();
+            let first_unknown =
+                (0..500).find(|&row| nulls[row] != 0 || Some(&values[row]) == left_out.as_ref());
+            assert_eq!(unknown, first_unknown, "{distinct}");
+            for (j, c) in columns.iter().enumerate() {
+                let ColumnValues::F64(v) = &c.values else {
+                    panic!("one-hot columns are f64")
+                };
+                for row in 0..500 {
+                    let hot = nulls[row] == 0 && last_index.get(values[row].as_str()) == Some(&j);
+                    assert_eq!(v[row], f64::from(u8::from(hot)), "{distinct} {j} {row}");
+                }
+            }
+        }
+    }
 }

@@ -89,7 +89,7 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
     // of rows: a block of the matrix stays in cache while each column
     // writes its stripe of it, instead of every column streaming through
     // the whole matrix.
-    let mut sources: Vec<std::borrow::Cow<'_, [f64]>> = Vec::with_capacity(cols);
+    let mut sources: Vec<NumericValues<'_>> = Vec::with_capacity(cols);
     for column in &columns {
         let values = column.numeric().ok_or_else(|| {
             KernelError::invalid_input(format!(
@@ -98,34 +98,46 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
                 column.type_name()
             ))
         })?;
-        let source = values.as_f64(rows);
         // Whole-column scans first (cheap); the row only when one fails.
         let complete = column
             .nulls
             .as_deref()
             .is_none_or(|n| n.iter().all(|b| *b == 0))
-            && !(matches!(column.values, ColumnValues::F64(_))
-                && source.iter().any(|v| v.is_nan()));
+            && !matches!(values.values, NumericValues::F64(v) if v.iter().any(|x| x.is_nan()));
         if !complete && let Some(i) = (0..rows).find(|&i| values.get(i).is_none()) {
             return Err(KernelError::invalid_input(format!(
                 "column `{}` has a missing value in row {i}; impute it first",
                 column.name
             )));
         }
-        sources.push(source);
+        sources.push(values.values);
     }
+    // `check` made every column `rows` long.
     let mut data = vec![0.0; rows * cols];
-    const BLOCK_ROWS: usize = 128;
+    const COPY_BLOCK_ROWS: usize = 128;
     if cols > 0 {
-        for (b, block) in data.chunks_mut(BLOCK_ROWS * cols).enumerate() {
-            let start = b * BLOCK_ROWS;
-            let len = block.len() / cols;
+        for (b, block) in data.chunks_mut(COPY_BLOCK_ROWS * cols).enumerate() {
+            let rows = b * COPY_BLOCK_ROWS..b * COPY_BLOCK_ROWS + block.len() / cols;
             for (j, source) in sources.iter().enumerate() {
-                for (row, value) in block
-                    .chunks_exact_mut(cols)
-                    .zip(&source[start..start + len])
-                {
-                    row[j] = *value;
+                let cells = block.chunks_exact_mut(cols);
+                // s64 and bool converted as they are copied: no f64 copy
+                // of a whole column beside the matrix.
+                match source {
+                    NumericValues::F64(v) => {
+                        for (row, x) in cells.zip(&v[rows.clone()]) {
+                            row[j] = *x;
+                        }
+                    }
+                    NumericValues::S64(v) => {
+                        for (row, x) in cells.zip(&v[rows.clone()]) {
+                            row[j] = *x as f64;
+                        }
+                    }
+                    NumericValues::Bool(v) => {
+                        for (row, x) in cells.zip(&v[rows.clone()]) {
+                            row[j] = f64::from(u8::from(*x));
+                        }
+                    }
                 }
             }
         }
@@ -283,19 +295,6 @@ impl NumericColumn<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The first `rows` values as `f64` (nulls' placeholders included),
-    /// borrowed when they are `f64` already.
-    fn as_f64<'a>(&self, rows: usize) -> std::borrow::Cow<'a, [f64]>
-    where
-        Self: 'a,
-    {
-        match self.values {
-            NumericValues::F64(v) => std::borrow::Cow::Borrowed(&v[..rows]),
-            NumericValues::S64(v) => v[..rows].iter().map(|x| *x as f64).collect(),
-            NumericValues::Bool(v) => v[..rows].iter().map(|x| f64::from(u8::from(*x))).collect(),
-        }
     }
 
     /// The non-null values, in row order.

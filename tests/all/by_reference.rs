@@ -121,6 +121,56 @@ async fn partial_fit_by_reference_learns_what_by_copy_learns() {
     }
 }
 
+/// The SGD classifier by reference (its features read in, its string
+/// target as bulk text) learns, chunk after chunk and in a whole fit, the
+/// same bytes of state as by copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sgd_classifier_learns_the_same_bytes_by_reference() {
+    let sgd = load(&sandbox_by(true), "model", guests::SGD_CLASSIFIER).await;
+    assert_eq!(sgd.by_reference(), ["fit", "partial-fit"]);
+    let x = wide_frame(300, 4);
+    let labels: Vec<String> = f64s(&x.columns[0])
+        .iter()
+        .zip(f64s(&x.columns[1]))
+        .map(|(a, b)| {
+            ["lo", "mid", "hi"][((a + b - 1.0) * 1.5).clamp(0.0, 2.0) as usize].to_string()
+        })
+        .collect();
+    let with_y = |rows: &[usize]| {
+        let part = x.take_rows(rows);
+        let y = Column {
+            name: "y".into(),
+            values: ColumnValues::String(rows.iter().map(|r| labels[*r].clone()).collect()),
+            nulls: None,
+        };
+        (part, y)
+    };
+    let mut states = Vec::new();
+    for reference in [true, false] {
+        let sandbox = sandbox_by(reference);
+        let mut model = instance(&sandbox, "model", guests::SGD_CLASSIFIER, &[]).await;
+        let mut start = 0;
+        while start < x.rows as usize {
+            let end = (start + 37).min(x.rows as usize);
+            let (part, y) = with_y(&(start..end).collect::<Vec<_>>());
+            model.partial_fit(&part, Some(&y)).await.unwrap();
+            start = end;
+        }
+        let chunked = model.save_state().await.unwrap();
+        let (all, y) = with_y(&(0..x.rows as usize).collect::<Vec<_>>());
+        model.fit(&all, Some(&y)).await.unwrap();
+        states.push((chunked, model.save_state().await.unwrap()));
+    }
+    assert!(
+        states[0].0 == states[1].0,
+        "partial-fit by reference learned other bytes"
+    );
+    assert!(
+        states[0].1 == states[1].1,
+        "fit by reference learned other bytes"
+    );
+}
+
 fn wide_frame(rows: usize, cols: usize) -> Frame {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     frame(

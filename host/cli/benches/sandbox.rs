@@ -190,12 +190,11 @@ async fn instantiate(pooling: bool) -> Duration {
 }
 
 /// Median of 51 loads of logistic-regression (5 without a cache: each
-/// compiles). `verify`: every load reads,
-/// hashes and (from `cache`, or afresh) compiles the file and asks
-/// `describe`; otherwise loads after the first reuse what the sandbox
-/// loaded from the unchanged file, or, with `new_process` (a new sandbox
-/// per load, as a new process has), what the first load recorded beside
-/// the compiled kernel.
+/// compiles). `verify`: every load reads, hashes and (from `cache`, or
+/// afresh) compiles the file and asks `describe`; otherwise loads after
+/// the first reuse what the sandbox loaded from the unchanged file, or,
+/// with `new_process` (a new sandbox per load, as a new process has),
+/// what the first load recorded beside the compiled kernel.
 async fn load(cache: Option<&Path>, verify: bool, new_process: bool) -> Duration {
     let sandbox = || {
         Sandbox::builder()
@@ -210,8 +209,9 @@ async fn load(cache: Option<&Path>, verify: bool, new_process: bool) -> Duration
     KernelComponent::load(&shared, "m", path, None)
         .await
         .unwrap();
+    let rounds = if cache.is_some() { 51 } else { 5 };
     let mut samples = Vec::new();
-    for _ in 0..if cache.is_some() { 51 } else { 5 } {
+    for _ in 0..rounds {
         let fresh = new_process.then(sandbox);
         let into = fresh.as_ref().unwrap_or(&shared);
         let started = Instant::now();

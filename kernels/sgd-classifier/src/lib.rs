@@ -101,17 +101,34 @@ enum Target<'a> {
     Text { name: &'a str, text: &'a Text },
 }
 
-impl Target<'_> {
-    /// Reads the target `y` by reference: text in bulk, other types as a
-    /// column.
-    fn read(y: &HostColumn) -> Result<(Option<Column>, Option<Text>), KernelError> {
+/// A target read by reference: a string column as bulk text, others as a
+/// column.
+enum TargetRead {
+    Column(Column),
+    Text { name: String, text: Text },
+}
+
+impl TargetRead {
+    fn of(y: &HostColumn) -> Result<TargetRead, KernelError> {
         Ok(if y.kind() == ColumnType::String {
-            (None, Some(y.read_text(0, y.len())?))
+            TargetRead::Text {
+                name: y.name(),
+                text: y.read_text(0, y.len())?,
+            }
         } else {
-            (Some(y.read()?), None)
+            TargetRead::Column(y.read()?)
         })
     }
 
+    fn target(&self) -> Target<'_> {
+        match self {
+            TargetRead::Column(y) => Target::Column(y),
+            TargetRead::Text { name, text } => Target::Text { name, text },
+        }
+    }
+}
+
+impl Target<'_> {
     fn name(&self) -> &str {
         match self {
             Target::Column(y) => &y.name,
@@ -257,27 +274,17 @@ impl SgdClassifier {
         Ok(())
     }
 
-    /// `epochs` passes of [`SgdClassifier::learn`] over a frame by
-    /// reference: its columns read once, a string target as bulk text.
-    fn learn_ref(
+    /// `epochs` passes of [`SgdClassifier::learn`] over a frame read in
+    /// from the host and a target read by reference.
+    fn learn_read(
         &mut self,
-        x: &FrameRef,
+        x: &Frame,
         y: Option<&HostColumn>,
         epochs: u32,
     ) -> Result<(), KernelError> {
-        let frame = x.read()?;
-        let (column, text) = match y {
-            Some(y) => Target::read(y)?,
-            None => (None, None),
-        };
-        let name = y.map(HostColumn::name).unwrap_or_default();
+        let y = y.map(TargetRead::of).transpose()?;
         for _ in 0..epochs {
-            let target = match (&column, &text) {
-                (Some(column), _) => Some(Target::Column(column)),
-                (None, Some(text)) => Some(Target::Text { name: &name, text }),
-                (None, None) => None,
-            };
-            self.learn(&frame, target)?;
+            self.learn(x, y.as_ref().map(TargetRead::target))?;
         }
         Ok(())
     }
@@ -324,11 +331,14 @@ impl Kernel for SgdClassifier {
 
     fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.model = None;
-        self.learn_ref(&x, y, self.params.epochs)
+        // Each handle goes once its column is read: the host can free it
+        // before the epochs start.
+        let x = x.into_frame()?;
+        self.learn_read(&x, y, self.params.epochs)
     }
 
     fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
-        self.learn_ref(x, y, 1)
+        self.learn_read(&x.read()?, y, 1)
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
@@ -491,16 +501,32 @@ mod tests {
         }
     }
 
+    /// A missing label (for every target type), no target and a text
+    /// feature are refused by reference with the plain path's error, in
+    /// `fit` and `partial_fit`.
     #[test]
-    fn a_missing_label_is_refused_by_reference_too() {
+    fn by_reference_refuses_what_the_plain_path_refuses() {
         let (x, y) = data();
-        let y = y.with_nulls((0..200).map(|r| u8::from(r == 17)).collect());
-        let mut k = Local::<SgdClassifier>::new();
-        let refused = k.fit_ref(&x, Some(&y)).unwrap_err();
-        assert!(
-            format!("{refused:?}").contains("missing in row 17"),
-            "{refused:?}"
-        );
+        let hole = |c: Column| c.with_nulls((0..200).map(|r| u8::from(r == 17)).collect());
+        let labels: Vec<String> = (0..y.len()).map(|r| y.label(r).unwrap()).collect();
+        let mut with_text = x.clone();
+        with_text.columns.push(Column::string("t", labels.clone()));
+        let cases = [
+            (x.clone(), Some(hole(y.clone()))),
+            (x.clone(), Some(hole(Column::s64("y", vec![1; 200])))),
+            (x.clone(), Some(hole(Column::f64("y", vec![0.5; 200])))),
+            (x.clone(), Some(hole(Column::bool("y", vec![true; 200])))),
+            (x.clone(), None),
+            (with_text, Some(y.clone())),
+        ];
+        for (x, y) in &cases {
+            let refused = |r: Result<(), KernelError>| format!("{:?}", r.unwrap_err());
+            let (mut a, mut b) = (Local::<SgdClassifier>::new(), Local::<SgdClassifier>::new());
+            let plain = refused(a.fit(x, y.as_ref()));
+            assert_eq!(plain, refused(b.fit_ref(x, y.as_ref())));
+            let plain = refused(a.partial_fit(x, y.as_ref()));
+            assert_eq!(plain, refused(b.partial_fit_ref(x, y.as_ref())));
+        }
     }
 
     #[test]

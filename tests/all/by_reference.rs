@@ -70,6 +70,15 @@ async fn a_pipeline_by_reference_predicts_bit_for_bit_as_by_copy() {
     assert_eq!(bits(&proba_ref), bits(&proba_copy));
 }
 
+/// The row indices of `rows` rows in chunks of 37 (the last shorter).
+fn chunks_of_37(rows: u32) -> impl Iterator<Item = Vec<usize>> {
+    let rows: Vec<usize> = (0..rows as usize).collect();
+    rows.chunks(37)
+        .map(<[usize]>::to_vec)
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
 /// `partial-fit` by reference, chunk after chunk, learns the same bytes of
 /// state as by copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,12 +94,8 @@ async fn partial_fit_by_reference_learns_what_by_copy_learns() {
     for reference in [true, false] {
         let sandbox = sandbox_by(reference);
         let mut scaler = instance(&sandbox, "scale", guests::STANDARD_SCALER, &[]).await;
-        let mut start = 0;
-        while start < x.rows as usize {
-            let end = (start + 37).min(x.rows as usize);
-            let rows: Vec<usize> = (start..end).collect();
+        for rows in chunks_of_37(x.rows) {
             scaler.partial_fit(&x.take_rows(&rows), None).await.unwrap();
-            start = end;
         }
         states.push(scaler.save_state().await.unwrap());
     }
@@ -105,15 +110,11 @@ async fn partial_fit_by_reference_learns_what_by_copy_learns() {
         for reference in [true, false] {
             let sandbox = sandbox_by(reference);
             let mut imputer = instance(&sandbox, "impute", guests::SIMPLE_IMPUTER, &params).await;
-            let mut start = 0;
-            while start < x.rows as usize {
-                let end = (start + 37).min(x.rows as usize);
-                let rows: Vec<usize> = (start..end).collect();
+            for rows in chunks_of_37(x.rows) {
                 imputer
                     .partial_fit(&x.take_rows(&rows), None)
                     .await
                     .unwrap();
-                start = end;
             }
             states.push(imputer.save_state().await.unwrap());
         }
@@ -149,12 +150,9 @@ async fn the_sgd_classifier_learns_the_same_bytes_by_reference() {
     for reference in [true, false] {
         let sandbox = sandbox_by(reference);
         let mut model = instance(&sandbox, "model", guests::SGD_CLASSIFIER, &[]).await;
-        let mut start = 0;
-        while start < x.rows as usize {
-            let end = (start + 37).min(x.rows as usize);
-            let (part, y) = with_y(&(start..end).collect::<Vec<_>>());
+        for rows in chunks_of_37(x.rows) {
+            let (part, y) = with_y(&rows);
             model.partial_fit(&part, Some(&y)).await.unwrap();
-            start = end;
         }
         let chunked = model.save_state().await.unwrap();
         let (all, y) = with_y(&(0..x.rows as usize).collect::<Vec<_>>());

@@ -646,7 +646,7 @@ mod tests {
     #[test]
     fn the_direct_sum_adds_what_the_row_loop_adds() {
         let f = vec![0.1, 0.7, 1e16, f64::NAN, -1e16, 0.3, 2.5e-8, -0.0];
-        let i = vec![3, -7, 1 << 40, 5, -(1 << 40), 9, 0, 1];
+        let i = [3i64, -7, 1 << 40, 5, -(1 << 40), 9, 0, 1];
         let chunk = |k: usize| {
             Frame::new(vec![
                 Column::f64("f", f.iter().map(|v| v * (k as f64 + 1.0)).collect())

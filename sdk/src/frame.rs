@@ -119,24 +119,13 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
         for (b, block) in data.chunks_mut(COPY_BLOCK_ROWS * cols).enumerate() {
             let rows = b * COPY_BLOCK_ROWS..b * COPY_BLOCK_ROWS + block.len() / cols;
             for (j, source) in sources.iter().enumerate() {
-                let cells = block.chunks_exact_mut(cols);
                 // s64 and bool converted as they are copied: no f64 copy
                 // of a whole column beside the matrix.
                 match source {
-                    NumericValues::F64(v) => {
-                        for (row, x) in cells.zip(&v[rows.clone()]) {
-                            row[j] = *x;
-                        }
-                    }
-                    NumericValues::S64(v) => {
-                        for (row, x) in cells.zip(&v[rows.clone()]) {
-                            row[j] = *x as f64;
-                        }
-                    }
+                    NumericValues::F64(v) => stripe(block, cols, j, &v[rows.clone()], |x| x),
+                    NumericValues::S64(v) => stripe(block, cols, j, &v[rows.clone()], |x| x as f64),
                     NumericValues::Bool(v) => {
-                        for (row, x) in cells.zip(&v[rows.clone()]) {
-                            row[j] = f64::from(u8::from(*x));
-                        }
+                        stripe(block, cols, j, &v[rows.clone()], |x| f64::from(u8::from(x)))
                     }
                 }
             }
@@ -148,6 +137,19 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
         data,
         names: columns.iter().map(|c| c.name.clone()).collect(),
     })
+}
+
+/// Writes `values` as column `j` of `block`, rows of `cols` cells.
+fn stripe<T: Copy>(
+    block: &mut [f64],
+    cols: usize,
+    j: usize,
+    values: &[T],
+    f64_of: impl Fn(T) -> f64,
+) {
+    for (row, x) in block.chunks_exact_mut(cols).zip(values) {
+        row[j] = f64_of(*x);
+    }
 }
 
 impl Column {

@@ -191,6 +191,26 @@ impl SimpleImputer {
     }
 }
 
+/// Adds to `tally`'s running count and sum, in row order, every value of
+/// `values` that no null byte of `nulls` hides and `value` keeps.
+fn add_present<T: Copy>(
+    tally: &mut Tally,
+    values: &[T],
+    nulls: Option<&[u8]>,
+    value: impl Fn(T) -> Option<f64>,
+) {
+    let (mut count, mut sum) = (tally.count, tally.sum);
+    for (row, &v) in values.iter().enumerate() {
+        if nulls.is_none_or(|n| n[row] == 0)
+            && let Some(v) = value(v)
+        {
+            count += 1;
+            sum += v;
+        }
+    }
+    (tally.count, tally.sum) = (count, sum);
+}
+
 impl SimpleImputer {
     /// The tally of column `name`, made on first sight; a column that
     /// changes type between chunks is refused.
@@ -232,30 +252,15 @@ impl SimpleImputer {
             Some(_) => None,
             None => Some(None),
         };
-        let present = |row: usize, n: Option<&[u8]>| n.is_none_or(|n| n[row] == 0);
         match (&column.values, column.numeric(), nulls) {
             // Without value counts: the running count and sum over the
             // values themselves (the same additions, in the same order, as
             // the general loop below; a null or NaN is missing).
             (ColumnValues::F64(values), _, Some(n)) if !count_values => {
-                let (mut count, mut sum) = (tally.count, tally.sum);
-                for (row, &v) in values.iter().enumerate() {
-                    if present(row, n) && !v.is_nan() {
-                        count += 1;
-                        sum += v;
-                    }
-                }
-                (tally.count, tally.sum) = (count, sum);
+                add_present(tally, values, n, |v| (!v.is_nan()).then_some(v));
             }
             (ColumnValues::S64(values), _, Some(n)) if !count_values => {
-                let (mut count, mut sum) = (tally.count, tally.sum);
-                for (row, &v) in values.iter().enumerate() {
-                    if present(row, n) {
-                        count += 1;
-                        sum += v as f64;
-                    }
-                }
-                (tally.count, tally.sum) = (count, sum);
+                add_present(tally, values, n, |v| Some(v as f64));
             }
             (_, Some(values), _) if kind == NUMERIC => {
                 for v in values.present() {

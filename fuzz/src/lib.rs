@@ -372,7 +372,7 @@ impl FrameInput {
                     ValuesInput::F64(v) => ColumnValues::F64(v.clone()),
                     ValuesInput::S64(v) => ColumnValues::S64(v.clone()),
                     ValuesInput::Bool(v) => ColumnValues::Bool(v.clone()),
-                    ValuesInput::String(v) => ColumnValues::String(v.clone()),
+                    ValuesInput::String(v) => ColumnValues::String(v.iter().collect()),
                 };
                 let len = match &values {
                     ColumnValues::F64(v) => v.len(),
@@ -430,7 +430,7 @@ pub fn frame_input(input: &FrameInput) {
         // What a kernel names reaches terminals only through `printable`.
         assert_printable(&c.name);
         if let ColumnValues::String(cells) = &c.values {
-            cells.iter().take(64).for_each(|s| assert_printable(s));
+            cells.iter().take(64).for_each(assert_printable);
         }
     }
     if check_frame(&frame, input.expected_rows).is_err() {

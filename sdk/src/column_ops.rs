@@ -6,9 +6,50 @@
 //! and by copy give bit-identical results.
 //!
 //! Standard library only; the parent module provides `Column` and
-//! `ColumnValues` (the WIT types, host or guest side).
+//! `ColumnValues` (the WIT types, host or guest side). A string column's
+//! values are a `Vec<String>` on the guest side and the host's one-buffer
+//! `Texts` on the host side: the ops reach them through [`StringCells`].
 
 use super::{Column, ColumnValues};
+
+/// What the ops need of a string column's values. Implemented here for the
+/// guest's `Vec<String>`, and by the host for its `Texts`.
+pub trait StringCells: Sized {
+    /// Values made of `cells`, in order.
+    fn from_cells<'a>(cells: impl Iterator<Item = &'a str>) -> Self;
+    /// Rows `start..end` (within the values).
+    fn cell_rows(&self, start: usize, end: usize) -> Self;
+    /// Rows `start..end` as one UTF-8 buffer and the offsets of Arrow's
+    /// layout (`end - start + 1`, from 0), or the buffer's length when it
+    /// would not fit a `u32`.
+    fn utf8_rows(&self, start: usize, end: usize) -> Result<(Vec<u8>, Vec<u32>), usize>;
+}
+
+impl StringCells for Vec<String> {
+    fn from_cells<'a>(cells: impl Iterator<Item = &'a str>) -> Self {
+        cells.map(str::to_string).collect()
+    }
+
+    fn cell_rows(&self, start: usize, end: usize) -> Self {
+        self[start..end].to_vec()
+    }
+
+    fn utf8_rows(&self, start: usize, end: usize) -> Result<(Vec<u8>, Vec<u32>), usize> {
+        let slice = &self[start..end];
+        let bytes: usize = slice.iter().map(String::len).sum();
+        if u32::try_from(bytes).is_err() {
+            return Err(bytes);
+        }
+        let mut utf8 = Vec::with_capacity(bytes);
+        let mut offsets = Vec::with_capacity(slice.len() + 1);
+        offsets.push(0);
+        for s in slice {
+            utf8.extend_from_slice(s.as_bytes());
+            offsets.push(utf8.len() as u32);
+        }
+        Ok((utf8, offsets))
+    }
+}
 
 /// Statistics of a numeric column's present values.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -186,17 +227,9 @@ pub fn fill_nulls_text(column: &Column, value: &str) -> Result<Column, String> {
         return Err(format!("column `{}` is not a string column", column.name));
     };
     let nulls = column.nulls.as_deref();
-    let values = v
-        .iter()
-        .enumerate()
-        .map(|(row, s)| {
-            if null(nulls, row) {
-                value.to_string()
-            } else {
-                s.clone()
-            }
-        })
-        .collect();
+    let values = StringCells::from_cells(v.iter().enumerate().map(|(row, s)| -> &str {
+        if null(nulls, row) { value } else { s }
+    }));
     Ok(Column {
         name: column.name.clone(),
         values: ColumnValues::String(values),
@@ -221,7 +254,7 @@ pub fn value_counts(column: &Column) -> Result<Vec<(String, u64)>, String> {
             Some(i) => out[i].1 += 1,
             None => {
                 index.insert(s, out.len());
-                out.push((s.clone(), 1));
+                out.push((s.to_string(), 1));
             }
         }
     }
@@ -256,7 +289,7 @@ pub fn rows(column: &Column, start: usize, end: usize) -> Result<Column, String>
         ColumnValues::F64(v) => ColumnValues::F64(v[start..end].to_vec()),
         ColumnValues::S64(v) => ColumnValues::S64(v[start..end].to_vec()),
         ColumnValues::Bool(v) => ColumnValues::Bool(v[start..end].to_vec()),
-        ColumnValues::String(v) => ColumnValues::String(v[start..end].to_vec()),
+        ColumnValues::String(v) => ColumnValues::String(v.cell_rows(start, end)),
     };
     Ok(Column {
         name: column.name.clone(),
@@ -275,21 +308,12 @@ pub fn text(column: &Column, start: usize, end: usize) -> Result<Text, String> {
         return Err(format!("column `{}` is not a string column", column.name));
     };
     check_rows(column, start, end)?;
-    let slice = &v[start..end];
-    let bytes: usize = slice.iter().map(String::len).sum();
-    if u32::try_from(bytes).is_err() {
-        return Err(format!(
+    let (utf8, offsets) = v.utf8_rows(start, end).map_err(|bytes| {
+        format!(
             "rows {start}..{end} of column `{}` hold {bytes} bytes of text, over 4 GiB: read fewer rows at a time",
             column.name
-        ));
-    }
-    let mut utf8 = Vec::with_capacity(bytes);
-    let mut offsets = Vec::with_capacity(slice.len() + 1);
-    offsets.push(0);
-    for s in slice {
-        utf8.extend_from_slice(s.as_bytes());
-        offsets.push(utf8.len() as u32);
-    }
+        )
+    })?;
     Ok((utf8, offsets, null_rows(column, start, end)))
 }
 
@@ -351,7 +375,9 @@ mod tests {
     fn strings(values: &[String], nulls: Option<Vec<u8>>) -> Column {
         Column {
             name: "s".into(),
-            values: ColumnValues::String(values.to_vec()),
+            values: ColumnValues::String(StringCells::from_cells(
+                values.iter().map(String::as_str),
+            )),
             nulls,
         }
     }

@@ -404,7 +404,10 @@ macro_rules! plain_conversions {
                     ColumnValues::F64(v) => $p::Cells::F64(v.clone()),
                     ColumnValues::S64(v) => $p::Cells::S64(v.clone()),
                     ColumnValues::Bool(v) => $p::Cells::Bool(v.clone()),
-                    ColumnValues::String(v) => $p::Cells::Text(v.clone()),
+                    // The host's strings are one buffer, the guest's a `Vec<String>`.
+                    ColumnValues::String(v) => {
+                        $p::Cells::Text(v.iter().map(|s| s.to_string()).collect())
+                    }
                 },
                 nulls: c.nulls.clone(),
             }
@@ -424,7 +427,9 @@ macro_rules! plain_conversions {
                     $p::Cells::F64(v) => ColumnValues::F64(v.clone()),
                     $p::Cells::S64(v) => ColumnValues::S64(v.clone()),
                     $p::Cells::Bool(v) => ColumnValues::Bool(v.clone()),
-                    $p::Cells::Text(v) => ColumnValues::String(v.clone()),
+                    $p::Cells::Text(v) => {
+                        ColumnValues::String(v.iter().map(|s| s.to_string()).collect())
+                    }
                 },
                 nulls: c.nulls.clone(),
             }

@@ -397,3 +397,56 @@ async fn a_kernel_built_for_contract_0_1_2_still_runs_by_reference() {
         );
     }
 }
+
+/// String cells cross into a kernel and back intact, by copy (the host's
+/// one-buffer strings lowered as a `list<string>` and the kernel's answer
+/// lifted back into one) and by reference (the host's column ops on the
+/// buffer): empty cells, multi-byte characters, a long cell, nulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_cells_cross_the_boundary_intact_both_ways() {
+    let tricky = ["", "é", "日本語", "a\u{0}b", "plain", "\u{1F600} smile"];
+    let rows = 5000;
+    let cells: Vec<String> = (0..rows)
+        .map(|i| match i % 97 {
+            0 => "x".repeat(1000 + i),
+            k => format!("{}{}", tricky[k % tricky.len()], i % 3),
+        })
+        .collect();
+    let nulls: Vec<u8> = (0..rows).map(|i| u8::from(i % 13 == 5)).collect();
+    let x = frame(vec![Column {
+        name: "s".into(),
+        values: ColumnValues::String(cells.clone().into()),
+        nulls: Some(nulls.clone()),
+    }]);
+    let expected: Vec<String> = cells
+        .iter()
+        .zip(&nulls)
+        .map(|(cell, null)| {
+            if *null != 0 {
+                "gap ✓".to_string()
+            } else {
+                cell.clone()
+            }
+        })
+        .collect();
+    let params = [
+        ("string_strategy", ParamValue::String("constant".into())),
+        ("string_fill_value", ParamValue::String("gap ✓".into())),
+    ];
+    for reference in [false, true] {
+        let sandbox = sandbox_by(reference);
+        let mut imputer = instance(&sandbox, "impute", guests::SIMPLE_IMPUTER, &params).await;
+        imputer.fit(&x, None).await.unwrap();
+        let out = imputer.transform(&x).await.unwrap();
+        let ColumnValues::String(filled) = &out.columns[0].values else {
+            panic!("a string column comes back as strings")
+        };
+        assert_eq!(filled.to_strings(), expected, "by reference: {reference}");
+        assert!(
+            out.columns[0]
+                .nulls
+                .as_ref()
+                .is_none_or(|n| n.iter().all(|b| *b == 0))
+        );
+    }
+}

@@ -147,7 +147,7 @@ async fn one_hot_encoder_counts_match_the_data() {
         rows: 1,
         columns: vec![kernel_host::bindings::Column {
             name: "island".into(),
-            values: ColumnValues::String(vec!["Atlantis".into()]),
+            values: ColumnValues::String(kernel_host::bindings::Texts::from(["Atlantis"])),
             nulls: None,
         }],
     };

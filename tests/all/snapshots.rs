@@ -309,7 +309,7 @@ async fn a_frozen_kernel_predicts_without_configure_or_load_state() {
         let y = kernel_host::bindings::Column {
             name: "y".into(),
             values: kernel_host::bindings::ColumnValues::String(
-                ["a", "b", "a", "b"].map(String::from).to_vec(),
+                kernel_host::bindings::Texts::from(["a", "b", "a", "b"]),
             ),
             nulls: None,
         };

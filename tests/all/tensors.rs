@@ -217,7 +217,7 @@ fn moons(n: usize, noise: f64, seed: u64) -> (Frame, Column) {
         frame(vec![f64_column("x0", x0), f64_column("x1", x1)]),
         Column {
             name: "moon".into(),
-            values: ColumnValues::String(y),
+            values: ColumnValues::String(y.into()),
             nulls: None,
         },
     )

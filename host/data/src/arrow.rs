@@ -10,14 +10,36 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use kernel_host_types::DataError;
 use kernel_host_types::bindings::{Column, ColumnValues, Frame};
+use kernel_host_types::{DataError, Texts};
 use std::path::Path;
 use std::sync::Arc;
 
 pub use super::ipc::{BatchReader, MAX_METADATA_BYTES};
 
 /// Whether `path` names an Arrow IPC file by its extension.
+/// The strings of an Arrow `Utf8` array as the host holds them: its value
+/// buffer and offsets copied whole (no allocation per cell). Cells under
+/// the array's nulls keep what the buffer holds there.
+pub fn texts_of(array: &StringArray) -> Texts {
+    let offsets = array.value_offsets();
+    let first = offsets.first().map_or(0, |o| *o as usize);
+    let last = offsets.last().map_or(0, |o| *o as usize);
+    // Arrow checked the buffer is UTF-8 and each offset a boundary when
+    // the array was built or read; both are checked again here, and the
+    // cells are copied one by one if either check fails.
+    let whole = std::str::from_utf8(&array.value_data()[first..last])
+        .ok()
+        .and_then(|text| {
+            let ends = offsets[1.min(offsets.len())..]
+                .iter()
+                .map(|o| *o as usize - first)
+                .collect();
+            Texts::from_parts(text.to_string(), ends).ok()
+        });
+    whole.unwrap_or_else(|| (0..array.len()).map(|i| array.value(i)).collect())
+}
+
 pub fn is_arrow(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
@@ -151,10 +173,7 @@ pub fn batch_to_frame(
             | DataType::Dictionary(..) => {
                 let a = cast(&DataType::Utf8)?;
                 let a = a.as_any().downcast_ref::<StringArray>();
-                ColumnValues::String(
-                    a.map(|a| (0..a.len()).map(|i| a.value(i).to_string()).collect())
-                        .unwrap_or_default(),
-                )
+                ColumnValues::String(a.map(texts_of).unwrap_or_default())
             }
             other => return Err(unsupported(file, name, other)),
         };
@@ -212,7 +231,9 @@ fn canonical_nulls(values: &mut ColumnValues, nulls: &mut Option<Vec<u8>>) {
         ColumnValues::F64(v) => missing.for_each(|i| v[i] = f64::NAN),
         ColumnValues::S64(v) => missing.for_each(|i| v[i] = 0),
         ColumnValues::Bool(v) => missing.for_each(|i| v[i] = false),
-        ColumnValues::String(v) => missing.for_each(|i| v[i].clear()),
+        ColumnValues::String(v) => {
+            v.rewrite(|i, cell| (mask[i] != 0 && !cell.is_empty()).then(String::new))
+        }
     }
 }
 
@@ -345,7 +366,7 @@ pub fn frame_to_batch(frame: &Frame) -> Result<RecordBatch, ArrowError> {
             ColumnValues::String(v) => (
                 DataType::Utf8,
                 Arc::new(StringArray::from_iter(
-                    (0..v.len()).map(|i| valid(i).then_some(v[i].as_str())),
+                    (0..v.len()).map(|i| valid(i).then_some(&v[i])),
                 )),
             ),
         };
@@ -428,7 +449,7 @@ mod tests {
                 },
                 Column {
                     name: "s".into(),
-                    values: ColumnValues::String(vec!["x".into(), String::new(), "z".into()]),
+                    values: ColumnValues::String(kernel_host_types::Texts::from(["x", "", "z"])),
                     nulls: Some(vec![0, 1, 0]),
                 },
             ],

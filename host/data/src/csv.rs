@@ -529,7 +529,7 @@ impl Source {
             ColumnType::S64 => ColumnValues::S64(parse_all(cells, 0, |c| c.parse().ok(), bad)?),
             ColumnType::Bool => ColumnValues::Bool(parse_all(cells, false, parse_bool, bad)?),
             ColumnType::String => {
-                ColumnValues::String(cells.iter().map(|c| c.unwrap_or("").to_string()).collect())
+                ColumnValues::String(cells.iter().map(|c| c.unwrap_or("")).collect())
             }
         };
         Ok(Column {

@@ -104,16 +104,20 @@ fn chunk(rng: &mut Rng, rows: usize, task: Task) -> Frame {
     columns.push(with_nulls("count", ColumnValues::S64(count), Vec::new()));
     columns.push(with_nulls(
         "colour",
-        ColumnValues::String(colour),
+        ColumnValues::String(colour.into()),
         colour_nulls,
     ));
     columns.push(with_nulls(
         "region",
-        ColumnValues::String(region),
+        ColumnValues::String(region.into()),
         region_nulls,
     ));
     columns.push(match task {
-        Task::Classification => with_nulls("label", ColumnValues::String(target_label), Vec::new()),
+        Task::Classification => with_nulls(
+            "label",
+            ColumnValues::String(target_label.into()),
+            Vec::new(),
+        ),
         Task::Regression => with_nulls("value", ColumnValues::F64(target_value), Vec::new()),
     });
     Frame {

@@ -336,7 +336,7 @@ impl Tally {
                         self.missing += 1;
                     } else {
                         self.text_bytes += x.len() as u64;
-                        self.count(Key::Text(x.clone()));
+                        self.count(Key::Text(x.to_string()));
                     }
                 }
             }

@@ -94,18 +94,12 @@ mod tests {
 
     #[test]
     fn accuracy_and_r2() {
-        let t = col(ColumnValues::String(vec![
-            "a".into(),
-            "b".into(),
-            "a".into(),
-            "b".into(),
-        ]));
-        let p = col(ColumnValues::String(vec![
-            "a".into(),
-            "b".into(),
-            "b".into(),
-            "b".into(),
-        ]));
+        let t = col(ColumnValues::String(kernel_host_types::Texts::from([
+            "a", "b", "a", "b",
+        ])));
+        let p = col(ColumnValues::String(kernel_host_types::Texts::from([
+            "a", "b", "b", "b",
+        ])));
         assert_eq!(accuracy(&p, &t), Some(0.75));
         let t = col(ColumnValues::F64(vec![1.0, 2.0, 3.0]));
         assert_eq!(r2(&t, &t), Some(1.0));

@@ -314,7 +314,7 @@ async fn probe(component: &KernelComponent) -> Roles {
     ]);
     let mut unseen = strings.clone();
     if let ColumnValues::String(v) = &mut unseen.columns[0].values {
-        v[0] = "violet".into();
+        v.rewrite(|row, _| (row == 0).then(|| "violet".to_string()));
     }
     let scales = frame(vec![
         f64_column("a", numbers(1000.0, 5000.0), None),

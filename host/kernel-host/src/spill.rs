@@ -377,9 +377,9 @@ fn decode(batch: &RecordBatch) -> Result<(HashMap<String, Frame>, Option<Column>
             DataType::Boolean => any
                 .downcast_ref::<BooleanArray>()
                 .map(|a| ColumnValues::Bool((0..a.len()).map(|i| a.value(i)).collect())),
-            DataType::Utf8 => any.downcast_ref::<StringArray>().map(|a| {
-                ColumnValues::String((0..a.len()).map(|i| a.value(i).to_string()).collect())
-            }),
+            DataType::Utf8 => any
+                .downcast_ref::<StringArray>()
+                .map(|a| ColumnValues::String(kernel_host_data::arrow::texts_of(a))),
             _ => None,
         }
         .ok_or_else(|| format!("column `{name}` has an unexpected type"))?;
@@ -541,7 +541,7 @@ mod tests {
                 ),
                 f(
                     "s",
-                    ColumnValues::String(vec!["é".into(), String::new(), "z".into()]),
+                    ColumnValues::String(kernel_host_types::Texts::from(["é", "", "z"])),
                     None,
                 ),
             ],
@@ -552,7 +552,7 @@ mod tests {
         };
         let y = f(
             "label",
-            ColumnValues::String(vec!["A".into(), "B".into(), "A".into()]),
+            ColumnValues::String(kernel_host_types::Texts::from(["A", "B", "A"])),
             None,
         );
         let batch = encode(&[("source", &a), ("scale", &b)], Some(&y)).unwrap();

@@ -2480,7 +2480,10 @@ fn printable_explanation(mut e: Explanation) -> Explanation {
                 for column in &mut table.columns {
                     clean(&mut column.name);
                     if let bindings::ColumnValues::String(cells) = &mut column.values {
-                        cells.iter_mut().for_each(clean);
+                        cells.rewrite(|_, cell| match kernel_host_types::printable(cell) {
+                            std::borrow::Cow::Owned(clean) => Some(clean),
+                            std::borrow::Cow::Borrowed(_) => None,
+                        });
                     }
                 }
             }

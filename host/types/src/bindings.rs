@@ -16,6 +16,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     additional_derives: [PartialEq],
     with: {
+        // Written out by hand so that a string column is one buffer.
+        "kernel-host:kernel/types": crate::wit_types,
         "kernel-host:kernel/tensor.tensor": kernel_host_tensor::Tensor,
         "kernel-host:kernel/columns.host-column": crate::frame::SharedColumn,
         "kernel-host:kernel/columns.matrix": crate::matrix::Mat,
@@ -28,6 +30,7 @@ pub use self::kernel_host::kernel::types::{
     Capabilities, Column, ColumnValues, ExplainEntry, ExplainValue, Explanation, Frame,
     KernelError, KernelInfo, KernelKind, Param, ParamSpec, ParamType, ParamValue,
 };
+pub use crate::texts::Texts;
 
 /// The interface name a kernel component must export, without version.
 pub const KERNEL_INTERFACE: &str = "kernel-host:kernel/kernel";

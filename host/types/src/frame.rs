@@ -32,13 +32,13 @@ impl SharedColumn {
 }
 
 /// Approximate bytes a column holds in memory (values, null mask, name,
-/// strings' bytes and headers).
+/// strings' bytes and offsets).
 pub fn column_bytes(column: &Column) -> usize {
     let values = match &column.values {
         ColumnValues::F64(v) => v.len() * 8,
         ColumnValues::S64(v) => v.len() * 8,
         ColumnValues::Bool(v) => v.len(),
-        ColumnValues::String(v) => v.iter().map(|s| s.len() + 24).sum(),
+        ColumnValues::String(v) => v.text_len() + v.len() * 8,
     };
     values + column.name.len() + column.nulls.as_ref().map_or(0, Vec::len)
 }
@@ -126,7 +126,7 @@ pub fn cell_text(column: &Column, row: usize) -> Option<String> {
         ColumnValues::F64(v) => v.get(row).filter(|x| !x.is_nan()).map(|x| format_f64(*x)),
         ColumnValues::S64(v) => v.get(row).map(|x| x.to_string()),
         ColumnValues::Bool(v) => v.get(row).map(|x| x.to_string()),
-        ColumnValues::String(v) => v.get(row).cloned(),
+        ColumnValues::String(v) => v.get(row).map(str::to_string),
     }
 }
 
@@ -156,7 +156,7 @@ impl Frame {
                     ColumnValues::F64(v) => ColumnValues::F64(v[start..end].to_vec()),
                     ColumnValues::S64(v) => ColumnValues::S64(v[start..end].to_vec()),
                     ColumnValues::Bool(v) => ColumnValues::Bool(v[start..end].to_vec()),
-                    ColumnValues::String(v) => ColumnValues::String(v[start..end].to_vec()),
+                    ColumnValues::String(v) => ColumnValues::String(v.slice(start, end)),
                 },
                 nulls: c.nulls.as_ref().map(|n| n[start..end].to_vec()),
             })
@@ -201,7 +201,7 @@ impl Frame {
                     (ColumnValues::F64(a), ColumnValues::F64(b)) => a.extend(b),
                     (ColumnValues::S64(a), ColumnValues::S64(b)) => a.extend(b),
                     (ColumnValues::Bool(a), ColumnValues::Bool(b)) => a.extend(b),
-                    (ColumnValues::String(a), ColumnValues::String(b)) => a.extend(b),
+                    (ColumnValues::String(a), ColumnValues::String(b)) => a.append(&b),
                     _ => {
                         return Err(format!(
                             "returned column `{}` with different types for different chunks",
@@ -281,7 +281,7 @@ impl Frame {
                         ColumnValues::Bool(indices.iter().map(|i| v[*i]).collect())
                     }
                     ColumnValues::String(v) => {
-                        ColumnValues::String(indices.iter().map(|i| v[*i].clone()).collect())
+                        ColumnValues::String(indices.iter().map(|i| &v[*i]).collect())
                     }
                 },
                 nulls: c

@@ -13,6 +13,8 @@ mod grants;
 pub mod limits;
 pub mod matrix;
 pub mod text;
+pub mod texts;
+pub mod wit_types;
 
 pub use frame::{
     ColumnType, DataError, Selection, cell_text, check_column, check_frame, column_len, concat,
@@ -21,3 +23,4 @@ pub use frame::{
 pub use grants::Grants;
 pub use limits::{Limits, LimitsSpec};
 pub use text::{make_printable, printable, printable_lines};
+pub use texts::Texts;

@@ -220,7 +220,7 @@ mod tests {
             columns: vec![
                 Column {
                     name: "cluster".into(),
-                    values: ColumnValues::String(vec!["0".into(), "1".into()]),
+                    values: ColumnValues::String(kernel_host::bindings::Texts::from(["0", "1"])),
                     nulls: None,
                 },
                 Column {

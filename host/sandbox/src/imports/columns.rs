@@ -22,6 +22,39 @@ use wasmtime::component::Resource;
 #[allow(dead_code)]
 mod ops;
 
+/// The host's string columns for the shared column ops: slices of one
+/// buffer, no copy per cell.
+impl ops::StringCells for kernel_host_types::Texts {
+    fn from_cells<'a>(cells: impl Iterator<Item = &'a str>) -> Self {
+        cells.collect()
+    }
+
+    fn cell_rows(&self, start: usize, end: usize) -> Self {
+        self.slice(start, end)
+    }
+
+    fn utf8_rows(
+        &self,
+        start: usize,
+        end: usize,
+    ) -> std::result::Result<(Vec<u8>, Vec<u32>), usize> {
+        let from = if start == 0 {
+            0
+        } else {
+            self.ends()[start - 1]
+        };
+        let to = if end == 0 { 0 } else { self.ends()[end - 1] };
+        let bytes = to - from;
+        if u32::try_from(bytes).is_err() {
+            return Err(bytes);
+        }
+        let offsets = std::iter::once(0)
+            .chain(self.ends()[start..end].iter().map(|e| (e - from) as u32))
+            .collect();
+        Ok((self.as_str().as_bytes()[from..to].to_vec(), offsets))
+    }
+}
+
 type Result<T> = std::result::Result<T, ColumnError>;
 
 fn gone(e: impl std::fmt::Display) -> ColumnError {

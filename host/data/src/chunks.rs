@@ -199,14 +199,7 @@ impl TableWriter {
                     w.write_record(frame.columns.iter().map(|c| c.name.as_str()))?;
                     self.header = true;
                 }
-                for row in 0..frame.rows as usize {
-                    w.write_record(
-                        frame
-                            .columns
-                            .iter()
-                            .map(|c| super::cell_text(c, row).unwrap_or_default()),
-                    )?;
-                }
+                super::csv::write_rows(w, frame)?;
             }
             Some(Sink::Arrow(writer)) => {
                 let batch = frame_to_batch(frame)?;

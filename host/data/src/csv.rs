@@ -749,20 +749,31 @@ fn parse_all<T: Copy>(
         .collect()
 }
 
+/// Writes the rows of `frame` as CSV records (no header); nulls are empty
+/// cells. No allocation per cell: strings are borrowed, numbers written
+/// into one buffer.
+pub(crate) fn write_rows<W: std::io::Write>(
+    writer: &mut ::csv::Writer<W>,
+    frame: &Frame,
+) -> ::csv::Result<()> {
+    let mut scratch = String::new();
+    for row in 0..frame.rows as usize {
+        for column in &frame.columns {
+            let cell = kernel_host_types::frame::cell_str(column, row, &mut scratch);
+            writer.write_field(cell.unwrap_or_default())?;
+        }
+        writer.write_record(None::<&[u8]>)?;
+    }
+    Ok(())
+}
+
 /// Writes `frame` as CSV with a header row; nulls are empty cells. The file
 /// appears whole or not at all.
 pub fn write_csv(path: &Path, frame: &Frame) -> anyhow::Result<()> {
     kernel_host_types::fsutil::write_atomic_with(path, |file| {
         let mut writer = ::csv::Writer::from_writer(std::io::BufWriter::new(file));
         writer.write_record(frame.columns.iter().map(|c| c.name.as_str()))?;
-        for row in 0..frame.rows as usize {
-            writer.write_record(
-                frame
-                    .columns
-                    .iter()
-                    .map(|c| super::cell_text(c, row).unwrap_or_default()),
-            )?;
-        }
+        write_rows(&mut writer, frame)?;
         writer.flush()?;
         Ok(())
     })
@@ -774,6 +785,50 @@ mod tests {
 
     fn write(content: &str) -> tempfile_path::TempPath {
         tempfile_path::TempPath::with(content)
+    }
+
+    /// Every kind of cell is written as `cell_text` gives it: numbers in
+    /// their shortest form, strings quoted where CSV needs it, nulls and
+    /// NaN as empty cells.
+    #[test]
+    fn every_kind_of_cell_is_written_as_its_text() {
+        let column = |name: &str, values, nulls| Column {
+            name: name.into(),
+            values,
+            nulls,
+        };
+        let frame = Frame {
+            rows: 4,
+            columns: vec![
+                column(
+                    "x",
+                    ColumnValues::F64(vec![0.25, f64::NAN, 1e300, 3.0]),
+                    Some(vec![0, 0, 0, 1]),
+                ),
+                column("n", ColumnValues::S64(vec![-7, 0, 9_000_000_000, 1]), None),
+                column(
+                    "b",
+                    ColumnValues::Bool(vec![true, false, true, false]),
+                    Some(vec![0, 1, 0, 0]),
+                ),
+                column(
+                    "s",
+                    ColumnValues::String(kernel_host_types::Texts::from([
+                        "a,b",
+                        "say \"hi\"",
+                        "",
+                        "日本",
+                    ])),
+                    Some(vec![0, 0, 1, 0]),
+                ),
+            ],
+        };
+        let path = write("");
+        write_csv(&path.0, &frame).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path.0).unwrap(),
+            "x,n,b,s\n0.25,-7,true,\"a,b\"\n,0,,\"say \"\"hi\"\"\"\n1e300,9000000000,true,\n,1,false,日本\n"
+        );
     }
 
     /// A tiny temp-file helper so unit tests need no extra crate.

@@ -101,20 +101,36 @@ pub fn check_frame(frame: &Frame, expected_rows: Option<u32>) -> Result<(), Stri
     Ok(())
 }
 
-/// The text of one cell as written to CSV; `None` when null.
 /// A number as text, shortest form that reads back to the same `f64`:
 /// plain notation for everyday magnitudes (`1`, `0.25`, `12345.5`, so an
 /// integral label prints like an integer), scientific outside them
 /// (`2.2068993304007308e-23`, `1e300`) instead of hundreds of zeros.
 pub fn format_f64(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() || (1e-5..1e16).contains(&x.abs()) {
-        x.to_string()
-    } else {
-        format!("{x:e}")
-    }
+    let mut text = String::new();
+    push_f64(&mut text, x);
+    text
 }
 
+/// [`format_f64`], appended to `out`.
+pub fn push_f64(out: &mut String, x: f64) {
+    use std::fmt::Write;
+    // Writing into a String cannot fail.
+    let _ = if x == 0.0 || !x.is_finite() || (1e-5..1e16).contains(&x.abs()) {
+        write!(out, "{x}")
+    } else {
+        write!(out, "{x:e}")
+    };
+}
+
+/// The text of one cell as written to CSV; `None` when null.
 pub fn cell_text(column: &Column, row: usize) -> Option<String> {
+    cell_str(column, row, &mut String::new()).map(str::to_string)
+}
+
+/// [`cell_text`] without an allocation per cell: a string cell is
+/// borrowed from the column, a number is written into `scratch`.
+pub fn cell_str<'a>(column: &'a Column, row: usize, scratch: &'a mut String) -> Option<&'a str> {
+    use std::fmt::Write;
     if column
         .nulls
         .as_ref()
@@ -122,12 +138,20 @@ pub fn cell_text(column: &Column, row: usize) -> Option<String> {
     {
         return None;
     }
+    scratch.clear();
     match &column.values {
-        ColumnValues::F64(v) => v.get(row).filter(|x| !x.is_nan()).map(|x| format_f64(*x)),
-        ColumnValues::S64(v) => v.get(row).map(|x| x.to_string()),
-        ColumnValues::Bool(v) => v.get(row).map(|x| x.to_string()),
-        ColumnValues::String(v) => v.get(row).map(str::to_string),
+        ColumnValues::F64(v) => {
+            let x = v.get(row).filter(|x| !x.is_nan())?;
+            push_f64(scratch, *x);
+        }
+        ColumnValues::S64(v) => {
+            // Writing into a String cannot fail.
+            let _ = write!(scratch, "{}", v.get(row)?);
+        }
+        ColumnValues::Bool(v) => return v.get(row).map(|x| if *x { "true" } else { "false" }),
+        ColumnValues::String(v) => return v.get(row),
     }
+    Some(scratch)
 }
 
 impl Frame {

@@ -97,14 +97,22 @@ impl Texts {
         self.ends.extend(other.ends.iter().map(|end| base + end));
     }
 
+    /// Where cells `start..end` lie in [`as_str`](Self::as_str) (panics
+    /// outside `0..=len`, as slicing does).
+    pub fn byte_range(&self, start: usize, end: usize) -> std::ops::Range<usize> {
+        let from = self.start(start);
+        from..self.ends[start..end].last().copied().unwrap_or(from)
+    }
+
     /// Cells `start..end` (panics outside `0..=len`, as slicing does).
     pub fn slice(&self, start: usize, end: usize) -> Texts {
-        let ends = &self.ends[start..end];
-        let from = self.start(start);
-        let to = ends.last().copied().unwrap_or(from);
+        let bytes = self.byte_range(start, end);
         Texts {
-            bytes: self.bytes[from..to].to_string(),
-            ends: ends.iter().map(|e| e - from).collect(),
+            ends: self.ends[start..end]
+                .iter()
+                .map(|e| e - bytes.start)
+                .collect(),
+            bytes: self.bytes[bytes].to_string(),
         }
     }
 

@@ -38,20 +38,18 @@ impl ops::StringCells for kernel_host_types::Texts {
         start: usize,
         end: usize,
     ) -> std::result::Result<(Vec<u8>, Vec<u32>), usize> {
-        let from = if start == 0 {
-            0
-        } else {
-            self.ends()[start - 1]
-        };
-        let to = if end == 0 { 0 } else { self.ends()[end - 1] };
-        let bytes = to - from;
-        if u32::try_from(bytes).is_err() {
-            return Err(bytes);
+        let bytes = self.byte_range(start, end);
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(bytes.len());
         }
         let offsets = std::iter::once(0)
-            .chain(self.ends()[start..end].iter().map(|e| (e - from) as u32))
+            .chain(
+                self.ends()[start..end]
+                    .iter()
+                    .map(|e| (e - bytes.start) as u32),
+            )
             .collect();
-        Ok((self.as_str().as_bytes()[from..to].to_vec(), offsets))
+        Ok((self.as_str().as_bytes()[bytes].to_vec(), offsets))
     }
 }
 

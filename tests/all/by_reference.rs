@@ -294,6 +294,29 @@ async fn host_columns_count_against_the_cap() {
     assert!(fault.to_string().contains("rows"), "{fault}");
 }
 
+/// A column op that would build far more than the kernel's host-memory cap
+/// (a 1 MiB fill for each of 100 000 nulls: 98 GiB; 100 000 one-hot
+/// columns of 100 000 rows: 75 GiB) is refused before the host builds it:
+/// a typed out-of-memory fault naming the cap, and the host carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_op_too_big_for_the_cap_is_refused_before_it_is_built() {
+    let rows = 100_000;
+    let x = frame(vec![Column {
+        name: "s".into(),
+        values: ColumnValues::String((0..rows).map(|_| "").collect()),
+        nulls: Some(vec![1; rows]),
+    }]);
+    for attack in ["bloat-fill", "bloat-one-hot"] {
+        let mut k = thief(attack, Limits::default()).await;
+        k.fit(&x, None).await.unwrap();
+        let (kernel, fault) = fault_of(k.transform(&x).await);
+        assert_eq!(kernel, "thief");
+        let text = fault.to_string();
+        assert!(text.contains("out of host memory"), "{attack}: {text}");
+        assert!(text.contains("tensor-mib"), "{attack}: {text}");
+    }
+}
+
 /// A model's host matrices count against its host-memory cap too: a fit
 /// whose matrix does not fit is refused with the cap named, the kernel is
 /// rolled back (still unfitted), and with room the same fit succeeds, by

@@ -529,7 +529,10 @@ impl Source {
             ColumnType::S64 => ColumnValues::S64(parse_all(cells, 0, |c| c.parse().ok(), bad)?),
             ColumnType::Bool => ColumnValues::Bool(parse_all(cells, false, parse_bool, bad)?),
             ColumnType::String => {
-                ColumnValues::String(cells.iter().map(|c| c.unwrap_or("")).collect())
+                let bytes = cells.iter().map(|c| c.map_or(0, str::len)).sum();
+                let mut texts = kernel_host_types::Texts::with_capacity(cells.len(), bytes);
+                texts.extend(cells.iter().map(|c| c.unwrap_or("")));
+                ColumnValues::String(texts)
             }
         };
         Ok(Column {

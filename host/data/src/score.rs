@@ -1,7 +1,7 @@
 //! Quality metrics computed by the host from predictions and the truth.
 
-use crate::cell_text;
 use kernel_host_types::bindings::{Column, KernelKind};
+use kernel_host_types::frame::cell_str;
 
 /// Running quality metrics over predictions that arrive in chunks: every
 /// job scores through this, whole input or chunked, so both report the same
@@ -25,15 +25,18 @@ impl Score {
     /// Adds a chunk of predictions for a final step of `kind`.
     pub fn add(&mut self, kind: KernelKind, predicted: &Column, truth: &Column) {
         let rows = crate::column_len(truth).min(crate::column_len(predicted));
+        // Cells as text without an allocation per row: strings borrowed,
+        // numbers written into these.
+        let (mut t_text, mut p_text) = (String::new(), String::new());
         for row in 0..rows {
-            let Some(t) = cell_text(truth, row) else {
+            let Some(t) = cell_str(truth, row, &mut t_text) else {
                 continue;
             };
-            let p = cell_text(predicted, row);
+            let p = cell_str(predicted, row, &mut p_text);
             match kind {
                 KernelKind::Classifier => {
                     self.known += 1;
-                    self.right += u64::from(p.as_deref() == Some(t.as_str()));
+                    self.right += u64::from(p == Some(t));
                 }
                 KernelKind::Regressor => {
                     if let (Ok(t), Some(Ok(p))) = (t.parse::<f64>(), p.map(|p| p.parse::<f64>())) {

@@ -2,16 +2,18 @@
 //! offset of each cell (as Arrow's `Utf8` arrays do), instead of one heap
 //! allocation per cell.
 //!
-//! The parser appends cells to the buffer, the spill moves Arrow's buffers
-//! in and out whole, by-reference kernels read slices of it, and dropping a
-//! column frees two buffers. Only a kernel that takes the column by copy
-//! sees a `list<string>`: [`Texts`] lowers as one (the canonical ABI copies
-//! each string into the guest either way), and a `list<string>` a kernel
-//! returns is packed into a buffer as it is lifted.
+//! The parser appends cells to the buffer, Arrow inputs and the spill are
+//! read into it buffer for buffer, by-reference kernels read slices of it,
+//! and dropping a column frees two buffers. Only a kernel that takes the
+//! column by copy sees a `list<string>`: [`Texts`] lowers as one (the
+//! canonical ABI copies each string into the guest either way), and a
+//! `list<string>` a kernel returns is read from its memory straight into
+//! one buffer.
 
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::ops::Index;
+use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding;
 use wasmtime::component::__internal::{
     CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext, LowerContext,
 };
@@ -38,8 +40,16 @@ impl Texts {
     }
 
     /// The cells of `bytes` ending at each of `ends`. Refused unless the
-    /// ends rise, stay within `bytes` and fall on character boundaries.
+    /// ends rise, fall on character boundaries and the last is the end of
+    /// `bytes` (every byte belongs to a cell).
     pub fn from_parts(bytes: String, ends: Vec<usize>) -> Result<Texts, String> {
+        if ends.last().copied().unwrap_or(0) != bytes.len() {
+            return Err(format!(
+                "string offsets end at {} of {} bytes",
+                ends.last().copied().unwrap_or(0),
+                bytes.len()
+            ));
+        }
         let mut start = 0;
         for &end in &ends {
             if end < start || end > bytes.len() || !bytes.is_char_boundary(end) {
@@ -282,7 +292,7 @@ impl<const N: usize> PartialEq<[&str; N]> for Texts {
 // The component model sees a `list<string>`: the type information and the
 // lowering are the ones wasmtime has for `[&str]`, given a view of the cells
 // (one vector of 16-byte slices, not a copy of the text); a list the kernel
-// returns is lifted as wasmtime lifts `Vec<String>` and then packed.
+// returns is read straight from its memory into one buffer.
 
 // SAFETY: every item forwards to wasmtime's own implementation for a list of
 // strings, whose lowered form and ABI these are.
@@ -320,14 +330,21 @@ unsafe impl Lower for Texts {
     }
 }
 
-// SAFETY: lifts what `Vec<String>` lifts, then packs it.
+// SAFETY: lifts what wasmtime lifts for a `list<string>` — with the same
+// bounds, alignment, UTF-8 and copy-fuel checks — into one buffer instead
+// of a `String` per cell; another string encoding than UTF-8 (which no
+// kernel built by our SDK uses) takes wasmtime's own path and is packed.
 unsafe impl Lift for Texts {
     fn linear_lift_from_flat(
         cx: &mut LiftContext<'_>,
         ty: InterfaceType,
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
-        Ok(Vec::<String>::linear_lift_from_flat(cx, ty, src)?.into())
+        if cx.options().string_encoding != StringEncoding::Utf8 {
+            return Ok(Vec::<String>::linear_lift_from_flat(cx, ty, src)?.into());
+        }
+        let (list, len) = (src[0].get_u32(), src[1].get_u32());
+        lift_utf8(cx, list, len)
     }
 
     fn linear_lift_from_memory(
@@ -335,13 +352,129 @@ unsafe impl Lift for Texts {
         ty: InterfaceType,
         bytes: &[u8],
     ) -> wasmtime::Result<Self> {
-        Ok(Vec::<String>::linear_lift_from_memory(cx, ty, bytes)?.into())
+        if cx.options().string_encoding != StringEncoding::Utf8 {
+            return Ok(Vec::<String>::linear_lift_from_memory(cx, ty, bytes)?.into());
+        }
+        match (word(bytes, 0), word(bytes, 4)) {
+            (Some(list), Some(len)) => lift_utf8(cx, list, len),
+            _ => wasmtime::bail!("a list's pointer and length are cut short"),
+        }
     }
+}
+
+/// The little-endian `u32` at `at` in `bytes`.
+fn word(bytes: &[u8], at: usize) -> Option<u32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(word.try_into().ok()?))
+}
+
+fn lift_utf8(cx: &mut LiftContext<'_>, list: u32, len: u32) -> wasmtime::Result<Texts> {
+    let memory = cx.memory();
+    cells_in_memory(memory, list, len, |bytes| cx.consume_fuel(bytes))
+}
+
+/// The `len` strings whose (pointer, length) pairs start at `list` in a
+/// guest's `memory`, into one buffer. Checked as wasmtime checks a
+/// `list<string>`: the list and every string within memory, the list
+/// aligned to 4, every string UTF-8; `fuel` is charged what wasmtime
+/// charges (the host-side size of the list, then each string's bytes).
+fn cells_in_memory(
+    memory: &[u8],
+    list: u32,
+    len: u32,
+    mut fuel: impl FnMut(usize) -> wasmtime::Result<()>,
+) -> wasmtime::Result<Texts> {
+    let (list, len) = (list as usize, len as usize);
+    let pairs = len
+        .checked_mul(8)
+        .and_then(|bytes| Some(list..list.checked_add(bytes)?))
+        .and_then(|range| memory.get(range))
+        .ok_or_else(|| wasmtime::format_err!("list pointer/length out of bounds of memory"))?;
+    if list % 4 != 0 {
+        wasmtime::bail!("list pointer is not aligned");
+    }
+    fuel(len.saturating_mul(std::mem::size_of::<String>()))?;
+    let mut text = Vec::new();
+    let mut ends = Vec::with_capacity(len);
+    for pair in pairs.chunks_exact(8) {
+        let (at, bytes) = (word(pair, 0), word(pair, 4));
+        let cell = at
+            .zip(bytes)
+            .and_then(|(at, bytes)| {
+                let at = at as usize;
+                memory.get(at..at.checked_add(bytes as usize)?)
+            })
+            .ok_or_else(|| {
+                wasmtime::format_err!("string pointer/length out of bounds of memory")
+            })?;
+        fuel(cell.len())?;
+        text.extend_from_slice(cell);
+        ends.push(text.len());
+    }
+    // One check of the whole buffer, then each cell's ends on character
+    // boundaries: together, every cell is UTF-8 on its own.
+    let text =
+        String::from_utf8(text).map_err(|e| wasmtime::format_err!("a string is not UTF-8: {e}"))?;
+    Texts::from_parts(text, ends).map_err(|_| wasmtime::format_err!("a string is not UTF-8"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A guest memory with the (pointer, length) pairs of `cells` at 0 and
+    /// their bytes after the pairs.
+    fn memory_with(cells: &[&[u8]]) -> (Vec<u8>, u32) {
+        let mut memory = vec![0; cells.len() * 8];
+        for (i, cell) in cells.iter().enumerate() {
+            let at = memory.len() as u32;
+            memory[i * 8..i * 8 + 4].copy_from_slice(&at.to_le_bytes());
+            memory[i * 8 + 4..i * 8 + 8].copy_from_slice(&(cell.len() as u32).to_le_bytes());
+            memory.extend_from_slice(cell);
+        }
+        (memory, cells.len() as u32)
+    }
+
+    /// A kernel's `list<string>` is lifted into one buffer with the checks
+    /// wasmtime makes: bounds, alignment, UTF-8 (a character split across
+    /// two cells too), and the copy fuel it charges.
+    #[test]
+    fn cells_are_lifted_from_guest_memory_with_wasmtimes_checks() {
+        let free = |_: usize| Ok(());
+        let (memory, n) = memory_with(&[b"", "é".as_bytes(), b"abc"]);
+        assert_eq!(
+            cells_in_memory(&memory, 0, n, free).unwrap(),
+            ["", "é", "abc"]
+        );
+        assert_eq!(cells_in_memory(&memory, 0, 0, free).unwrap(), Texts::new());
+        let mut charged = Vec::new();
+        cells_in_memory(&memory, 0, n, |bytes| {
+            charged.push(bytes);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(charged, [3 * std::mem::size_of::<String>(), 0, 2, 3]);
+        assert!(cells_in_memory(&memory, 0, n, |_| wasmtime::bail!("no fuel")).is_err());
+
+        let refused = |memory: &[u8], list: u32, len: u32| {
+            cells_in_memory(memory, list, len, free)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&memory, 0, u32::MAX).contains("out of bounds"));
+        assert!(refused(&memory, memory.len() as u32 - 7, 1).contains("out of bounds"));
+        assert!(refused(&memory, 2, 1).contains("not aligned"));
+        let mut long = memory.clone();
+        long[12..16].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(refused(&long, 0, n).contains("string pointer/length out of bounds"));
+        let mut far = memory.clone();
+        far[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(refused(&far, 0, n).contains("out of bounds"));
+        let (bad, n) = memory_with(&[b"ok", &[0xff]]);
+        assert!(refused(&bad, 0, n).contains("UTF-8"));
+        let e = "é".as_bytes();
+        let (split, n) = memory_with(&[&e[..1], &e[1..]]);
+        assert!(refused(&split, 0, n).contains("UTF-8"));
+    }
 
     fn cells() -> Vec<String> {
         ["", "a", "", "héllo", "日本", "", "z"]
@@ -386,6 +519,12 @@ mod tests {
         assert!(Texts::from_parts("héllo".into(), vec![2]).is_err());
         assert!(Texts::from_parts("ab".into(), vec![2, 1]).is_err());
         assert!(Texts::from_parts("ab".into(), vec![3]).is_err());
+        assert!(Texts::from_parts("abX".into(), vec![2]).is_err());
+        assert!(Texts::from_parts("a".into(), vec![]).is_err());
+        assert_eq!(
+            Texts::from_parts(String::new(), vec![]).unwrap(),
+            Texts::new()
+        );
         assert_eq!(format!("{:?}", Texts::from(["a", "b"])), r#"["a", "b"]"#);
     }
 

@@ -159,6 +159,22 @@ impl HostState {
         Ok(handles)
     }
 
+    /// Refuses `what` (`bytes` the host would build for the kernel) when
+    /// they would not fit what is left of its host-memory cap, before
+    /// anything is built.
+    fn check_fits(&self, bytes: u64, what: &str) -> Result<()> {
+        let accounts = &self.tensors.accounts;
+        if accounts.live.saturating_add(bytes) > accounts.cap {
+            return Err(ColumnError::OutOfMemory(format!(
+                "{what} would take {} MiB, and this kernel's host columns and tensors already hold {} of its {} MiB; raise `limits.tensor-mib` or work on fewer rows at a time",
+                bytes >> 20,
+                accounts.live >> 20,
+                accounts.cap >> 20
+            )));
+        }
+        Ok(())
+    }
+
     /// A new column computed by `f` from `handle`'s, charged in full.
     fn derive(
         &mut self,
@@ -303,6 +319,14 @@ impl HostHostColumn for HostState {
         handle: Resource<SharedColumn>,
         value: String,
     ) -> Result<Resource<SharedColumn>> {
+        // Each null becomes a copy of `value`: a long value on a column of
+        // nulls is refused before the host builds it, not after.
+        let shared = self.shared(&handle)?;
+        let filled = (ops::null_count(&shared.data) as u64).saturating_mul(value.len() as u64);
+        self.check_fits(
+            (column_bytes(&shared.data) as u64).saturating_add(filled),
+            "the filled column",
+        )?;
         self.derive(&handle, |c| ops::fill_nulls_text(c, &value))
     }
 
@@ -319,6 +343,19 @@ impl HostHostColumn for HostState {
     ) -> Result<(Vec<Resource<SharedColumn>>, Option<u32>)> {
         self.check_time()?;
         let shared = self.shared(&handle)?;
+        // One f64 column of the column's length per category, refused
+        // before the host builds them when they could not be kept.
+        let rows = kernel_host_types::column_len(&shared.data) as u64;
+        let names: u64 = categories
+            .iter()
+            .map(|c| (shared.name.len() + 1 + c.len()) as u64)
+            .sum();
+        self.check_fits(
+            (categories.len() as u64)
+                .saturating_mul(rows.saturating_mul(8))
+                .saturating_add(names),
+            "the one-hot columns",
+        )?;
         let (columns, unknown) = ops::one_hot(&shared.data, &shared.name, &categories)
             .map_err(ColumnError::WrongType)?;
         Ok((self.keep_columns(columns)?, unknown.map(|r| r as u32)))

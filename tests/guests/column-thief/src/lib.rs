@@ -8,7 +8,13 @@
 //!   next, after the loan ended;
 //! - `hoard`: copies its first column into new host columns, without
 //!   dropping them, until the host refuses (its host-memory cap);
-//! - `short`: returns a column with fewer rows than the frame.
+//! - `short`: returns a column with fewer rows than the frame;
+//! - `bloat-fill`: fills its first column's nulls with a 1 MiB string;
+//! - `bloat-one-hot`: one-hot encodes its first column into 100 000
+//!   categories.
+//!
+//! The last two ask the host for far more than the kernel's host-memory
+//! cap in one call: the host must refuse before building it.
 
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -18,7 +24,7 @@ kernel_sdk::params! {
     /// Parameters of [`Thief`].
     pub struct ThiefParams {
         /// What to try.
-        attack: String = "none", one_of["none", "forge", "keep", "hoard", "short"];
+        attack: String = "none", one_of["none", "forge", "keep", "hoard", "short", "bloat-fill", "bloat-one-hot"];
     }
 }
 
@@ -97,6 +103,29 @@ impl Kernel for Thief {
                 Ok(FrameRef {
                     rows: x.rows,
                     columns: vec![HostColumn::from_column(short)?],
+                })
+            }
+            "bloat-fill" => {
+                let first = x
+                    .columns
+                    .first()
+                    .ok_or_else(|| KernelError::invalid_input("no column"))?;
+                let filled = first.fill_nulls_text(&"x".repeat(1 << 20))?;
+                Ok(FrameRef {
+                    rows: x.rows,
+                    columns: vec![filled],
+                })
+            }
+            "bloat-one-hot" => {
+                let first = x
+                    .columns
+                    .first()
+                    .ok_or_else(|| KernelError::invalid_input("no column"))?;
+                let categories: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+                let (columns, _) = first.one_hot(&categories)?;
+                Ok(FrameRef {
+                    rows: x.rows,
+                    columns,
                 })
             }
             _ => Ok(x),

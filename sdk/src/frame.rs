@@ -121,13 +121,7 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
             for (j, source) in sources.iter().enumerate() {
                 // s64 and bool converted as they are copied: no f64 copy
                 // of a whole column beside the matrix.
-                match source {
-                    NumericValues::F64(v) => stripe(block, cols, j, &v[rows.clone()], |x| x),
-                    NumericValues::S64(v) => stripe(block, cols, j, &v[rows.clone()], |x| x as f64),
-                    NumericValues::Bool(v) => {
-                        stripe(block, cols, j, &v[rows.clone()], |x| f64::from(u8::from(x)))
-                    }
-                }
+                copy_stripe(block, cols, j, &source.rows(rows.clone()));
             }
         }
     }
@@ -137,6 +131,60 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
         data,
         names: columns.iter().map(|c| c.name.clone()).collect(),
     })
+}
+
+/// Rows read in one block by [`matrix_by_blocks`]: 8 192 rows of a
+/// 16-column matrix are 1 MiB, and a block of one column 64 KiB.
+const READ_BLOCK_ROWS: usize = 8192;
+
+/// The row-major matrix of `names.len()` columns of `rows` rows, read a
+/// block of rows at a time by `read(j, start, end)` (column `j`'s rows
+/// `start..end`): the kernel holds the matrix and one block of one column,
+/// never the whole frame beside the matrix. `None` when a block is not
+/// numeric or has a missing value: the caller then reports the error as
+/// [`Frame::to_matrix`] does (the first bad column, its first missing row).
+pub(crate) fn matrix_by_blocks(
+    rows: usize,
+    names: Vec<String>,
+    mut read: impl FnMut(usize, usize, usize) -> Result<Column, KernelError>,
+) -> Result<Option<Matrix>, KernelError> {
+    let cols = names.len();
+    let mut data = vec![0.0; rows * cols];
+    for start in (0..rows).step_by(READ_BLOCK_ROWS) {
+        let end = (start + READ_BLOCK_ROWS).min(rows);
+        let block = &mut data[start * cols..end * cols];
+        for j in 0..cols {
+            let part = read(j, start, end)?;
+            let Some(values) = part.numeric() else {
+                return Ok(None);
+            };
+            let complete = part
+                .nulls
+                .as_deref()
+                .is_none_or(|n| n.iter().all(|b| *b == 0))
+                && !matches!(values.values, NumericValues::F64(v) if v.iter().any(|x| x.is_nan()));
+            if !complete || values.len() != end - start {
+                return Ok(None);
+            }
+            copy_stripe(block, cols, j, &values.values);
+        }
+    }
+    Ok(Some(Matrix {
+        rows,
+        cols,
+        data,
+        names,
+    }))
+}
+
+/// Writes `source` as column `j` of `block` (rows of `cols` cells),
+/// converting s64 and bool as it copies.
+fn copy_stripe(block: &mut [f64], cols: usize, j: usize, source: &NumericValues<'_>) {
+    match source {
+        NumericValues::F64(v) => stripe(block, cols, j, v, |x| x),
+        NumericValues::S64(v) => stripe(block, cols, j, v, |x| x as f64),
+        NumericValues::Bool(v) => stripe(block, cols, j, v, |x| f64::from(u8::from(x))),
+    }
 }
 
 /// Writes `values` as column `j` of `block`, rows of `cols` cells.
@@ -263,6 +311,17 @@ enum NumericValues<'a> {
     F64(&'a [f64]),
     S64(&'a [i64]),
     Bool(&'a [bool]),
+}
+
+impl<'a> NumericValues<'a> {
+    /// The values of `rows`.
+    fn rows(&self, rows: std::ops::Range<usize>) -> NumericValues<'a> {
+        match self {
+            NumericValues::F64(v) => NumericValues::F64(&v[rows]),
+            NumericValues::S64(v) => NumericValues::S64(&v[rows]),
+            NumericValues::Bool(v) => NumericValues::Bool(&v[rows]),
+        }
+    }
 }
 
 /// Read access to a numeric column as `f64`, nulls as `None`.
@@ -427,5 +486,54 @@ mod tests {
         );
         f.columns.remove(1);
         assert!(message(&f).contains("`text` is"), "{}", message(&f));
+    }
+
+    /// A frame by reference read into a matrix a block of rows at a time
+    /// gives the matrix of the frame read whole, across block edges, and
+    /// the same error for the same bad column and row.
+    #[test]
+    fn a_matrix_read_by_blocks_is_the_matrix_read_whole() {
+        use crate::FrameRef;
+        for rows in [0, 1, 8191, 8192, 8193, 20_000] {
+            for cols in [0, 1, 5] {
+                let f = frame(rows, cols);
+                let by_blocks = FrameRef::of(f.clone()).unwrap().to_matrix().unwrap();
+                let whole = f.to_matrix().unwrap();
+                assert_eq!(
+                    (by_blocks.rows, by_blocks.cols, &by_blocks.names),
+                    (whole.rows, whole.cols, &whole.names)
+                );
+                assert!(
+                    by_blocks
+                        .data
+                        .iter()
+                        .zip(&whole.data)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{rows} x {cols}"
+                );
+            }
+        }
+        // A NaN in the second block of a later column, a null in the first
+        // block of an earlier one: the earlier column is named, as whole.
+        let mut f = frame(20_000, 4);
+        let mut late: Vec<f64> = (0..20_000).map(f64::from).collect();
+        late[9_000] = f64::NAN;
+        f.columns[3] = Column::f64("late", late);
+        f.columns[1] = std::mem::replace(&mut f.columns[1], Column::f64("x", Vec::new()))
+            .with_nulls((0..20_000).map(|i| u8::from(i == 15_000)).collect());
+        let error = |f: &Frame| {
+            format!(
+                "{:?}",
+                FrameRef::of(f.clone()).unwrap().to_matrix().unwrap_err()
+            )
+        };
+        assert_eq!(error(&f), format!("{:?}", f.to_matrix().unwrap_err()));
+        assert!(
+            error(&f).contains("`c1` has a missing value in row 15000"),
+            "{}",
+            error(&f)
+        );
+        f.columns[0] = Column::string("text", vec![String::new(); 20_000]);
+        assert!(error(&f).contains("`text` is"), "{}", error(&f));
     }
 }

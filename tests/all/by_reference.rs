@@ -473,3 +473,53 @@ async fn string_cells_cross_the_boundary_intact_both_ways() {
         );
     }
 }
+
+/// A whole fit by reference reads the SGD classifier's matrix a block of
+/// rows at a time: 200 000 rows of 16 features (a 24 MiB matrix) fit in a
+/// 40 MiB memory limit, where reading the frame in beside the matrix
+/// (48 MiB) did not; by copy the frame lands in the guest, so it is
+/// refused with the limit named, and the instance carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_fit_by_reference_holds_the_matrix_not_the_frame_beside_it() {
+    let rows = 200_000;
+    let x = wide_frame(rows, 16);
+    let y = Column {
+        name: "y".into(),
+        values: ColumnValues::String((0..rows).map(|i| ["a", "b", "c"][i % 3]).collect()),
+        nulls: None,
+    };
+    let limits = Limits {
+        memory_bytes: 40 << 20,
+        ..Limits::default()
+    };
+    let params = [("epochs", ParamValue::S64(1))];
+    let sandbox = sandbox_by(true);
+    let mut sgd = instance_with(
+        &sandbox,
+        "model",
+        guests::SGD_CLASSIFIER,
+        &params,
+        limits.clone(),
+        Grants::default(),
+    )
+    .await;
+    sgd.fit(&x, Some(&y)).await.unwrap();
+    // Predicting takes frames by copy: a slice of the rows fits.
+    let some: Vec<usize> = (0..1000).collect();
+    let predicted = sgd.predict(&x.take_rows(&some)).await.unwrap();
+    assert_eq!(kernel_host::frame::column_len(&predicted), 1000);
+
+    let sandbox = sandbox_by(false);
+    let mut copied = instance_with(
+        &sandbox,
+        "model",
+        guests::SGD_CLASSIFIER,
+        &params,
+        limits,
+        Grants::default(),
+    )
+    .await;
+    let (kernel, fault) = fault_of(copied.fit(&x, Some(&y)).await);
+    assert_eq!(kernel, "model");
+    assert!(fault.to_string().contains("memory"), "{fault}");
+}

@@ -374,6 +374,24 @@ impl Source {
                 }
                 None => self.column_type(name, &cells, options)?,
             };
+            if ty == ColumnType::String
+                && cells.iter().all(Option::is_some)
+                && ends.last().map_or(0, |e| *e as usize) == text.len()
+            {
+                // No null token: the block's buffer is the column's, as is.
+                drop(cells);
+                let ends = ends.iter().map(|e| *e as usize).collect();
+                match kernel_host_types::Texts::from_parts(text, ends) {
+                    Ok(texts) => {
+                        return Ok(Column {
+                            name: name.clone(),
+                            values: ColumnValues::String(texts),
+                            nulls: None,
+                        });
+                    }
+                    Err(e) => return Err(self.error(None, Some(name), e)),
+                }
+            }
             self.column(name, ty, &cells, first_row, options)
         };
         let n = self.headers.len();

@@ -94,6 +94,10 @@ impl Model {
     }
 }
 
+fn needs_target() -> KernelError {
+    KernelError::invalid_input("the SGD classifier needs a target column")
+}
+
 /// A classifier's target as `learn` reads it: a plain column, or the text
 /// of a string column read by reference in bulk (no allocation per row).
 enum Target<'a> {
@@ -229,13 +233,17 @@ fn value_codes(y: &Column, labels: &mut Vec<String>) -> Vec<Option<usize>> {
 impl SgdClassifier {
     /// One pass over `x`, row by row.
     fn learn(&mut self, x: &Frame, y: Option<Target>) -> Result<(), KernelError> {
-        let y = y.ok_or_else(|| {
-            KernelError::invalid_input("the SGD classifier needs a target column")
-        })?;
+        let y = y.ok_or_else(needs_target)?;
         let matrix = match &self.model {
             Some(m) => x.select_matrix(&m.features)?,
             None => x.to_matrix()?,
         };
+        self.learn_rows(&matrix, y)
+    }
+
+    /// One pass over the rows of `matrix` (the model's features, in its
+    /// order, once it has them).
+    fn learn_rows(&mut self, matrix: &Matrix, y: Target) -> Result<(), KernelError> {
         let model = self.model.get_or_insert_with(|| Model {
             features: matrix.names.clone(),
             classes: Vec::new(),
@@ -274,21 +282,6 @@ impl SgdClassifier {
         Ok(())
     }
 
-    /// `epochs` passes of [`SgdClassifier::learn`] over a frame read in
-    /// from the host and a target read by reference.
-    fn learn_read(
-        &mut self,
-        x: &Frame,
-        y: Option<&HostColumn>,
-        epochs: u32,
-    ) -> Result<(), KernelError> {
-        let y = y.map(TargetRead::of).transpose()?;
-        for _ in 0..epochs {
-            self.learn(x, y.as_ref().map(TargetRead::target))?;
-        }
-        Ok(())
-    }
-
     fn fitted(&self) -> Result<&Model, KernelError> {
         self.model
             .as_ref()
@@ -319,8 +312,12 @@ impl Kernel for SgdClassifier {
 
     fn fit(&mut self, x: &Frame, y: Option<&Column>) -> Result<(), KernelError> {
         self.model = None;
+        let y = y.ok_or_else(needs_target)?;
+        // One matrix for every epoch: each would read the same columns in
+        // the same order.
+        let matrix = x.to_matrix()?;
         for _ in 0..self.params.epochs {
-            self.learn(x, y.map(Target::Column))?;
+            self.learn_rows(&matrix, Target::Column(y))?;
         }
         Ok(())
     }
@@ -331,14 +328,23 @@ impl Kernel for SgdClassifier {
 
     fn fit_ref(&mut self, x: FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
         self.model = None;
-        // Each handle goes once its column is read: the host can free it
-        // before the epochs start.
-        let x = x.into_frame()?;
-        self.learn_read(&x, y, self.params.epochs)
+        let y = y
+            .map(TargetRead::of)
+            .transpose()?
+            .ok_or_else(needs_target)?;
+        // The matrix read a block of rows at a time (never the frame
+        // beside it), and the handles dropped before the epochs start.
+        let matrix = x.to_matrix()?;
+        drop(x);
+        for _ in 0..self.params.epochs {
+            self.learn_rows(&matrix, y.target())?;
+        }
+        Ok(())
     }
 
     fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
-        self.learn_read(&x.read()?, y, 1)
+        let y = y.map(TargetRead::of).transpose()?;
+        self.learn(&x.read()?, y.as_ref().map(TargetRead::target))
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {

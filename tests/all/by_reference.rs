@@ -499,7 +499,7 @@ async fn a_whole_fit_by_reference_holds_the_matrix_not_the_frame_beside_it() {
         "model",
         guests::SGD_CLASSIFIER,
         &params,
-        limits.clone(),
+        limits,
         Grants::default(),
     )
     .await;

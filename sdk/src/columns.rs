@@ -513,7 +513,7 @@ impl FrameRef {
     /// gives (and the same error, naming the first column that is not
     /// numeric or its first missing row), read from the host a block of
     /// rows at a time, so the kernel never holds the whole frame beside the
-    /// matrix (for 2M rows of 16 columns: 256 MiB instead of 512 MiB).
+    /// matrix (for 2M rows of 16 columns: 244 MiB instead of 488 MiB).
     pub fn to_matrix(&self) -> Result<crate::Matrix, KernelError> {
         let names = self.columns.iter().map(HostColumn::name).collect();
         let blocks = crate::frame::matrix_by_blocks(self.rows as usize, names, |j, start, end| {

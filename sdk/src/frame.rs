@@ -99,12 +99,9 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
             ))
         })?;
         // Whole-column scans first (cheap); the row only when one fails.
-        let complete = column
-            .nulls
-            .as_deref()
-            .is_none_or(|n| n.iter().all(|b| *b == 0))
-            && !matches!(values.values, NumericValues::F64(v) if v.iter().any(|x| x.is_nan()));
-        if !complete && let Some(i) = (0..rows).find(|&i| values.get(i).is_none()) {
+        if !complete(column, &values)
+            && let Some(i) = (0..rows).find(|&i| values.get(i).is_none())
+        {
             return Err(KernelError::invalid_input(format!(
                 "column `{}` has a missing value in row {i}; impute it first",
                 column.name
@@ -158,12 +155,7 @@ pub(crate) fn matrix_by_blocks(
             let Some(values) = part.numeric() else {
                 return Ok(None);
             };
-            let complete = part
-                .nulls
-                .as_deref()
-                .is_none_or(|n| n.iter().all(|b| *b == 0))
-                && !matches!(values.values, NumericValues::F64(v) if v.iter().any(|x| x.is_nan()));
-            if !complete || values.len() != end - start {
+            if !complete(&part, &values) || values.len() != end - start {
                 return Ok(None);
             }
             copy_stripe(block, cols, j, &values.values);
@@ -175,6 +167,16 @@ pub(crate) fn matrix_by_blocks(
         data,
         names,
     }))
+}
+
+/// Whether `column` (whose numeric view is `values`) has no null and no
+/// NaN: whole-column scans, no per-row lookup.
+fn complete(column: &Column, values: &NumericColumn<'_>) -> bool {
+    column
+        .nulls
+        .as_deref()
+        .is_none_or(|n| n.iter().all(|b| *b == 0))
+        && !matches!(values.values, NumericValues::F64(v) if v.iter().any(|x| x.is_nan()))
 }
 
 /// Writes `source` as column `j` of `block` (rows of `cols` cells),

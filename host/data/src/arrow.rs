@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 pub use super::ipc::{BatchReader, MAX_METADATA_BYTES};
 
-/// Whether `path` names an Arrow IPC file by its extension.
 /// The strings of an Arrow `Utf8` array as the host holds them: its value
 /// buffer and offsets copied whole (no allocation per cell). Cells under
 /// the array's nulls keep what the buffer holds there.
@@ -40,6 +39,7 @@ pub fn texts_of(array: &StringArray) -> Texts {
     whole.unwrap_or_else(|| (0..array.len()).map(|i| array.value(i)).collect())
 }
 
+/// Whether `path` names an Arrow IPC file by its extension.
 pub fn is_arrow(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),

@@ -20,7 +20,7 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// Strings in one buffer: cell `i` is `bytes[ends[i - 1]..ends[i]]`.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Texts {
     bytes: String,
     ends: Vec<usize>,
@@ -262,12 +262,6 @@ impl From<Vec<String>> for Texts {
         let mut texts = Texts::with_capacity(cells.len(), bytes);
         texts.extend(&cells);
         texts
-    }
-}
-
-impl From<Vec<&str>> for Texts {
-    fn from(cells: Vec<&str>) -> Texts {
-        cells.into_iter().collect()
     }
 }
 

@@ -525,6 +525,29 @@ impl FrameRef {
         }
     }
 
+    /// The columns called `names`, in that order, as one row-major matrix:
+    /// what `read()?.select_matrix(names)` gives (the same errors: a
+    /// missing feature column by name, then the first column that is not
+    /// numeric or its first missing row), read a block of rows at a time
+    /// and without reading the columns it does not select.
+    pub fn select_matrix(&self, names: &[String]) -> Result<crate::Matrix, KernelError> {
+        let mut selected = Vec::with_capacity(names.len());
+        for name in names {
+            match self.column(name) {
+                Some(column) => selected.push(column),
+                None => return self.read()?.select_matrix(names),
+            }
+        }
+        let blocks =
+            crate::frame::matrix_by_blocks(self.rows as usize, names.to_vec(), |j, start, end| {
+                selected[j].read_rows(start, end)
+            })?;
+        match blocks {
+            Some(matrix) => Ok(matrix),
+            None => self.read()?.select_matrix(names),
+        }
+    }
+
     /// The plain frame, without a copy natively.
     #[doc(hidden)]
     pub fn into_frame(self) -> Result<crate::Frame, KernelError> {

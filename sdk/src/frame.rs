@@ -538,4 +538,58 @@ mod tests {
         f.columns[0] = Column::string("text", vec![String::new(); 20_000]);
         assert!(error(&f).contains("`text` is"), "{}", error(&f));
     }
+
+    #[test]
+    fn a_selection_read_by_blocks_is_the_selection_read_whole() {
+        use crate::FrameRef;
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for rows in [0, 1, 8193, 20_000] {
+            let mut f = frame(rows, 5);
+            // A column it does not select may be anything.
+            f.columns
+                .push(Column::string("text", vec![String::new(); rows]).with_nulls(vec![1; rows]));
+            for selection in [names(&["c4", "c0", "c2"]), names(&["c1"]), Vec::new()] {
+                let by_blocks = FrameRef::of(f.clone())
+                    .unwrap()
+                    .select_matrix(&selection)
+                    .unwrap();
+                let whole = f.select_matrix(&selection).unwrap();
+                assert_eq!(
+                    (by_blocks.rows, by_blocks.cols, &by_blocks.names),
+                    (whole.rows, whole.cols, &whole.names)
+                );
+                assert!(
+                    by_blocks
+                        .data
+                        .iter()
+                        .zip(&whole.data)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{rows} x {selection:?}"
+                );
+            }
+        }
+        // The same errors: a missing feature, then a selected column that
+        // is not numeric or has a hole.
+        let mut f = frame(20_000, 3);
+        f.columns[1] = std::mem::replace(&mut f.columns[1], Column::f64("x", Vec::new()))
+            .with_nulls((0..20_000).map(|i| u8::from(i == 12_345)).collect());
+        f.columns
+            .push(Column::string("text", vec![String::new(); 20_000]));
+        for (selection, expected) in [
+            (names(&["c0", "nope"]), "`nope` is missing"),
+            (
+                names(&["c2", "c1"]),
+                "`c1` has a missing value in row 12345",
+            ),
+            (names(&["c0", "text"]), "`text` is"),
+        ] {
+            let by_blocks = FrameRef::of(f.clone())
+                .unwrap()
+                .select_matrix(&selection)
+                .unwrap_err();
+            let whole = f.select_matrix(&selection).unwrap_err();
+            assert_eq!(format!("{by_blocks:?}"), format!("{whole:?}"));
+            assert!(by_blocks.message().contains(expected), "{by_blocks:?}");
+        }
+    }
 }

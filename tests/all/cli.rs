@@ -174,6 +174,43 @@ fn a_manifest_mistake_exits_1_with_its_location() {
     );
 }
 
+/// `KERNEL_HOST_PERF_MAP=1` names each kernel function for `perf` in
+/// `/tmp/perf-<pid>.map`; without it no map is written.
+#[test]
+fn a_perf_map_names_the_kernels_functions_when_asked() {
+    let map_of = |perf_map: Option<&str>| {
+        let mut command = kernel_host_command();
+        command
+            .args(["inspect", guests::STANDARD_SCALER])
+            .stdout(std::process::Stdio::null());
+        if let Some(v) = perf_map {
+            command.env("KERNEL_HOST_PERF_MAP", v);
+        } else {
+            command.env_remove("KERNEL_HOST_PERF_MAP");
+        }
+        let mut child = command.spawn().unwrap();
+        let path = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        assert!(child.wait().unwrap().success());
+        let map = std::fs::read_to_string(&path).ok();
+        let _ = std::fs::remove_file(&path);
+        map
+    };
+    let map = map_of(Some("1")).expect("a perf map was written");
+    let named = map
+        .lines()
+        .filter(|l| l.contains("wasm[0]::function[") && l.contains("standard_scaler"))
+        .count();
+    assert!(named > 3, "kernel functions named in the map:\n{map}");
+    // Each line: start address, size in hex, name.
+    for line in map.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (start, size) = (parts.next().unwrap(), parts.next().unwrap());
+        assert!(start.starts_with("0x"), "{line}");
+        assert!(u64::from_str_radix(size, 16).is_ok(), "{line}");
+    }
+    assert_eq!(map_of(None), None);
+}
+
 #[test]
 fn inspect_describes_a_kernel_and_refuses_a_non_kernel() {
     let o = kernel_host(&["inspect", guests::STANDARD_SCALER]);

@@ -65,6 +65,7 @@ pub struct SandboxBuilder {
     by_reference: bool,
     verify_loads: bool,
     give_back_above: Option<u64>,
+    perf_map: bool,
 }
 
 /// Memory an instance may hold after a pass before the host gives back
@@ -99,6 +100,7 @@ impl Default for SandboxBuilder {
             by_reference: true,
             verify_loads: false,
             give_back_above: Some(GIVE_BACK_ABOVE),
+            perf_map: std::env::var_os("KERNEL_HOST_PERF_MAP").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -201,6 +203,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// Name every kernel function in `/tmp/perf-<pid>.map`, so that
+    /// `perf report` shows a kernel's own functions (`wasm[0]::function[N]::name`)
+    /// instead of bare addresses. Off by default; `KERNEL_HOST_PERF_MAP=1`
+    /// turns it on. Each load then writes a line per function.
+    pub fn perf_map(mut self, on: bool) -> Self {
+        self.perf_map = on;
+        self
+    }
+
     /// Where compiled components are cached; `None` turns caching off.
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
@@ -227,6 +238,9 @@ impl SandboxBuilder {
         // frames.
         config.native_unwind_info(false);
         config.memory_init_cow(true);
+        if self.perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if self.pooling {
             let mut pool = PoolingAllocationConfig::new();
             // Room for the spare instances (see [`SPARE_INSTANCES`]) on

@@ -55,7 +55,14 @@ impl SgdClassifier {
 }
 
 fn softmax(z: &mut [f64]) {
-    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // The largest score (a NaN skipped, as `f64::max` skips it) without a
+    // call to libm's `fmax` per score: only the sign of a zero maximum can
+    // differ, and `z - max` then differs only in the sign of a zero, which
+    // `exp` maps to 1 either way.
+    let max = z
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, |m, v| if v > m { v } else { m });
     let mut sum = 0.0;
     for v in z.iter_mut() {
         *v = (*v - max).exp();
@@ -74,12 +81,30 @@ impl Model {
     /// The class probabilities of `row` into `z` (reused across rows).
     fn scores_into(&self, row: &[f64], z: &mut Vec<f64>) {
         let d = self.features.len();
+        let x = &row[..d.min(row.len())];
         z.clear();
-        z.extend(
-            self.weights
-                .iter()
-                .map(|w| w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>()),
-        );
+        let mut rest = self.weights.as_slice();
+        loop {
+            rest = match rest {
+                [] => break,
+                [a, b, c, e, tail @ ..] => {
+                    push_scores(z, [a, b, c, e], x, d);
+                    tail
+                }
+                [a, b, c] => {
+                    push_scores(z, [a, b, c], x, d);
+                    break;
+                }
+                [a, b] => {
+                    push_scores(z, [a, b], x, d);
+                    break;
+                }
+                [a] => {
+                    push_scores(z, [a], x, d);
+                    break;
+                }
+            };
+        }
         softmax(z);
     }
 
@@ -92,6 +117,21 @@ impl Model {
             .filter_map(|c| self.classes.iter().position(|k| k == c))
             .collect()
     }
+}
+
+/// Pushes the scores of `N` classes for the features `x`: each class's
+/// intercept (`w[d]`) plus its dot product with `x`, summed in the order
+/// of `x` from `-0.0` exactly as `Iterator::sum` adds, the classes side by
+/// side so that their additions overlap instead of waiting on each other.
+fn push_scores<const N: usize>(z: &mut Vec<f64>, weights: [&Vec<f64>; N], x: &[f64], d: usize) {
+    let w = weights.map(|w| &w[..x.len()]);
+    let mut sums = [-0.0_f64; N];
+    for (j, &xj) in x.iter().enumerate() {
+        for k in 0..N {
+            sums[k] += w[k][j] * xj;
+        }
+    }
+    z.extend((0..N).map(|k| weights[k][d] + sums[k]));
 }
 
 fn needs_target() -> KernelError {
@@ -343,8 +383,17 @@ impl Kernel for SgdClassifier {
     }
 
     fn partial_fit_ref(&mut self, x: &FrameRef, y: Option<&HostColumn>) -> Result<(), KernelError> {
-        let y = y.map(TargetRead::of).transpose()?;
-        self.learn(&x.read()?, y.as_ref().map(TargetRead::target))
+        let y = y
+            .map(TargetRead::of)
+            .transpose()?
+            .ok_or_else(needs_target)?;
+        // The matrix read a block of rows at a time, never the frame
+        // beside it.
+        let matrix = match &self.model {
+            Some(m) => x.select_matrix(&m.features)?,
+            None => x.to_matrix()?,
+        };
+        self.learn_rows(&matrix, y.target())
     }
 
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
@@ -427,6 +476,70 @@ mod tests {
 
     use super::*;
     use kernel_sdk::testing::Local;
+
+    /// The scores as one class after another, each sum by
+    /// `Iterator::sum`, the maximum by `f64::max`: what the side-by-side
+    /// sums and the inline maximum must give bit for bit.
+    fn scores_one_by_one(model: &Model, row: &[f64]) -> Vec<f64> {
+        let d = model.features.len();
+        let mut z: Vec<f64> = model
+            .weights
+            .iter()
+            .map(|w| w[d] + w[..d].iter().zip(row).map(|(a, b)| a * b).sum::<f64>())
+            .collect();
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for v in z.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        z.iter_mut().for_each(|v| *v /= sum);
+        z
+    }
+
+    #[test]
+    fn side_by_side_scores_are_the_scores_one_class_at_a_time() {
+        // A small deterministic generator: wide magnitudes, signed zeros.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            match seed % 11 {
+                0 => 0.0,
+                1 => -0.0,
+                _ => {
+                    ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+                        * 10f64.powi((seed % 7) as i32 - 3)
+                }
+            }
+        };
+        let mut p = Vec::new();
+        for classes in 1..=9 {
+            for d in [0, 1, 2, 7, 17, 33] {
+                let model = Model {
+                    features: (0..d).map(|j| format!("x{j}")).collect(),
+                    classes: (0..classes).map(|k| k.to_string()).collect(),
+                    weights: (0..classes)
+                        .map(|_| (0..=d).map(|_| next()).collect())
+                        .collect(),
+                    t: 0,
+                    label_type: LabelType::Text,
+                    target: "y".into(),
+                };
+                for _ in 0..50 {
+                    let row: Vec<f64> = (0..d).map(|_| next()).collect();
+                    model.scores_into(&row, &mut p);
+                    let expected = scores_one_by_one(&model, &row);
+                    assert_eq!(
+                        p.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{classes} classes, {d} features"
+                    );
+                }
+            }
+        }
+    }
 
     fn data() -> (Frame, Column) {
         let a: Vec<f64> = (0..200)

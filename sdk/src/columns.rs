@@ -529,13 +529,15 @@ impl FrameRef {
     /// what `read()?.select_matrix(names)` gives (the same errors: a
     /// missing feature column by name, then the first column that is not
     /// numeric or its first missing row), read a block of rows at a time
-    /// and without reading the columns it does not select.
+    /// and without reading the columns it does not select (nor any, to
+    /// name a missing one).
     pub fn select_matrix(&self, names: &[String]) -> Result<crate::Matrix, KernelError> {
+        let has: Vec<String> = self.columns.iter().map(HostColumn::name).collect();
         let mut selected = Vec::with_capacity(names.len());
         for name in names {
-            match self.column(name) {
-                Some(column) => selected.push(column),
-                None => return self.read()?.select_matrix(names),
+            match has.iter().position(|c| c == name) {
+                Some(j) => selected.push(&self.columns[j]),
+                None => return Err(crate::frame::missing_feature(name, &has)),
             }
         }
         let blocks =

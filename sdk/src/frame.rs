@@ -70,16 +70,22 @@ impl Frame {
         let columns = names
             .iter()
             .map(|name| {
-                self.column(name).ok_or_else(|| {
-                    KernelError::invalid_input(format!(
-                        "feature column `{name}` is missing (the input has: {})",
-                        self.column_names().join(", ")
-                    ))
-                })
+                self.column(name)
+                    .ok_or_else(|| missing_feature(name, &self.column_names()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         matrix_of(self.len(), columns)
     }
+}
+
+/// A fitted model's feature column `name` is not in an input whose
+/// columns are `has`.
+pub(crate) fn missing_feature(name: &str, has: &[impl AsRef<str>]) -> KernelError {
+    let has: Vec<&str> = has.iter().map(AsRef::as_ref).collect();
+    KernelError::invalid_input(format!(
+        "feature column `{name}` is missing (the input has: {})",
+        has.join(", ")
+    ))
 }
 
 fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> {
@@ -493,6 +499,22 @@ mod tests {
     /// A frame by reference read into a matrix a block of rows at a time
     /// gives the matrix of the frame read whole, across block edges, and
     /// the same error for the same bad column and row.
+    fn assert_same_matrix(by_blocks: &Matrix, whole: &Matrix, case: &str) {
+        assert_eq!(
+            (by_blocks.rows, by_blocks.cols, &by_blocks.names),
+            (whole.rows, whole.cols, &whole.names),
+            "{case}"
+        );
+        assert!(
+            by_blocks
+                .data
+                .iter()
+                .zip(&whole.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{case}"
+        );
+    }
+
     #[test]
     fn a_matrix_read_by_blocks_is_the_matrix_read_whole() {
         use crate::FrameRef;
@@ -500,18 +522,10 @@ mod tests {
             for cols in [0, 1, 5] {
                 let f = frame(rows, cols);
                 let by_blocks = FrameRef::of(f.clone()).unwrap().to_matrix().unwrap();
-                let whole = f.to_matrix().unwrap();
-                assert_eq!(
-                    (by_blocks.rows, by_blocks.cols, &by_blocks.names),
-                    (whole.rows, whole.cols, &whole.names)
-                );
-                assert!(
-                    by_blocks
-                        .data
-                        .iter()
-                        .zip(&whole.data)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{rows} x {cols}"
+                assert_same_matrix(
+                    &by_blocks,
+                    &f.to_matrix().unwrap(),
+                    &format!("{rows} x {cols}"),
                 );
             }
         }
@@ -554,18 +568,7 @@ mod tests {
                     .select_matrix(&selection)
                     .unwrap();
                 let whole = f.select_matrix(&selection).unwrap();
-                assert_eq!(
-                    (by_blocks.rows, by_blocks.cols, &by_blocks.names),
-                    (whole.rows, whole.cols, &whole.names)
-                );
-                assert!(
-                    by_blocks
-                        .data
-                        .iter()
-                        .zip(&whole.data)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{rows} x {selection:?}"
-                );
+                assert_same_matrix(&by_blocks, &whole, &format!("{rows} x {selection:?}"));
             }
         }
         // The same errors: a missing feature, then a selected column that

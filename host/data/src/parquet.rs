@@ -14,8 +14,11 @@
 //! loop for minutes reading nothing at the end; found by the fuzzer) and
 //! any range a footer claims beyond it before allocating for it; every
 //! decoding step runs contained (a panic in the decoder becomes an error
-//! naming the file); and a schema frames cannot hold is refused by column
-//! before any data is read.
+//! naming the file); a schema frames cannot hold is refused by column
+//! before any data is read; and so is a dictionary page that claims more
+//! values than its bytes hold (the crate would allocate for the claim).
+//! The page headers are read once at open for that: 2.5 % of reading a
+//! 112 MB file (1.15 s against 1.12 s to profile it).
 
 use super::arrow::{batch_to_frame, check_schema};
 use arrow_array::RecordBatch;
@@ -163,10 +166,14 @@ impl ParquetBatches {
             file: Arc::new(file),
             len: size,
         };
-        let builder = super::ipc::contained(|| ParquetRecordBatchReaderBuilder::try_new(source))
-            .map_err(|e| unreadable(e.to_string()))?
-            .map_err(|e| unreadable(e.to_string()))?;
+        let builder =
+            super::ipc::contained(|| ParquetRecordBatchReaderBuilder::try_new(source.clone()))
+                .map_err(|e| unreadable(e.to_string()))?
+                .map_err(|e| unreadable(e.to_string()))?;
         check_schema(builder.schema(), path)?;
+        super::ipc::contained(|| check_dictionaries(&source, builder.metadata()))
+            .map_err(|e| unreadable(e.to_string()))?
+            .map_err(unreadable)?;
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows())
             .map_err(|_| unreadable("the footer claims a negative row count".into()))?;
         Ok(ParquetBatches {
@@ -232,6 +239,73 @@ impl ParquetBatches {
                 .and_then(|batch| batch_to_frame(&batch, &self.path, first)),
         )
     }
+}
+
+/// Refuses a dictionary page that claims more values than its bytes can
+/// hold. The crate sizes a column's dictionary by the page header's value
+/// count before decoding it (`DictDecoder::set_dict` zero-fills that many
+/// values): a forged count in a 14 KB file made it fill gigabytes (found
+/// by the fuzzer). Every page header of every column chunk is read (data
+/// pages are skipped without reading their bodies; a dictionary page is
+/// read and decompressed, as the reader would), and a dictionary of `n`
+/// values must have at least `n` values' worth of bytes in its plain
+/// encoding: a bit for a boolean, the width of a number, 4 length bytes
+/// for a byte array, the type length for a fixed-length one.
+fn check_dictionaries(
+    source: &Source,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> Result<(), String> {
+    use parquet::basic::Type;
+    use parquet::column::page::{Page, PageReader};
+    use parquet::file::serialized_reader::SerializedPageReader;
+    let source = Arc::new(source.clone());
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        for column in group.columns() {
+            let where_ = || format!("row group {g}, column `{}`", column.column_path().string());
+            let mut pages = SerializedPageReader::new(source.clone(), column, rows, None)
+                .map_err(|e| format!("{}: {e}", where_()))?;
+            while let Some(page) = pages
+                .peek_next_page()
+                .map_err(|e| format!("{}: {e}", where_()))?
+            {
+                if !page.is_dict {
+                    pages
+                        .skip_next_page()
+                        .map_err(|e| format!("{}: {e}", where_()))?;
+                    continue;
+                }
+                let Some(Page::DictionaryPage {
+                    buf, num_values, ..
+                }) = pages
+                    .get_next_page()
+                    .map_err(|e| format!("{}: {e}", where_()))?
+                else {
+                    continue;
+                };
+                let bits_each: u64 = match column.column_type() {
+                    Type::BOOLEAN => 1,
+                    Type::INT32 | Type::FLOAT | Type::BYTE_ARRAY => 32,
+                    Type::INT64 | Type::DOUBLE => 64,
+                    Type::INT96 => 96,
+                    Type::FIXED_LEN_BYTE_ARRAY => {
+                        8 * u64::try_from(column.column_descr().type_length())
+                            .unwrap_or(0)
+                            .max(1)
+                    }
+                };
+                let room = buf.len() as u64 * 8 / bits_each;
+                if u64::from(num_values) > room {
+                    return Err(format!(
+                        "{}: a dictionary page claims {num_values} values in {} bytes (room for at most {room})",
+                        where_(),
+                        buf.len()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks the last 8 bytes: a metadata length that fits in the file, and

@@ -498,4 +498,50 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// The fuzzer's file: a dictionary page claiming 1.7 billion values
+    /// in 2 352 bytes is refused at open, by row group and column, before
+    /// the crate allocates for the claim; dictionaries of real files pass.
+    #[test]
+    fn a_dictionary_claiming_more_values_than_its_bytes_is_refused() {
+        let forged = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/regressions/parquet/oom-forged-dictionary-value-count.parquet");
+        let e = ParquetBatches::open(&forged).err().unwrap();
+        assert!(
+            e.message.contains(
+                "row group 0, column `x2`: a dictionary page claims 1724750774 values in 2352 bytes"
+            ),
+            "{e}"
+        );
+        // Our writer dictionary-encodes strings and repeated numbers.
+        let dir = std::env::temp_dir().join(format!("kh-parquet-dict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dict.parquet");
+        let rows = 50_000;
+        let frame = Frame {
+            rows: rows as u32,
+            columns: vec![
+                Column {
+                    name: "s".into(),
+                    values: ColumnValues::String(
+                        (0..rows).map(|i| ["a", "", "ccc"][i % 3]).collect(),
+                    ),
+                    nulls: None,
+                },
+                Column {
+                    name: "b".into(),
+                    values: ColumnValues::Bool((0..rows).map(|i| i % 5 == 0).collect()),
+                    nulls: None,
+                },
+                Column {
+                    name: "x".into(),
+                    values: ColumnValues::F64((0..rows).map(|i| (i % 7) as f64).collect()),
+                    nulls: None,
+                },
+            ],
+        };
+        write_parquet(&path, &frame).unwrap();
+        assert_eq!(read_parquet(&path).unwrap(), frame);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -66,15 +66,53 @@ impl Frame {
     /// fitted model reads its features from new data (extra columns are
     /// ignored, a missing one is refused by name).
     pub fn select_matrix(&self, names: &[String]) -> Result<Matrix, KernelError> {
+        matrix_of(self.len(), self.selected(names)?)
+    }
+
+    /// The rows of `select_matrix(names)`, in order, a block of at most
+    /// `block_rows` rows at a time (one small matrix, reused): the same
+    /// checks and errors first, then `f` for each block. For row-wise work
+    /// such as predictions: the kernel holds the frame and one block,
+    /// never the whole matrix beside the frame.
+    pub fn select_row_blocks(
+        &self,
+        names: &[String],
+        block_rows: usize,
+        mut f: impl FnMut(&Matrix) -> Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
+        let columns = self.selected(names)?;
+        let sources = numeric_sources(self.len(), &columns)?;
+        let cols = sources.len();
+        let block_rows = block_rows.max(1);
+        let mut block = Matrix {
+            rows: 0,
+            cols,
+            data: Vec::with_capacity(block_rows.min(self.len()) * cols),
+            names: names.to_vec(),
+        };
+        for start in (0..self.len()).step_by(block_rows) {
+            let end = (start + block_rows).min(self.len());
+            block.rows = end - start;
+            block.data.clear();
+            block.data.resize(block.rows * cols, 0.0);
+            for (j, source) in sources.iter().enumerate() {
+                copy_stripe(&mut block.data, cols, j, &source.rows(start..end));
+            }
+            f(&block)?;
+        }
+        Ok(())
+    }
+
+    /// The columns called `names`, in that order, of a checked frame.
+    fn selected(&self, names: &[String]) -> Result<Vec<&Column>, KernelError> {
         self.check()?;
-        let columns = names
+        names
             .iter()
             .map(|name| {
                 self.column(name)
                     .ok_or_else(|| missing_feature(name, &self.column_names()))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        matrix_of(self.len(), columns)
+            .collect()
     }
 }
 
@@ -90,13 +128,42 @@ pub(crate) fn missing_feature(name: &str, has: &[impl AsRef<str>]) -> KernelErro
 
 fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> {
     let cols = columns.len();
-    // Every column checked first, in order (the first bad column, then
-    // its first missing row, is what is refused), then copied in blocks
-    // of rows: a block of the matrix stays in cache while each column
-    // writes its stripe of it, instead of every column streaming through
-    // the whole matrix.
-    let mut sources: Vec<NumericValues<'_>> = Vec::with_capacity(cols);
-    for column in &columns {
+    // Every column checked first, then copied in blocks of rows: a block
+    // of the matrix stays in cache while each column writes its stripe of
+    // it, instead of every column streaming through the whole matrix.
+    let sources = numeric_sources(rows, &columns)?;
+    // `check` made every column `rows` long.
+    let mut data = vec![0.0; rows * cols];
+    if cols > 0 {
+        for (b, block) in data.chunks_mut(COPY_BLOCK_ROWS * cols).enumerate() {
+            let rows = b * COPY_BLOCK_ROWS..b * COPY_BLOCK_ROWS + block.len() / cols;
+            for (j, source) in sources.iter().enumerate() {
+                // s64 and bool converted as they are copied: no f64 copy
+                // of a whole column beside the matrix.
+                copy_stripe(block, cols, j, &source.rows(rows.clone()));
+            }
+        }
+    }
+    Ok(Matrix {
+        rows,
+        cols,
+        data,
+        names: columns.iter().map(|c| c.name.clone()).collect(),
+    })
+}
+
+/// Rows of a matrix written at once, every column's stripe of them in
+/// turn (128 rows of 16 columns: 16 KiB, in L1 cache).
+const COPY_BLOCK_ROWS: usize = 128;
+
+/// The numeric values of each of `columns`, checked in order: the first
+/// column that is not numeric, then its first missing row, is refused.
+fn numeric_sources<'a>(
+    rows: usize,
+    columns: &[&'a Column],
+) -> Result<Vec<NumericValues<'a>>, KernelError> {
+    let mut sources: Vec<NumericValues<'a>> = Vec::with_capacity(columns.len());
+    for column in columns {
         let values = column.numeric().ok_or_else(|| {
             KernelError::invalid_input(format!(
                 "column `{}` is {}; this kernel needs numeric columns (encode it first)",
@@ -115,25 +182,7 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
         }
         sources.push(values.values);
     }
-    // `check` made every column `rows` long.
-    let mut data = vec![0.0; rows * cols];
-    const COPY_BLOCK_ROWS: usize = 128;
-    if cols > 0 {
-        for (b, block) in data.chunks_mut(COPY_BLOCK_ROWS * cols).enumerate() {
-            let rows = b * COPY_BLOCK_ROWS..b * COPY_BLOCK_ROWS + block.len() / cols;
-            for (j, source) in sources.iter().enumerate() {
-                // s64 and bool converted as they are copied: no f64 copy
-                // of a whole column beside the matrix.
-                copy_stripe(block, cols, j, &source.rows(rows.clone()));
-            }
-        }
-    }
-    Ok(Matrix {
-        rows,
-        cols,
-        data,
-        names: columns.iter().map(|c| c.name.clone()).collect(),
-    })
+    Ok(sources)
 }
 
 /// Rows read in one block by [`matrix_by_blocks`]: 8 192 rows of a
@@ -551,6 +600,60 @@ mod tests {
         );
         f.columns[0] = Column::string("text", vec![String::new(); 20_000]);
         assert!(error(&f).contains("`text` is"), "{}", error(&f));
+    }
+
+    #[test]
+    fn row_blocks_are_the_selected_matrix_cut_by_rows() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for rows in [0, 1, 127, 128, 129, 1000] {
+            let f = frame(rows, 5);
+            for selection in [names(&["c3", "c0", "c4"]), names(&["c1"]), Vec::new()] {
+                let whole = f.select_matrix(&selection).unwrap();
+                for block_rows in [0, 1, 7, 128, 5000] {
+                    let mut data = Vec::new();
+                    let mut blocks = 0;
+                    f.select_row_blocks(&selection, block_rows, |m| {
+                        assert!(m.rows >= 1 && m.rows <= block_rows.max(1));
+                        assert_eq!((m.cols, &m.names), (whole.cols, &whole.names));
+                        data.extend_from_slice(&m.data);
+                        blocks += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+                    let case = format!("{rows} rows, {selection:?}, blocks of {block_rows}");
+                    assert_eq!(blocks, rows.div_ceil(block_rows.max(1)), "{case}");
+                    assert_eq!(
+                        data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        whole.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{case}"
+                    );
+                }
+            }
+        }
+        // The same errors as the whole selection, before any block; and an
+        // error from a block ends the walk with it.
+        let mut f = frame(300, 3);
+        f.columns[1] = std::mem::replace(&mut f.columns[1], Column::f64("x", Vec::new()))
+            .with_nulls((0..300).map(|i| u8::from(i == 250)).collect());
+        for selection in [names(&["c0", "nope"]), names(&["c2", "c1"])] {
+            let mut called = false;
+            let e = f
+                .select_row_blocks(&selection, 10, |_| {
+                    called = true;
+                    Ok(())
+                })
+                .unwrap_err();
+            assert!(!called);
+            assert_eq!(e, f.select_matrix(&selection).unwrap_err());
+        }
+        let mut seen = 0;
+        let e = f
+            .select_row_blocks(&names(&["c0"]), 100, |_| {
+                seen += 1;
+                Err(KernelError::failed("stop"))
+            })
+            .unwrap_err();
+        assert_eq!((seen, e.message()), (1, "stop"));
     }
 
     #[test]

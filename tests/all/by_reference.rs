@@ -507,10 +507,20 @@ async fn a_whole_fit_by_reference_holds_the_matrix_not_the_frame_beside_it() {
         let fitted = sgd.fit(&x, Some(&y)).await;
         if reference {
             fitted.unwrap();
-            // Predicting takes frames by copy: a slice of the rows fits.
+            // Predicting takes the frame by copy and builds its features a
+            // block of rows at a time: the whole frame fits beside one
+            // block (beside a whole matrix it would not), and predicts what
+            // a slice of it predicts.
+            let all = sgd.predict(&x).await.unwrap();
+            assert_eq!(kernel_host::frame::column_len(&all), rows);
             let some: Vec<usize> = (0..1000).collect();
-            let predicted = sgd.predict(&x.take_rows(&some)).await.unwrap();
-            assert_eq!(kernel_host::frame::column_len(&predicted), 1000);
+            let part = sgd.predict(&x.take_rows(&some)).await.unwrap();
+            let (ColumnValues::String(all), ColumnValues::String(part)) =
+                (&all.values, &part.values)
+            else {
+                panic!("string labels expected");
+            };
+            assert!((0..1000).all(|i| all[i] == part[i]));
         } else {
             let (kernel, fault) = fault_of(fitted);
             assert_eq!(kernel, "model");

@@ -179,13 +179,15 @@ impl Kernel for RidgeRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let m = x.select_matrix(&model.features)?;
-        let predictions = m
-            .rows()
-            .map(|row| {
+        // Row by row from blocks of 512 rows of the features: the frame
+        // and one block held, never the whole matrix beside the frame.
+        let mut predictions = Vec::with_capacity(x.len());
+        x.select_row_blocks(&model.features, 512, |m| {
+            predictions.extend(m.rows().map(|row| {
                 model.intercept + row.iter().zip(&model.coef).map(|(a, b)| a * b).sum::<f64>()
-            })
-            .collect();
+            }));
+            Ok(())
+        })?;
         Ok(Column::f64(model.target.clone(), predictions))
     }
 

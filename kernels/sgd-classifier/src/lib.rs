@@ -71,13 +71,10 @@ fn softmax(z: &mut [f64]) {
     z.iter_mut().for_each(|v| *v /= sum);
 }
 
-impl Model {
-    fn scores(&self, row: &[f64]) -> Vec<f64> {
-        let mut z = Vec::with_capacity(self.weights.len());
-        self.scores_into(row, &mut z);
-        z
-    }
+/// Rows of features a prediction builds at a time.
+const ROW_BLOCK: usize = 512;
 
+impl Model {
     /// The class probabilities of `row` into `z` (reused across rows).
     fn scores_into(&self, row: &[f64], z: &mut Vec<f64>) {
         let d = self.features.len();
@@ -396,31 +393,45 @@ impl Kernel for SgdClassifier {
         self.learn_rows(&matrix, y.target())
     }
 
+    /// Row by row from blocks of the features (the frame and one block
+    /// held, never the whole matrix beside the frame).
     fn predict(&self, x: &Frame) -> Result<Column, KernelError> {
         let model = self.fitted()?;
-        let m = x.select_matrix(&model.features)?;
         let mut p = Vec::new();
-        let best: Vec<&String> = m
-            .rows()
-            .map(|row| {
+        let mut best: Vec<&str> = Vec::with_capacity(x.len());
+        x.select_row_blocks(&model.features, ROW_BLOCK, |m| {
+            for row in m.rows() {
                 model.scores_into(row, &mut p);
                 let k = (0..p.len()).fold(0, |b, k| if p[k] > p[b] { k } else { b });
-                &model.classes[k]
-            })
-            .collect();
-        let best: Vec<&str> = best.into_iter().map(String::as_str).collect();
+                best.push(&model.classes[k]);
+            }
+            Ok(())
+        })?;
         Ok(model.label_type.column(model.target.clone(), &best))
     }
 
+    /// As `predict`, each class's probabilities written straight into its
+    /// column (in sorted class order).
     fn predict_proba(&self, x: &Frame) -> Result<Frame, KernelError> {
         let model = self.fitted()?;
-        let m = x.select_matrix(&model.features)?;
-        let p: Vec<Vec<f64>> = m.rows().map(|row| model.scores(row)).collect();
+        let order = model.sorted();
+        let mut columns: Vec<Vec<f64>> =
+            order.iter().map(|_| Vec::with_capacity(x.len())).collect();
+        let mut p = Vec::new();
+        x.select_row_blocks(&model.features, ROW_BLOCK, |m| {
+            for row in m.rows() {
+                model.scores_into(row, &mut p);
+                for (column, &k) in columns.iter_mut().zip(&order) {
+                    column.push(p[k]);
+                }
+            }
+            Ok(())
+        })?;
         Frame::new(
-            model
-                .sorted()
+            order
                 .into_iter()
-                .map(|k| Column::f64(model.classes[k].clone(), p.iter().map(|r| r[k]).collect()))
+                .zip(columns)
+                .map(|(k, values)| Column::f64(model.classes[k].clone(), values))
                 .collect(),
         )
     }

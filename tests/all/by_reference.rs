@@ -528,3 +528,89 @@ async fn a_whole_fit_by_reference_holds_the_matrix_not_the_frame_beside_it() {
         }
     }
 }
+
+/// The bits of `frames` stacked by rows (the columns named as the first's).
+fn stacked_bits(frames: &[Frame]) -> Vec<(String, Vec<u64>, Option<Vec<u8>>)> {
+    let mut stacked = bits(&frames[0]);
+    for frame in &frames[1..] {
+        for (column, more) in stacked.iter_mut().zip(bits(frame)) {
+            column.1.extend(more.1);
+            if let (Some(nulls), Some(more)) = (&mut column.2, more.2) {
+                nulls.extend(more);
+            }
+        }
+    }
+    stacked
+}
+
+/// Logistic regression's predictions and PCA's projections go to the host
+/// a block of 8 192 rows at a time. The kernel then holds its input frame
+/// and one block, not a whole matrix beside the frame: 200 000 × 16 values
+/// (25.6 MB) predict and project inside a 40 MiB limit that a matrix
+/// beside them (51.2 MB) would break. And each row is computed on its
+/// own: 20 000 rows (three blocks) give, bit for bit, what three slices of
+/// them give alone (one block each).
+#[tokio::test]
+async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bits() {
+    let rows = 200_000;
+    let x = wide_frame(rows, 16);
+    let y = Column {
+        name: "y".into(),
+        values: ColumnValues::String((0..rows).map(|i| ["a", "b", "c"][i % 3]).collect()),
+        nulls: None,
+    };
+    let limits = Limits {
+        memory_bytes: 40 << 20,
+        ..Limits::default()
+    };
+    let rows_of = |range: std::ops::Range<usize>| x.take_rows(&range.collect::<Vec<_>>());
+    let head = rows_of(0..20_000);
+    let slices = [
+        rows_of(0..5_000),
+        rows_of(5_000..13_000),
+        rows_of(13_000..20_000),
+    ];
+
+    // Fitted by reference: the host builds the model's matrix, so the fit
+    // stays in the limit too.
+    let sandbox = sandbox_by(true);
+    let mut lr = instance_with(
+        &sandbox,
+        "model",
+        guests::LOGISTIC_REGRESSION,
+        &[("max_iter", ParamValue::S64(5))],
+        limits,
+        Grants::default(),
+    )
+    .await;
+    lr.fit(&x, Some(&y)).await.unwrap();
+    let all = lr.predict(&x).await.unwrap();
+    assert_eq!(kernel_host::frame::column_len(&all), rows);
+    let whole = lr.predict_proba(&head).await.unwrap();
+    let mut parts = Vec::new();
+    for slice in &slices {
+        parts.push(lr.predict_proba(slice).await.unwrap());
+    }
+    assert_eq!(bits(&whole), stacked_bits(&parts));
+
+    // PCA fits by copy: on the 20 000 rows, then projects all 200 000.
+    let sandbox = sandbox_by(false);
+    let mut pca = instance_with(
+        &sandbox,
+        "pca",
+        guests::PCA,
+        &[("n_components", ParamValue::S64(3))],
+        limits,
+        Grants::default(),
+    )
+    .await;
+    pca.fit(&head, None).await.unwrap();
+    let all = pca.transform(&x).await.unwrap();
+    assert_eq!((all.rows as usize, all.columns.len()), (rows, 3));
+    let whole = pca.transform(&head).await.unwrap();
+    let mut parts = Vec::new();
+    for slice in &slices {
+        parts.push(pca.transform(slice).await.unwrap());
+    }
+    assert_eq!(bits(&whole), stacked_bits(&parts));
+}

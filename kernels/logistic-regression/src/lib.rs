@@ -52,10 +52,22 @@ impl LogisticRegression {
     }
 }
 
+/// Rows a prediction sends to the host at once: the kernel holds its input
+/// frame and one block of features and probabilities, not a matrix of the
+/// whole frame beside it. Each row's probabilities are computed on their
+/// own (one dot product per class, then its softmax), so the blocks give
+/// the same bits as one call over every row.
+const ROW_BLOCK: usize = 8192;
+
 impl Model {
-    /// Class probabilities of every row, row-major (`rows × classes`),
-    /// computed by the host: one linear map and one softmax.
-    fn probabilities(&self, x: &Matrix) -> Result<Vec<f64>, KernelError> {
+    /// Class probabilities of the rows of `x`, row-major (`rows × classes`)
+    /// a block of rows at a time, in order, each block computed by the
+    /// host: one linear map and one softmax.
+    fn probability_blocks(
+        &self,
+        x: &Frame,
+        mut f: impl FnMut(&[f64]) -> Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
         let d = self.features.len();
         let mut weights = Vec::with_capacity(self.weights.len() * d);
         let mut bias = Vec::with_capacity(self.weights.len());
@@ -63,14 +75,13 @@ impl Model {
             weights.extend_from_slice(&w[..d]);
             bias.push(w[d]);
         }
-        let host = HostMatrix::from_matrix(x)?;
-        host.linear(&weights, self.weights.len(), &bias)?
-            .softmax()?
-            .to_vec()
-    }
-
-    fn matrix(&self, x: &Frame) -> Result<Matrix, KernelError> {
-        x.select_matrix(&self.features)
+        x.select_row_blocks(&self.features, ROW_BLOCK, |block| {
+            let probabilities = HostMatrix::from_matrix(block)?
+                .linear(&weights, self.weights.len(), &bias)?
+                .softmax()?
+                .to_vec()?;
+            f(&probabilities)
+        })
     }
 }
 
@@ -250,17 +261,15 @@ impl Kernel for LogisticRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let probabilities = model.probabilities(&model.matrix(x)?)?;
-        let best: Vec<&String> = probabilities
-            .chunks(model.classes.len())
-            .map(|p| {
+        let mut best: Vec<&str> = Vec::with_capacity(x.len());
+        model.probability_blocks(x, |probabilities| {
+            for p in probabilities.chunks(model.classes.len()) {
                 let k = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
-                &model.classes[k]
-            })
-            .collect();
-        let name = model.target.clone();
-        let best: Vec<&str> = best.into_iter().map(String::as_str).collect();
-        Ok(model.label_type.column(name, &best))
+                best.push(&model.classes[k]);
+            }
+            Ok(())
+        })?;
+        Ok(model.label_type.column(model.target.clone(), &best))
     }
 
     fn predict_proba(&self, x: &Frame) -> Result<Frame, KernelError> {
@@ -268,20 +277,24 @@ impl Kernel for LogisticRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let probabilities = model.probabilities(&model.matrix(x)?)?;
         let k = model.classes.len();
-        let columns = model
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(j, class)| {
-                Column::f64(
-                    class.clone(),
-                    probabilities.iter().skip(j).step_by(k).copied().collect(),
-                )
-            })
-            .collect();
-        Frame::new(columns)
+        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        model.probability_blocks(x, |probabilities| {
+            for p in probabilities.chunks(k) {
+                for (column, &value) in columns.iter_mut().zip(p) {
+                    column.push(value);
+                }
+            }
+            Ok(())
+        })?;
+        Frame::new(
+            model
+                .classes
+                .iter()
+                .zip(columns)
+                .map(|(class, values)| Column::f64(class.clone(), values))
+                .collect(),
+        )
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

@@ -23,6 +23,12 @@ kernel_sdk::params! {
     }
 }
 
+/// Rows `transform` sends to the host at once: the kernel holds its input
+/// frame and one block, not a matrix of the whole frame beside it. Each
+/// row is projected on its own, so the blocks give the same bits as one
+/// product over every row.
+const ROW_BLOCK: usize = 8192;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Fitted {
     pub features: Vec<String>,
@@ -123,21 +129,28 @@ impl Kernel for Pca {
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let (d, k) = (f.features.len(), f.explained_variance.len());
-        let matrix = x.select_matrix(&f.features)?;
-        let rows = matrix.rows;
-        let projected = Tensor::from_matrix(&matrix)?
-            .sub(&Tensor::from_rows(1, d, &f.mean)?)?
-            .matmul(&Tensor::from_rows(d, k, &f.components)?)?
-            .to_vec()?;
-        let columns = (0..k)
-            .map(|j| {
-                Column::f64(
-                    format!("pc{}", j + 1),
-                    (0..rows).map(|r| f64::from(projected[r * k + j])).collect(),
-                )
-            })
-            .collect();
-        Frame::new(columns)
+        let mean = Tensor::from_rows(1, d, &f.mean)?;
+        let components = Tensor::from_rows(d, k, &f.components)?;
+        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        x.select_row_blocks(&f.features, ROW_BLOCK, |block| {
+            let projected = Tensor::from_matrix(block)?
+                .sub(&mean)?
+                .matmul(&components)?
+                .to_vec()?;
+            for row in projected.chunks(k.max(1)) {
+                for (column, &value) in columns.iter_mut().zip(row) {
+                    column.push(f64::from(value));
+                }
+            }
+            Ok(())
+        })?;
+        Frame::new(
+            columns
+                .into_iter()
+                .enumerate()
+                .map(|(j, values)| Column::f64(format!("pc{}", j + 1), values))
+                .collect(),
+        )
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

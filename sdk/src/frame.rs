@@ -152,6 +152,13 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
     })
 }
 
+/// Rows a kernel hands the host at once in [`Frame::select_row_blocks`]
+/// when the host computes each row on its own (predictions on host
+/// matrices and tensors): enough rows to spread each host call's cost,
+/// few enough that the kernel holds its input frame and one block, not a
+/// whole matrix beside it (8 192 rows of 16 features: 1 MiB).
+pub const HOST_BLOCK_ROWS: usize = 8192;
+
 /// Rows of a matrix written at once, every column's stripe of them in
 /// turn (128 rows of 16 columns: 16 KiB, in L1 cache).
 const COPY_BLOCK_ROWS: usize = 128;

@@ -141,7 +141,7 @@ pub use __bindings::kernel_host::kernel::types::{
 };
 pub use __params::{ParamField, Params};
 pub use columns::{ColumnType, FrameRef, HostColumn, Moments, Text};
-pub use frame::{Matrix, NumericColumn};
+pub use frame::{HOST_BLOCK_ROWS, Matrix, NumericColumn};
 pub use labels::LabelType;
 pub use matrix::HostMatrix;
 #[doc(hidden)]

@@ -543,13 +543,14 @@ fn stacked_bits(frames: &[Frame]) -> Vec<(String, Vec<u64>, Option<Vec<u8>>)> {
     stacked
 }
 
-/// Logistic regression's predictions and PCA's projections go to the host
-/// a block of 8 192 rows at a time. The kernel then holds its input frame
-/// and one block, not a whole matrix beside the frame: 200 000 × 16 values
-/// (25.6 MB) predict and project inside a 40 MiB limit that a matrix
-/// beside them (51.2 MB) would break. And each row is computed on its
-/// own: 20 000 rows (three blocks) give, bit for bit, what three slices of
-/// them give alone (one block each).
+/// Predictions computed by the host row by row (logistic regression and
+/// the MLP's probabilities, k-means' clusters and distances, PCA's
+/// projections) go to the host 8 192 rows at a time. The kernel then holds
+/// its input frame and one block, not a whole matrix beside the frame:
+/// 200 000 × 16 values (25.6 MB) predict inside a 40 MiB limit that a
+/// matrix beside them (51.2 MB) would break. And each row is computed on
+/// its own: 20 000 rows (three blocks) give, bit for bit, what three
+/// slices of them give alone (one block each).
 #[tokio::test]
 async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bits() {
     let rows = 200_000;
@@ -565,52 +566,69 @@ async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bit
     };
     let rows_of = |range: std::ops::Range<usize>| x.take_rows(&range.collect::<Vec<_>>());
     let head = rows_of(0..20_000);
+    let y_head = Column {
+        values: ColumnValues::String((0..20_000).map(|i| ["a", "b", "c"][i % 3]).collect()),
+        ..y.clone()
+    };
     let slices = [
         rows_of(0..5_000),
         rows_of(5_000..13_000),
         rows_of(13_000..20_000),
     ];
-
-    // Fitted by reference: the host builds the model's matrix, so the fit
-    // stays in the limit too.
-    let sandbox = sandbox_by(true);
-    let mut lr = instance_with(
-        &sandbox,
-        "model",
-        guests::LOGISTIC_REGRESSION,
-        &[("max_iter", ParamValue::S64(5))],
-        limits,
-        Grants::default(),
-    )
-    .await;
-    lr.fit(&x, Some(&y)).await.unwrap();
-    let all = lr.predict(&x).await.unwrap();
-    assert_eq!(kernel_host::frame::column_len(&all), rows);
-    let whole = lr.predict_proba(&head).await.unwrap();
-    let mut parts = Vec::new();
-    for slice in &slices {
-        parts.push(lr.predict_proba(slice).await.unwrap());
+    let kernels: [(&str, &str, Vec<(&str, ParamValue)>); 4] = [
+        (
+            "logistic-regression",
+            guests::LOGISTIC_REGRESSION,
+            vec![("max_iter", ParamValue::S64(5))],
+        ),
+        (
+            "mlp-classifier",
+            guests::MLP_CLASSIFIER,
+            vec![
+                ("epochs", ParamValue::S64(1)),
+                ("batch_size", ParamValue::S64(256)),
+            ],
+        ),
+        ("k-means", guests::K_MEANS, vec![("k", ParamValue::S64(3))]),
+        (
+            "pca",
+            guests::PCA,
+            vec![("n_components", ParamValue::S64(3))],
+        ),
+    ];
+    for (name, path, params) in kernels {
+        // Fitted on the 20 000 rows by copy, or on all of them by reference
+        // where the kernel takes its fit's frame so (the host builds the
+        // matrix: the fit stays in the limit too).
+        let by_reference = name == "logistic-regression";
+        let sandbox = sandbox_by(by_reference);
+        let mut kernel =
+            instance_with(&sandbox, name, path, &params, limits, Grants::default()).await;
+        let supervised = name != "k-means" && name != "pca";
+        match (by_reference, supervised) {
+            (true, _) => kernel.fit(&x, Some(&y)).await,
+            (false, true) => kernel.fit(&head, Some(&y_head)).await,
+            (false, false) => kernel.fit(&head, None).await,
+        }
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut outputs = Vec::new();
+        for input in [&x, &head, &slices[0], &slices[1], &slices[2]] {
+            let out = if supervised {
+                kernel.predict_proba(input).await
+            } else {
+                kernel.transform(input).await
+            };
+            outputs.push(out.unwrap_or_else(|e| panic!("{name}: {e}")));
+        }
+        assert_eq!(outputs[0].rows as usize, rows, "{name}");
+        assert_eq!(bits(&outputs[1]), stacked_bits(&outputs[2..]), "{name}");
+        // Predictions too, where the kernel has them.
+        if name != "pca" {
+            let all = kernel
+                .predict(&x)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(kernel_host::frame::column_len(&all), rows, "{name}");
+        }
     }
-    assert_eq!(bits(&whole), stacked_bits(&parts));
-
-    // PCA fits by copy: on the 20 000 rows, then projects all 200 000.
-    let sandbox = sandbox_by(false);
-    let mut pca = instance_with(
-        &sandbox,
-        "pca",
-        guests::PCA,
-        &[("n_components", ParamValue::S64(3))],
-        limits,
-        Grants::default(),
-    )
-    .await;
-    pca.fit(&head, None).await.unwrap();
-    let all = pca.transform(&x).await.unwrap();
-    assert_eq!((all.rows as usize, all.columns.len()), (rows, 3));
-    let whole = pca.transform(&head).await.unwrap();
-    let mut parts = Vec::new();
-    for slice in &slices {
-        parts.push(pca.transform(slice).await.unwrap());
-    }
-    assert_eq!(bits(&whole), stacked_bits(&parts));
 }

@@ -434,15 +434,17 @@ impl Kernel for KMeans {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let m = x.select_matrix(&model.features)?;
         // The host computes the distances and picks the nearest centre.
-        let (labels, _) = HostMatrix::from_matrix(&m)?
-            .squared_distances(&model.centre_matrix()?)?
-            .argmin_rows()?;
-        Ok(Column::s64(
-            "cluster",
-            labels.into_iter().map(i64::from).collect(),
-        ))
+        let centres = model.centre_matrix()?;
+        let mut labels = Vec::with_capacity(x.len());
+        x.select_row_blocks(&model.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
+            let (nearest, _) = HostMatrix::from_matrix(block)?
+                .squared_distances(&centres)?
+                .argmin_rows()?;
+            labels.extend(nearest.into_iter().map(i64::from));
+            Ok(())
+        })?;
+        Ok(Column::s64("cluster", labels))
     }
 
     fn transform(&self, x: Frame) -> Result<Frame, KernelError> {
@@ -450,24 +452,25 @@ impl Kernel for KMeans {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let m = x.select_matrix(&model.features)?;
         let k = model.centres.len();
-        let squared = HostMatrix::from_matrix(&m)?
-            .squared_distances(&model.centre_matrix()?)?
-            .to_vec()?;
+        let centres = model.centre_matrix()?;
+        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        x.select_row_blocks(&model.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
+            let squared = HostMatrix::from_matrix(block)?
+                .squared_distances(&centres)?
+                .to_vec()?;
+            for row in squared.chunks(k.max(1)) {
+                for (column, d) in columns.iter_mut().zip(row) {
+                    column.push(d.sqrt());
+                }
+            }
+            Ok(())
+        })?;
         Frame::new(
-            (0..k)
-                .map(|j| {
-                    Column::f64(
-                        format!("distance_{j}"),
-                        squared
-                            .iter()
-                            .skip(j)
-                            .step_by(k.max(1))
-                            .map(|d| d.sqrt())
-                            .collect(),
-                    )
-                })
+            columns
+                .into_iter()
+                .enumerate()
+                .map(|(j, values)| Column::f64(format!("distance_{j}"), values))
                 .collect(),
         )
     }

@@ -52,13 +52,6 @@ impl LogisticRegression {
     }
 }
 
-/// Rows a prediction sends to the host at once: the kernel holds its input
-/// frame and one block of features and probabilities, not a matrix of the
-/// whole frame beside it. Each row's probabilities are computed on their
-/// own (one dot product per class, then its softmax), so the blocks give
-/// the same bits as one call over every row.
-const ROW_BLOCK: usize = 8192;
-
 impl Model {
     /// Class probabilities of the rows of `x`, row-major (`rows × classes`)
     /// a block of rows at a time, in order, each block computed by the
@@ -75,7 +68,7 @@ impl Model {
             weights.extend_from_slice(&w[..d]);
             bias.push(w[d]);
         }
-        x.select_row_blocks(&self.features, ROW_BLOCK, |block| {
+        x.select_row_blocks(&self.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
             let probabilities = HostMatrix::from_matrix(block)?
                 .linear(&weights, self.weights.len(), &bias)?
                 .softmax()?

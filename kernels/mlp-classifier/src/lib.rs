@@ -141,10 +141,18 @@ impl Network {
         })
     }
 
-    fn probabilities(&self, x: &Frame) -> Result<(Vec<f32>, usize), KernelError> {
-        let x = Tensor::from_matrix(&x.select_matrix(&self.features)?)?;
-        let (_, _, p) = self.weights()?.forward(&x)?;
-        Ok((p.to_vec()?, self.classes.len()))
+    /// Class probabilities of the rows of `x`, row-major (`rows × classes`)
+    /// a block of rows at a time, in order.
+    fn probability_blocks(
+        &self,
+        x: &Frame,
+        mut f: impl FnMut(&[f32]) -> Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
+        let weights = self.weights()?;
+        x.select_row_blocks(&self.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
+            let (_, _, p) = weights.forward(&Tensor::from_matrix(block)?)?;
+            f(&p.to_vec()?)
+        })
     }
 }
 
@@ -265,14 +273,15 @@ impl Kernel for MlpClassifier {
             .network
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let (p, k) = net.probabilities(x)?;
-        let best: Vec<&str> = p
-            .chunks(k)
-            .map(|row| {
+        let k = net.classes.len();
+        let mut best: Vec<&str> = Vec::with_capacity(x.len());
+        net.probability_blocks(x, |p| {
+            for row in p.chunks(k) {
                 let at = (0..k).fold(0, |b, i| if row[i] > row[b] { i } else { b });
-                net.classes[at].as_str()
-            })
-            .collect();
+                best.push(net.classes[at].as_str());
+            }
+            Ok(())
+        })?;
         Ok(net.label_type.column(net.target.clone(), &best))
     }
 
@@ -281,19 +290,23 @@ impl Kernel for MlpClassifier {
             .network
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let (p, k) = net.probabilities(x)?;
-        let columns = net
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(c, class)| {
-                Column::f64(
-                    class.clone(),
-                    p.chunks(k).map(|row| f64::from(row[c])).collect(),
-                )
-            })
-            .collect();
-        Frame::new(columns)
+        let k = net.classes.len();
+        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        net.probability_blocks(x, |p| {
+            for row in p.chunks(k) {
+                for (column, &value) in columns.iter_mut().zip(row) {
+                    column.push(f64::from(value));
+                }
+            }
+            Ok(())
+        })?;
+        Frame::new(
+            net.classes
+                .iter()
+                .zip(columns)
+                .map(|(class, values)| Column::f64(class.clone(), values))
+                .collect(),
+        )
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

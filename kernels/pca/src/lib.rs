@@ -23,12 +23,6 @@ kernel_sdk::params! {
     }
 }
 
-/// Rows `transform` sends to the host at once: the kernel holds its input
-/// frame and one block, not a matrix of the whole frame beside it. Each
-/// row is projected on its own, so the blocks give the same bits as one
-/// product over every row.
-const ROW_BLOCK: usize = 8192;
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Fitted {
     pub features: Vec<String>,
@@ -132,7 +126,7 @@ impl Kernel for Pca {
         let mean = Tensor::from_rows(1, d, &f.mean)?;
         let components = Tensor::from_rows(d, k, &f.components)?;
         let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
-        x.select_row_blocks(&f.features, ROW_BLOCK, |block| {
+        x.select_row_blocks(&f.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
             let projected = Tensor::from_matrix(block)?
                 .sub(&mean)?
                 .matmul(&components)?

@@ -515,14 +515,9 @@ impl FrameRef {
     /// rows at a time, so the kernel never holds the whole frame beside the
     /// matrix (for 2M rows of 16 columns: 244 MiB instead of 488 MiB).
     pub fn to_matrix(&self) -> Result<crate::Matrix, KernelError> {
+        let columns: Vec<&HostColumn> = self.columns.iter().collect();
         let names = self.columns.iter().map(HostColumn::name).collect();
-        let blocks = crate::frame::matrix_by_blocks(self.rows as usize, names, |j, start, end| {
-            self.columns[j].read_rows(start, end)
-        })?;
-        match blocks {
-            Some(matrix) => Ok(matrix),
-            None => self.read()?.to_matrix(),
-        }
+        self.matrix_of(&columns, names, |frame| frame.to_matrix())
     }
 
     /// The columns called `names`, in that order, as one row-major matrix:
@@ -540,13 +535,26 @@ impl FrameRef {
                 None => return Err(crate::frame::missing_feature(name, &has)),
             }
         }
-        let blocks =
-            crate::frame::matrix_by_blocks(self.rows as usize, names.to_vec(), |j, start, end| {
-                selected[j].read_rows(start, end)
-            })?;
+        self.matrix_of(&selected, names.to_vec(), |frame| {
+            frame.select_matrix(names)
+        })
+    }
+
+    /// `columns` (called `names`) as one row-major matrix read a block of
+    /// rows at a time; where a block is not numeric or has a gap, the
+    /// whole frame read and `whole` of it instead, for its error.
+    fn matrix_of(
+        &self,
+        columns: &[&HostColumn],
+        names: Vec<String>,
+        whole: impl FnOnce(&crate::Frame) -> Result<crate::Matrix, KernelError>,
+    ) -> Result<crate::Matrix, KernelError> {
+        let blocks = crate::frame::matrix_by_blocks(self.rows as usize, names, |j, start, end| {
+            columns[j].read_rows(start, end)
+        })?;
         match blocks {
             Some(matrix) => Ok(matrix),
-            None => self.read()?.select_matrix(names),
+            None => whole(&self.read()?),
         }
     }
 

@@ -24,6 +24,7 @@ use super::arrow::{batch_to_frame, check_schema};
 use arrow_array::RecordBatch;
 use kernel_host_types::DataError;
 use kernel_host_types::bindings::Frame;
+use kernel_host_types::fsutil::FileKey;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::{ChunkReader, Length};
 use std::io::Read;
@@ -152,10 +153,13 @@ impl ParquetBatches {
     /// Opens `path`, reads and checks its footer and schema.
     pub fn open(path: &Path) -> Result<ParquetBatches, DataError> {
         let file = super::input::open(path, false)?;
-        let size = file
+        let meta = file
             .metadata()
-            .map_err(|e| error(path, None, format!("cannot read: {e}")))?
-            .len();
+            .map_err(|e| error(path, None, format!("cannot read: {e}")))?;
+        let size = meta.len();
+        // What the open file is: a file this process checked unchanged is
+        // not checked again (a chunked fit opens its input once a pass).
+        let key = FileKey::of_metadata(path, &meta);
         let unreadable =
             |why: String| error(path, None, format!("not a readable Parquet file: {why}"));
         // The footer is 4 bytes of metadata length and the magic `PAR1`;
@@ -171,9 +175,14 @@ impl ParquetBatches {
                 .map_err(|e| unreadable(e.to_string()))?
                 .map_err(|e| unreadable(e.to_string()))?;
         check_schema(builder.schema(), path)?;
-        super::ipc::contained(|| check_dictionaries(&source, builder.metadata()))
-            .map_err(|e| unreadable(e.to_string()))?
-            .map_err(unreadable)?;
+        if !key.as_ref().is_some_and(|key| CHECKED.contains(key)) {
+            super::ipc::contained(|| check_dictionaries(&source, builder.metadata()))
+                .map_err(|e| unreadable(e.to_string()))?
+                .map_err(unreadable)?;
+            if let Some(key) = key {
+                CHECKED.insert(key);
+            }
+        }
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows())
             .map_err(|_| unreadable("the footer claims a negative row count".into()))?;
         Ok(ParquetBatches {
@@ -238,6 +247,31 @@ impl ParquetBatches {
             self.next_batch(max_rows)?
                 .and_then(|batch| batch_to_frame(&batch, &self.path, first)),
         )
+    }
+}
+
+/// Files whose dictionary pages passed [`check_dictionaries`] in this
+/// process, as they were then (see [`FileKey`]: any rewrite is a new key).
+static CHECKED: Checked = Checked(std::sync::Mutex::new(Vec::new()));
+
+struct Checked(std::sync::Mutex<Vec<FileKey>>);
+
+impl Checked {
+    /// Files remembered at most; the oldest is forgotten first.
+    const FILES: usize = 64;
+
+    fn contains(&self, key: &FileKey) -> bool {
+        self.0.lock().is_ok_and(|keys| keys.contains(key))
+    }
+
+    fn insert(&self, key: FileKey) {
+        if let Ok(mut keys) = self.0.lock() {
+            keys.retain(|k| k.path != key.path);
+            if keys.len() >= Self::FILES {
+                keys.remove(0);
+            }
+            keys.push(key);
+        }
     }
 }
 
@@ -542,6 +576,12 @@ mod tests {
         };
         write_parquet(&path, &frame).unwrap();
         assert_eq!(read_parquet(&path).unwrap(), frame);
+        // Checked once a process while unchanged; the forged bytes written
+        // over the checked file (same path, same name) are checked again.
+        assert!(CHECKED.contains(&FileKey::of(&path).unwrap()));
+        std::fs::copy(&forged, &path).unwrap();
+        let e = ParquetBatches::open(&path).err().unwrap();
+        assert!(e.message.contains("a dictionary page claims"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

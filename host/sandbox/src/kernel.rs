@@ -24,6 +24,7 @@ use kernel_host_types::Grants;
 use kernel_host_types::bindings::exports::kernel_host::kernel::{kernel as plain, kernel_ref};
 use kernel_host_types::bindings::{self, Column, Explanation, Frame, KernelInfo, Param};
 use kernel_host_types::frame::SharedColumn;
+use kernel_host_types::fsutil::FileKey;
 use kernel_host_types::limits::{Limits, YIELD_INTERVAL_FUEL};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
@@ -57,43 +58,6 @@ fn check_pin(pinned: Option<&str>, actual: &str) -> Result<(), LoadProblem> {
             })
         }
         _ => Ok(()),
-    }
-}
-
-/// A kernel file's identity: its path and what any change to it changes
-/// (size, modification and status-change times, inode). The change time
-/// cannot be set back by a user, so a file rewritten with the same size
-/// and modification time is still a new file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub(crate) struct FileKey {
-    path: PathBuf,
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    changed: (i64, i64),
-    inode: (u64, u64),
-}
-
-impl FileKey {
-    /// `None` when the file cannot be stat'ed (the load then reports why).
-    fn of(path: &Path) -> Option<FileKey> {
-        let meta = std::fs::metadata(path).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        #[cfg(unix)]
-        let (changed, inode) = {
-            use std::os::unix::fs::MetadataExt;
-            ((meta.ctime(), meta.ctime_nsec()), (meta.dev(), meta.ino()))
-        };
-        #[cfg(not(unix))]
-        let (changed, inode) = ((0, 0), (0, 0));
-        Some(FileKey {
-            path: path.to_path_buf(),
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            changed,
-            inode,
-        })
     }
 }
 

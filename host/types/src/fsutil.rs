@@ -199,3 +199,46 @@ pub fn remove_stale_temporaries(path: &Path) {
         }
     }
 }
+
+/// A file's identity: its path and what any change to it changes (size,
+/// modification and status-change times, inode). The change time cannot
+/// be set back by a user, so a file rewritten with the same size and
+/// modification time is still a new file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct FileKey {
+    pub path: std::path::PathBuf,
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+    inode: (u64, u64),
+}
+
+impl FileKey {
+    /// The file at `path` as it is now; `None` when it cannot be stat'ed
+    /// or is not a regular file.
+    pub fn of(path: &Path) -> Option<FileKey> {
+        Self::of_metadata(path, &std::fs::metadata(path).ok()?)
+    }
+
+    /// The file at `path` as `meta` (its metadata, e.g. of the open file)
+    /// describes it; `None` when it is not a regular file.
+    pub fn of_metadata(path: &Path, meta: &std::fs::Metadata) -> Option<FileKey> {
+        if !meta.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        let (changed, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            ((meta.ctime(), meta.ctime_nsec()), (meta.dev(), meta.ino()))
+        };
+        #[cfg(not(unix))]
+        let (changed, inode) = ((0, 0), (0, 0));
+        Some(FileKey {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed,
+            inode,
+        })
+    }
+}

@@ -152,6 +152,44 @@ fn matrix_of(rows: usize, columns: Vec<&Column>) -> Result<Matrix, KernelError> 
     })
 }
 
+/// `f64` output columns filled from row-major blocks of rows (each row
+/// one value per column, in order): how a kernel turns a block's results
+/// from the host (probabilities, projections, distances) into its output
+/// frame without a row-major copy of every row.
+pub struct F64Columns {
+    columns: Vec<Vec<f64>>,
+}
+
+impl F64Columns {
+    /// `width` empty columns with room for `rows` rows each.
+    pub fn with_capacity(width: usize, rows: usize) -> F64Columns {
+        F64Columns {
+            columns: (0..width).map(|_| Vec::with_capacity(rows)).collect(),
+        }
+    }
+
+    /// Appends the rows of `values` (row-major, `width` values a row),
+    /// each value as `f64_of` makes it.
+    pub fn push_rows<T: Copy>(&mut self, values: &[T], f64_of: impl Fn(T) -> f64) {
+        for row in values.chunks(self.columns.len().max(1)) {
+            for (column, &value) in self.columns.iter_mut().zip(row) {
+                column.push(f64_of(value));
+            }
+        }
+    }
+
+    /// The columns, named in order by `names`.
+    pub fn into_frame(self, names: impl IntoIterator<Item = String>) -> Result<Frame, KernelError> {
+        Frame::new(
+            names
+                .into_iter()
+                .zip(self.columns)
+                .map(|(name, values)| Column::f64(name, values))
+                .collect(),
+        )
+    }
+}
+
 /// Rows a kernel hands the host at once in [`Frame::select_row_blocks`]
 /// when the host computes each row on its own (predictions on host
 /// matrices and tensors): enough rows to spread each host call's cost,
@@ -607,6 +645,36 @@ mod tests {
         );
         f.columns[0] = Column::string("text", vec![String::new(); 20_000]);
         assert!(error(&f).contains("`text` is"), "{}", error(&f));
+    }
+
+    #[test]
+    fn output_columns_fill_from_row_major_blocks() {
+        // Three columns, rows pushed in blocks of 0, 1 and 2 rows.
+        let mut columns = F64Columns::with_capacity(3, 3);
+        for block in [
+            &[][..],
+            &[1.0f32, 2.0, 3.0],
+            &[4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        ] {
+            columns.push_rows(block, |x| f64::from(x) * 10.0);
+        }
+        let frame = columns
+            .into_frame(["a", "b", "c"].map(String::from))
+            .unwrap();
+        assert_eq!(frame.rows, 3);
+        assert_eq!(
+            frame.columns,
+            vec![
+                Column::f64("a", vec![10.0, 40.0, 70.0]),
+                Column::f64("b", vec![20.0, 50.0, 80.0]),
+                Column::f64("c", vec![30.0, 60.0, 90.0]),
+            ]
+        );
+        // No columns: an empty frame, whatever was pushed.
+        let mut none = F64Columns::with_capacity(0, 5);
+        none.push_rows(&[] as &[f64], |x| x);
+        let frame = none.into_frame(Vec::new()).unwrap();
+        assert_eq!((frame.rows, frame.columns.len()), (0, 0));
     }
 
     #[test]

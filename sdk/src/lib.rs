@@ -141,7 +141,7 @@ pub use __bindings::kernel_host::kernel::types::{
 };
 pub use __params::{ParamField, Params};
 pub use columns::{ColumnType, FrameRef, HostColumn, Moments, Text};
-pub use frame::{HOST_BLOCK_ROWS, Matrix, NumericColumn};
+pub use frame::{F64Columns, HOST_BLOCK_ROWS, Matrix, NumericColumn};
 pub use labels::LabelType;
 pub use matrix::HostMatrix;
 #[doc(hidden)]
@@ -154,8 +154,8 @@ pub const WIT_VERSION: &str = "0.1.3";
 pub mod prelude {
     pub use crate::{
         Capabilities, Column, ColumnType, ColumnValues, ExplainEntry, ExplainValue, Explanation,
-        Frame, FrameRef, HostColumn, HostMatrix, Kernel, KernelError, KernelKind, LabelType,
-        Matrix, Meta, NumericColumn, ParamValue, Params,
+        F64Columns, Frame, FrameRef, HostColumn, HostMatrix, Kernel, KernelError, KernelKind,
+        LabelType, Matrix, Meta, NumericColumn, ParamValue, Params,
     };
 }
 

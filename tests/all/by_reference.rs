@@ -474,6 +474,23 @@ async fn string_cells_cross_the_boundary_intact_both_ways() {
     }
 }
 
+/// The default limits with memory capped at `mib` MiB.
+fn memory_limit(mib: u64) -> Limits {
+    Limits {
+        memory_bytes: mib << 20,
+        ..Limits::default()
+    }
+}
+
+/// `rows` string labels cycling through `a`, `b`, `c`.
+fn abc_labels(rows: usize) -> Column {
+    Column {
+        name: "y".into(),
+        values: ColumnValues::String((0..rows).map(|i| ["a", "b", "c"][i % 3]).collect()),
+        nulls: None,
+    }
+}
+
 /// A whole fit by reference reads the SGD classifier's matrix a block of
 /// rows at a time: 200 000 rows of 16 features (a 24 MiB matrix) fit in a
 /// 40 MiB memory limit, where reading the frame in beside the matrix
@@ -483,15 +500,8 @@ async fn string_cells_cross_the_boundary_intact_both_ways() {
 async fn a_whole_fit_by_reference_holds_the_matrix_not_the_frame_beside_it() {
     let rows = 200_000;
     let x = wide_frame(rows, 16);
-    let y = Column {
-        name: "y".into(),
-        values: ColumnValues::String((0..rows).map(|i| ["a", "b", "c"][i % 3]).collect()),
-        nulls: None,
-    };
-    let limits = Limits {
-        memory_bytes: 40 << 20,
-        ..Limits::default()
-    };
+    let y = abc_labels(rows);
+    let limits = memory_limit(40);
     let params = [("epochs", ParamValue::S64(1))];
     for reference in [true, false] {
         let sandbox = sandbox_by(reference);
@@ -555,21 +565,11 @@ fn stacked_bits(frames: &[Frame]) -> Vec<(String, Vec<u64>, Option<Vec<u8>>)> {
 async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bits() {
     let rows = 200_000;
     let x = wide_frame(rows, 16);
-    let y = Column {
-        name: "y".into(),
-        values: ColumnValues::String((0..rows).map(|i| ["a", "b", "c"][i % 3]).collect()),
-        nulls: None,
-    };
-    let limits = Limits {
-        memory_bytes: 40 << 20,
-        ..Limits::default()
-    };
+    let y = abc_labels(rows);
+    let limits = memory_limit(40);
     let rows_of = |range: std::ops::Range<usize>| x.take_rows(&range.collect::<Vec<_>>());
     let head = rows_of(0..20_000);
-    let y_head = Column {
-        values: ColumnValues::String((0..20_000).map(|i| ["a", "b", "c"][i % 3]).collect()),
-        ..y.clone()
-    };
+    let y_head = abc_labels(20_000);
     let slices = [
         rows_of(0..5_000),
         rows_of(5_000..13_000),

@@ -454,25 +454,15 @@ impl Kernel for KMeans {
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
         let k = model.centres.len();
         let centres = model.centre_matrix()?;
-        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        let mut columns = F64Columns::with_capacity(k, x.len());
         x.select_row_blocks(&model.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
             let squared = HostMatrix::from_matrix(block)?
                 .squared_distances(&centres)?
                 .to_vec()?;
-            for row in squared.chunks(k.max(1)) {
-                for (column, d) in columns.iter_mut().zip(row) {
-                    column.push(d.sqrt());
-                }
-            }
+            columns.push_rows(&squared, f64::sqrt);
             Ok(())
         })?;
-        Frame::new(
-            columns
-                .into_iter()
-                .enumerate()
-                .map(|(j, values)| Column::f64(format!("distance_{j}"), values))
-                .collect(),
-        )
+        columns.into_frame((0..k).map(|j| format!("distance_{j}")))
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

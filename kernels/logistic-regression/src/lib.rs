@@ -270,24 +270,12 @@ impl Kernel for LogisticRegression {
             .model
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let k = model.classes.len();
-        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        let mut columns = F64Columns::with_capacity(model.classes.len(), x.len());
         model.probability_blocks(x, |probabilities| {
-            for p in probabilities.chunks(k) {
-                for (column, &value) in columns.iter_mut().zip(p) {
-                    column.push(value);
-                }
-            }
+            columns.push_rows(probabilities, |p| p);
             Ok(())
         })?;
-        Frame::new(
-            model
-                .classes
-                .iter()
-                .zip(columns)
-                .map(|(class, values)| Column::f64(class.clone(), values))
-                .collect(),
-        )
+        columns.into_frame(model.classes.iter().cloned())
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

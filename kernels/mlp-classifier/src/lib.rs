@@ -290,23 +290,12 @@ impl Kernel for MlpClassifier {
             .network
             .as_ref()
             .ok_or_else(|| KernelError::not_fitted("fit first"))?;
-        let k = net.classes.len();
-        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        let mut columns = F64Columns::with_capacity(net.classes.len(), x.len());
         net.probability_blocks(x, |p| {
-            for row in p.chunks(k) {
-                for (column, &value) in columns.iter_mut().zip(row) {
-                    column.push(f64::from(value));
-                }
-            }
+            columns.push_rows(p, f64::from);
             Ok(())
         })?;
-        Frame::new(
-            net.classes
-                .iter()
-                .zip(columns)
-                .map(|(class, values)| Column::f64(class.clone(), values))
-                .collect(),
-        )
+        columns.into_frame(net.classes.iter().cloned())
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

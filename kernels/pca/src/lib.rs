@@ -125,26 +125,16 @@ impl Kernel for Pca {
         let (d, k) = (f.features.len(), f.explained_variance.len());
         let mean = Tensor::from_rows(1, d, &f.mean)?;
         let components = Tensor::from_rows(d, k, &f.components)?;
-        let mut columns: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(x.len())).collect();
+        let mut columns = F64Columns::with_capacity(k, x.len());
         x.select_row_blocks(&f.features, kernel_sdk::HOST_BLOCK_ROWS, |block| {
             let projected = Tensor::from_matrix(block)?
                 .sub(&mean)?
                 .matmul(&components)?
                 .to_vec()?;
-            for row in projected.chunks(k.max(1)) {
-                for (column, &value) in columns.iter_mut().zip(row) {
-                    column.push(f64::from(value));
-                }
-            }
+            columns.push_rows(&projected, f64::from);
             Ok(())
         })?;
-        Frame::new(
-            columns
-                .into_iter()
-                .enumerate()
-                .map(|(j, values)| Column::f64(format!("pc{}", j + 1), values))
-                .collect(),
-        )
+        columns.into_frame((1..=k).map(|j| format!("pc{j}")))
     }
 
     fn explain(&self) -> Result<Explanation, KernelError> {

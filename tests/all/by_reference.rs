@@ -575,7 +575,7 @@ async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bit
         rows_of(5_000..13_000),
         rows_of(13_000..20_000),
     ];
-    let kernels: [(&str, &str, Vec<(&str, ParamValue)>); 4] = [
+    let kernels = [
         (
             "logistic-regression",
             guests::LOGISTIC_REGRESSION,

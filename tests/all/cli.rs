@@ -287,6 +287,44 @@ fn json_for_tools_and_one_line_descriptions() {
     assert_eq!(json["kernels"].as_array().unwrap().len(), 4, "{json}");
 }
 
+/// Data with no column besides the target (or `features = []`) is refused
+/// for the file before any kernel runs: before, the SGD classifier fitted
+/// a constant and predicted no rows, logistic regression refused a frame
+/// of 0 rows, and k-means put every row in cluster 0.
+#[test]
+fn data_without_feature_columns_is_refused_before_a_kernel_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.csv"), "label\na\nb\nb\n").unwrap();
+    for (kernel, features) in [
+        (guests::SGD_CLASSIFIER, ""),
+        (guests::LOGISTIC_REGRESSION, ""),
+        (guests::K_MEANS, ""),
+        (guests::SGD_CLASSIFIER, "features = []\n"),
+    ] {
+        let manifest = dir.path().join("m.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "[pipeline]\nsteps = [\"model\"]\n[data]\ntrain = \"d.csv\"\ntarget = \"label\"\n{features}\
+                 [output]\npredictions = \"p.csv\"\n[kernels.model]\nsource = {kernel:?}\n"
+            ),
+        )
+        .unwrap();
+        let o = kernel_host(&["run", manifest.to_str().unwrap(), "--no-history"]);
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{err}");
+        if features.is_empty() {
+            assert!(
+                err.contains("d.csv: has no feature columns besides the target `label`"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("`data.features`: lists no columns"), "{err}");
+        }
+        assert!(!dir.path().join("p.csv").exists(), "{err}");
+    }
+}
+
 #[test]
 fn validate_reports_a_missing_kernel_and_a_bad_target_together() {
     let dir = tempfile::tempdir().unwrap();

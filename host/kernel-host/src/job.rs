@@ -965,6 +965,35 @@ pub fn features_and_target(
         }
         frame.columns = selected;
     }
+    if frame.columns.is_empty() {
+        // Every model would learn a constant from it, or fail on it in its
+        // own way: refused here, for the file, before a kernel runs.
+        if plan.data.features.is_some() {
+            return Err(ManifestError {
+                file: plan.path.clone(),
+                line: None,
+                key: Some("data.features".into()),
+                message: "lists no columns: name at least one feature column to learn from".into(),
+            }
+            .into());
+        }
+        let besides = plan
+            .data
+            .target
+            .as_ref()
+            .filter(|_| target.is_some())
+            .map(|t| format!(" besides the target `{t}`"))
+            .unwrap_or_default();
+        return Err(DataError {
+            file: file.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!(
+                "has no feature columns{besides}: a pipeline needs at least one column to learn from"
+            ),
+        }
+        .into());
+    }
     Ok((frame, target))
 }
 

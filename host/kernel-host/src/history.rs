@@ -12,6 +12,7 @@
 //! magnitude of the rows; data sets of different tasks are never similar.
 
 use crate::data::ColumnType;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -192,6 +193,14 @@ impl History {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // WAL: readers never block the writer, writers queue on the lock.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // The write-ahead log stays between runs instead of being
+        // checkpointed into the database, synced and deleted at every
+        // close (a run records one row): SQLite checkpoints it once it
+        // reaches 1000 pages, and syncs then. A record is not synced on its
+        // own (`synchronous=NORMAL`): after a power cut the history may
+        // lack the last runs, never a consistent database.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut history = History {
             conn,
             path: path.to_path_buf(),
@@ -205,6 +214,10 @@ impl History {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        // The usual case, a current schema, needs no write lock.
+        if self.schema_version()? == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -248,6 +261,26 @@ impl History {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The schema version recorded, if the database has one.
+    fn schema_version(&self) -> Result<Option<i64>> {
+        let has_meta: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_meta {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Adds a record (one transaction); returns its id.
@@ -511,6 +544,17 @@ mod tests {
         assert_eq!(h.list(10).unwrap().len(), 4);
         assert_eq!(h.forget(&Forget::Data("b.csv".into())).unwrap(), 2);
         assert_eq!(h.list(10).unwrap().len(), 2);
+        // Closing leaves the write-ahead log, not checkpointed; the next
+        // process reads the records from it.
+        drop(h);
+        let wal = dir.join("h.sqlite-wal");
+        assert!(wal.metadata().unwrap().len() > 0);
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(h.list(10).unwrap().len(), 2);
+        add(&mut h, "c.csv", "lr", 0.5);
+        drop(h);
+        assert_eq!(History::open(&path).unwrap().list(10).unwrap().len(), 3);
+        let h = History::open(&path).unwrap();
         // A newer schema is refused, not misread.
         h.conn
             .execute(

@@ -816,7 +816,8 @@ pub async fn run(
     if let Some(save) = &options.save {
         bundle::save(&mut fitted, save).await?;
     }
-    let features = fitted.schema.iter().map(|(n, _)| n.clone()).collect();
+    let schema = fitted.schema.clone();
+    let features = schema.iter().map(|(n, _)| n.clone()).collect();
     let predicted = if options.predict {
         predict_held(&mut fitted, held, progress).await?
     } else {
@@ -837,6 +838,7 @@ pub async fn run(
         train_rows: fitted.train_rows,
         test_rows: predicted.rows,
         features,
+        schema,
         metric: predicted.metric,
         steps,
         output: predicted.output,

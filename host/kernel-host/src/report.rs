@@ -52,6 +52,9 @@ pub struct RunReport {
     pub test_rows: u64,
     /// Feature columns given to the first step.
     pub features: Vec<String>,
+    /// Their types (for the run history; not in the report).
+    #[serde(skip)]
+    pub schema: Vec<(String, crate::data::ColumnType)>,
     /// e.g. `("accuracy", 0.98)`, computed on the test rows.
     #[serde(serialize_with = "metric")]
     pub metric: Option<(&'static str, f64)>,

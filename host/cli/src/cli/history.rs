@@ -152,7 +152,6 @@ pub fn record_run(plan: &kernel_host::Plan, report: &kernel_host::report::RunRep
         kernel_host::manifest::DataSource::Split { input, .. } => input.clone(),
     };
     let result = (|| -> anyhow::Result<()> {
-        let columns = schema_of(&data, plan)?;
         let record = Entry {
             command: "run".into(),
             data: std::path::absolute(&data).unwrap_or(data.clone()),
@@ -160,7 +159,9 @@ pub fn record_run(plan: &kernel_host::Plan, report: &kernel_host::report::RunRep
                 task: history::task_of_metric(metric).into(),
                 rows: report.train_rows,
                 target: plan.data.target.clone(),
-                columns,
+                // The features as the run read them: no second read of
+                // the data.
+                columns: report.schema.clone(),
             },
             pipeline: report
                 .steps

@@ -325,6 +325,45 @@ fn data_without_feature_columns_is_refused_before_a_kernel_runs() {
     }
 }
 
+/// A step that returns every row and no column (the hostile kernel's
+/// `empty`) leaves the next step nothing to read: refused before that
+/// step runs, naming both, and nothing is written.
+#[test]
+fn a_step_given_rows_and_no_columns_is_refused_naming_the_step_before() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.csv"), "x,label\n1,a\n2,b\n3,b\n4,a\n").unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[pipeline]\nsteps = [\"drop\", \"model\"]\n[data]\ntrain = \"d.csv\"\ntest = \"d.csv\"\n\
+             target = \"label\"\n[output]\npredictions = \"p.csv\"\n\
+             [kernels.drop]\nsource = {:?}\nparams = {{ behaviour = \"transform-empty\" }}\n\
+             [kernels.model]\nsource = {:?}\n",
+            guests::HOSTILE,
+            guests::SGD_CLASSIFIER
+        ),
+    )
+    .unwrap();
+    // Whole, and in chunks of two rows.
+    for (chunks, rows) in [(None, 4), (Some("2"), 2)] {
+        let mut args = vec!["run", manifest.to_str().unwrap(), "--no-history"];
+        if let Some(n) = chunks {
+            args.extend(["--chunk-rows", n]);
+        }
+        let o = kernel_host(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "m.toml:12: `pipeline.step`: step `model` has no column to work on: its input `drop` gave {rows} rows and no columns"
+            )),
+            "{err}"
+        );
+        assert!(!dir.path().join("p.csv").exists(), "{err}");
+    }
+}
+
 #[test]
 fn validate_reports_a_missing_kernel_and_a_bad_target_together() {
     let dir = tempfile::tempdir().unwrap();

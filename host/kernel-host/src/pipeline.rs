@@ -213,8 +213,26 @@ impl Step {
             .iter()
             .filter_map(|i| input(i.name()).map(|f| (i.name().to_string(), f)))
             .collect();
-        kernel_host_types::concat(parts)
-            .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))
+        let joined = kernel_host_types::concat(parts)
+            .map_err(|m| self.graph_error(format!("cannot join its inputs: {m}")))?;
+        if joined.columns.is_empty() && joined.rows > 0 {
+            // A kernel given rows and no column to read answers in its own
+            // way (a model predicts no rows, or a constant): refused here,
+            // naming where the columns went.
+            let inputs: Vec<String> = self
+                .spec
+                .inputs
+                .iter()
+                .map(|i| format!("`{}`", i.name()))
+                .collect();
+            return Err(self.graph_error(format!(
+                "has no column to work on: its input{} {} gave {} rows and no columns; a step needs at least one (check what the step before it keeps)",
+                if inputs.len() == 1 { "" } else { "s" },
+                inputs.join(", "),
+                joined.rows
+            )));
+        }
+        Ok(joined)
     }
 
     /// Runs the step on its joined input for one pass, then gives back
@@ -823,12 +841,20 @@ impl Pipeline {
         }
         self.steps = slots.into_iter().flatten().collect();
         match failure {
-            Some(Error::Manifest(mut e)) => {
-                e.file.clone_from(&self.plan.path);
-                Err(e.into())
-            }
-            Some(e) => Err(e),
+            Some(e) => Err(self.in_manifest(e)),
             None => Ok(last),
+        }
+    }
+
+    /// A step's mistake (its graph, its inputs) placed in the manifest the
+    /// pipeline came from.
+    fn in_manifest(&self, e: Error) -> Error {
+        match e {
+            Error::Manifest(mut e) if e.file.as_os_str().is_empty() => {
+                e.file.clone_from(&self.plan.path);
+                e.into()
+            }
+            e => e,
         }
     }
 }
@@ -1046,6 +1072,21 @@ impl Pipeline {
     /// the transforms cost little wall time. Chunks keep their order, so
     /// every fit sees what a sequential pass would give it.
     pub async fn fit_pass(
+        &mut self,
+        chunks: ReadAhead<ChunkIn>,
+        carried: bool,
+        wave: &[usize],
+        buffered: &mut Buffered,
+        keep: impl FnMut(&[(&str, &Frame)], Option<&Column>, &ChunkDone),
+    ) -> Result<(), Error> {
+        let result = self
+            .fit_pass_of_wave(chunks, carried, wave, buffered, keep)
+            .await;
+        result.map_err(|e| self.in_manifest(e))
+    }
+
+    /// [`Pipeline::fit_pass`], its errors not yet placed in the manifest.
+    async fn fit_pass_of_wave(
         &mut self,
         mut chunks: ReadAhead<ChunkIn>,
         carried: bool,

@@ -160,14 +160,19 @@ impl TelemetryArgs {
             .observer(telemetry.clone())
             .device(plan.device)
             .frames_by_reference(!self.copy_frames)
-            .verify_loads(self.verify)
-            // The commands started here (`run`, `fit`, `predict`, `stream`,
-            // `explain`) end at a kernel's first fault: a spare instance,
-            // readied after each state-changing call so a rollback only
-            // swaps it in, would never serve a later call. Without spares
-            // a rollback restores in the failed instance's slot (a shadow
-            // model carries on so); a small run is 1–1.5 ms faster.
-            .spare_instances(0);
+            .verify_loads(self.verify);
+        // The commands started here (`run`, `fit`, `predict`, `stream`,
+        // `explain`) end at a kernel's first fault unless a step carries on
+        // after one (`on-failure = "rollback"`, or a shadow model): only
+        // then can a spare instance, readied after each state-changing call
+        // so that a rollback just swaps it in, serve a later call. Without
+        // spares a small run is 1–1.5 ms faster.
+        let carries_on = plan.steps.iter().any(|s| {
+            s.on_failure == kernel_host::manifest::OnFailure::Rollback || s.shadow.is_some()
+        });
+        if !carries_on {
+            builder = builder.spare_instances(0);
+        }
         if self.no_cache {
             builder = builder.cache_dir(None);
         }

@@ -48,6 +48,7 @@ const BEHAVIOURS: &[&str] = &[
     "escape",
     "random",
     "save-state-loop",
+    "empty",
 ];
 
 thread_local! {
@@ -223,6 +224,11 @@ impl Guest for Hostile {
             "random" => Frame {
                 rows: x.rows,
                 columns: vec![Column::f64("r", vec![random_draw(); rows])],
+            },
+            // Every row, no column.
+            "empty" => Frame {
+                rows: x.rows,
+                columns: Vec::new(),
             },
             "wrong-rows" => Frame {
                 rows: x.rows + 1,

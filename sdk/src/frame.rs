@@ -69,6 +69,26 @@ impl Frame {
         matrix_of(self.len(), self.selected(names)?)
     }
 
+    /// The rows of `to_matrix()`, in order, a block of at most
+    /// `block_rows` rows at a time: see [`Frame::select_row_blocks`]. For
+    /// row-wise sums over every column (a fit's means and Gram matrix),
+    /// without the whole matrix beside the frame.
+    pub fn row_blocks(
+        &self,
+        block_rows: usize,
+        f: impl FnMut(&Matrix) -> Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
+        self.check()?;
+        let names = self.columns.iter().map(|c| c.name.clone()).collect();
+        blocks_of(
+            self.len(),
+            self.columns.iter().collect(),
+            names,
+            block_rows,
+            f,
+        )
+    }
+
     /// The rows of `select_matrix(names)`, in order, a block of at most
     /// `block_rows` rows at a time (one small matrix, reused): the same
     /// checks and errors first, then `f` for each block. For row-wise work
@@ -78,29 +98,10 @@ impl Frame {
         &self,
         names: &[String],
         block_rows: usize,
-        mut f: impl FnMut(&Matrix) -> Result<(), KernelError>,
+        f: impl FnMut(&Matrix) -> Result<(), KernelError>,
     ) -> Result<(), KernelError> {
         let columns = self.selected(names)?;
-        let sources = numeric_sources(self.len(), &columns)?;
-        let cols = sources.len();
-        let block_rows = block_rows.max(1);
-        let mut block = Matrix {
-            rows: 0,
-            cols,
-            data: Vec::with_capacity(block_rows.min(self.len()) * cols),
-            names: names.to_vec(),
-        };
-        for start in (0..self.len()).step_by(block_rows) {
-            let end = (start + block_rows).min(self.len());
-            block.rows = end - start;
-            block.data.clear();
-            block.data.resize(block.rows * cols, 0.0);
-            for (j, source) in sources.iter().enumerate() {
-                copy_stripe(&mut block.data, cols, j, &source.rows(start..end));
-            }
-            f(&block)?;
-        }
-        Ok(())
+        blocks_of(self.len(), columns, names.to_vec(), block_rows, f)
     }
 
     /// The columns called `names`, in that order, of a checked frame.
@@ -114,6 +115,39 @@ impl Frame {
             })
             .collect()
     }
+}
+
+/// `columns` (called `names`, `rows` long, of a checked frame) as
+/// row-major blocks of at most `block_rows` rows, one reused matrix, each
+/// handed to `f` in order; a column that is not numeric or has a gap is
+/// refused first, as [`Frame::to_matrix`] refuses it.
+fn blocks_of(
+    rows: usize,
+    columns: Vec<&Column>,
+    names: Vec<String>,
+    block_rows: usize,
+    mut f: impl FnMut(&Matrix) -> Result<(), KernelError>,
+) -> Result<(), KernelError> {
+    let sources = numeric_sources(rows, &columns)?;
+    let cols = sources.len();
+    let block_rows = block_rows.max(1);
+    let mut block = Matrix {
+        rows: 0,
+        cols,
+        data: Vec::with_capacity(block_rows.min(rows) * cols),
+        names,
+    };
+    for start in (0..rows).step_by(block_rows) {
+        let end = (start + block_rows).min(rows);
+        block.rows = end - start;
+        block.data.clear();
+        block.data.resize(block.rows * cols, 0.0);
+        for (j, source) in sources.iter().enumerate() {
+            copy_stripe(&mut block.data, cols, j, &source.rows(start..end));
+        }
+        f(&block)?;
+    }
+    Ok(())
 }
 
 /// A fitted model's feature column `name` is not in an input whose
@@ -729,6 +763,36 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!((seen, e.message()), (1, "stop"));
+    }
+
+    #[test]
+    fn row_blocks_are_the_whole_matrix_cut_by_rows() {
+        for rows in [0, 1, 511, 512, 513, 2000] {
+            let f = frame(rows, 4);
+            let whole = f.to_matrix().unwrap();
+            let mut data = Vec::new();
+            f.row_blocks(512, |m| {
+                assert_eq!((m.cols, &m.names), (whole.cols, &whole.names));
+                data.extend_from_slice(&m.data);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(
+                data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                whole.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{rows} rows"
+            );
+        }
+        // A column with a gap: `to_matrix`'s error, before any block, even
+        // for a frame of no rows with a string column.
+        let mut f = frame(300, 3);
+        f.columns[2] = std::mem::replace(&mut f.columns[2], Column::f64("x", Vec::new()))
+            .with_nulls((0..300).map(|i| u8::from(i == 7)).collect());
+        let e = f.row_blocks(10, |_| panic!("no block")).unwrap_err();
+        assert_eq!(e, f.to_matrix().unwrap_err());
+        let empty = Frame::new(vec![Column::string("s", Vec::new())]).unwrap();
+        let e = empty.row_blocks(10, |_| panic!("no block")).unwrap_err();
+        assert_eq!(e, empty.to_matrix().unwrap_err());
     }
 
     #[test]

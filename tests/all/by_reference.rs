@@ -632,3 +632,27 @@ async fn host_predictions_hold_one_block_beside_the_frame_and_give_each_rows_bit
         }
     }
 }
+
+/// Ridge regression fits and predicts a block of rows at a time (its sums
+/// run in row order, so the same bits): by copy, the 200 000 × 16 frame
+/// (25.6 MB) fits and predicts inside 40 MiB, where a whole matrix beside
+/// it (51.2 MB) did not.
+#[tokio::test]
+async fn a_ridge_fit_holds_the_frame_and_one_block() {
+    let rows = 200_000;
+    let x = wide_frame(rows, 16);
+    let y = f64_column("y", (0..rows).map(|i| (i % 97) as f64).collect());
+    let sandbox = sandbox_by(false);
+    let mut ridge = instance_with(
+        &sandbox,
+        "ridge",
+        guests::RIDGE_REGRESSION,
+        &[],
+        memory_limit(40),
+        Grants::default(),
+    )
+    .await;
+    ridge.fit(&x, Some(&y)).await.unwrap();
+    let all = ridge.predict(&x).await.unwrap();
+    assert_eq!(kernel_host::frame::column_len(&all), rows);
+}

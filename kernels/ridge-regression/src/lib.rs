@@ -10,6 +10,45 @@
 use kernel_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// The sums of ridge's normal equations: the lower triangle of the
+/// centred `XᵀX` and `Xᵀy`, one row at a time in row order.
+struct NormalSums {
+    gram: Vec<f64>,
+    rhs: Vec<f64>,
+    /// The row being added, centred.
+    centred: Vec<f64>,
+}
+
+impl NormalSums {
+    fn new(d: usize) -> NormalSums {
+        NormalSums {
+            gram: vec![0.0; d * d],
+            rhs: vec![0.0; d],
+            centred: vec![0.0; d],
+        }
+    }
+
+    /// Adds `row` (centred by `mean`) with its centred target `yc`.
+    fn add(&mut self, row: &[f64], mean: &[f64], yc: f64) {
+        let d = self.centred.len();
+        self.centred
+            .iter_mut()
+            .zip(row)
+            .zip(mean)
+            .for_each(|((c, v), mu)| *c = v - mu);
+        for i in 0..d {
+            self.rhs[i] += self.centred[i] * yc;
+            for j in 0..=i {
+                self.gram[i * d + j] += self.centred[i] * self.centred[j];
+            }
+        }
+    }
+}
+
+/// Rows of features built at once for a fit's sums and for predictions
+/// (computed here, row by row: 512 rows of 16 features are 64 KiB).
+const ROW_BLOCK: usize = 512;
+
 kernel_sdk::params! {
     /// Parameters of [`RidgeRegression`].
     pub struct RidgeParams {
@@ -121,38 +160,37 @@ impl Kernel for RidgeRegression {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let m = x.to_matrix()?;
-        let (n, d) = (m.rows, m.cols);
+        // Two passes over the rows a block at a time (the kernel holds the
+        // frame and one block, never a matrix of every row): the sums run
+        // in row order, as over one matrix, so the bits are the same.
+        let (n, d) = (x.len(), x.columns.len());
         if n == 0 {
+            // A column that is not numeric is named first, as before.
+            x.row_blocks(ROW_BLOCK, |_| Ok(()))?;
             return Err(KernelError::invalid_input("cannot fit on zero rows"));
         }
         let (x_mean, y_mean) = if self.params.fit_intercept {
             let mut means = vec![0.0; d];
-            for row in m.rows() {
-                means.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-            }
+            x.row_blocks(ROW_BLOCK, |m| {
+                for row in m.rows() {
+                    means.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                Ok(())
+            })?;
             means.iter_mut().for_each(|a| *a /= n as f64);
             (means, y.iter().sum::<f64>() / n as f64)
         } else {
             (vec![0.0; d], 0.0)
         };
-        let mut gram = vec![0.0; d * d];
-        let mut rhs = vec![0.0; d];
-        let mut centred = vec![0.0; d];
-        for (row, yi) in m.rows().zip(&y) {
-            centred
-                .iter_mut()
-                .zip(row)
-                .zip(&x_mean)
-                .for_each(|((c, v), mu)| *c = v - mu);
-            let yc = yi - y_mean;
-            for i in 0..d {
-                rhs[i] += centred[i] * yc;
-                for j in 0..=i {
-                    gram[i * d + j] += centred[i] * centred[j];
-                }
+        let mut sums = NormalSums::new(d);
+        let mut y = y.iter();
+        x.row_blocks(ROW_BLOCK, |m| {
+            for (row, yi) in m.rows().zip(&mut y) {
+                sums.add(row, &x_mean, yi - y_mean);
             }
-        }
+            Ok(())
+        })?;
+        let NormalSums { mut gram, rhs, .. } = sums;
         for i in 0..d {
             gram[i * d + i] += self.params.alpha;
             for j in 0..i {
@@ -166,7 +204,7 @@ impl Kernel for RidgeRegression {
         })?;
         let intercept = y_mean - coef.iter().zip(&x_mean).map(|(b, mu)| b * mu).sum::<f64>();
         self.model = Some(Model {
-            features: m.names,
+            features: x.columns.iter().map(|c| c.name.clone()).collect(),
             coef,
             intercept,
             target: y_col.name.clone(),
@@ -182,7 +220,7 @@ impl Kernel for RidgeRegression {
         // Row by row from blocks of 512 rows of the features: the frame
         // and one block held, never the whole matrix beside the frame.
         let mut predictions = Vec::with_capacity(x.len());
-        x.select_row_blocks(&model.features, 512, |m| {
+        x.select_row_blocks(&model.features, ROW_BLOCK, |m| {
             predictions.extend(m.rows().map(|row| {
                 model.intercept + row.iter().zip(&model.coef).map(|(a, b)| a * b).sum::<f64>()
             }));
@@ -252,6 +290,50 @@ mod tests {
             "{m:?}"
         );
         assert!((m.intercept - 5.0).abs() < 1e-9);
+    }
+
+    /// The fit reads its rows 512 at a time; the normal equations' sums
+    /// still run in row order, so they are bit for bit the sums over one
+    /// matrix of every row (computed here the way the kernel did before).
+    #[test]
+    fn blocks_of_rows_give_the_sums_of_the_whole_matrix() {
+        let rows = 1500;
+        let column = |j: usize| {
+            Column::f64(
+                format!("x{j}"),
+                (0..rows)
+                    .map(|i| ((i * 37 + j * 11) % 101) as f64 / 7.0 - (j as f64).powi(3))
+                    .collect(),
+            )
+        };
+        let x = Frame::new((0..3).map(column).collect()).unwrap();
+        let y: Vec<f64> = (0..rows).map(|i| ((i * 13) % 17) as f64 * 0.3).collect();
+        let m = x.to_matrix().unwrap();
+        let d = m.cols;
+        let mut mean = vec![0.0; d];
+        for row in m.rows() {
+            mean.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+        mean.iter_mut().for_each(|a| *a /= rows as f64);
+        let y_mean = y.iter().sum::<f64>() / rows as f64;
+        let mut sums = NormalSums::new(d);
+        for (row, yi) in m.rows().zip(&y) {
+            sums.add(row, &mean, yi - y_mean);
+        }
+        let alpha = 0.5;
+        let mut gram = sums.gram;
+        for i in 0..d {
+            gram[i * d + i] += alpha;
+            for j in 0..i {
+                gram[j * d + i] = gram[i * d + j];
+            }
+        }
+        let coef = cholesky_solve(gram, sums.rhs, d).unwrap();
+        let mut k = Local::<RidgeRegression>::with_params(&[("alpha", alpha.into())]).unwrap();
+        k.fit(&x, Some(&Column::f64("y", y))).unwrap();
+        let fitted = k.kernel().model().unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fitted.coef), bits(&coef));
     }
 
     #[test]

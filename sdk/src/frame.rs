@@ -515,8 +515,14 @@ impl Matrix {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
+    /// Every row in order: `rows` of them, empty ones when the matrix has
+    /// no column.
     pub fn rows(&self) -> impl Iterator<Item = &[f64]> {
-        self.data.chunks_exact(self.cols.max(1)).take(self.rows)
+        let empty = if self.cols == 0 { self.rows } else { 0 };
+        self.data
+            .chunks_exact(self.cols.max(1))
+            .take(self.rows)
+            .chain(std::iter::repeat_n(&[][..], empty))
     }
 
     /// Refuses NaN and ±infinity with `invalid-input`, naming the first
@@ -679,6 +685,27 @@ mod tests {
         );
         f.columns[0] = Column::string("text", vec![String::new(); 20_000]);
         assert!(error(&f).contains("`text` is"), "{}", error(&f));
+    }
+
+    #[test]
+    fn a_matrix_without_columns_still_has_its_rows() {
+        let m = Matrix {
+            rows: 3,
+            cols: 0,
+            data: Vec::new(),
+            names: Vec::new(),
+        };
+        assert_eq!(m.rows().collect::<Vec<_>>(), vec![&[] as &[f64]; 3]);
+        let m = Matrix {
+            rows: 2,
+            cols: 2,
+            data: vec![1.0, 2.0, 3.0, 4.0],
+            names: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(
+            m.rows().collect::<Vec<_>>(),
+            vec![&[1.0, 2.0][..], &[3.0, 4.0]]
+        );
     }
 
     #[test]

@@ -630,9 +630,7 @@ mod tests {
         assert!(message(&f).contains("`text` is"), "{}", message(&f));
     }
 
-    /// A frame by reference read into a matrix a block of rows at a time
-    /// gives the matrix of the frame read whole, across block edges, and
-    /// the same error for the same bad column and row.
+    /// `by_blocks` is `whole`: shape, names and every value's bits.
     fn assert_same_matrix(by_blocks: &Matrix, whole: &Matrix, case: &str) {
         assert_eq!(
             (by_blocks.rows, by_blocks.cols, &by_blocks.names),
@@ -649,6 +647,9 @@ mod tests {
         );
     }
 
+    /// A frame by reference read into a matrix a block of rows at a time
+    /// gives the matrix of the frame read whole, across block edges, and
+    /// the same error for the same bad column and row.
     #[test]
     fn a_matrix_read_by_blocks_is_the_matrix_read_whole() {
         use crate::FrameRef;
@@ -738,6 +739,26 @@ mod tests {
         assert_eq!((frame.rows, frame.columns.len()), (0, 0));
     }
 
+    /// The blocks `walk` hands out, stacked back into one matrix.
+    fn stacked(
+        names: Vec<String>,
+        walk: impl FnOnce(&mut dyn FnMut(&Matrix) -> Result<(), KernelError>),
+    ) -> Matrix {
+        let mut all = Matrix {
+            rows: 0,
+            cols: names.len(),
+            data: Vec::new(),
+            names,
+        };
+        walk(&mut |m| {
+            assert_eq!((m.cols, &m.names), (all.cols, &all.names));
+            all.rows += m.rows;
+            all.data.extend_from_slice(&m.data);
+            Ok(())
+        });
+        all
+    }
+
     #[test]
     fn row_blocks_are_the_selected_matrix_cut_by_rows() {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -746,23 +767,18 @@ mod tests {
             for selection in [names(&["c3", "c0", "c4"]), names(&["c1"]), Vec::new()] {
                 let whole = f.select_matrix(&selection).unwrap();
                 for block_rows in [0, 1, 7, 128, 5000] {
-                    let mut data = Vec::new();
                     let mut blocks = 0;
-                    f.select_row_blocks(&selection, block_rows, |m| {
-                        assert!(m.rows >= 1 && m.rows <= block_rows.max(1));
-                        assert_eq!((m.cols, &m.names), (whole.cols, &whole.names));
-                        data.extend_from_slice(&m.data);
-                        blocks += 1;
-                        Ok(())
-                    })
-                    .unwrap();
+                    let by_blocks = stacked(selection.clone(), |keep| {
+                        f.select_row_blocks(&selection, block_rows, |m| {
+                            assert!(m.rows >= 1 && m.rows <= block_rows.max(1));
+                            blocks += 1;
+                            keep(m)
+                        })
+                        .unwrap();
+                    });
                     let case = format!("{rows} rows, {selection:?}, blocks of {block_rows}");
                     assert_eq!(blocks, rows.div_ceil(block_rows.max(1)), "{case}");
-                    assert_eq!(
-                        data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        whole.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        "{case}"
-                    );
+                    assert_same_matrix(&by_blocks, &whole, &case);
                 }
             }
         }
@@ -797,18 +813,10 @@ mod tests {
         for rows in [0, 1, 511, 512, 513, 2000] {
             let f = frame(rows, 4);
             let whole = f.to_matrix().unwrap();
-            let mut data = Vec::new();
-            f.row_blocks(512, |m| {
-                assert_eq!((m.cols, &m.names), (whole.cols, &whole.names));
-                data.extend_from_slice(&m.data);
-                Ok(())
-            })
-            .unwrap();
-            assert_eq!(
-                data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                whole.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "{rows} rows"
-            );
+            let by_blocks = stacked(whole.names.clone(), |keep| {
+                f.row_blocks(512, keep).unwrap();
+            });
+            assert_same_matrix(&by_blocks, &whole, &format!("{rows} rows"));
         }
         // A column with a gap: `to_matrix`'s error, before any block, even
         // for a frame of no rows with a string column.
